@@ -1,0 +1,90 @@
+"""Input validation shared by models, engines and tools: one place that words the errors.
+
+Every check raises ValueError / TypeError naming the argument and what was expected, and never
+modifies what it was given (conversions return new tensors).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+
+class MissingFileError(FileNotFoundError, ValueError):
+    """A path that does not exist: both a FileNotFoundError and a ValueError (DESIGN.md)."""
+
+
+def check_file(path, name: str = "path") -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(path).__name__}")
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise MissingFileError(2, f"{name}: no such file", path)
+    if os.path.isdir(path):
+        raise ValueError(f"{name} is a directory, expected a file: {path}")
+    return path
+
+
+def as_tensor(value, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, (list, tuple, int)):
+        return torch.as_tensor(value)
+    raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(value).__name__}")
+
+
+def check_int_arg(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_tokens(tokens, classes: int, name: str = "tokens", rank: int = 2) -> torch.Tensor:
+    """Integer tokens of the given rank (default (B, T)), each in [0, classes) -> int64 tensor."""
+    tokens = as_tensor(tokens, name)
+    if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer tokens, got dtype {tokens.dtype}")
+    if tokens.dim() != rank:
+        shape = "(B, T)" if rank == 2 else f"rank {rank}"
+        raise ValueError(f"{name} must be {shape}, got shape {tuple(tokens.shape)}")
+    if tokens.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(tokens.shape)})")
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= classes:
+        raise ValueError(f"{name} must lie in [0, {classes}), got values in [{low}, {high}]")
+    return tokens.long()
+
+
+def check_global_cond(global_cond, batch: int, global_classes: int, device) -> torch.Tensor:
+    """Global conditioning ids (B,) or a scalar id for every stream -> int64 (B,) on device."""
+    if global_cond is None:
+        raise ValueError(f"global_cond is required: this model has global_classes={global_classes}")
+    ids = as_tensor(global_cond, "global_cond")
+    if ids.dim() == 0:
+        ids = ids.reshape(1).expand(batch)
+    if ids.dim() != 1 or ids.shape[0] not in (1, batch):
+        raise ValueError(f"global_cond must be (B,) = ({batch},) ids, got shape {tuple(ids.shape)}")
+    ids = check_tokens(ids.expand(batch), global_classes, "global_cond", rank=1)
+    return ids.to(device)
+
+
+def check_local_cond(local_cond, batch: int, channels: int, length: int, hop: int, device) -> torch.Tensor:
+    """Local features (B, channels, F) covering ``length`` positions (F * hop >= length)."""
+    if local_cond is None:
+        raise ValueError(f"local_cond is required: this model has local_channels={channels}")
+    feats = as_tensor(local_cond, "local_cond")
+    if not feats.dtype.is_floating_point:
+        raise TypeError(f"local_cond must be floating point features, got dtype {feats.dtype}")
+    if feats.dim() != 3 or feats.shape[1] != channels or feats.shape[0] not in (1, batch):
+        raise ValueError(f"local_cond must be (B, {channels}, frames) with B = {batch} (or 1), "
+                         f"got shape {tuple(feats.shape)}")
+    needed = -(-length // hop)
+    if feats.shape[2] < needed:
+        raise ValueError(f"local_cond has {feats.shape[2]} frames but {length} positions at cond_hop={hop} "
+                         f"need {needed}")
+    if not bool(torch.isfinite(feats).all()):
+        raise ValueError("local_cond holds non-finite values (NaN or inf)")
+    return feats.expand(batch, -1, -1).to(device)

@@ -1,0 +1,105 @@
+"""`fastwave bench`: generation speed of every engine on one model, measured the same way.
+
+Protocol (DESIGN.md): the same random weights for every engine, one warm-up run, then the median of
+``repeats`` timed runs of ``fastwave.generate`` continuing a one-receptive-field prompt; speed is reported as samples/s over all streams,
+the multiple of real time at the model's sample rate, the ratio to the torch engine measured in the
+same run, and the per-sample floor (FLOPs and weight bytes one incremental step needs).
+"""
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from .engines import generate
+from .engines.generation import available_engines
+from .models import WaveNet
+
+# The naive engine does a whole receptive field of work per sample: time it on fewer samples.
+NAIVE_MAX_SAMPLES = 32
+
+
+def build_model(name: str, device: str, seed: int = 0, **sizes):
+    if name != "wavenet":
+        raise ValueError(f"model must be 'wavenet' (the only sample model so far), got {name!r}")
+    torch.manual_seed(seed)
+    return WaveNet(**sizes).to(device).eval()
+
+
+def time_engine(model, engine: str, batch: int, n_samples: int, repeats: int, seed: int = 0) -> float:
+    """Median wall seconds of ``repeats`` generate() calls after one warm-up.
+
+    Every run continues a prompt one receptive field long, so each engine is timed in its steady
+    state: without it the naive engine would see short windows and look faster than it is.
+    """
+    prompt = torch.full((model.receptive_field,), model.config.classes // 2, dtype=torch.long)
+    sync = torch.cuda.synchronize if next(model.parameters()).is_cuda else (lambda: None)
+    times = []
+    for run in range(repeats + 1):
+        sync()
+        start = time.perf_counter()
+        generate(model, n_samples, batch=batch, prompt=prompt, engine=engine, seed=seed + run)
+        sync()
+        if run:  # run 0 is the warm-up
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run_bench(model_name="wavenet", engines=None, batches=(1,), seconds=0.25, device="cpu",
+              repeats=5, **sizes) -> list[dict]:
+    """Time each engine at each batch size -> one row (dict) per (engine, batch)."""
+    model = build_model(model_name, device, **sizes)
+    available = available_engines(model)
+    engines = list(engines or available)
+    missing = [e for e in engines if e not in available]
+    if missing:
+        raise ValueError(f"engines {missing} cannot run here; available: {available}")
+    rate = model.sample_rate
+    flops, weight_bytes = model.step_cost()
+    n_full = max(1, round(seconds * rate))
+    rows = []
+    for batch in batches:
+        for engine in engines:
+            n = min(n_full, NAIVE_MAX_SAMPLES) if engine == "naive" else n_full
+            elapsed = time_engine(model, engine, batch, n, repeats)
+            per_sample_work = model.receptive_field if engine == "naive" else 1
+            rows.append({
+                "model": model_name, "engine": engine, "device": device, "batch": batch,
+                "samples_per_run": n, "repeats": repeats, "median_s": elapsed,
+                "samples_per_s": batch * n / elapsed,
+                "realtime_factor": batch * n / elapsed / rate,
+                "flops_per_sample": flops * per_sample_work,
+                "weight_bytes_per_sample": weight_bytes / batch,
+            })
+        torch_rate = next((r["samples_per_s"] for r in rows if r["batch"] == batch and r["engine"] == "torch"), None)
+        for row in rows:
+            if row["batch"] == batch:
+                row["speedup_vs_torch"] = row["samples_per_s"] / torch_rate if torch_rate else None
+    return rows
+
+
+def environment(device: str) -> dict:
+    env = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+           "processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    if device == "cuda":
+        env["gpu"] = torch.cuda.get_device_name()
+    return env
+
+
+def format_table(rows: list[dict]) -> str:
+    header = f"{'engine':<8} {'batch':>5} {'samples/s':>12} {'x realtime':>10} {'vs torch':>9} {'GFLOP/sample':>13} {'weight KB/sample':>17}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        speedup = f"{r['speedup_vs_torch']:.2f}x" if r.get("speedup_vs_torch") else "-"
+        lines.append(f"{r['engine']:<8} {r['batch']:>5} {r['samples_per_s']:>12,.1f} {r['realtime_factor']:>10.3f} "
+                     f"{speedup:>9} {r['flops_per_sample'] / 1e9:>13.4f} {r['weight_bytes_per_sample'] / 1e3:>17.1f}")
+    return "\n".join(lines)
+
+
+def write_json(rows: list[dict], path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(rows, f, indent=2)
+        f.write("\n")

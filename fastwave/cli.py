@@ -1,0 +1,157 @@
+"""The `fastwave` command: info, generate, bench."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+DEFAULT_SIZES = dict(layers=20, cycles=2, kernel_size=2, residual_channels=64, gate_channels=128,
+                     skip_channels=128, classes=256, sample_rate=16000)
+
+
+def _csv(kind):
+    def parse(text):
+        try:
+            return [kind(item) for item in text.split(",") if item]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}, got {text!r}")
+    return parse
+
+
+def _add_model_size_flags(parser):
+    group = parser.add_argument_group("model size (a random-weight WaveNet when no checkpoint is given)")
+    for name, default in DEFAULT_SIZES.items():
+        group.add_argument(f"--{name.replace('_', '-')}", type=int, default=default, help=f"default {default}")
+
+
+def _sizes(args) -> dict:
+    return {name: getattr(args, name) for name in DEFAULT_SIZES}
+
+
+def cmd_info(args) -> int:
+    import fastwave
+    import torch
+
+    try:
+        from fastwave import _native
+        native = f"yes ({_native.__file__})"
+        cuda_compiled = "yes" if _native.cuda_compiled else "no"
+        cuda_devices = _native.cuda_device_count()
+    except ImportError as err:
+        native, cuda_compiled, cuda_devices = f"no ({err})", "unknown", 0
+    try:
+        import triton
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = "not installed"
+    cuda_seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    names = [torch.cuda.get_device_name(i) for i in range(cuda_seen)]
+    print(f"fastwave        {fastwave.__version__}")
+    print(f"native module   {native}")
+    print(f"CUDA compiled   {cuda_compiled}")
+    print(f"CUDA devices    {cuda_seen} seen by torch, {cuda_devices} by the native module"
+          + (f" ({', '.join(names)})" if names else ""))
+    print(f"Triton          {triton_version}")
+    print(f"torch           {torch.__version__}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    import torch
+
+    import fastwave
+    from fastwave.bench import build_model
+
+    device = _device(args.device)
+    if args.checkpoint:
+        model = fastwave.load_model(args.checkpoint, map_location=device)
+    else:
+        print("no --checkpoint: generating from a random-weight WaveNet (noise)", file=sys.stderr)
+        model = build_model("wavenet", device, seed=args.seed, **_sizes(args))
+    n = max(1, round(args.seconds * model.sample_rate))
+    tokens = fastwave.generate(model, n, batch=args.batch, temperature=args.temperature, top_k=args.top_k,
+                               top_p=args.top_p, seed=args.seed, engine=args.engine, progress=not args.quiet)
+    audio = fastwave.mulaw_decode(tokens, classes=model.config.classes)
+    paths = [args.out] if args.batch == 1 else [_numbered(args.out, b) for b in range(args.batch)]
+    for path, stream in zip(paths, audio):
+        fastwave.save_audio(path, stream, model.sample_rate)
+        print(f"wrote {path} ({n} samples, {n / model.sample_rate:.2f} s at {model.sample_rate} Hz)")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from fastwave.bench import environment, format_table, run_bench, write_json
+
+    device = _device(args.device)
+    rows = run_bench(args.model, args.engines, args.batch, args.seconds, device, args.repeats, **_sizes(args))
+    env = environment(device)
+    print(f"model {args.model} {_sizes(args)} on {device} ({env['processor']}, torch {env['torch']}, "
+          f"{env['threads']} threads); median of {args.repeats} runs after a warm-up")
+    print(format_table(rows))
+    if args.json:
+        write_json([{**row, "environment": env, "command": " ".join(sys.argv)} for row in rows], args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("fastwave: --device cuda but torch sees no CUDA device")
+    return name
+
+
+def _numbered(path: str, index: int) -> str:
+    stem, dot, ext = path.rpartition(".")
+    return f"{stem}_{index}.{ext}" if dot else f"{path}_{index}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastwave", description="Fast generation for sample-level audio models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("info", help="version, native module, CUDA and Triton availability")
+
+    gen = sub.add_parser("generate", help="generate audio to a file")
+    gen.add_argument("--seconds", type=float, default=1.0, help="audio per stream (default 1.0)")
+    gen.add_argument("--out", required=True, help="output audio file (format from the extension, e.g. .wav)")
+    gen.add_argument("--checkpoint", help="a model saved with model.save(); default: random-weight WaveNet")
+    gen.add_argument("--engine", default="auto", help="naive, torch or auto (default)")
+    gen.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    gen.add_argument("--batch", type=int, default=1, help="independent streams; >1 writes OUT_0, OUT_1, ...")
+    gen.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    gen.add_argument("--top-k", type=int, default=None)
+    gen.add_argument("--top-p", type=float, default=None)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_model_size_flags(gen)
+
+    bench = sub.add_parser(
+        "bench", help="generation speed of each engine",
+        description="Time each engine on one model: samples/s over all streams, multiple of real time at "
+                    "the model's sample rate, speedup over the torch engine, and the per-sample floor "
+                    "(FLOPs and fp32 weight bytes of one incremental step, per stream). The naive "
+                    "engine is timed on fewer samples; rates are per second either way.")
+    bench.add_argument("--model", default="wavenet", choices=["wavenet"])
+    bench.add_argument("--engines", type=_csv(str), default=None, help="comma-separated (default: all available)")
+    bench.add_argument("--batch", type=_csv(int), default=[1], help="comma-separated batch sizes (default 1)")
+    bench.add_argument("--seconds", type=float, default=0.25, help="audio generated per measurement (default 0.25)")
+    bench.add_argument("--repeats", type=int, default=5, help="timed runs per engine; the median is reported")
+    bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    bench.add_argument("--json", metavar="PATH", help="also write the rows as a JSON list")
+    _add_model_size_flags(bench)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"info": cmd_info, "generate": cmd_generate, "bench": cmd_bench}[args.command]
+    try:
+        return handler(args)
+    except (ValueError, TypeError) as err:  # bad input: a message, not a traceback
+        print(f"fastwave {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

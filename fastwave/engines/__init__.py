@@ -1,0 +1,6 @@
+"""Generation engines and the sampling contract they share (DESIGN.md)."""
+from .generation import ENGINES, available_engines, generate, stream
+from .sampling import SamplingParams, philox_uniform, sample_tokens
+
+__all__ = ["ENGINES", "SamplingParams", "available_engines", "generate", "philox_uniform",
+           "sample_tokens", "stream"]

@@ -1,0 +1,96 @@
+"""``fastwave.generate`` and ``fastwave.stream``: one entry point over every engine.
+
+Engines: "naive" (the model over its receptive field per sample, the baseline), "torch" (cached
+activations, the reference). "auto" picks the fastest available for the model and device.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from .._checks import as_tensor, check_int_arg, check_tokens
+from .naive import NaiveEngine
+from .sampling import SamplingParams
+from .wavenet_torch import TorchWaveNetEngine
+
+ENGINES = ("naive", "torch")
+_CACHED_TORCH_ENGINES = {"wavenet": TorchWaveNetEngine}
+DEFAULT_CHUNK = 1600  # 100 ms at 16 kHz: the streaming latency
+
+
+def available_engines(model) -> list[str]:
+    """The engine names that can run ``model`` where it is (device, model type)."""
+    names = ["naive"]
+    if getattr(model, "model_type", None) in _CACHED_TORCH_ENGINES:
+        names.append("torch")
+    return names
+
+
+def resolve_engine(model, engine: str) -> str:
+    if not isinstance(engine, str) or engine not in ENGINES + ("auto",):
+        raise ValueError(f"engine must be one of {', '.join(ENGINES + ('auto',))}, got {engine!r}")
+    available = available_engines(model)
+    if engine == "auto":
+        return available[-1]  # ordered slowest to fastest
+    if engine not in available:
+        raise ValueError(f"engine {engine!r} cannot run a {type(model).__name__}; available: {available}")
+    return engine
+
+
+def stream(model, n_samples: int, *, batch: int = 1, prompt=None, temperature: float = 1.0,
+           top_k: int | None = None, top_p: float | None = None, seed: int = 0, engine: str = "auto",
+           cond: dict | None = None, progress: bool = False, chunk_size: int = DEFAULT_CHUNK) -> Iterator[torch.Tensor]:
+    """Generate ``n_samples`` tokens per stream, yielding int64 CPU chunks (B, <= chunk_size) as made.
+
+    model: a fastwave sample model (e.g. ``fastwave.WaveNet``), on the device to generate on.
+    prompt: None (start from the silence token), (P,) for every stream, or (B, P) int tokens; the
+      output continues the prompt and does not repeat it.
+    temperature / top_k / top_p: the sampling policy (temperature 0 is greedy); see DESIGN.md.
+    seed: 0 <= seed < 2**64; sample n of stream b uses Philox uniform (seed, n, b), so the same seed
+      gives the same tokens on every engine and for every chunk size.
+    cond: the model's conditioning, e.g. ``{"global_cond": ids (B,), "local_cond": (B, C, F)}`` for
+      WaveNet; local features must cover the P + n_samples - 1 positions the model reads.
+    """
+    params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p)
+    n_samples = check_int_arg(n_samples, "n_samples")
+    batch = check_int_arg(batch, "batch")
+    chunk_size = check_int_arg(chunk_size, "chunk_size")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 64:
+        raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+    name = resolve_engine(model, engine)
+    prompt = _prompt_tokens(model, prompt, batch)
+    cond = model.prepare_cond(cond, batch, prompt.shape[1] + n_samples - 1)
+    return _run(model, name, prompt, n_samples, chunk_size, params, seed, cond, progress)
+
+
+def generate(model, n_samples: int, *, chunk_size: int = 16384, **kwargs) -> torch.Tensor:
+    """Generate ``n_samples`` tokens per stream -> int64 CPU tensor (B, n_samples); arguments as ``stream``."""
+    return torch.cat(list(stream(model, n_samples, chunk_size=chunk_size, **kwargs)), dim=1)
+
+
+@torch.inference_mode()
+def _run(model, name, prompt, n_samples, chunk_size, params, seed, cond, progress):
+    from tqdm.auto import tqdm
+
+    engine = (NaiveEngine if name == "naive" else _CACHED_TORCH_ENGINES[model.model_type])(model, prompt.shape[0], cond)
+    with tqdm(total=n_samples, unit="sample", disable=not progress, desc=f"generate ({name})") as bar:
+        for chunk in engine.chunks(prompt, n_samples, chunk_size, params, seed):
+            bar.update(chunk.shape[1])
+            yield chunk
+
+
+def _prompt_tokens(model, prompt, batch: int) -> torch.Tensor:
+    """None / (P,) / (1, P) / (B, P) -> (B, P) int64 on the model's device."""
+    classes = model.config.classes
+    device = next(model.parameters()).device
+    if prompt is None:
+        from ..audio import mulaw_silence
+        return torch.full((batch, 1), mulaw_silence(classes), dtype=torch.long, device=device)
+    prompt = as_tensor(prompt, "prompt")
+    if prompt.dim() == 1:
+        prompt = prompt.unsqueeze(0)
+    prompt = check_tokens(prompt, classes, "prompt")
+    if prompt.shape[0] not in (1, batch):
+        raise ValueError(f"prompt must be (P,), (1, P) or (B, P) with B = batch = {batch}, got {tuple(prompt.shape)}")
+    return prompt.expand(batch, -1).to(device)

@@ -1,0 +1,47 @@
+"""The sampling loop shared by the engines that step in Python (naive, torch).
+
+A step engine turns tokens into next-token logits: ``prefill(prompt)`` runs the whole prompt and
+``step(tokens)`` one more position. This base class runs the loop around them with the shared
+sampling contract: the uniform for generated sample n of stream b is ``philox_uniform(seed, n, b)``,
+so the audio depends on the seed only, never on the engine or the chunk size.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from .sampling import SamplingParams, philox_uniform, sample_tokens
+
+
+class StepEngine:
+    """Base for Python-stepped engines. Subclasses set ``self.device`` and implement prefill/step."""
+
+    device: torch.device
+
+    def prefill(self, prompt: torch.Tensor) -> torch.Tensor:
+        """prompt (B, P) int64 -> logits (B, classes) predicting the token after the prompt."""
+        raise NotImplementedError
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B,) int64, the next position -> logits (B, classes) predicting the one after."""
+        raise NotImplementedError
+
+    def chunks(self, prompt: torch.Tensor, n_samples: int, chunk_size: int,
+               params: SamplingParams, seed: int) -> Iterator[torch.Tensor]:
+        """Yield int64 CPU chunks (B, <= chunk_size) of the n_samples tokens after the prompt."""
+        batch = prompt.shape[0]
+        streams = torch.arange(batch, device=self.device)
+        logits = self.prefill(prompt.to(self.device))
+        for start in range(0, n_samples, chunk_size):
+            count = min(chunk_size, n_samples - start)
+            # One vectorised Philox call per chunk instead of ~100 small ops per sample.
+            steps = torch.arange(start, start + count, device=self.device)
+            uniforms = philox_uniform(seed, steps[:, None], streams[None, :])  # (count, B)
+            out = torch.empty(batch, count, dtype=torch.long, device=self.device)
+            for i in range(count):
+                tokens = sample_tokens(logits, uniforms[i], params)
+                out[:, i] = tokens
+                if start + i + 1 < n_samples:
+                    logits = self.step(tokens)
+            yield out.cpu()
