@@ -24,6 +24,8 @@ import warnings
 import numpy as np
 import torch
 
+from ._checks import check_file
+
 __all__ = [
     "load_audio",
     "save_audio",
@@ -144,20 +146,18 @@ def load_audio(path, sample_rate=None, mono=True, dtype=np.float32):
         ``(samples, rate)``: a C-contiguous numpy array as described above and its rate in Hz.
 
     Raises:
-        FileNotFoundError: there is no file at ``path``.
+        MissingFileError: there is no file at ``path`` (a FileNotFoundError and a ValueError).
         ValueError: the file is not audio libsndfile can read, has no samples, or holds NaN/inf;
             or an argument is invalid.
     """
     import soundfile
 
-    path = os.fspath(path)
+    path = check_file(path, "path")
     if sample_rate is not None:
         _check_positive_int(sample_rate, "sample_rate")
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64; got {dtype}")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no audio file at {path!r}")
 
     try:
         samples, file_rate = soundfile.read(path, dtype=dtype.name, always_2d=True)  # (T, channels)

@@ -112,6 +112,8 @@ def test_resample_keeps_kind_layout_and_frequency(stereo):
 def test_load_refuses_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.wav"):
         load_audio(tmp_path / "nope.wav")
+    with pytest.raises(ValueError, match="no such file"):  # DESIGN.md: a missing file is a ValueError too
+        load_audio(tmp_path / "nope.wav")
 
 
 def test_load_refuses_text_file(tmp_path):

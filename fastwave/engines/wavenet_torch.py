@@ -28,10 +28,8 @@ class _Layer:
         # (K, G, R) -> (K * R, G): rows follow the concatenated taps [x_{t-(K-1)d}, ..., x_{t-d}, x_t].
         self.conv_weight = get("conv_weight").permute(0, 2, 1).reshape(k * r, -1).contiguous()
         has_res = f"layers.{i}.res_weight" in weights
-        self.out_weight = (torch.cat([get("res_weight"), get("skip_weight")]) if has_res
-                           else get("skip_weight")).t().contiguous()  # (H, R + S) or (H, S)
-        self.out_bias = torch.cat([get("res_bias"), get("skip_bias")]) if has_res else get("skip_bias")
-        self.residual = r if has_res else 0
+        self.res_weight = get("res_weight").t().contiguous() if has_res else None  # (H, R)
+        self.res_bias = get("res_bias") if has_res else None
 
 
 class TorchWaveNetEngine(StepEngine):
@@ -46,6 +44,12 @@ class TorchWaveNetEngine(StepEngine):
         self.config = config
         self.layers = [_Layer(weights, i, config, device) for i in range(config["layers"])]
         self.embedding = torch.from_numpy(weights["embedding"]).to(device)
+        # Every layer's skip projection as one (L * H, S) matrix: the step stores each layer's gated
+        # activation h in one row buffer and projects them all at once, not L small products + adds.
+        self.skip_weight = torch.cat([torch.from_numpy(weights[f"layers.{i}.skip_weight"]).t()
+                                      for i in range(config["layers"])]).to(device).contiguous()
+        self.skip_bias = sum(torch.from_numpy(weights[f"layers.{i}.skip_bias"]) for i in range(config["layers"])).to(device)
+        self.gated = torch.empty(batch, config["layers"] * config["gate_channels"] // 2, device=device)
         self.head = [torch.from_numpy(weights[f"head.{j}.{p}"]).to(device) for j in (0, 1) for p in ("weight", "bias")]
         self.head[0], self.head[2] = self.head[0].t().contiguous(), self.head[2].t().contiguous()
         self.cond = cond
@@ -93,18 +97,16 @@ class TorchWaveNetEngine(StepEngine):
         if self.local_bias is not None:
             bias = bias + self.local_bias[t // self.config["cond_hop"]]
         x = self.embedding[tokens]  # (B, R)
-        skip = None
         for i, (layer, ring) in enumerate(zip(self.layers, self.rings)):
             taps = [ring[(t - j * layer.dilation) % layer.ring] for j in range(layer.taps, 0, -1)]
             z = torch.addmm(bias[:, i], torch.cat(taps + [x], dim=1), layer.conv_weight)
-            ring[t % layer.ring] = x  # after reading: this slot held x_{t - (K-1) d}
-            h = torch.tanh(z[:, :layer.half]) * torch.sigmoid(z[:, layer.half:])
-            out = torch.addmm(layer.out_bias, h, layer.out_weight)
-            skip = out[:, layer.residual:] if skip is None else skip + out[:, layer.residual:]
-            if layer.residual:
-                x = x + out[:, :layer.residual]
+            ring[t % layer.ring].copy_(x)  # after reading: this slot held x_{t - (K-1) d}
+            h = self.gated[:, i * layer.half:(i + 1) * layer.half]
+            torch.mul(torch.tanh(z[:, :layer.half]), torch.sigmoid(z[:, layer.half:]), out=h)
+            if layer.res_weight is not None:
+                x = torch.addmm(x, h, layer.res_weight).add_(layer.res_bias)
         self.position = t + 1
-        return self._head(skip)
+        return self._head(torch.addmm(self.skip_bias, self.gated, self.skip_weight))
 
     def _head(self, skip):
         w0, b0, w1, b1 = self.head

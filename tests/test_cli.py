@@ -1,0 +1,79 @@
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from fastwave import load_audio
+from fastwave.cli import main
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = ["--layers", "4", "--cycles", "2", "--residual-channels", "8", "--gate-channels", "8",
+        "--skip-channels", "8", "--classes", "64"]
+
+
+def test_info_reports_the_native_module(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"native module\s+yes", out)
+    assert re.search(r"CUDA compiled\s+(yes|no)", out) and "torch" in out
+
+
+def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--seconds", "0.002", "--repeats", "1", "--batch", "1,2", "--json", str(path)] + TINY) == 0
+    out = capsys.readouterr().out
+    assert "naive" in out and "torch" in out and "samples/s" in out
+    rows = json.loads(path.read_text())
+    assert {(r["engine"], r["batch"]) for r in rows} == {(e, b) for e in ("naive", "torch") for b in (1, 2)}
+    for row in rows:
+        assert row["samples_per_s"] > 0 and row["realtime_factor"] == pytest.approx(row["samples_per_s"] / 16000)
+        assert row["flops_per_sample"] > 0 and row["weight_bytes_per_sample"] > 0
+    torch_row = next(r for r in rows if r["engine"] == "torch" and r["batch"] == 1)
+    assert torch_row["speedup_vs_torch"] == pytest.approx(1.0)
+
+
+def test_generate_writes_audio(tmp_path, capsys):
+    out = tmp_path / "out.wav"
+    assert main(["generate", "--seconds", "0.01", "--out", str(out), "--quiet", "--temperature", "0.5"] + TINY) == 0
+    audio, rate = load_audio(out)
+    assert rate == 16000 and audio.shape == (160,)
+
+
+def test_generate_from_a_checkpoint_with_two_streams(tmp_path):
+    import fastwave
+    model = fastwave.WaveNet(layers=2, cycles=1, residual_channels=4, gate_channels=4, skip_channels=4,
+                             sample_rate=8000)
+    model.save(tmp_path / "m.safetensors")
+    out = tmp_path / "gen.wav"
+    args = ["generate", "--seconds", "0.01", "--out", str(out), "--checkpoint", str(tmp_path / "m.safetensors"),
+            "--batch", "2", "--quiet"]
+    assert main(args) == 0
+    for i in range(2):
+        audio, rate = load_audio(tmp_path / f"gen_{i}.wav")
+        assert rate == 8000 and audio.shape == (80,)
+
+
+def test_bad_input_is_an_error_message_not_a_traceback(tmp_path, capsys):
+    assert main(["generate", "--seconds", "0.01", "--out", str(tmp_path / "x.wav"), "--engine", "warp"] + TINY) == 2
+    assert "engine must be one of" in capsys.readouterr().err
+    assert main(["generate", "--out", str(tmp_path / "x.wav"), "--checkpoint", str(tmp_path / "none")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["bench", "--engines", "cuda"] + TINY) == 2
+    with pytest.raises(SystemExit):
+        main(["bench", "--batch", "one"])
+
+
+def test_console_script_help():
+    result = subprocess.run([sys.executable, "-m", "fastwave.cli", "bench", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--json" in result.stdout and "--engines" in result.stdout
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"^(pip install .*pytest)$", readme, flags=re.M)
+    assert len(commands) == 1
+    assert commands[0] in (ROOT / ".ci" / "run").read_text().splitlines()
+    assert re.search(r"^pip install .* && fastwave bench$", readme, flags=re.M)
