@@ -88,3 +88,10 @@ def check_local_cond(local_cond, batch: int, channels: int, length: int, hop: in
     if not bool(torch.isfinite(feats).all()):
         raise ValueError("local_cond holds non-finite values (NaN or inf)")
     return feats.expand(batch, -1, -1).to(device)
+
+
+def check_finite_parameters(model) -> None:
+    """Refuse a model whose weights hold NaN or inf: it would generate garbage silently."""
+    for name, param in model.named_parameters():
+        if not bool(torch.isfinite(param).all()):
+            raise ValueError(f"model weight {name!r} holds non-finite values (NaN or inf)")

@@ -165,6 +165,14 @@ def test_conditioning_is_required_and_must_cover_the_run():
         fastwave.generate(model, 11, cond=cond)
 
 
+def test_generate_refuses_non_finite_weights():
+    model = make_model(**SHAPES[0])
+    with torch.no_grad():
+        model.layers[2].skip.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"layers\.2\.skip\.weight.*non-finite"):
+        fastwave.generate(model, 5)
+
+
 def test_torch_engine_refuses_half_models():
     model = make_model(**SHAPES[0]).half()
     with pytest.raises(ValueError, match="fp32"):

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import torch
 
-from .._checks import as_tensor, check_int_arg, check_tokens
+from .._checks import as_tensor, check_finite_parameters, check_int_arg, check_tokens
 from .naive import NaiveEngine
 from .sampling import SamplingParams
 from .wavenet_torch import TorchWaveNetEngine
@@ -54,11 +54,14 @@ def stream(model, n_samples: int, *, batch: int = 1, prompt=None, temperature: f
     """
     params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p)
     n_samples = check_int_arg(n_samples, "n_samples")
+    if n_samples > 2 ** 32:  # the Philox counter holds the step in 32 bits
+        raise ValueError(f"n_samples must be <= 2**32 per call, got {n_samples}")
     batch = check_int_arg(batch, "batch")
     chunk_size = check_int_arg(chunk_size, "chunk_size")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 64:
         raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
     name = resolve_engine(model, engine)
+    check_finite_parameters(model)
     prompt = _prompt_tokens(model, prompt, batch)
     cond = model.prepare_cond(cond, batch, prompt.shape[1] + n_samples - 1)
     return _run(model, name, prompt, n_samples, chunk_size, params, seed, cond, progress)

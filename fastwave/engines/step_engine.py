@@ -11,7 +11,7 @@ from typing import Iterator
 
 import torch
 
-from .sampling import SamplingParams, philox_uniform, sample_tokens
+from .sampling import SamplingParams, _philox_uniform_unchecked, _sample_tokens_unchecked, _seed_words
 
 
 class StepEngine:
@@ -32,15 +32,18 @@ class StepEngine:
         """Yield int64 CPU chunks (B, <= chunk_size) of the n_samples tokens after the prompt."""
         batch = prompt.shape[0]
         streams = torch.arange(batch, device=self.device)
+        seed_words = _seed_words(seed)
+        # generate() validated every input and the weights once; the loop skips per-step checks,
+        # which would cost a device sync per sample on a GPU.
         logits = self.prefill(prompt.to(self.device))
         for start in range(0, n_samples, chunk_size):
             count = min(chunk_size, n_samples - start)
             # One vectorised Philox call per chunk instead of ~100 small ops per sample.
             steps = torch.arange(start, start + count, device=self.device)
-            uniforms = philox_uniform(seed, steps[:, None], streams[None, :])  # (count, B)
+            uniforms = _philox_uniform_unchecked(seed_words, steps[:, None], streams[None, :])  # (count, B)
             out = torch.empty(batch, count, dtype=torch.long, device=self.device)
             for i in range(count):
-                tokens = sample_tokens(logits, uniforms[i], params)
+                tokens = _sample_tokens_unchecked(logits, uniforms[i], params)
                 out[:, i] = tokens
                 if start + i + 1 < n_samples:
                     logits = self.step(tokens)

@@ -1,0 +1,115 @@
+#include "common/sampling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <sstream>
+#include <stdexcept>
+
+namespace fastwave {
+
+void validate(const SamplingParams& params) {
+  std::ostringstream message;
+  if (!(std::isfinite(params.temperature) && params.temperature >= 0.0)) {
+    message << "temperature must be finite and >= 0 (0 = greedy), got " << params.temperature;
+  } else if (params.top_k < 0) {
+    message << "top_k must be >= 0 (0 = off), got " << params.top_k;
+  } else if (!(params.top_p > 0.0 && params.top_p <= 1.0)) {  // also rejects NaN
+    message << "top_p must be in (0, 1] (1 = off), got " << params.top_p;
+  } else {
+    return;
+  }
+  throw std::invalid_argument(message.str());
+}
+
+namespace {
+
+int64_t argmax_lowest_index(const float* logits, int64_t num_classes) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < num_classes; ++i) {
+    if (logits[i] > logits[best]) best = i;  // strict: an equal later value never wins
+  }
+  return best;
+}
+
+// Value descending, lower index first on ties: the order both top-k and top-p rank by. A strict
+// total order, so std::sort / nth_element give what a stable sort would, without its allocation.
+bool ranks_before(const RankedClass& a, const RankedClass& b) {
+  return a.value > b.value || (a.value == b.value && a.index < b.index);
+}
+
+void rank_kept(const double* values, const std::vector<int64_t>& kept,
+               std::vector<RankedClass>& ranked) {
+  ranked.clear();
+  for (int64_t i : kept) ranked.push_back({values[i], i});
+}
+
+// Keeps the k classes of largest x; `kept` holds every class on entry, ascending order on exit.
+void keep_top_k(const double* scaled, int64_t k, std::vector<int64_t>& kept,
+                std::vector<RankedClass>& ranked) {
+  rank_kept(scaled, kept, ranked);
+  std::nth_element(ranked.begin(), ranked.begin() + k, ranked.end(), ranks_before);
+  kept.clear();
+  for (int64_t j = 0; j < k; ++j) kept.push_back(ranked[static_cast<size_t>(j)].index);
+  std::sort(kept.begin(), kept.end());
+}
+
+// Keeps the smallest heaviest-first prefix of `kept` whose running sum reaches p * (its total).
+void keep_top_p(const double* weights, double top_p, std::vector<int64_t>& kept,
+                std::vector<RankedClass>& ranked) {
+  rank_kept(weights, kept, ranked);
+  std::sort(ranked.begin(), ranked.end(), ranks_before);
+  double total = 0.0;
+  for (const RankedClass& c : ranked) total += c.value;
+  const double target = top_p * total;
+  double running = 0.0;
+  kept.clear();
+  for (const RankedClass& c : ranked) {
+    running += c.value;
+    kept.push_back(c.index);
+    if (running >= target) break;
+  }
+  std::sort(kept.begin(), kept.end());
+}
+
+// Inverse-CDF draw over the kept classes in ascending index order.
+int64_t draw_kept(const double* weights, const std::vector<int64_t>& kept, float u) {
+  double total = 0.0;
+  for (int64_t i : kept) total += weights[i];
+  const double threshold = static_cast<double>(u) * total;
+  double running = 0.0;  // recomputed, not stored: the same additions give the same bits
+  for (int64_t i : kept) {
+    running += weights[i];
+    if (running > threshold) return i;
+  }
+  return kept.back();
+}
+
+}  // namespace
+
+int64_t sample_token(const float* logits, int64_t num_classes, float u,
+                     const SamplingParams& params, SamplingScratch& scratch) {
+  if (params.greedy()) return argmax_lowest_index(logits, num_classes);
+
+  const size_t n = static_cast<size_t>(num_classes);
+  scratch.scaled.resize(n);
+  scratch.weights.resize(n);
+  scratch.kept.resize(n);
+  double* scaled = scratch.scaled.data();
+  double* weights = scratch.weights.data();
+  for (size_t i = 0; i < n; ++i) scaled[i] = static_cast<double>(logits[i]) / params.temperature;
+  std::iota(scratch.kept.begin(), scratch.kept.end(), int64_t{0});
+
+  if (params.top_k > 0 && params.top_k < num_classes) {
+    keep_top_k(scaled, params.top_k, scratch.kept, scratch.ranked);
+  }
+
+  double max_kept = scaled[scratch.kept.front()];
+  for (int64_t i : scratch.kept) max_kept = std::max(max_kept, scaled[i]);
+  for (int64_t i : scratch.kept) weights[i] = std::exp(scaled[i] - max_kept);
+
+  if (params.top_p < 1.0) keep_top_p(weights, params.top_p, scratch.kept, scratch.ranked);
+  return draw_kept(weights, scratch.kept, u);
+}
+
+}  // namespace fastwave

@@ -1,0 +1,52 @@
+// The sampling contract every fastwave engine keeps (see /DESIGN.md, "Sampling"), on the CPU.
+// Its vectorised twin is fastwave/engines/sampling.py; the two agree token for token.
+//
+// Given float32 logits z[0..A-1] and a uniform u in [0, 1):
+//   greedy (temperature == 0 or top_k == 1): argmax, lowest index on ties.
+//   otherwise, in float64: x = z / temperature; top-k keeps the k largest x (lower index first on
+//   ties); w = exp(x - max kept x); top-p keeps the smallest prefix of the kept classes, ordered by
+//   w descending (lower index first on ties), whose running sum reaches p * (sum of kept w);
+//   finally, over the kept classes in ascending index order, the token is the first whose running
+//   sum of w exceeds u * (the total), or the last kept class if rounding leaves none.
+// Every sum is a plain left-to-right double sum, so both implementations round identically.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace fastwave {
+
+struct SamplingParams {
+  double temperature = 1.0;  // 0 = greedy
+  int64_t top_k = 0;         // 0 = off
+  double top_p = 1.0;        // 1 = off; valid range (0, 1]
+
+  bool greedy() const { return temperature == 0.0 || top_k == 1; }
+};
+
+// Throws std::invalid_argument (ValueError in Python) naming the field that is out of range:
+// temperature must be finite and >= 0, top_k >= 0, 0 < top_p <= 1.
+void validate(const SamplingParams& params);
+
+// A class and the value it is ranked by (x for top-k, w for top-p), kept side by side so sorting
+// compares contiguous memory.
+struct RankedClass {
+  double value;
+  int64_t index;
+};
+
+// Buffers sample_token reuses, so a generation loop that samples every step allocates only on
+// its first call (or when num_classes grows). One per thread.
+struct SamplingScratch {
+  std::vector<double> scaled;   // x_i = z_i / temperature, by class
+  std::vector<double> weights;  // w_i = exp(x_i - m), by class (valid for kept classes only)
+  std::vector<int64_t> kept;    // kept classes, ascending index order
+  std::vector<RankedClass> ranked;  // classes being ranked by top-k or top-p
+};
+
+// One token in [0, num_classes). Preconditions, checked by the callers at the native boundary:
+// num_classes >= 1, every logit finite, 0 <= u < 1, validate(params) passes.
+int64_t sample_token(const float* logits, int64_t num_classes, float u,
+                     const SamplingParams& params, SamplingScratch& scratch);
+
+}  // namespace fastwave

@@ -1,0 +1,292 @@
+"""The sampling contract every engine keeps, in vectorised torch.
+
+This is the twin of ``csrc/common/philox.h`` and ``csrc/common/sampling.h``: the same seed, step
+and stream give the same uniform bit for bit, and the same logits and uniform give the same token,
+so every engine (naive, torch, cpu, cuda) produces the same audio from the same seed.
+
+RNG: Philox4x32-10 with key = the 64-bit seed as (low, high) 32-bit words and counter =
+(step, stream, 0, 0); u = (first output word >> 8) * 2**-24, a float32 in [0, 1).
+
+Policy, on float32 logits z of A classes:
+
+* greedy (temperature 0 or top_k 1): argmax, lowest index on ties;
+* otherwise, in float64: x = z / temperature; top-k keeps the k largest x (lower index first on
+  ties); w = exp(x - max kept x); top-p keeps the smallest prefix of the kept classes, ordered by w
+  descending (lower index first on ties), whose running sum reaches p * (sum of kept w); the token
+  is the first kept class, in ascending index order, whose running sum of w exceeds u * (total),
+  or the last kept class if rounding leaves none.
+
+Every sum is a sequential left-to-right float64 ``cumsum`` (sequential on the CPU, so CPU tensors
+match the C++ code exactly; a CUDA scan may round differently, which can only matter when u lands
+within rounding of a running-sum boundary). Classes that are dropped get weight 0, which leaves
+every running sum bit-identical to summing the kept classes alone.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["SamplingParams", "philox4x32", "philox_uniform", "sample_tokens"]
+
+_MASK32 = 0xFFFFFFFF
+_MULTIPLIERS = (0xD2511F53, 0xCD9E8D57)
+_WEYL_INCREMENTS = (0x9E3779B9, 0xBB67AE85)
+_ROUNDS = 10
+_UNIFORM_SCALE = 2.0**-24
+
+
+# --------------------------------------------------------------------------------------------
+# Philox4x32-10
+# --------------------------------------------------------------------------------------------
+
+
+def _mulhilo(a: int, b: Tensor | int) -> tuple[Tensor | int, Tensor | int]:
+    """Exact (high, low) 32-bit words of a * b, for a 32-bit constant a and uint32 values b in int64.
+
+    a * b reaches 2**64, past int64 (torch has no unsigned 32x32->64 multiply), so b is split into
+    16-bit halves: each partial product stays below 2**48 and the words are reassembled exactly.
+    """
+    low_product = a * (b & 0xFFFF)
+    high_product = a * (b >> 16)  # a * b == high_product * 2**16 + low_product
+    low = (low_product + ((high_product & 0xFFFF) << 16)) & _MASK32
+    high = (high_product + (low_product >> 16)) >> 16
+    return high, low
+
+
+def _philox_rounds(counter: tuple, key: tuple) -> tuple:
+    """Philox4x32-10 on broadcastable int64 tensors (or Python ints) holding uint32 words."""
+    c0, c1, c2, c3 = counter
+    k0, k1 = key
+    for round_index in range(_ROUNDS):
+        if round_index > 0:  # the key schedule bumps the key between rounds, not before the first
+            k0 = (k0 + _WEYL_INCREMENTS[0]) & _MASK32
+            k1 = (k1 + _WEYL_INCREMENTS[1]) & _MASK32
+        high0, low0 = _mulhilo(_MULTIPLIERS[0], c0)
+        high1, low1 = _mulhilo(_MULTIPLIERS[1], c2)
+        c0, c1, c2, c3 = high1 ^ c1 ^ k0, low1, high0 ^ c3 ^ k1, low0
+    return c0, c1, c2, c3
+
+
+def _require_uint32_words(words: Tensor, name: str) -> None:
+    if not isinstance(words, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of dtype int64, got {type(words).__name__}")
+    if words.dtype != torch.int64:
+        raise TypeError(f"{name} must have dtype torch.int64, got {words.dtype}")
+    if words.numel() and bool(((words < 0) | (words > _MASK32)).any()):
+        raise ValueError(f"{name} must hold integers in [0, 2**32)")
+
+
+def _require_last_dim(words: Tensor, name: str, size: int) -> None:
+    if words.dim() == 0 or words.shape[-1] != size:
+        raise ValueError(f"{name} must have shape (..., {size}), got {tuple(words.shape)}")
+
+
+def philox4x32(counter: Tensor, key: Tensor) -> Tensor:
+    """Philox4x32-10 of counters under keys, for known-answer tests and other users of raw words.
+
+    Args:
+        counter: int64 (..., 4), uint32 words.
+        key: int64 (2,) or (..., 2), uint32 words; broadcast against ``counter``'s leading dims.
+
+    Returns:
+        int64 (..., 4): the four uint32 output words per counter.
+    """
+    _require_uint32_words(counter, "counter")
+    _require_uint32_words(key, "key")
+    _require_last_dim(counter, "counter", 4)
+    _require_last_dim(key, "key", 2)
+    if key.device != counter.device:
+        raise ValueError(f"key must be on counter's device {counter.device}, got {key.device}")
+    words = _philox_rounds(tuple(counter.unbind(-1)), tuple(key.unbind(-1)))
+    return torch.stack(torch.broadcast_tensors(*words), dim=-1)
+
+
+def _seed_words(seed: int) -> tuple[int, int]:
+    try:
+        seed = operator.index(seed)
+    except TypeError:
+        raise TypeError(f"seed must be an integer, got {type(seed).__name__}") from None
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed}")
+    return seed & _MASK32, seed >> 32
+
+
+def _philox_uniform_unchecked(seed_words: tuple[int, int], steps: Tensor, streams: Tensor) -> Tensor:
+    """philox_uniform without validation (no device syncs), for loops that know their inputs."""
+    first_word = _philox_rounds((steps, streams, 0, 0), seed_words)[0]
+    # The top 24 bits are exactly what a float32 mantissa holds, so the scaling is exact.
+    return (first_word >> 8).to(torch.float32) * _UNIFORM_SCALE
+
+
+def philox_uniform(seed: int, steps: Tensor, streams: Tensor) -> Tensor:
+    """The sampling uniforms of (step, stream) pairs under one seed.
+
+    Args:
+        seed: int in [0, 2**64).
+        steps: int64 tensor, values in [0, 2**32).
+        streams: int64 tensor broadcastable with ``steps``, values in [0, 2**32), same device.
+
+    Returns:
+        float32 tensor of the broadcast shape, on ``steps``' device, values in [0, 1).
+    """
+    seed_words = _seed_words(seed)
+    _require_uint32_words(steps, "steps")
+    _require_uint32_words(streams, "streams")
+    if streams.device != steps.device:
+        raise ValueError(f"streams must be on steps' device {steps.device}, got {streams.device}")
+    steps, streams = torch.broadcast_tensors(steps, streams)
+    return _philox_uniform_unchecked(seed_words, steps, streams)
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling policy
+# --------------------------------------------------------------------------------------------
+
+
+def _is_real_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How a token is drawn from logits.
+
+    Attributes:
+        temperature: >= 0; 0 means greedy (argmax).
+        top_k: None (or 0) = off; otherwise keep the k most likely classes; 1 means greedy.
+        top_p: None (or 1.0) = off; otherwise in (0, 1]: keep the smallest most-likely set whose
+            probability reaches top_p.
+    """
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+
+    def __post_init__(self) -> None:
+        if not (_is_real_number(self.temperature) and math.isfinite(self.temperature)
+                and self.temperature >= 0):
+            raise ValueError(
+                f"temperature must be a finite number >= 0 (0 = greedy), got {self.temperature!r}")
+        if self.top_k is not None:
+            try:
+                top_k = operator.index(self.top_k)
+            except TypeError:
+                top_k = -1
+            if isinstance(self.top_k, bool) or top_k < 0:
+                raise ValueError(f"top_k must be None or an integer >= 0, got {self.top_k!r}")
+            object.__setattr__(self, "top_k", top_k)
+        if self.top_p is not None and not (_is_real_number(self.top_p) and 0 < self.top_p <= 1):
+            raise ValueError(f"top_p must be None or a number in (0, 1], got {self.top_p!r}")
+        object.__setattr__(self, "temperature", float(self.temperature))
+        if self.top_p is not None:
+            object.__setattr__(self, "top_p", float(self.top_p))
+
+    @property
+    def greedy(self) -> bool:
+        """True when the policy is argmax: temperature 0 or top_k 1."""
+        return self.temperature == 0 or self.top_k == 1
+
+    def native_args(self) -> tuple[float, int, float]:
+        """(temperature, top_k with 0 = off, top_p with 1.0 = off), as the native core takes them."""
+        return self.temperature, self.top_k or 0, 1.0 if self.top_p is None else self.top_p
+
+
+def _require_sampling_inputs(logits: Tensor, u: Tensor, params: SamplingParams) -> None:
+    if not isinstance(params, SamplingParams):
+        raise TypeError(f"params must be a SamplingParams, got {type(params).__name__}")
+    for name, tensor in (("logits", logits), ("u", u)):
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of dtype float32, got {type(tensor).__name__}")
+        if tensor.dtype != torch.float32:
+            raise TypeError(f"{name} must have dtype torch.float32, got {tensor.dtype}")
+    if logits.dim() != 2 or logits.shape[1] < 1:
+        raise ValueError(f"logits must have shape (batch, num_classes) with num_classes >= 1, "
+                         f"got {tuple(logits.shape)}")
+    if u.shape != logits.shape[:1]:
+        raise ValueError(f"u must have shape (batch,) = ({logits.shape[0]},) to match logits, "
+                         f"got {tuple(u.shape)}")
+    if u.device != logits.device:
+        raise ValueError(f"u must be on logits' device {logits.device}, got {u.device}")
+    if not bool(torch.isfinite(logits).all()):
+        raise ValueError("logits must be finite")
+    if not bool(((u >= 0) & (u < 1)).all()):  # NaN fails both comparisons
+        raise ValueError("u must hold values in [0, 1)")
+
+
+def _class_indices(like: Tensor) -> Tensor:
+    return torch.arange(like.shape[-1], device=like.device).expand_as(like)
+
+
+def _argmax_lowest_index(logits: Tensor) -> Tensor:
+    # Spelled out rather than trusting torch.argmax's tie rule on every device.
+    is_max = logits == logits.amax(dim=-1, keepdim=True)
+    return torch.where(is_max, _class_indices(logits), logits.shape[-1]).amin(dim=-1)
+
+
+def _heaviest_first(values: Tensor) -> Tensor:
+    """Class indices by value descending, lower index first on ties."""
+    return torch.sort(values, dim=-1, descending=True, stable=True).indices
+
+
+def _top_k_mask(scaled: Tensor, k: int) -> Tensor:
+    order = _heaviest_first(scaled)
+    return torch.zeros_like(scaled, dtype=torch.bool).scatter_(-1, order[:, :k], True)
+
+
+def _top_p_mask(weights: Tensor, top_p: float) -> Tensor:
+    order = _heaviest_first(weights)
+    running = weights.gather(-1, order).cumsum(dim=-1)
+    reached = running >= top_p * running[:, -1:]
+    # Running sums never decrease, so `reached` is False...True...: keep up to the first True.
+    keep_sorted = torch.cat([torch.ones_like(reached[:, :1]), ~reached[:, :-1]], dim=-1)
+    return torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted)
+
+
+def _draw_kept(weights: Tensor, kept: Tensor, u: Tensor) -> Tensor:
+    running = weights.cumsum(dim=-1)
+    threshold = u.to(torch.float64).unsqueeze(-1) * running[:, -1:]
+    hit = (running > threshold) & kept
+    num_classes = weights.shape[-1]
+    indices = _class_indices(weights)
+    first_hit = torch.where(hit, indices, num_classes).amin(dim=-1)
+    last_kept = torch.where(kept, indices, -1).amax(dim=-1)
+    return torch.where(first_hit < num_classes, first_hit, last_kept)
+
+
+def sample_tokens(logits: Tensor, u: Tensor, params: SamplingParams) -> Tensor:
+    """One token per row, drawn from ``logits`` with the uniform ``u`` under ``params``.
+
+    Args:
+        logits: float32 (B, A), finite.
+        u: float32 (B,), values in [0, 1), same device (see ``philox_uniform``).
+        params: the sampling policy.
+
+    Returns:
+        int64 (B,): tokens in [0, A), identical to ``fastwave._native.sample_tokens``.
+    """
+    _require_sampling_inputs(logits, u, params)
+    return _sample_tokens_unchecked(logits, u, params)
+
+
+def _sample_tokens_unchecked(logits: Tensor, u: Tensor, params: SamplingParams) -> Tensor:
+    """sample_tokens without validation (no device syncs), for loops that know their inputs."""
+    if params.greedy:
+        return _argmax_lowest_index(logits)
+    temperature, top_k, top_p = params.native_args()
+    scaled = logits.to(torch.float64) / temperature
+    if 0 < top_k < scaled.shape[-1]:
+        kept = _top_k_mask(scaled, top_k)
+    else:
+        kept = torch.ones_like(scaled, dtype=torch.bool)
+    scaled = scaled.masked_fill(~kept, -math.inf)
+    weights = torch.exp(scaled - scaled.amax(dim=-1, keepdim=True))  # dropped classes: exp(-inf) = 0
+    if top_p < 1:
+        kept &= _top_p_mask(weights, top_p)
+        weights = weights.masked_fill(~kept, 0.0)
+    return _draw_kept(weights, kept, u)
