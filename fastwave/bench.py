@@ -81,9 +81,20 @@ def run_bench(model_name="wavenet", engines=None, batches=(1,), seconds=0.25, de
     return rows
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        return f"{names[0]} x{len(names)}" if names else platform.machine()
+    except OSError:  # not Linux
+        return platform.processor() or platform.machine()
+
+
 def environment(device: str) -> dict:
-    env = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-           "processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    from . import __version__
+
+    env = {"fastwave": __version__, "torch": torch.__version__, "python": platform.python_version(),
+           "processor": _cpu_name(), "threads": torch.get_num_threads()}
     if device == "cuda":
         env["gpu"] = torch.cuda.get_device_name()
     return env

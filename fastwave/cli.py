@@ -88,7 +88,7 @@ def cmd_bench(args) -> int:
           f"{env['threads']} threads); median of {args.repeats} runs after a warm-up")
     print(format_table(rows))
     if args.json:
-        write_json([{**row, "environment": env, "command": " ".join(sys.argv)} for row in rows], args.json)
+        write_json([{**row, "environment": env, "command": " ".join(["fastwave"] + args.argv)} for row in rows], args.json)
         print(f"wrote {args.json}")
     return 0
 
@@ -144,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded with benchmark results
     handler = {"info": cmd_info, "generate": cmd_generate, "bench": cmd_bench}[args.command]
     try:
         return handler(args)
