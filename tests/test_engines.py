@@ -76,6 +76,19 @@ def test_naive_and_torch_engines_give_the_same_tokens(policy):
         assert not torch.equal(runs["torch"][0], runs["torch"][1])
 
 
+def test_engines_agree_over_thousands_of_free_running_steps():
+    model = make_model(layers=4, cycles=2, kernel_size=3, global_classes=2)
+    cond = {"global_cond": torch.tensor([0, 1])}
+    runs = [fastwave.generate(model, 2000, batch=2, seed=11, engine=e, cond=cond, top_p=0.95) for e in ("naive", "torch")]
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_stream_validates_before_the_first_chunk():
+    model = make_model(**SHAPES[0])
+    with pytest.raises(ValueError, match="n_samples"):
+        fastwave.stream(model, 0)  # raised at the call, not when iteration starts
+
+
 def test_free_running_tokens_match_a_teacher_forced_replay():
     """Generated tokens are exactly what the full forward's logits + the sampling contract give."""
     model = make_model(**SHAPES[0])

@@ -165,6 +165,11 @@ def test_bad_input_is_refused_clearly():
         WaveNet(residual_channels=0)
 
 
+def test_save_checkpoint_refuses_foreign_modules(tmp_path):
+    with pytest.raises(TypeError, match="model must be a fastwave model"):
+        fastwave.save_checkpoint(torch.nn.Linear(2, 2), tmp_path / "x.safetensors")
+
+
 def test_local_cond_must_cover_the_tokens():
     model = small_wavenet(local_channels=3, cond_hop=4)
     with pytest.raises(ValueError, match="local_cond has 2 frames"):
