@@ -68,8 +68,13 @@ def cmd_generate(args) -> int:
         print("no --checkpoint: generating from a random-weight WaveNet (noise)", file=sys.stderr)
         model = build_model("wavenet", device, seed=args.seed, **_sizes(args))
     n = max(1, round(args.seconds * model.sample_rate))
-    tokens = fastwave.generate(model, n, batch=args.batch, temperature=args.temperature, top_k=args.top_k,
-                               top_p=args.top_p, seed=args.seed, engine=args.engine, progress=not args.quiet)
+    prompt = None
+    if args.prompt:  # continue a recording: the model's rate, mono, mu-law tokens
+        audio, _ = fastwave.load_audio(args.prompt, sample_rate=model.sample_rate)
+        prompt = fastwave.mulaw_encode(audio, classes=model.config.classes)
+    tokens = fastwave.generate(model, n, batch=args.batch, prompt=prompt, temperature=args.temperature,
+                               top_k=args.top_k, top_p=args.top_p, seed=args.seed, engine=args.engine,
+                               progress=not args.quiet)
     audio = fastwave.mulaw_decode(tokens, classes=model.config.classes)
     paths = [args.out] if args.batch == 1 else [_numbered(args.out, b) for b in range(args.batch)]
     for path, stream in zip(paths, audio):
@@ -116,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seconds", type=float, default=1.0, help="audio per stream (default 1.0)")
     gen.add_argument("--out", required=True, help="output audio file (format from the extension, e.g. .wav)")
     gen.add_argument("--checkpoint", help="a model saved with model.save(); default: random-weight WaveNet")
+    gen.add_argument("--prompt", metavar="AUDIO", help="an audio file to continue (resampled, mu-law encoded)")
     gen.add_argument("--engine", default="auto", help="naive, torch or auto (default)")
     gen.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     gen.add_argument("--batch", type=int, default=1, help="independent streams; >1 writes OUT_0, OUT_1, ...")

@@ -42,6 +42,17 @@ def test_generate_writes_audio(tmp_path, capsys):
     assert rate == 16000 and audio.shape == (160,)
 
 
+def test_generate_continues_a_prompt_file(tmp_path):
+    import numpy as np
+    from fastwave import save_audio
+    prompt = tmp_path / "prompt.wav"
+    save_audio(prompt, 0.3 * np.sin(np.linspace(0, 100, 441)).astype(np.float32), 44100)  # resampled to 16 kHz
+    out = tmp_path / "continued.wav"
+    assert main(["generate", "--seconds", "0.005", "--out", str(out), "--prompt", str(prompt), "--quiet"] + TINY) == 0
+    assert load_audio(out)[0].shape == (80,)
+    assert main(["generate", "--out", str(out), "--prompt", str(tmp_path / "absent.wav")] + TINY) == 2
+
+
 def test_generate_from_a_checkpoint_with_two_streams(tmp_path):
     import fastwave
     model = fastwave.WaveNet(layers=2, cycles=1, residual_channels=4, gate_channels=4, skip_channels=4,
