@@ -26,14 +26,27 @@ def check_file(path, name: str = "path") -> str:
     return path
 
 
+_WIDE_UNSIGNED = (torch.uint16, torch.uint32, torch.uint64)  # torch lacks min/max etc. for these
+
+
 def as_tensor(value, name: str) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
+    """A tensor view of ``value`` (tensor, numpy array, list or int): numpy arrays of any layout or
+    byte order are copied to native order only when needed; wide unsigned ints become int64."""
     if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
-    if isinstance(value, (list, tuple, int)):
-        return torch.as_tensor(value)
-    raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(value).__name__}")
+        if value.dtype.kind == "u" and value.dtype.itemsize > 1:
+            if value.size and int(value.max()) >= 2 ** 63:
+                raise ValueError(f"{name} holds values >= 2**63")
+            value = value.astype(np.int64)
+        if not (value.flags.c_contiguous and value.flags.writeable and value.dtype.isnative):
+            value = value.astype(value.dtype.newbyteorder("="), order="C")  # what torch can wrap
+        value = torch.from_numpy(value)
+    elif isinstance(value, (list, tuple, int)) and not isinstance(value, bool):
+        value = torch.as_tensor(value)
+    elif not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(value).__name__}")
+    if value.dtype in _WIDE_UNSIGNED:
+        value = value.to(torch.int64)  # uint64 >= 2**63 turns negative, which range checks refuse
+    return value
 
 
 def check_int_arg(value, name: str, minimum: int = 1) -> int:
@@ -42,16 +55,19 @@ def check_int_arg(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_tokens(tokens, classes: int, name: str = "tokens", rank: int = 2) -> torch.Tensor:
-    """Integer tokens of the given rank (default (B, T)), each in [0, classes) -> int64 tensor."""
+def check_tokens(tokens, classes: int, name: str = "tokens", rank: int | None = 2,
+                 allow_empty: bool = False) -> torch.Tensor:
+    """Integer tokens of the given rank (default (B, T); None: any), each in [0, classes) -> int64."""
     tokens = as_tensor(tokens, name)
+    if tokens.numel() == 0 and not allow_empty:
+        raise ValueError(f"{name} is empty (shape {tuple(tokens.shape)})")
     if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
         raise TypeError(f"{name} must hold integer tokens, got dtype {tokens.dtype}")
-    if tokens.dim() != rank:
+    if rank is not None and tokens.dim() != rank:
         shape = "(B, T)" if rank == 2 else f"rank {rank}"
         raise ValueError(f"{name} must be {shape}, got shape {tuple(tokens.shape)}")
     if tokens.numel() == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(tokens.shape)})")
+        return tokens.long()
     low, high = int(tokens.min()), int(tokens.max())
     if low < 0 or high >= classes:
         raise ValueError(f"{name} must lie in [0, {classes}), got values in [{low}, {high}]")

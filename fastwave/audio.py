@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 import torch
 
-from ._checks import check_file
+from ._checks import as_tensor, check_file, check_int_arg, check_tokens
 
 __all__ = [
     "load_audio",
@@ -94,9 +94,7 @@ def _check_audio(audio, name="audio", ranks=None, need_samples=True):
 
 
 def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    return int(value)
+    return check_int_arg(value, name, minimum=1)
 
 
 def _check_positive_float(value, name):
@@ -106,13 +104,8 @@ def _check_positive_float(value, name):
 
 
 def _to_tensor(x) -> torch.Tensor:
-    """numpy -> tensor without a copy where possible (torch needs contiguous, writable, native-endian
-    memory; anything else is copied into that form)."""
-    if isinstance(x, torch.Tensor):
-        return x
-    if not (x.flags.c_contiguous and x.flags.writeable and x.dtype.isnative):
-        x = x.astype(x.dtype.newbyteorder("="), order="C")
-    return torch.from_numpy(x)
+    """numpy -> tensor without a copy where torch can wrap the memory as it is."""
+    return as_tensor(x, "audio")
 
 
 def _like(result: torch.Tensor, reference):
@@ -309,10 +302,8 @@ def mulaw_decode(tokens, classes=256):
     """
     mu = _check_classes(classes)
     tokens = _as_array(tokens)
-    _check_tokens(tokens, classes)
-    if not isinstance(tokens, torch.Tensor):
-        tokens = tokens.astype(np.int64, copy=False)  # torch has few ops for unsigned numpy types
-    companded = _to_tensor(tokens).to(torch.float32) * (2.0 / mu) - 1.0
+    checked = check_tokens(tokens, classes, "tokens", rank=None, allow_empty=True)
+    companded = checked.to(torch.float32) * (2.0 / mu) - 1.0
     audio = torch.sign(companded) * torch.expm1(companded.abs() * math.log1p(mu)) / mu
     return _like(audio.clamp_(-1.0, 1.0), tokens)
 
@@ -321,16 +312,6 @@ def mulaw_silence(classes=256) -> int:
     """The token of silence, ``mulaw_encode(0.0, classes)``, which is ``classes // 2``."""
     _check_classes(classes)
     return int(mulaw_encode(np.zeros((), np.float32), classes))
-
-
-def _check_tokens(tokens, classes):
-    if _dtype_kind(tokens) != "i":
-        raise ValueError(f"tokens must have an integer dtype; got {tokens.dtype}")
-    if math.prod(tokens.shape) == 0:
-        return
-    low, high = int(tokens.min()), int(tokens.max())
-    if low < 0 or high >= classes:
-        raise ValueError(f"tokens must lie in [0, {classes}) for classes={classes}; got values in [{low}, {high}]")
 
 
 # --------------------------------------------------------------------------------------------------

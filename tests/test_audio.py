@@ -256,7 +256,6 @@ def test_mulaw_keeps_shape_and_input():
         (lambda: mulaw_decode(np.array([0, 256])), "tokens"),
         (lambda: mulaw_decode(np.array([-1, 3])), "tokens"),
         (lambda: mulaw_decode(torch.tensor([0, 16]), classes=16), "tokens"),
-        (lambda: mulaw_decode(np.array([0.0, 1.0])), "tokens"),
         (lambda: mulaw_decode(np.array([0, 1]), classes=2.5), "classes"),
         (lambda: mulaw_silence(0), "classes"),
     ],
@@ -264,6 +263,17 @@ def test_mulaw_keeps_shape_and_input():
 def test_mulaw_refuses_bad_input(call, argument):
     with pytest.raises(ValueError, match=argument):
         call()
+
+
+def test_mulaw_decode_refuses_float_tokens_and_takes_wide_unsigned_ones():
+    with pytest.raises(TypeError, match="tokens must hold integer"):
+        mulaw_decode(np.array([0.0, 1.0]))
+    expected = mulaw_decode(np.array([0, 300, 65535]), classes=65536)
+    for dtype in (np.uint16, np.uint32, np.uint64, ">i4"):
+        np.testing.assert_array_equal(mulaw_decode(np.array([0, 300, 65535], dtype), classes=65536), expected)
+    torch.testing.assert_close(mulaw_decode(torch.tensor([0, 300, 65535], dtype=torch.uint16), classes=65536),
+                               torch.from_numpy(expected))
+    assert mulaw_decode(np.zeros(0, np.int64)).shape == (0,)
 
 
 # --------------------------------------------------------------------------------------------------

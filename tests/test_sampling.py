@@ -220,6 +220,16 @@ def test_single_class_always_wins():
         assert tokens.tolist() == [0, 0, 0]
 
 
+@pytest.mark.parametrize("temperature", [1e-30, 1e-308, 5e-324])
+def test_vanishing_temperature_is_greedy_not_nan(temperature):
+    # z / T would overflow to inf and exp(inf - inf) to NaN: the max must be subtracted first.
+    logits = torch.tensor([[1.0, 3.0, 2.0, -1.0], [0.5, 0.45, -2.0, 0.4]])
+    for u in (0.0, 0.5, 0.999):
+        assert sample_agreed(logits, [u, u], temperature=temperature).tolist() == [1, 0]
+    for top_k, top_p in ((2, 1.0), (0, 0.5)):
+        assert sample_agreed(logits, [0.9, 0.9], temperature=temperature, top_k=top_k, top_p=top_p).tolist() == [1, 0]
+
+
 def test_low_temperature_approaches_argmax():
     logits = np.tile([0.0, 1.0, 0.5], (4, 1))
     assert sample_agreed(logits, [0.0, 0.3, 0.7, 0.999], temperature=1e-3).tolist() == [1] * 4

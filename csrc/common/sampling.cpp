@@ -44,7 +44,7 @@ void rank_kept(const double* values, const std::vector<int64_t>& kept,
   for (int64_t i : kept) ranked.push_back({values[i], i});
 }
 
-// Keeps the k classes of largest x; `kept` holds every class on entry, ascending order on exit.
+// Keeps the k classes of largest z; `kept` holds every class on entry, ascending order on exit.
 void keep_top_k(const double* scaled, int64_t k, std::vector<int64_t>& kept,
                 std::vector<RankedClass>& ranked) {
   rank_kept(scaled, kept, ranked);
@@ -97,7 +97,7 @@ int64_t sample_token(const float* logits, int64_t num_classes, float u,
   scratch.kept.resize(n);
   double* scaled = scratch.scaled.data();
   double* weights = scratch.weights.data();
-  for (size_t i = 0; i < n; ++i) scaled[i] = static_cast<double>(logits[i]) / params.temperature;
+  for (size_t i = 0; i < n; ++i) scaled[i] = static_cast<double>(logits[i]);
   std::iota(scratch.kept.begin(), scratch.kept.end(), int64_t{0});
 
   if (params.top_k > 0 && params.top_k < num_classes) {
@@ -106,7 +106,9 @@ int64_t sample_token(const float* logits, int64_t num_classes, float u,
 
   double max_kept = scaled[scratch.kept.front()];
   for (int64_t i : scratch.kept) max_kept = std::max(max_kept, scaled[i]);
-  for (int64_t i : scratch.kept) weights[i] = std::exp(scaled[i] - max_kept);
+  // Subtract before dividing: (z - m) / T is 0 for the max and -inf or finite otherwise, so a tiny
+  // temperature degrades to greedy instead of overflowing into inf - inf = NaN.
+  for (int64_t i : scratch.kept) weights[i] = std::exp((scaled[i] - max_kept) / params.temperature);
 
   if (params.top_p < 1.0) keep_top_p(weights, params.top_p, scratch.kept, scratch.ranked);
   return draw_kept(weights, scratch.kept, u);

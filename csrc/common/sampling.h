@@ -1,14 +1,18 @@
 // The sampling contract every fastwave engine keeps (see /DESIGN.md, "Sampling"), on the CPU.
-// Its vectorised twin is fastwave/engines/sampling.py; the two agree token for token.
+// Its vectorised twin is fastwave/engines/sampling.py.
 //
 // Given float32 logits z[0..A-1] and a uniform u in [0, 1):
 //   greedy (temperature == 0 or top_k == 1): argmax, lowest index on ties.
-//   otherwise, in float64: x = z / temperature; top-k keeps the k largest x (lower index first on
-//   ties); w = exp(x - max kept x); top-p keeps the smallest prefix of the kept classes, ordered by
-//   w descending (lower index first on ties), whose running sum reaches p * (sum of kept w);
-//   finally, over the kept classes in ascending index order, the token is the first whose running
-//   sum of w exceeds u * (the total), or the last kept class if rounding leaves none.
-// Every sum is a plain left-to-right double sum, so both implementations round identically.
+//   otherwise, in float64: top-k keeps the k largest z (lower index first on ties; the same
+//   classes as the k largest z / temperature); w = exp((z - max kept z) / temperature) -- the max
+//   is subtracted before dividing, so a tiny temperature gives weights 0 and 1 (greedy), never
+//   inf - inf; top-p keeps the smallest prefix of the kept classes, ordered by w descending (lower
+//   index first on ties), whose running sum reaches p * (sum of kept w); finally, over the kept
+//   classes in ascending index order, the token is the first whose running sum of w exceeds
+//   u * (the total), or the last kept class if rounding leaves none.
+// Every sum is a plain left-to-right double sum in both implementations. They still agree token for
+// token only up to DESIGN's exception: std::exp and torch.exp may differ in the last bit, which can
+// change a token only when u (or p) lands within rounding of a running-sum boundary.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +32,7 @@ struct SamplingParams {
 // temperature must be finite and >= 0, top_k >= 0, 0 < top_p <= 1.
 void validate(const SamplingParams& params);
 
-// A class and the value it is ranked by (x for top-k, w for top-p), kept side by side so sorting
+// A class and the value it is ranked by (z for top-k, w for top-p), kept side by side so sorting
 // compares contiguous memory.
 struct RankedClass {
   double value;
@@ -38,8 +42,8 @@ struct RankedClass {
 // Buffers sample_token reuses, so a generation loop that samples every step allocates only on
 // its first call (or when num_classes grows). One per thread.
 struct SamplingScratch {
-  std::vector<double> scaled;   // x_i = z_i / temperature, by class
-  std::vector<double> weights;  // w_i = exp(x_i - m), by class (valid for kept classes only)
+  std::vector<double> scaled;   // z_i as double, by class
+  std::vector<double> weights;  // w_i = exp((z_i - m) / temperature), by class (kept classes only)
   std::vector<int64_t> kept;    // kept classes, ascending index order
   std::vector<RankedClass> ranked;  // classes being ranked by top-k or top-p
 };

@@ -1,8 +1,9 @@
 """The sampling contract every engine keeps, in vectorised torch.
 
 This is the twin of ``csrc/common/philox.h`` and ``csrc/common/sampling.h``: the same seed, step
-and stream give the same uniform bit for bit, and the same logits and uniform give the same token,
-so every engine (naive, torch, cpu, cuda) produces the same audio from the same seed.
+and stream give the same uniform bit for bit, and the same logits and uniform give the same token
+(up to the one exception below), so every engine (naive, torch, cpu, cuda) produces the same audio
+from the same seed.
 
 RNG: Philox4x32-10 with key = the 64-bit seed as (low, high) 32-bit words and counter =
 (step, stream, 0, 0); u = (first output word >> 8) * 2**-24, a float32 in [0, 1).
@@ -10,15 +11,18 @@ RNG: Philox4x32-10 with key = the 64-bit seed as (low, high) 32-bit words and co
 Policy, on float32 logits z of A classes:
 
 * greedy (temperature 0 or top_k 1): argmax, lowest index on ties;
-* otherwise, in float64: x = z / temperature; top-k keeps the k largest x (lower index first on
-  ties); w = exp(x - max kept x); top-p keeps the smallest prefix of the kept classes, ordered by w
+* otherwise, in float64: top-k keeps the k largest z (lower index first on ties: the same classes
+  as the k largest z / temperature); w = exp((z - max kept z) / temperature), the max subtracted
+  before dividing so that a tiny temperature gives weights 0 and 1 (greedy) instead of
+  inf - inf = NaN; top-p keeps the smallest prefix of the kept classes, ordered by w
   descending (lower index first on ties), whose running sum reaches p * (sum of kept w); the token
   is the first kept class, in ascending index order, whose running sum of w exceeds u * (total),
   or the last kept class if rounding leaves none.
 
-Every sum is a sequential left-to-right float64 ``cumsum`` (sequential on the CPU, so CPU tensors
-match the C++ code exactly; a CUDA scan may round differently, which can only matter when u lands
-within rounding of a running-sum boundary). Classes that are dropped get weight 0, which leaves
+Every sum is a sequential left-to-right float64 ``cumsum``, as in the C++ code (on the CPU; a CUDA
+scan may round differently). ``torch.exp`` and ``std::exp`` can differ in the last bit, so the two
+agree token for token except where u (or top_p) lands within rounding of a running-sum boundary:
+DESIGN's one exception, met about never on random inputs. Classes that are dropped get weight 0, which leaves
 every running sum bit-identical to summing the kept classes alone.
 """
 
@@ -234,9 +238,9 @@ def _heaviest_first(values: Tensor) -> Tensor:
     return torch.sort(values, dim=-1, descending=True, stable=True).indices
 
 
-def _top_k_mask(scaled: Tensor, k: int) -> Tensor:
-    order = _heaviest_first(scaled)
-    return torch.zeros_like(scaled, dtype=torch.bool).scatter_(-1, order[:, :k], True)
+def _top_k_mask(logits: Tensor, k: int) -> Tensor:
+    order = _heaviest_first(logits)
+    return torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, order[:, :k], True)
 
 
 def _top_p_mask(weights: Tensor, top_p: float) -> Tensor:
@@ -279,13 +283,14 @@ def _sample_tokens_unchecked(logits: Tensor, u: Tensor, params: SamplingParams) 
     if params.greedy:
         return _argmax_lowest_index(logits)
     temperature, top_k, top_p = params.native_args()
-    scaled = logits.to(torch.float64) / temperature
-    if 0 < top_k < scaled.shape[-1]:
-        kept = _top_k_mask(scaled, top_k)
+    logits = logits.to(torch.float64)
+    if 0 < top_k < logits.shape[-1]:
+        kept = _top_k_mask(logits, top_k)
     else:
-        kept = torch.ones_like(scaled, dtype=torch.bool)
-    scaled = scaled.masked_fill(~kept, -math.inf)
-    weights = torch.exp(scaled - scaled.amax(dim=-1, keepdim=True))  # dropped classes: exp(-inf) = 0
+        kept = torch.ones_like(logits, dtype=torch.bool)
+    logits = logits.masked_fill(~kept, -math.inf)
+    # Subtract the max before dividing (see the module docstring); dropped classes: exp(-inf) = 0.
+    weights = torch.exp((logits - logits.amax(dim=-1, keepdim=True)) / temperature)
     if top_p < 1:
         kept &= _top_p_mask(weights, top_p)
         weights = weights.masked_fill(~kept, 0.0)
