@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from .audio import mulaw_silence
 from .engines import generate
 from .engines.generation import available_engines
 from .models import WaveNet
@@ -35,7 +36,7 @@ def time_engine(model, engine: str, batch: int, n_samples: int, repeats: int, se
     Every run continues a prompt one receptive field long, so each engine is timed in its steady
     state: without it the naive engine would see short windows and look faster than it is.
     """
-    prompt = torch.full((model.receptive_field,), model.config.classes // 2, dtype=torch.long)
+    prompt = torch.full((model.receptive_field,), mulaw_silence(model.config.classes), dtype=torch.long)
     sync = torch.cuda.synchronize if next(model.parameters()).is_cuda else (lambda: None)
     times = []
     for run in range(repeats + 1):

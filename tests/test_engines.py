@@ -1,8 +1,10 @@
+import numpy as np
 import pytest
 import torch
 
 import fastwave
 from fastwave import WaveNet
+from fastwave.engines.step_engine import exact_fp32
 from fastwave.engines.wavenet_torch import TorchWaveNetEngine
 
 SHAPES = [
@@ -83,6 +85,17 @@ def test_engines_agree_over_thousands_of_free_running_steps():
     assert torch.equal(runs[0], runs[1])
 
 
+@pytest.mark.parametrize("prompt_shape", [(1, 3), (1, 40)])  # 40 > receptive field + cond_hop
+def test_engines_agree_with_long_and_shared_prompts(prompt_shape):
+    model = make_model(**SHAPES[2])
+    assert prompt_shape[1] < model.receptive_field or prompt_shape[1] > model.receptive_field + model.config.cond_hop
+    prompt = torch.randint(0, 32, prompt_shape)
+    cond = make_cond(model, 3, prompt_shape[1] + 80)
+    runs = [fastwave.generate(model, 80, batch=3, prompt=prompt, seed=np.int64(4), engine=e, cond=cond)
+            for e in ("naive", "torch")]
+    assert torch.equal(runs[0], runs[1])
+
+
 def test_stream_validates_before_the_first_chunk():
     model = make_model(**SHAPES[0])
     with pytest.raises(ValueError, match="n_samples"):
@@ -116,7 +129,8 @@ def test_seed_decides_the_tokens():
     assert torch.equal(a, fastwave.generate(model, 40, seed=5))
     assert not torch.equal(a, fastwave.generate(model, 40, seed=6))
     big = fastwave.generate(model, 40, seed=2 ** 64 - 1)
-    assert big.shape == (1, 40)
+    assert torch.equal(big, fastwave.generate(model, 40, seed=2 ** 64 - 1))
+    assert not torch.equal(big, fastwave.generate(model, 40, seed=2 ** 32 - 1))  # the high word counts
 
 
 def test_prompt_forms_and_continuation():
@@ -129,9 +143,13 @@ def test_prompt_forms_and_continuation():
     assert not torch.equal(fastwave.generate(model, 20, prompt=prompt, batch=2, seed=9, temperature=0), other)
 
 
-def test_progress_bar_runs(capsys):
+def test_progress_bar_reports_the_samples(capsys):
     model = make_model(**SHAPES[0])
     assert fastwave.generate(model, 10, progress=True).shape == (1, 10)
+    err = capsys.readouterr().err
+    assert "generate (torch)" in err and "10/10" in err
+    fastwave.generate(model, 10)
+    assert capsys.readouterr().err == ""
 
 
 def test_generation_leaves_model_and_inputs_untouched():
@@ -150,7 +168,9 @@ def test_generation_leaves_model_and_inputs_untouched():
     (dict(batch=0), ValueError, "batch must be an int >= 1"),
     (dict(engine="fast"), ValueError, "engine must be one of"),
     (dict(seed=-1), ValueError, "seed must be an int"),
+    (dict(prompt=[]), ValueError, "prompt is empty"),
     (dict(seed=2 ** 64), ValueError, "seed must be an int"),
+    (dict(seed=1.5), TypeError, "seed must be an integer"),
     (dict(temperature=-1.0), ValueError, "temperature"),
     (dict(top_k=-2), ValueError, "top_k"),
     (dict(top_p=1.5), ValueError, "top_p"),
@@ -186,10 +206,19 @@ def test_generate_refuses_non_finite_weights():
         fastwave.generate(model, 5)
 
 
-def test_torch_engine_refuses_half_models():
-    model = make_model(**SHAPES[0]).half()
+def test_half_models_run_on_the_naive_engine_only():
+    model = make_model(**SHAPES[0]).to(torch.bfloat16)
+    assert fastwave.available_engines(model) == ["naive"]
+    with pytest.raises(ValueError, match="cannot run this WaveNet"):
+        fastwave.stream(model, 5, engine="torch")  # refused at the call, not at the first chunk
+    assert fastwave.generate(model, 5, engine="auto").shape == (1, 5)
     with pytest.raises(ValueError, match="fp32"):
-        fastwave.generate(model, 5, engine="torch")
+        TorchWaveNetEngine(model, 1, {})
+
+
+def test_non_fastwave_models_are_refused():
+    with pytest.raises(TypeError, match="fastwave sample model"):
+        fastwave.generate(torch.nn.Linear(2, 2), 5)
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -202,10 +231,11 @@ def test_torch_engine_on_cuda_matches_forward(shape):
     batch, length = 3, 2 * model.receptive_field + 5
     tokens = torch.randint(0, 32, (batch, length), device="cuda")
     cond = {k: v.cuda() for k, v in make_cond(model, batch, length).items()}
-    with torch.no_grad():
+    with torch.no_grad(), exact_fp32():
         expected = model(tokens, **cond)
         engine = TorchWaveNetEngine(model, batch, model.prepare_cond(cond, batch, length))
         steps = [engine.prefill(tokens[:, :4])] + [engine.step(tokens[:, t]) for t in range(4, length)]
-    assert rel_error(torch.stack(steps, dim=2), expected[:, :, 3:]) < 1e-3  # cuDNN convs may use tf32
-    out = fastwave.generate(model, 50, batch=batch, cond=cond, seed=1)
-    assert out.device.type == "cpu" and out.shape == (batch, 50)
+    assert rel_error(torch.stack(steps, dim=2), expected[:, :, 3:]) < 1e-5
+    runs = [fastwave.generate(model, 300, batch=batch, cond=cond, seed=1, engine=e) for e in ("naive", "torch")]
+    assert runs[0].device.type == "cpu" and runs[0].shape == (batch, 300)
+    assert torch.equal(runs[0], runs[1])

@@ -9,9 +9,10 @@ from typing import Iterator
 
 import torch
 
+from ..audio import mulaw_silence
 from .._checks import as_tensor, check_finite_parameters, check_int_arg, check_tokens
 from .naive import NaiveEngine
-from .sampling import SamplingParams
+from .sampling import SamplingParams, _seed_words
 from .wavenet_torch import TorchWaveNetEngine
 
 ENGINES = ("naive", "torch")
@@ -20,9 +21,11 @@ DEFAULT_CHUNK = 1600  # 100 ms at 16 kHz: the streaming latency
 
 
 def available_engines(model) -> list[str]:
-    """The engine names that can run ``model`` where it is (device, model type)."""
+    """The engine names that can run ``model`` where it is (device, model type, dtype), slowest first."""
+    _check_sample_model(model)
     names = ["naive"]
-    if getattr(model, "model_type", None) in _CACHED_TORCH_ENGINES:
+    fp32 = all(p.dtype == torch.float32 for p in model.parameters())
+    if model.model_type in _CACHED_TORCH_ENGINES and fp32:  # the reference engine runs fp32
         names.append("torch")
     return names
 
@@ -32,10 +35,16 @@ def resolve_engine(model, engine: str) -> str:
         raise ValueError(f"engine must be one of {', '.join(ENGINES + ('auto',))}, got {engine!r}")
     available = available_engines(model)
     if engine == "auto":
-        return available[-1]  # ordered slowest to fastest
+        return available[-1]
     if engine not in available:
-        raise ValueError(f"engine {engine!r} cannot run a {type(model).__name__}; available: {available}")
+        raise ValueError(f"engine {engine!r} cannot run this {type(model).__name__} "
+                         f"({next(model.parameters()).dtype}); available: {available}")
     return engine
+
+
+def _check_sample_model(model) -> None:
+    if not isinstance(model, torch.nn.Module) or getattr(model, "model_type", None) not in _CACHED_TORCH_ENGINES:
+        raise TypeError(f"model must be a fastwave sample model (e.g. fastwave.WaveNet), got {type(model).__name__}")
 
 
 def stream(model, n_samples: int, *, batch: int = 1, prompt=None, temperature: float = 1.0,
@@ -46,7 +55,8 @@ def stream(model, n_samples: int, *, batch: int = 1, prompt=None, temperature: f
     model: a fastwave sample model (e.g. ``fastwave.WaveNet``), on the device to generate on.
     prompt: None (start from the silence token), (P,) for every stream, or (B, P) int tokens; the
       output continues the prompt and does not repeat it.
-    temperature / top_k / top_p: the sampling policy (temperature 0 is greedy); see DESIGN.md.
+    temperature / top_k / top_p: the sampling policy (temperature 0 is greedy); the contract is in
+      ``fastwave.engines.sampling``.
     seed: 0 <= seed < 2**64; sample n of stream b uses Philox uniform (seed, n, b), so the same seed
       gives the same tokens on every engine and for every chunk size.
     cond: the model's conditioning, e.g. ``{"global_cond": ids (B,), "local_cond": (B, C, F)}`` for
@@ -58,13 +68,16 @@ def stream(model, n_samples: int, *, batch: int = 1, prompt=None, temperature: f
         raise ValueError(f"n_samples must be <= 2**32 per call, got {n_samples}")
     batch = check_int_arg(batch, "batch")
     chunk_size = check_int_arg(chunk_size, "chunk_size")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 64:
-        raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+    if isinstance(seed, bool):
+        raise TypeError("seed must be an integer, got bool")
+    _seed_words(seed)  # validates: an integer in [0, 2**64)
     name = resolve_engine(model, engine)
     check_finite_parameters(model)
     prompt = _prompt_tokens(model, prompt, batch)
     cond = model.prepare_cond(cond, batch, prompt.shape[1] + n_samples - 1)
-    return _run(model, name, prompt, n_samples, chunk_size, params, seed, cond, progress)
+    # Built here, not in the generator, so that every refusal comes at the call.
+    engine = (NaiveEngine if name == "naive" else _CACHED_TORCH_ENGINES[model.model_type])(model, batch, cond)
+    return _run(engine, name, prompt, n_samples, chunk_size, params, int(seed), progress)
 
 
 def generate(model, n_samples: int, *, chunk_size: int = 16384, **kwargs) -> torch.Tensor:
@@ -73,10 +86,9 @@ def generate(model, n_samples: int, *, chunk_size: int = 16384, **kwargs) -> tor
 
 
 @torch.inference_mode()
-def _run(model, name, prompt, n_samples, chunk_size, params, seed, cond, progress):
+def _run(engine, name, prompt, n_samples, chunk_size, params, seed, progress):
     from tqdm.auto import tqdm
 
-    engine = (NaiveEngine if name == "naive" else _CACHED_TORCH_ENGINES[model.model_type])(model, prompt.shape[0], cond)
     with tqdm(total=n_samples, unit="sample", disable=not progress, desc=f"generate ({name})") as bar:
         for chunk in engine.chunks(prompt, n_samples, chunk_size, params, seed):
             bar.update(chunk.shape[1])
@@ -88,7 +100,6 @@ def _prompt_tokens(model, prompt, batch: int) -> torch.Tensor:
     classes = model.config.classes
     device = next(model.parameters()).device
     if prompt is None:
-        from ..audio import mulaw_silence
         return torch.full((batch, 1), mulaw_silence(classes), dtype=torch.long, device=device)
     prompt = as_tensor(prompt, "prompt")
     if prompt.dim() == 1:

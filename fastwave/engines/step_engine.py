@@ -7,6 +7,7 @@ so the audio depends on the seed only, never on the engine or the chunk size.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Iterator
 
 import torch
@@ -35,16 +36,32 @@ class StepEngine:
         seed_words = _seed_words(seed)
         # generate() validated every input and the weights once; the loop skips per-step checks,
         # which would cost a device sync per sample on a GPU.
-        logits = self.prefill(prompt.to(self.device))
+        with exact_fp32():
+            logits = self.prefill(prompt.to(self.device))
         for start in range(0, n_samples, chunk_size):
             count = min(chunk_size, n_samples - start)
-            # One vectorised Philox call per chunk instead of ~100 small ops per sample.
-            steps = torch.arange(start, start + count, device=self.device)
-            uniforms = _philox_uniform_unchecked(seed_words, steps[:, None], streams[None, :])  # (count, B)
             out = torch.empty(batch, count, dtype=torch.long, device=self.device)
-            for i in range(count):
-                tokens = _sample_tokens_unchecked(logits, uniforms[i], params)
-                out[:, i] = tokens
-                if start + i + 1 < n_samples:
-                    logits = self.step(tokens)
+            with exact_fp32():  # entered per chunk: the caller's settings hold between yields
+                # One vectorised Philox call per chunk instead of ~100 small ops per sample.
+                steps = torch.arange(start, start + count, device=self.device)
+                uniforms = _philox_uniform_unchecked(seed_words, steps[:, None], streams[None, :])  # (count, B)
+                for i in range(count):
+                    tokens = _sample_tokens_unchecked(logits, uniforms[i], params)
+                    out[:, i] = tokens
+                    if start + i + 1 < n_samples:
+                        logits = self.step(tokens)
             yield out.cpu()
+
+
+@contextlib.contextmanager
+def exact_fp32():
+    """TF32 off for cuDNN convolutions and CUDA matmuls (cuDNN allows it by default), so that the
+    parallel passes (naive engine, prompt prefill) and the per-step matmuls round alike: parity
+    at fp32 means fp32. Restores the caller's settings."""
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul

@@ -56,9 +56,11 @@ class TorchWaveNetEngine(StepEngine):
         self.gate_bias, self.local_bias = self._conditioning_bias(weights, batch, cond)
         self.position = 0
         self.rings = []
+        self.frame, self.frame_bias = -1, None
 
     def _conditioning_bias(self, weights, batch, cond):
-        """Per-layer terms added to the conv output: constant (B|1, L, G) and per frame (F, B, L, G)."""
+        """Per-layer terms added to the conv output: constant (B|1, L, G), and the local features with
+        their projections (or None)."""
         c, device = self.config, self.device
         layers = range(c["layers"])
         bias = torch.stack([torch.from_numpy(weights[f"layers.{i}.conv_bias"]) for i in layers]).to(device)
@@ -72,7 +74,7 @@ class TorchWaveNetEngine(StepEngine):
         if c["local_channels"]:
             feats = cond["local_cond"].to(device, torch.float32)  # (B, C, F)
             proj = torch.stack([torch.from_numpy(weights[f"layers.{i}.local_weight"]) for i in layers]).to(device)
-            local = torch.einsum("bcf,lgc->fblg", feats, proj).contiguous()  # once per frame, not per sample
+            local = (feats, proj)  # projected one frame at a time, as the steps reach it
         return bias, local
 
     def prefill(self, prompt):
@@ -93,9 +95,7 @@ class TorchWaveNetEngine(StepEngine):
     def step(self, tokens):
         """tokens (B,) at the next position -> logits (B, classes) for the position after it."""
         t = self.position
-        bias = self.gate_bias
-        if self.local_bias is not None:
-            bias = bias + self.local_bias[t // self.config["cond_hop"]]
+        bias = self.gate_bias if self.local_bias is None else self._frame_bias(t // self.config["cond_hop"])
         x = self.embedding[tokens]  # (B, R)
         for i, (layer, ring) in enumerate(zip(self.layers, self.rings)):
             taps = [ring[(t - j * layer.dilation) % layer.ring] for j in range(layer.taps, 0, -1)]
@@ -107,6 +107,14 @@ class TorchWaveNetEngine(StepEngine):
                 x = torch.addmm(x, h, layer.res_weight).add_(layer.res_bias)
         self.position = t + 1
         return self._head(torch.addmm(self.skip_bias, self.gated, self.skip_weight))
+
+    def _frame_bias(self, frame):
+        """gate_bias plus local frame ``frame``'s per-layer projection (B, L, G), made once per frame:
+        memory stays O(1) in the audio length, and the work is 1 / cond_hop of a per-sample product."""
+        if frame != self.frame:
+            feats, proj = self.local_bias
+            self.frame, self.frame_bias = frame, self.gate_bias + torch.einsum("bc,lgc->blg", feats[:, :, frame], proj)
+        return self.frame_bias
 
     def _head(self, skip):
         w0, b0, w1, b1 = self.head

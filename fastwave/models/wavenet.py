@@ -54,7 +54,7 @@ class WaveNetConfig:
                 raise ValueError(f"WaveNet {name} must be a positive int, got {value!r}")
         for name in ("global_classes", "local_channels"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"WaveNet {name} must be an int >= 0, got {value!r}")
         if self.kernel_size not in (2, 3):
             raise ValueError(f"WaveNet kernel_size must be 2 or 3, got {self.kernel_size!r}")
@@ -62,8 +62,8 @@ class WaveNetConfig:
             raise ValueError(f"WaveNet layers ({self.layers}) must be a multiple of cycles ({self.cycles})")
         if self.gate_channels % 2:
             raise ValueError(f"WaveNet gate_channels must be even (tanh and sigmoid halves), got {self.gate_channels}")
-        if not isinstance(self.classes, int) or self.classes < 2:
-            raise ValueError(f"WaveNet classes must be an int >= 2, got {self.classes!r}")
+        if not isinstance(self.classes, int) or isinstance(self.classes, bool) or not 2 <= self.classes <= 2 ** 16:
+            raise ValueError(f"WaveNet classes (mu-law levels) must be an int in [2, 65536], got {self.classes!r}")
         per_cycle = self.layers // self.cycles
         self.dilations = [2 ** (i % per_cycle) for i in range(self.layers)]
 
