@@ -30,6 +30,7 @@ __all__ = [
     "load_audio",
     "save_audio",
     "resample",
+    "audio_file_subtype",
     "mulaw_encode",
     "mulaw_decode",
     "mulaw_silence",
@@ -191,19 +192,17 @@ def save_audio(path, audio, sample_rate, subtype=None):
     _check_audio(audio, "audio", ranks=(1, 2))
     _check_positive_int(sample_rate, "sample_rate")
     if isinstance(audio, torch.Tensor):
-        audio = audio.detach().cpu().numpy()
+        audio = audio.detach().cpu()
+        audio = (audio if audio.dtype in (torch.float32, torch.float64) else audio.float()).numpy()
+    elif audio.dtype not in (np.float32, np.float64):
+        audio = audio.astype(np.float32)  # libsndfile writes 32- and 64-bit floats only
     if audio.ndim == 2 and audio.shape[0] > audio.shape[1]:
         raise ValueError(
             f"audio must be (channels, T); shape {audio.shape} has more channels than samples, "
             "so it is probably (T, channels) - transpose it"
         )
 
-    file_format = os.path.splitext(path)[1][1:].upper()
-    if file_format not in soundfile.available_formats():
-        raise ValueError(f"cannot tell the audio format from the extension of {path!r}")
-    subtype = subtype or soundfile.default_subtype(file_format)
-    if not soundfile.check_format(file_format, subtype):
-        raise ValueError(f"subtype {subtype!r} cannot be written to a {file_format} file ({path!r})")
+    subtype = audio_file_subtype(path, subtype)
     peak = float(np.abs(audio).max())
     if subtype not in _FLOAT_SUBTYPES and peak > 1.0:
         raise ValueError(
@@ -215,6 +214,22 @@ def save_audio(path, audio, sample_rate, subtype=None):
         soundfile.write(path, audio.T, int(sample_rate), subtype=subtype)  # soundfile wants (T, channels)
     except RuntimeError as error:
         raise ValueError(f"cannot write audio to {path!r}: {error}") from error
+
+
+def audio_file_subtype(path, subtype=None) -> str:
+    """The libsndfile subtype ``save_audio`` will write to ``path`` (format from the extension);
+    ValueError for an unknown extension or a subtype the format cannot hold. Call it before long
+    work whose result goes to ``path``."""
+    import soundfile
+
+    path = os.fspath(path)
+    file_format = os.path.splitext(path)[1][1:].upper()
+    if file_format not in soundfile.available_formats():
+        raise ValueError(f"cannot tell the audio format from the extension of {path!r}")
+    subtype = (subtype or soundfile.default_subtype(file_format)).upper()
+    if not soundfile.check_format(file_format, subtype):
+        raise ValueError(f"subtype {subtype!r} cannot be written to a {file_format} file ({path!r})")
+    return subtype
 
 
 def resample(audio, orig_sample_rate, sample_rate):

@@ -62,11 +62,16 @@ def cmd_generate(args) -> int:
     from fastwave.bench import build_model
 
     device = _device(args.device)
+    _check_seconds(args.seconds)
+    fastwave.audio.audio_file_subtype(args.out)  # a bad --out fails now, not after generating
     if args.checkpoint:
         model = fastwave.load_model(args.checkpoint, map_location=device)
     else:
         print("no --checkpoint: generating from a random-weight WaveNet (noise)", file=sys.stderr)
         model = build_model("wavenet", device, seed=args.seed, **_sizes(args))
+    if model.config.global_classes or model.config.local_channels:
+        raise ValueError("this checkpoint is conditioned (global_classes / local_channels); generate from "
+                         "Python with fastwave.generate(model, n, cond={...})")
     n = max(1, round(args.seconds * model.sample_rate))
     prompt = None
     if args.prompt:  # continue a recording: the model's rate, mono, mu-law tokens
@@ -87,6 +92,9 @@ def cmd_bench(args) -> int:
     from fastwave.bench import environment, format_table, run_bench, write_json
 
     device = _device(args.device)
+    _check_seconds(args.seconds)
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     rows = run_bench(args.model, args.engines, args.batch, args.seconds, device, args.repeats, **_sizes(args))
     env = environment(device)
     print(f"model {args.model} {_sizes(args)} on {device} ({env['processor']}, torch {env['torch']}, "
@@ -106,6 +114,11 @@ def _device(name: str) -> str:
     return name
 
 
+def _check_seconds(seconds: float) -> None:
+    if not 0 < seconds < 1e6:  # also refuses NaN and inf
+        raise ValueError(f"--seconds must be a positive number of seconds, got {seconds}")
+
+
 def _numbered(path: str, index: int) -> str:
     stem, dot, ext = path.rpartition(".")
     return f"{stem}_{index}.{ext}" if dot else f"{path}_{index}"
@@ -120,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="generate audio to a file")
     gen.add_argument("--seconds", type=float, default=1.0, help="audio per stream (default 1.0)")
     gen.add_argument("--out", required=True, help="output audio file (format from the extension, e.g. .wav)")
-    gen.add_argument("--checkpoint", help="a model saved with model.save(); default: random-weight WaveNet")
+    gen.add_argument("--checkpoint", help="a model saved with model.save() (unconditioned; conditioned models "
+                                         "generate from Python); default: a random-weight WaveNet")
     gen.add_argument("--prompt", metavar="AUDIO", help="an audio file to continue (resampled, mu-law encoded)")
     gen.add_argument("--engine", default="auto", help="naive, torch or auto (default)")
     gen.add_argument("--device", choices=["cpu", "cuda"], default="cpu")

@@ -408,3 +408,12 @@ def test_features_and_mulaw_on_cuda():
     assert tokens.device == audio.device
     assert torch.equal(tokens.cpu(), mulaw_encode(audio.cpu()))
     assert mulaw_decode(tokens).device == audio.device
+
+
+def test_save_accepts_half_precision_and_lower_case_subtypes(tmp_path):
+    audio = sine(440, 8000, 0.01)
+    save_audio(tmp_path / "half.wav", audio.astype(np.float16), 8000)
+    save_audio(tmp_path / "bf16.wav", torch.from_numpy(audio).to(torch.bfloat16), 8000, subtype="float")
+    loaded, _ = load_audio(tmp_path / "half.wav")
+    np.testing.assert_allclose(loaded, audio, atol=2e-3)
+    assert load_audio(tmp_path / "bf16.wav")[0].shape == audio.shape

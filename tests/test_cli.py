@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+import fastwave
 from fastwave import load_audio
 from fastwave.cli import main
 
@@ -48,13 +49,15 @@ def test_generate_continues_a_prompt_file(tmp_path):
     prompt = tmp_path / "prompt.wav"
     save_audio(prompt, 0.3 * np.sin(np.linspace(0, 100, 441)).astype(np.float32), 44100)  # resampled to 16 kHz
     out = tmp_path / "continued.wav"
-    assert main(["generate", "--seconds", "0.005", "--out", str(out), "--prompt", str(prompt), "--quiet"] + TINY) == 0
-    assert load_audio(out)[0].shape == (80,)
+    greedy = ["--seconds", "0.005", "--quiet", "--temperature", "0"] + TINY
+    assert main(["generate", "--out", str(out), "--prompt", str(prompt)] + greedy) == 0
+    assert main(["generate", "--out", str(tmp_path / "unprompted.wav")] + greedy) == 0
+    continued = load_audio(out)[0]
+    assert continued.shape == (80,) and not np.array_equal(continued, load_audio(tmp_path / "unprompted.wav")[0])
     assert main(["generate", "--out", str(out), "--prompt", str(tmp_path / "absent.wav")] + TINY) == 2
 
 
 def test_generate_from_a_checkpoint_with_two_streams(tmp_path):
-    import fastwave
     model = fastwave.WaveNet(layers=2, cycles=1, residual_channels=4, gate_channels=4, skip_channels=4,
                              sample_rate=8000)
     model.save(tmp_path / "m.safetensors")
@@ -73,6 +76,16 @@ def test_bad_input_is_an_error_message_not_a_traceback(tmp_path, capsys):
     assert main(["generate", "--out", str(tmp_path / "x.wav"), "--checkpoint", str(tmp_path / "none")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert main(["bench", "--engines", "cuda"] + TINY) == 2
+    for seconds in ("0", "-3", "inf", "nan"):
+        assert main(["generate", "--seconds", seconds, "--out", str(tmp_path / "x.wav")] + TINY) == 2
+        assert "--seconds must be a positive" in capsys.readouterr().err
+    assert main(["bench", "--repeats", "0"] + TINY) == 2
+    assert main(["generate", "--seconds", "0.01", "--out", str(tmp_path / "x.mp9")] + TINY) == 2
+    assert "extension" in capsys.readouterr().err
+    conditioned = tmp_path / "conditioned.safetensors"
+    fastwave.WaveNet(layers=2, cycles=1, residual_channels=4, gate_channels=4, skip_channels=4, global_classes=2).save(conditioned)
+    assert main(["generate", "--out", str(tmp_path / "x.wav"), "--checkpoint", str(conditioned)]) == 2
+    assert "conditioned" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bench", "--batch", "one"])
 
