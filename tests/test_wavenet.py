@@ -120,6 +120,32 @@ def test_checkpoint_round_trip(tmp_path):
     torch.testing.assert_close(loaded(tokens, [1]), model(tokens, [1]), rtol=0, atol=0)
 
 
+def test_checkpoint_keeps_its_dtype(tmp_path):
+    model = small_wavenet().to(torch.bfloat16)
+    model.save(tmp_path / "bf16.safetensors")
+    loaded = load_model(tmp_path / "bf16.safetensors")
+    assert all(p.dtype == torch.bfloat16 for p in loaded.parameters())
+
+
+def test_load_refuses_mismatched_weights_and_formats(tmp_path):
+    import json
+    from safetensors.torch import save_file
+    model = small_wavenet()
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    config = model.config.to_dict()
+    meta = {"fastwave.format": "1", "fastwave.model": "wavenet"}
+    forged = tmp_path / "forged.safetensors"
+    save_file(state, str(forged), metadata={**meta, "fastwave.config": json.dumps({**config, "residual_channels": 4096})})
+    with pytest.raises(ValueError, match="do not match the stored wavenet config"):
+        load_model(forged)
+    future = tmp_path / "future.safetensors"
+    save_file(state, str(future), metadata={**meta, "fastwave.format": "99", "fastwave.config": json.dumps(config)})
+    with pytest.raises(ValueError, match="format '99'"):
+        load_model(future)
+    with pytest.raises(ValueError, match="folder"):
+        model.save(tmp_path / "no" / "such" / "dir.safetensors")
+
+
 def test_load_refuses_missing_truncated_and_foreign_files(tmp_path):
     with pytest.raises(MissingFileError, match="no such file"):
         load_model(tmp_path / "absent.safetensors")

@@ -6,6 +6,7 @@ json}``; ``load_model(path)`` rebuilds the right model class from that config an
 from __future__ import annotations
 
 import json
+import os
 
 import torch
 
@@ -27,6 +28,9 @@ def save_checkpoint(model, path) -> None:
     if getattr(model, "model_type", None) not in _MODEL_TYPES:
         raise TypeError(f"model must be a fastwave model ({', '.join(sorted(_MODEL_TYPES))}), "
                         f"got {type(model).__name__}")
+    parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if not os.path.isdir(parent):
+        raise ValueError(f"path: the folder {parent} does not exist")
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = {"fastwave.format": FORMAT_VERSION, "fastwave.model": model.model_type,
                 "fastwave.config": json.dumps(model.config.to_dict())}
@@ -34,15 +38,22 @@ def save_checkpoint(model, path) -> None:
 
 
 def load_model(path, map_location="cpu"):
-    """Rebuild a model saved by ``save_checkpoint``; ValueError for a truncated or foreign file."""
+    """Rebuild a model saved by ``save_checkpoint``, in the dtype it was saved in, on ``map_location``.
+
+    ValueError for a truncated or foreign file, or weights that do not match the stored config;
+    MissingFileError (a FileNotFoundError and ValueError) for a missing one.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
     path = check_file(path, "path")
+    device = torch.device(map_location)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"map_location is {map_location!r} but torch sees no CUDA device")
     try:
         with safe_open(path, framework="pt") as f:
             metadata = f.metadata() or {}
-        state = load_file(path, device=str(map_location))
+        state = load_file(path, device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
         raise ValueError(f"{path} is not a readable safetensors checkpoint (truncated or foreign file?): "
                          f"{err}") from None
@@ -50,11 +61,28 @@ def load_model(path, map_location="cpu"):
     if model_type not in _MODEL_TYPES:
         raise ValueError(f"{path} is not a fastwave checkpoint (metadata 'fastwave.model' is "
                          f"{model_type!r}; known: {', '.join(sorted(_MODEL_TYPES))})")
+    if metadata.get("fastwave.format") != FORMAT_VERSION:
+        raise ValueError(f"{path} has checkpoint format {metadata.get('fastwave.format')!r}; this fastwave "
+                         f"reads format {FORMAT_VERSION!r}")
     cls = _MODEL_TYPES[model_type]
     try:
         config = cls.config_class(**json.loads(metadata["fastwave.config"]))
-        model = cls(config)
-        model.load_state_dict(state, strict=True)
-    except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as err:
+        with torch.device("meta"):  # shapes only: a forged config allocates nothing
+            skeleton = cls(config)
+        _check_shapes(skeleton.state_dict(), state)
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: the weights do not match the stored {model_type} config: {err}") from None
-    return model.to(map_location).eval()
+    model = cls(config).to(next(iter(state.values())).dtype)
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()
+
+
+def _check_shapes(expected: dict, stored: dict) -> None:
+    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"missing weights {missing[:5]}, unexpected weights {unexpected[:5]}")
+    for name, tensor in expected.items():
+        if tuple(stored[name].shape) != tuple(tensor.shape):
+            raise ValueError(f"{name} has shape {tuple(stored[name].shape)}, expected {tuple(tensor.shape)}")
+    if len({t.dtype for t in stored.values()}) != 1:
+        raise ValueError("weights of mixed dtypes")
