@@ -223,8 +223,9 @@ void require_current_device_memory(const void* pointer, const std::string& name)
   }
 }
 
-void cuda_philox_uniform(py::handle out_ptr_arg, py::handle n_steps_arg, py::handle n_streams_arg,
-                         py::handle seed_arg, py::handle step0_arg, py::handle stream_ptr_arg) {
+void cuda_philox_uniform(py::handle out_ptr_arg, py::handle out_size_arg, py::handle n_steps_arg,
+                         py::handle n_streams_arg, py::handle seed_arg, py::handle step0_arg,
+                         py::handle stream_ptr_arg) {
   const uint64_t step0 = checked_uint(step0_arg, "step0", kMaxUint32, "[0, 2**32)");
   const uint64_t n_steps =
       checked_uint(n_steps_arg, "n_steps", (kMaxUint32 + 1) - step0, "[0, 2**32 - step0]");
@@ -235,6 +236,13 @@ void cuda_philox_uniform(py::handle out_ptr_arg, py::handle n_steps_arg, py::han
   const uint64_t seed = checked_uint(seed_arg, "seed", kMaxUint64, "[0, 2**64)");
   const uint64_t out_ptr = checked_uint(out_ptr_arg, "out_ptr", UINTPTR_MAX, "[0, 2**64)");
   const uint64_t stream_ptr = checked_uint(stream_ptr_arg, "stream_ptr", UINTPTR_MAX, "[0, 2**64)");
+  // A raw pointer carries no size: the caller states it, so a short buffer is refused, not overrun.
+  const uint64_t out_size = checked_uint(out_size_arg, "out_size", static_cast<uint64_t>(INT64_MAX),
+                                         "[0, 2**63)");
+  if (n_steps * n_streams > out_size) {
+    throw py::value_error("out_size (" + std::to_string(out_size) + " floats) is smaller than n_steps * "
+                          "n_streams = " + std::to_string(n_steps * n_streams));
+  }
   if (n_steps * n_streams == 0) return;
   if (out_ptr == 0) throw py::value_error("out_ptr must be a device pointer, got 0 (null)");
   float* out = reinterpret_cast<float*>(static_cast<uintptr_t>(out_ptr));
@@ -284,10 +292,12 @@ PYBIND11_MODULE(_native, m) {
   m.def("cuda_device_count", &cuda_device_count,
         "Number of visible CUDA devices; 0 without a CUDA build, driver or GPU.");
 #ifdef FASTWAVE_WITH_CUDA
-  m.def("cuda_philox_uniform", &cuda_philox_uniform, py::arg("out_ptr"), py::arg("n_steps"),
-        py::arg("n_streams"), py::arg("seed"), py::arg("step0"), py::arg("stream_ptr"),
+  m.def("cuda_philox_uniform", &cuda_philox_uniform, py::arg("out_ptr"), py::arg("out_size"),
+        py::arg("n_steps"), py::arg("n_streams"), py::arg("seed"), py::arg("step0"),
+        py::arg("stream_ptr"),
         "Queue on stream_ptr (a cudaStream_t as int, 0 = default stream) a kernel writing "
         "out[t * n_streams + b] = philox_uniform(seed, step0 + t, b) into out_ptr, device memory "
-        "of n_steps * n_streams float32 on the current device.");
+        "of out_size >= n_steps * n_streams float32 on the current device. Launch errors raise "
+        "RuntimeError here; errors during the kernel surface at the stream's next synchronisation.");
 #endif
 }

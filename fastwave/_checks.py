@@ -12,7 +12,7 @@ import torch
 
 
 class MissingFileError(FileNotFoundError, ValueError):
-    """A path that does not exist: both a FileNotFoundError and a ValueError (DESIGN.md)."""
+    """A path that does not exist: both a FileNotFoundError and a ValueError, as every bad input is."""
 
 
 def check_file(path, name: str = "path") -> str:

@@ -1,6 +1,6 @@
 """`fastwave bench`: generation speed of every engine on one model, measured the same way.
 
-Protocol (DESIGN.md): the same random weights for every engine, one warm-up run, then the median of
+Protocol: the same random weights for every engine, one warm-up run, then the median of
 ``repeats`` timed runs of ``fastwave.generate`` continuing a one-receptive-field prompt; speed is reported as samples/s over all streams,
 the multiple of real time at the model's sample rate, the ratio to the torch engine measured in the
 same run, and the per-sample floor (FLOPs and weight bytes one incremental step needs).

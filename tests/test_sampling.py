@@ -391,7 +391,7 @@ def test_cuda_device_count_never_raises():
 def test_cuda_philox_uniform_without_a_gpu_raises_runtime_error():
     host = np.zeros(4, np.float32)
     with pytest.raises(RuntimeError):
-        _native.cuda_philox_uniform(host.ctypes.data, 2, 2, 0, 0, 0)
+        _native.cuda_philox_uniform(host.ctypes.data, 4, 2, 2, 0, 0, 0)
 
 
 needs_cuda = pytest.mark.skipif(not (torch.cuda.is_available() and _native.cuda_compiled),
@@ -402,7 +402,7 @@ needs_cuda = pytest.mark.skipif(not (torch.cuda.is_available() and _native.cuda_
 def test_cuda_philox_uniform_matches_native():
     n_steps, n_streams, seed, step0 = 3000, 37, 2**63 + 5, 2**32 - 4000
     out = torch.full((n_steps, n_streams), -1.0, device="cuda")
-    _native.cuda_philox_uniform(out.data_ptr(), n_steps, n_streams, seed, step0,
+    _native.cuda_philox_uniform(out.data_ptr(), out.numel(), n_steps, n_streams, seed, step0,
                                 torch.cuda.current_stream().cuda_stream)
     steps = np.arange(step0, step0 + n_steps, dtype=np.int64)[:, None].repeat(n_streams, 1)
     streams = np.arange(n_streams, dtype=np.int64)[None, :].repeat(n_steps, 0)
@@ -417,11 +417,13 @@ def test_cuda_philox_uniform_rejects_bad_pointers():
     host = torch.zeros(4)
     stream = torch.cuda.current_stream().cuda_stream
     with pytest.raises(ValueError, match="out_ptr"):
-        _native.cuda_philox_uniform(host.data_ptr(), 2, 2, 0, 0, stream)
+        _native.cuda_philox_uniform(host.data_ptr(), 4, 2, 2, 0, 0, stream)
     with pytest.raises(ValueError, match="out_ptr"):
-        _native.cuda_philox_uniform(0, 2, 2, 0, 0, stream)
+        _native.cuda_philox_uniform(0, 4, 2, 2, 0, 0, stream)
     with pytest.raises(ValueError, match="n_steps"):
-        _native.cuda_philox_uniform(torch.zeros(4, device="cuda").data_ptr(), 2**32, 1, 0, 1, stream)
+        _native.cuda_philox_uniform(torch.zeros(4, device="cuda").data_ptr(), 4, 2**32, 1, 0, 1, stream)
+    with pytest.raises(ValueError, match="out_size"):  # a short buffer is refused, not overrun
+        _native.cuda_philox_uniform(torch.zeros(4, device="cuda").data_ptr(), 4, 3, 2, 0, 0, stream)
 
 
 @needs_cuda

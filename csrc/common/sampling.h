@@ -1,4 +1,4 @@
-// The sampling contract every fastwave engine keeps (see /DESIGN.md, "Sampling"), on the CPU.
+// The sampling contract every fastwave engine keeps, on the CPU (and CUDA-callable).
 // Its vectorised twin is fastwave/engines/sampling.py.
 //
 // Given float32 logits z[0..A-1] and a uniform u in [0, 1):

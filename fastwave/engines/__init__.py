@@ -1,4 +1,4 @@
-"""Generation engines and the sampling contract they share (DESIGN.md)."""
+"""Generation engines and the sampling contract they share (see sampling.py)."""
 from .generation import ENGINES, available_engines, generate, stream
 from .sampling import SamplingParams, philox_uniform, sample_tokens
 
