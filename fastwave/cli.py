@@ -56,7 +56,6 @@ def cmd_info(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    import torch
 
     import fastwave
     from fastwave.bench import build_model

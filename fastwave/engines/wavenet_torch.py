@@ -53,7 +53,7 @@ class TorchWaveNetEngine(StepEngine):
         self.head = [torch.from_numpy(weights[f"head.{j}.{p}"]).to(device) for j in (0, 1) for p in ("weight", "bias")]
         self.head[0], self.head[2] = self.head[0].t().contiguous(), self.head[2].t().contiguous()
         self.cond = cond
-        self.gate_bias, self.local_bias = self._conditioning_bias(weights, batch, cond)
+        self.gate_bias, self.local_terms = self._conditioning_bias(weights, batch, cond)
         self.position = 0
         self.rings = []
         self.frame, self.frame_bias = -1, None
@@ -95,7 +95,7 @@ class TorchWaveNetEngine(StepEngine):
     def step(self, tokens):
         """tokens (B,) at the next position -> logits (B, classes) for the position after it."""
         t = self.position
-        bias = self.gate_bias if self.local_bias is None else self._frame_bias(t // self.config["cond_hop"])
+        bias = self.gate_bias if self.local_terms is None else self._frame_bias(t // self.config["cond_hop"])
         x = self.embedding[tokens]  # (B, R)
         for i, (layer, ring) in enumerate(zip(self.layers, self.rings)):
             taps = [ring[(t - j * layer.dilation) % layer.ring] for j in range(layer.taps, 0, -1)]
@@ -112,7 +112,7 @@ class TorchWaveNetEngine(StepEngine):
         """gate_bias plus local frame ``frame``'s per-layer projection (B, L, G), made once per frame:
         memory stays O(1) in the audio length, and the work is 1 / cond_hop of a per-sample product."""
         if frame != self.frame:
-            feats, proj = self.local_bias
+            feats, proj = self.local_terms
             self.frame, self.frame_bias = frame, self.gate_bias + torch.einsum("bc,lgc->blg", feats[:, :, frame], proj)
         return self.frame_bias
 
