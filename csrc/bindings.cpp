@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bind_checks.h"
 #include "common/philox.h"
 #include "common/sampling.h"
 
@@ -22,62 +23,13 @@
 
 namespace py = pybind11;
 
+namespace fastwave {
+void register_wavenet_cpu(py::module_& m);  // bindings_wavenet_cpu.cpp
+}
+
 namespace {
 
-constexpr uint64_t kMaxUint32 = 0xFFFFFFFFull;
-constexpr uint64_t kMaxUint64 = std::numeric_limits<uint64_t>::max();
-
-std::string type_name(py::handle value) { return py::str(py::type::of(value).attr("__name__")); }
-
-std::string shape_text(const py::array& array) {
-  std::string text = "(";
-  for (py::ssize_t d = 0; d < array.ndim(); ++d) {
-    text += std::to_string(array.shape(d)) + (array.ndim() == 1 || d + 1 < array.ndim() ? "," : "");
-  }
-  return text + ")";
-}
-
-// A Python integer (anything with __index__, so not a float) in [0, max]; `range` describes it.
-uint64_t checked_uint(py::handle value, const std::string& name, uint64_t max,
-                      const std::string& range) {
-  PyObject* index = PyNumber_Index(value.ptr());
-  if (index == nullptr) {
-    PyErr_Clear();
-    throw py::type_error(name + " must be an integer, got " + type_name(value));
-  }
-  const py::object owned = py::reinterpret_steal<py::object>(index);
-  const unsigned long long result = PyLong_AsUnsignedLongLong(index);
-  const bool out_of_range = (result == static_cast<unsigned long long>(-1) && PyErr_Occurred());
-  if (out_of_range) PyErr_Clear();  // negative or >= 2^64
-  if (out_of_range || result > max) {
-    throw py::value_error(name + " must be an integer in " + range + ", got " +
-                          std::string(py::str(owned)));
-  }
-  return result;
-}
-
-// A numpy array of exactly dtype T (no silent casts), as a C-contiguous array: the same memory
-// when it already is one, otherwise a contiguous copy (the caller's array is never written).
-template <typename T>
-py::array_t<T, py::array::c_style> checked_array(py::handle value, const std::string& name,
-                                                 const char* dtype_name) {
-  if (!py::isinstance<py::array>(value)) {
-    throw py::type_error(name + " must be a numpy array of dtype " + dtype_name + ", got " +
-                         type_name(value));
-  }
-  if (!py::array_t<T>::check_(value)) {
-    throw py::type_error(name + " must have dtype " + dtype_name + ", got " +
-                         std::string(py::str(py::reinterpret_borrow<py::array>(value).dtype())));
-  }
-  return py::array_t<T, py::array::c_style>::ensure(value);
-}
-
-void require_ndim(const py::array& array, const std::string& name, py::ssize_t ndim,
-                  const char* layout) {
-  if (array.ndim() != ndim) {
-    throw py::value_error(name + " must have shape " + layout + ", got shape " + shape_text(array));
-  }
-}
+using namespace fastwave::bind;
 
 // Steps and streams are 32-bit Philox counter words: every value must lie in [0, 2^32).
 void require_uint32_values(const py::array_t<int64_t, py::array::c_style>& values,
@@ -289,6 +241,7 @@ PYBIND11_MODULE(_native, m) {
         py::arg("top_k"), py::arg("top_p"),
         "One token per row: logits float32 (B, A), u float32 (B,) in [0, 1), temperature >= 0 "
         "(0 = greedy), top_k >= 0 (0 = off), top_p in (0, 1] (1 = off) -> int64 (B,).");
+  fastwave::register_wavenet_cpu(m);
   m.def("cuda_device_count", &cuda_device_count,
         "Number of visible CUDA devices; 0 without a CUDA build, driver or GPU.");
 #ifdef FASTWAVE_WITH_CUDA

@@ -1,5 +1,7 @@
 #include "common/sampling.h"
 
+#include "common/philox.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -86,6 +88,10 @@ int64_t draw_kept(const double* weights, const std::vector<int64_t>& kept, float
 }
 
 }  // namespace
+
+float sampling_uniform(uint64_t seed, uint32_t step, uint32_t stream) {
+  return philox_uniform(seed, step, stream);
+}
 
 int64_t sample_token(const float* logits, int64_t num_classes, float u,
                      const SamplingParams& params, SamplingScratch& scratch) {

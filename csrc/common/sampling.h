@@ -48,6 +48,11 @@ struct SamplingScratch {
   std::vector<RankedClass> ranked;  // classes being ranked by top-k or top-p
 };
 
+// philox_uniform(seed, step, stream) as an out-of-line function: code compiled for a wider ISA
+// (csrc/cpu/kernels) calls this instead of instantiating the header's inline version, whose
+// AVX-512 copy the linker could otherwise pick for every caller.
+float sampling_uniform(uint64_t seed, uint32_t step, uint32_t stream);
+
 // One token in [0, num_classes). Preconditions, checked by the callers at the native boundary:
 // num_classes >= 1, every logit finite, 0 <= u < 1, validate(params) passes.
 int64_t sample_token(const float* logits, int64_t num_classes, float u,

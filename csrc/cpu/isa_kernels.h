@@ -1,0 +1,27 @@
+// The entry points each ISA variant of csrc/cpu/kernels provides (POD only: this header is compiled
+// into every variant; see wavenet_plan.h).
+#pragma once
+
+#include <cstdint>
+
+#include "cpu/wavenet_plan.h"
+
+namespace fastwave {
+namespace cpu {
+
+struct IsaKernels {
+  const char* name;  // "avx512", "avx2" or "generic"
+  // Runs one member's share of a job. Throws nothing: every input was validated before the plan
+  // was built.
+  void (*run_wavenet_steps)(const WaveNetPlan& plan, MemberTask& task, const StepJob& job);
+  // Reads n floats `repeats` times with vector loads and returns their sum: a bandwidth probe.
+  float (*read_floats)(const float* data, int64_t n, int64_t repeats);
+};
+
+// One definition per compiled variant (CMake defines FASTWAVE_HAVE_<ISA> for each).
+namespace avx512 { extern const IsaKernels kernels; }
+namespace avx2 { extern const IsaKernels kernels; }
+namespace generic { extern const IsaKernels kernels; }
+
+}  // namespace cpu
+}  // namespace fastwave

@@ -1,0 +1,440 @@
+#include "cpu/wavenet_engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <stdexcept>
+#include <tuple>
+#include <utility>
+
+#include "cpu/isa.h"
+
+namespace fastwave {
+namespace cpu {
+namespace {
+
+constexpr int64_t kMaxKernelSize = 8;     // the step code keeps one operand per tap on the stack
+constexpr int64_t kMaxChannels = 1 << 16;
+constexpr int kMaxThreads = 1024;
+// Refuse states and buffers beyond 2^38 floats (1 TiB) up front, before any size can overflow.
+constexpr int64_t kMaxFloats = int64_t{1} << 38;
+
+int64_t round_up(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string text = "(";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    text += std::to_string(shape[i]) + (shape.size() == 1 || i + 1 < shape.size() ? "," : "");
+  }
+  return text + ")";
+}
+
+[[noreturn]] void refuse(const std::string& message) { throw std::invalid_argument(message); }
+
+void require_range(int64_t value, int64_t low, int64_t high, const std::string& name) {
+  if (value < low || value > high) {
+    refuse(name + " must be in [" + std::to_string(low) + ", " + std::to_string(high) + "], got " +
+           std::to_string(value));
+  }
+}
+
+// Multiplies sizes, refusing any product over kMaxFloats (so no int64 overflow downstream).
+int64_t checked_size(std::initializer_list<int64_t> factors, const std::string& what) {
+  int64_t total = 1;
+  for (int64_t f : factors) {
+    if (f != 0 && total > kMaxFloats / f) refuse(what + " would exceed 2**38 floats");
+    total *= f;
+  }
+  return total;
+}
+
+FloatBuffer allocate_floats(int64_t count) {
+  const size_t bytes = static_cast<size_t>(round_up(std::max<int64_t>(count, 1), 16)) * sizeof(float);
+  void* memory = std::aligned_alloc(64, bytes);
+  if (memory == nullptr) throw std::bad_alloc();
+  std::memset(memory, 0, bytes);  // zero padding is part of the layout (wavenet_plan.h)
+  return FloatBuffer(static_cast<float*>(memory));
+}
+
+// Hands out 64-byte aligned pieces of one allocation, in the order they were counted.
+class Arena {
+ public:
+  int64_t reserve(int64_t floats) {
+    const int64_t offset = size_;
+    size_ = checked_size({1, size_ + round_up(floats, 16)}, "the engine's buffers");
+    return offset;
+  }
+  int64_t size() const { return size_; }
+
+ private:
+  int64_t size_ = 0;
+};
+
+// Column of gate channel g in the packed conv layout: kBlock-wide [tanh | sigmoid] pairs.
+int64_t gate_column(int64_t g, int64_t half) {
+  const int64_t sigmoid = g >= half ? 1 : 0, c = g - sigmoid * half;
+  return (c / kBlock) * 2 * kBlock + sigmoid * kBlock + c % kBlock;
+}
+
+// Splits [0, blocks) kBlock-blocks into `parts` near-equal ranges; returns part `index` in channels.
+std::pair<int64_t, int64_t> block_range(int64_t channels, int parts, int index) {
+  const int64_t blocks = channels / kBlock;
+  const int64_t begin = blocks * index / parts, end = blocks * (index + 1) / parts;
+  return {begin * kBlock, end * kBlock};
+}
+
+}  // namespace
+
+void FloatBufferFree::operator()(float* p) const { std::free(p); }
+
+WaveNetEngine::WaveNetEngine(const WaveNetShape& shape, const WeightMap& weights, int64_t batch,
+                             int threads, const int64_t* global_ids, const float* local,
+                             int64_t frames, const std::string& isa)
+    : shape_(shape), batch_(batch) {
+  const WaveNetShape& s = shape_;
+  require_range(s.layers, 1, 4096, "config['layers']");
+  require_range(s.kernel_size, 1, kMaxKernelSize, "config['kernel_size']");
+  require_range(s.residual, 1, kMaxChannels, "config['residual_channels']");
+  require_range(s.gate, 2, kMaxChannels, "config['gate_channels']");
+  if (s.gate % 2 != 0) refuse("config['gate_channels'] must be even, got " + std::to_string(s.gate));
+  require_range(s.skip, 1, kMaxChannels, "config['skip_channels']");
+  require_range(s.classes, 2, kMaxChannels, "config['classes']");
+  require_range(s.global_classes, 0, kMaxChannels, "config['global_classes']");
+  require_range(s.global_channels, s.global_classes ? 1 : 0, kMaxChannels, "config['global_channels']");
+  require_range(s.local_channels, 0, kMaxChannels, "config['local_channels']");
+  require_range(s.hop, 1, int64_t{1} << 32, "config['cond_hop']");
+  if (static_cast<int64_t>(s.dilations.size()) != s.layers) {
+    refuse("config['dilations'] must list one dilation per layer (" + std::to_string(s.layers) +
+           "), got " + std::to_string(s.dilations.size()));
+  }
+  for (int64_t d : s.dilations) require_range(d, 1, int64_t{1} << 24, "each of config['dilations']");
+  require_range(batch, 1, int64_t{1} << 20, "batch");
+  require_range(threads, 1, kMaxThreads, "threads");
+  if (s.global_classes > 0) {
+    if (global_ids == nullptr) refuse("global_cond is required: the model has global conditioning");
+    for (int64_t b = 0; b < batch; ++b) require_range(global_ids[b], 0, s.global_classes - 1, "global_cond");
+  } else if (global_ids != nullptr) {
+    refuse("global_cond was given but the model has no global conditioning (global_classes = 0)");
+  }
+  if (s.local_channels > 0) {
+    if (local == nullptr) refuse("local_cond is required: the model has local conditioning");
+    require_range(frames, 1, kMaxFloats, "local_cond frames");
+    const int64_t count = checked_size({batch, s.local_channels, frames}, "local_cond");
+    for (int64_t i = 0; i < count; ++i) {
+      if (!std::isfinite(local[i])) refuse("local_cond must be finite, got " + std::to_string(local[i]) +
+                                           " at flat index " + std::to_string(i));
+    }
+  } else if (local != nullptr) {
+    refuse("local_cond was given but the model has no local conditioning (local_channels = 0)");
+  }
+  validate(weights);
+  kernels_ = &select_isa(isa);
+
+  Rp_ = round_up(s.residual, kBlock);
+  Hp_ = round_up(s.gate / 2, kBlock);
+  Sp_ = round_up(s.skip, kBlock);
+  Ap_ = round_up(s.classes, kBlock);
+  for (int64_t d : s.dilations) receptive_field_ += (s.kernel_size - 1) * d;
+  pack_weights(weights, global_ids);
+  if (local != nullptr) {
+    frames_ = frames;
+    const int64_t count = batch * s.local_channels * frames;
+    local_ = allocate_floats(count);
+    std::memcpy(local_.get(), local, static_cast<size_t>(count) * sizeof(float));
+    plan_.local_features = local_.get();
+    plan_.local_channels = s.local_channels;
+    plan_.frames = frames;
+  }
+  build_tasks(threads);
+}
+
+void WaveNetEngine::validate(const WeightMap& weights) const {
+  const WaveNetShape& s = shape_;
+  std::map<std::string, std::vector<int64_t>> expected{
+      {"embedding", {s.classes, s.residual}},
+      {"head.0.weight", {s.skip, s.skip}},
+      {"head.0.bias", {s.skip}},
+      {"head.1.weight", {s.classes, s.skip}},
+      {"head.1.bias", {s.classes}},
+  };
+  if (s.global_classes > 0) expected["global_embedding"] = {s.global_classes, s.global_channels};
+  for (int64_t i = 0; i < s.layers; ++i) {
+    const std::string p = "layers." + std::to_string(i) + ".";
+    expected[p + "conv_weight"] = {s.kernel_size, s.gate, s.residual};
+    expected[p + "conv_bias"] = {s.gate};
+    if (i + 1 < s.layers) {
+      expected[p + "res_weight"] = {s.residual, s.gate / 2};
+      expected[p + "res_bias"] = {s.residual};
+    }
+    expected[p + "skip_weight"] = {s.skip, s.gate / 2};
+    expected[p + "skip_bias"] = {s.skip};
+    if (s.global_classes > 0) expected[p + "global_weight"] = {s.gate, s.global_channels};
+    if (s.local_channels > 0) expected[p + "local_weight"] = {s.gate, s.local_channels};
+  }
+  for (const auto& [name, view] : weights) {
+    if (expected.count(name) == 0) refuse("weights has an unexpected entry '" + name + "' for this config");
+  }
+  for (const auto& [name, shape] : expected) {
+    const auto found = weights.find(name);
+    if (found == weights.end()) refuse("weights is missing '" + name + "'");
+    if (found->second.shape != shape) {
+      refuse("weights['" + name + "'] must have shape " + shape_text(shape) + ", got " +
+             shape_text(found->second.shape));
+    }
+    int64_t count = 1;
+    for (int64_t d : shape) count *= d;
+    const float* data = found->second.data;
+    for (int64_t i = 0; i < count; ++i) {
+      if (!std::isfinite(data[i])) {
+        refuse("weights['" + name + "'] must be finite, got " + std::to_string(data[i]) +
+               " at flat index " + std::to_string(i));
+      }
+    }
+  }
+}
+
+void WaveNetEngine::pack_weights(const WeightMap& weights, const int64_t* global_ids) {
+  const WaveNetShape& s = shape_;
+  const int64_t L = s.layers, K = s.kernel_size, R = s.residual, H = s.gate / 2, S = s.skip;
+  const int64_t A = s.classes, C = s.local_channels, Dg = s.global_channels, G2 = 2 * Hp_;
+  auto w = [&](const std::string& name) { return weights.at(name).data; };
+  auto layer_name = [](int64_t i, const char* what) { return "layers." + std::to_string(i) + "." + what; };
+
+  Arena arena;
+  const int64_t embedding = arena.reserve(A * Rp_), skip_bias = arena.reserve(Sp_);
+  const int64_t head0 = arena.reserve(Sp_ * Sp_), head0_bias = arena.reserve(Sp_);
+  const int64_t head1 = arena.reserve(Sp_ * Ap_), head1_bias = arena.reserve(Ap_);
+  const int64_t base_bias = arena.reserve(checked_size({batch_, L, G2}, "the gate biases"));
+  const int64_t gate_bias = arena.reserve(batch_ * L * G2);
+  std::vector<int64_t> conv(L), residual(L), residual_bias(L), skip(L), local(L);
+  for (int64_t i = 0; i < L; ++i) {
+    conv[i] = arena.reserve(K * Rp_ * G2);
+    residual[i] = arena.reserve(Hp_ * Rp_);
+    residual_bias[i] = arena.reserve(Rp_);
+    skip[i] = arena.reserve(Hp_ * Sp_);
+    local[i] = arena.reserve(C * G2);
+  }
+  weights_ = allocate_floats(arena.size());
+  float* base = weights_.get();
+
+  for (int64_t a = 0; a < A; ++a) std::memcpy(base + embedding + a * Rp_, w("embedding") + a * R, R * sizeof(float));
+  auto transpose_into = [](float* dst, int64_t ld, const float* src, int64_t rows, int64_t cols) {
+    for (int64_t o = 0; o < rows; ++o)  // src (rows = out, cols = in) -> dst[in * ld + out]
+      for (int64_t i = 0; i < cols; ++i) dst[i * ld + o] = src[o * cols + i];
+  };
+  transpose_into(base + head0, Sp_, w("head.0.weight"), S, S);
+  std::memcpy(base + head0_bias, w("head.0.bias"), S * sizeof(float));
+  transpose_into(base + head1, Ap_, w("head.1.weight"), A, S);
+  std::memcpy(base + head1_bias, w("head.1.bias"), A * sizeof(float));
+
+  layers_.assign(L, WaveNetLayerPlan{});
+  int64_t ring_offset = 0;
+  for (int64_t i = 0; i < L; ++i) {
+    WaveNetLayerPlan& layer = layers_[i];
+    const float* cw = w(layer_name(i, "conv_weight"));  // (K, G, R)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t g = 0; g < 2 * H; ++g)
+        for (int64_t r = 0; r < R; ++r)
+          base[conv[i] + (k * Rp_ + r) * G2 + gate_column(g, H)] = cw[(k * 2 * H + g) * R + r];
+    layer.conv = base + conv[i];
+    if (i + 1 < L) {
+      transpose_into(base + residual[i], Rp_, w(layer_name(i, "res_weight")), R, H);
+      std::memcpy(base + residual_bias[i], w(layer_name(i, "res_bias")), R * sizeof(float));
+      layer.residual = base + residual[i];
+      layer.residual_bias = base + residual_bias[i];
+    }
+    transpose_into(base + skip[i], Sp_, w(layer_name(i, "skip_weight")), S, H);
+    layer.skip = base + skip[i];
+    const float* sb = w(layer_name(i, "skip_bias"));
+    for (int64_t j = 0; j < S; ++j) base[skip_bias + j] += sb[j];
+    if (C > 0) {
+      const float* lw = w(layer_name(i, "local_weight"));  // (G, C)
+      for (int64_t g = 0; g < 2 * H; ++g)
+        for (int64_t c = 0; c < C; ++c) base[local[i] + c * G2 + gate_column(g, H)] = lw[g * C + c];
+      layer.local = base + local[i];
+    }
+    // Per row: conv bias + global projection of the row's embedding, in the packed column order.
+    const float* cb = w(layer_name(i, "conv_bias"));
+    for (int64_t b = 0; b < batch_; ++b) {
+      float* bias = base + base_bias + (b * L + i) * G2;
+      for (int64_t g = 0; g < 2 * H; ++g) {
+        double value = cb[g];
+        if (s.global_classes > 0) {
+          const float* gw = w(layer_name(i, "global_weight")) + g * Dg;
+          const float* ge = w("global_embedding") + global_ids[b] * Dg;
+          float sum = 0.0f;
+          for (int64_t c = 0; c < Dg; ++c) sum += gw[c] * ge[c];
+          value += sum;
+        }
+        bias[gate_column(g, H)] = static_cast<float>(value);
+      }
+    }
+    layer.dilation = s.dilations[i];
+    layer.ring_slots = (K - 1) * s.dilations[i];
+    ring_offset += checked_size({layer.ring_slots, batch_, Rp_}, "the ring buffers");
+  }
+  std::memcpy(base + gate_bias, base + base_bias, batch_ * L * G2 * sizeof(float));
+  ring_floats_ = checked_size({1, ring_offset}, "the ring buffers");
+  rings_ = allocate_floats(ring_floats_);
+  for (int64_t i = 0, offset = 0; i < L; ++i) {
+    layers_[i].ring = rings_.get() + offset;
+    offset += layers_[i].ring_slots * batch_ * Rp_;
+  }
+
+  plan_.layers = L;
+  plan_.kernel_size = K;
+  plan_.batch = batch_;
+  plan_.classes = A;
+  plan_.Rp = Rp_;
+  plan_.Hp = Hp_;
+  plan_.Sp = Sp_;
+  plan_.Ap = Ap_;
+  plan_.layer = layers_.data();
+  plan_.embedding = base + embedding;
+  plan_.skip_bias = base + skip_bias;
+  plan_.head0 = base + head0;
+  plan_.head0_bias = base + head0_bias;
+  plan_.head1 = base + head1;
+  plan_.head1_bias = base + head1_bias;
+  plan_.base_bias = base + base_bias;
+  plan_.gate_bias = base + gate_bias;
+  plan_.hop = s.hop;
+}
+
+void WaveNetEngine::build_tasks(int threads) {
+  const int groups = static_cast<int>(std::min<int64_t>(batch_, threads));
+  const int members = threads / groups;
+  const int64_t largest_rows = (batch_ + groups - 1) / groups;
+  const int64_t part_floats = largest_rows * std::max({Rp_, Sp_, Ap_});
+  exchange_flags_.reset(new uint64_t[static_cast<size_t>(groups * members * kFlagStride)]());
+  exchange_parts_ = allocate_floats(checked_size({int64_t{groups}, 2, members, part_floats}, "the exchange buffers"));
+
+  Arena arena;
+  struct Offsets { int64_t x, z, h, skip, hidden, logits, local; };
+  std::vector<Offsets> offsets;
+  for (int g = 0; g < groups; ++g) {
+    const int64_t rows = batch_ * (g + 1) / groups - batch_ * g / groups;
+    for (int m = 0; m < members; ++m) {
+      const auto [h0, h1] = block_range(Hp_, members, m);
+      offsets.push_back({arena.reserve(rows * Rp_), arena.reserve(rows * 2 * (h1 - h0)),
+                         arena.reserve(rows * (h1 - h0)), arena.reserve(rows * Sp_),
+                         arena.reserve(rows * Sp_), arena.reserve(rows * Ap_),
+                         arena.reserve(shape_.local_channels)});
+    }
+  }
+  scratch_ = allocate_floats(arena.size());
+  float* base = scratch_.get();
+
+  groups_.assign(groups, GroupExchange{});
+  tasks_.clear();
+  for (int g = 0; g < groups; ++g) {
+    groups_[g] = {members, exchange_flags_.get() + g * members * kFlagStride,
+                  exchange_parts_.get() + g * 2 * members * part_floats, part_floats};
+    const int64_t row0 = batch_ * g / groups, rows = batch_ * (g + 1) / groups - row0;
+    for (int m = 0; m < members; ++m) {
+      const Offsets& o = offsets[tasks_.size()];
+      MemberTask task{};
+      task.row0 = row0;
+      task.rows = rows;
+      std::tie(task.h0, task.h1) = block_range(Hp_, members, m);
+      std::tie(task.s0, task.s1) = block_range(Sp_, members, m);
+      task.member = m;
+      task.exchange = &groups_[g];
+      task.frame = -1;
+      task.x = base + o.x;
+      task.z = base + o.z;
+      task.h = base + o.h;
+      task.skip = base + o.skip;
+      task.hidden = base + o.hidden;
+      task.logits = base + o.logits;
+      task.local_column = base + o.local;
+      sampling_.push_back(std::make_unique<SamplingScratch>());
+      sampling_.back()->scaled.reserve(static_cast<size_t>(shape_.classes));  // no allocation per step
+      sampling_.back()->weights.reserve(static_cast<size_t>(shape_.classes));
+      sampling_.back()->kept.reserve(static_cast<size_t>(shape_.classes));
+      sampling_.back()->ranked.reserve(static_cast<size_t>(shape_.classes));
+      task.scratch = sampling_.back().get();
+      sampled_.push_back(std::make_unique<int64_t[]>(static_cast<size_t>(rows)));
+      task.sampled = sampled_.back().get();
+      tasks_.push_back(task);
+    }
+  }
+  pool_ = std::make_unique<WorkerPool>(static_cast<int>(tasks_.size()));
+}
+
+void WaveNetEngine::run(const StepJob& job) {
+  pool_->run([&](int index) { kernels_->run_wavenet_steps(plan_, tasks_[index], job); });
+}
+
+void WaveNetEngine::check_local_coverage(uint64_t end_position, const char* what) const {
+  if (shape_.local_channels == 0) return;
+  const uint64_t covered = static_cast<uint64_t>(frames_) * static_cast<uint64_t>(shape_.hop);
+  if (end_position > covered) {
+    refuse(std::string(what) + " reads positions up to " + std::to_string(end_position) +
+           " but local_cond covers " + std::to_string(covered) + " (" + std::to_string(frames_) +
+           " frames x cond_hop " + std::to_string(shape_.hop) + ")");
+  }
+}
+
+void WaveNetEngine::prefill(const int64_t* prompt, int64_t length, float* logits_out) {
+  std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
+  if (!lock.owns_lock()) throw std::runtime_error("this engine is already running in another thread");
+  require_range(length, 1, kMaxFloats, "prompt length");
+  const int64_t count = checked_size({batch_, length}, "prompt");
+  for (int64_t i = 0; i < count; ++i) {
+    if (prompt[i] < 0 || prompt[i] >= shape_.classes) {
+      refuse("prompt tokens must be in [0, " + std::to_string(shape_.classes) + "), got " +
+             std::to_string(prompt[i]) + " at flat index " + std::to_string(i));
+    }
+  }
+  check_local_coverage(static_cast<uint64_t>(length), "the prompt");
+  // Zero rings are the causal padding. Without logits to return, positions more than a receptive
+  // field before the end cannot reach the final state: start there, from zeros.
+  std::memset(rings_.get(), 0, static_cast<size_t>(ring_floats_) * sizeof(float));
+  for (MemberTask& task : tasks_) task.frame = -1;
+  const int64_t start = logits_out != nullptr ? 0 : std::max<int64_t>(0, length - receptive_field_);
+  StepJob job{};
+  job.tokens = prompt + start;
+  job.tokens_stride = length;
+  job.count = length - start;
+  job.position = static_cast<uint64_t>(start);
+  job.need_logits_every_step = logits_out != nullptr;
+  job.logits_out = logits_out;
+  has_logits_ = false;
+  run(job);
+  position_ = static_cast<uint64_t>(length);
+  has_logits_ = true;
+}
+
+void WaveNetEngine::generate(int64_t n, uint64_t seed, uint32_t step0, const SamplingParams& params,
+                             bool final, int64_t* tokens_out) {
+  std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
+  if (!lock.owns_lock()) throw std::runtime_error("this engine is already running in another thread");
+  if (!has_logits_) refuse("generate() needs prefill() first (and again after a final generate())");
+  fastwave::validate(params);
+  require_range(n, 0, kMaxFloats, "n");
+  checked_size({batch_, n}, "the generated tokens");
+  if (static_cast<uint64_t>(step0) + static_cast<uint64_t>(n) > (uint64_t{1} << 32)) {
+    refuse("step0 + n must be <= 2**32: the Philox counter holds the step in 32 bits");
+  }
+  if (n == 0) return;
+  const uint64_t fed = static_cast<uint64_t>(n) - (final ? 1 : 0);
+  check_local_coverage(position_ + fed, "generate()");
+  StepJob job{};
+  job.count = n;
+  job.position = position_;
+  job.tokens_out = tokens_out;
+  job.seed = seed;
+  job.step0 = step0;
+  job.params = params;
+  job.final = final;
+  run(job);
+  position_ += fed;
+  has_logits_ = !final;
+}
+
+}  // namespace cpu
+}  // namespace fastwave

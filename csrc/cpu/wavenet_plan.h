@@ -1,0 +1,104 @@
+// What the C++ WaveNet loop reads and writes, as plain data: the engine (wavenet_engine.cpp) owns
+// the memory and fills these structs; the per-ISA step code (kernels/wavenet_steps.cpp) runs them.
+// Only POD types here: the header is compiled into every ISA variant, and an inline function would
+// give the linker several ISA copies of one symbol to choose from.
+//
+// Padding: every channel count is rounded up to a multiple of kBlock (Rp, Hp, Sp, Ap) with zero
+// weights and biases, so the padded activations stay exactly 0 and the kernels never need a
+// remainder loop. Matrices are stored "in x out" (y += x @ W): the inner loop runs over contiguous
+// output channels for one broadcast input value, for every row of the batch at once.
+#pragma once
+
+#include <cstdint>
+
+#include "common/sampling.h"
+
+namespace fastwave {
+namespace cpu {
+
+constexpr int64_t kBlock = 16;  // channel padding and the unit of work split between threads
+
+struct WaveNetLayerPlan {
+  // (K * Rp, 2 * Hp): row k * Rp + r multiplies channel r of the input at t - (K-1-k) * dilation;
+  // columns come in kBlock pairs [tanh block q | sigmoid block q], so a thread that owns gate
+  // channels [h0, h1) reads the contiguous columns [2 * h0, 2 * h1).
+  const float* conv;
+  const float* residual;       // (Hp, Rp), or nullptr for the last layer (its residual is unused)
+  const float* residual_bias;  // (Rp,)
+  const float* skip;           // (Hp, Sp)
+  const float* local;          // (C, 2 * Hp) in the conv's column order, or nullptr
+  int64_t dilation;
+  int64_t ring_slots;          // (K - 1) * dilation past inputs, the only state the layer keeps
+  float* ring;                 // (ring_slots, batch, Rp): slot p % ring_slots holds position p
+};
+
+struct WaveNetPlan {
+  int64_t layers, kernel_size, batch;
+  int64_t classes, Rp, Hp, Sp, Ap;  // Ap >= classes; logits past `classes` are padding
+  const WaveNetLayerPlan* layer;    // [layers]
+  const float* embedding;           // (classes, Rp)
+  const float* skip_bias;           // (Sp,): every layer's skip bias, summed once
+  const float* head0;               // (Sp, Sp)
+  const float* head0_bias;          // (Sp,)
+  const float* head1;               // (Sp, Ap)
+  const float* head1_bias;          // (Ap,)
+  const float* base_bias;           // (batch, layers, 2 * Hp): conv bias + the global term per row
+  float* gate_bias;                 // (batch, layers, 2 * Hp): base_bias + the current local frame
+  // Local conditioning, or local_channels == 0: features (batch, C, frames), position t reads
+  // frame t / hop.
+  const float* local_features;
+  int64_t local_channels, frames, hop;
+};
+
+// Partial sums that the threads of one group hand each other once per layer. Two buffers,
+// alternating: a thread may start writing exchange n + 1 while a slower one still reads exchange n,
+// but never n + 2, which it cannot reach before everyone has signalled n + 1.
+struct GroupExchange {
+  int members;
+  uint64_t* flags;     // flags[member * kFlagStride]: how many exchanges that member has published
+  float* parts;        // [2][members][part_floats]
+  int64_t part_floats;
+};
+constexpr int64_t kFlagStride = 16;  // one 64-byte cache line per flag: no false sharing
+
+// One thread's share: a group of threads runs a range of rows together, each thread a slice of
+// the gate channels and of the head's hidden channels. Buffers are the thread's own.
+struct MemberTask {
+  int64_t row0, rows;
+  int64_t h0, h1;  // gate channels [h0, h1), multiples of kBlock
+  int64_t s0, s1;  // head hidden channels [s0, s1), multiples of kBlock
+  int member;
+  GroupExchange* exchange;
+  uint64_t exchanges_done;  // this member's count; every member of a group makes the same calls
+  int64_t frame;            // local frame whose projection is in gate_bias (-1: none yet)
+  float* x;                 // (rows, Rp) the current layer input
+  float* z;                 // (rows, 2 * (h1 - h0)) conv output for the owned gate channels
+  float* h;                 // (rows, h1 - h0) gated activation
+  float* skip;              // (rows, Sp) this member's partial skip sum
+  float* hidden;            // (rows, Sp) the head's hidden layer (owned columns)
+  float* logits;            // (rows, Ap) the logits of the last step, identical in every member
+  float* local_column;      // (local_channels,) one frame's features, gathered
+  int64_t* sampled;         // (rows,) the tokens just sampled
+  SamplingScratch* scratch;
+};
+
+// One call's work for every member: feed `count` positions starting at `position`. Teacher-forced
+// (tokens != nullptr: token i of row b at tokens[b * tokens_stride + i]) or free-running (sample each token from the
+// current logits with Philox step step0 + i, stream = row, then feed it; the last token of a
+// `final` call is not fed).
+struct StepJob {
+  const int64_t* tokens;
+  int64_t tokens_stride;
+  int64_t count;
+  uint64_t position;
+  bool need_logits_every_step;  // teacher-forced: compute the head at every position, not only the last
+  float* logits_out;            // (batch, count, classes) or nullptr
+  int64_t* tokens_out;          // (batch, count) when free-running
+  uint64_t seed;
+  uint32_t step0;
+  SamplingParams params;
+  bool final;
+};
+
+}  // namespace cpu
+}  // namespace fastwave

@@ -1,0 +1,44 @@
+// A fixed team of threads for one engine: run(work) calls work(i) on threads 0..size-1 (0 is the
+// caller) and returns when all are done. Workers sleep between calls; inside a call the engine's
+// threads synchronise among themselves (GroupExchange), not through the pool.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace fastwave {
+namespace cpu {
+
+class WorkerPool {
+ public:
+  explicit WorkerPool(int size);
+  ~WorkerPool();
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+  void run(const std::function<void(int)>& work);
+
+ private:
+  void worker_loop(int index);
+
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  const std::function<void(int)>* work_ = nullptr;
+  uint64_t generation_ = 0;
+  bool stopping_ = false;
+  std::atomic<int> pending_{0};
+};
+
+// Physical cores this process may run on (hyper-threads share one core's vector units, so they add
+// little to a loop that is bound by them); at least 1.
+int physical_cores();
+
+}  // namespace cpu
+}  // namespace fastwave
