@@ -138,6 +138,7 @@ WaveNetEngine::WaveNetEngine(const WaveNetShape& shape, const WeightMap& weights
   Sp_ = round_up(s.skip, kBlock);
   Ap_ = round_up(s.classes, kBlock);
   for (int64_t d : s.dilations) receptive_field_ += (s.kernel_size - 1) * d;
+  plan_threads(threads);
   pack_weights(weights, global_ids);
   if (local != nullptr) {
     frames_ = frames;
@@ -148,7 +149,7 @@ WaveNetEngine::WaveNetEngine(const WaveNetShape& shape, const WeightMap& weights
     plan_.local_channels = s.local_channels;
     plan_.frames = frames;
   }
-  build_tasks(threads);
+  build_tasks();
 }
 
 void WaveNetEngine::validate(const WeightMap& weights) const {
@@ -225,7 +226,12 @@ void WaveNetEngine::pack_weights(const WeightMap& weights, const int64_t* global
     for (int64_t o = 0; o < rows; ++o)  // src (rows = out, cols = in) -> dst[in * ld + out]
       for (int64_t i = 0; i < cols; ++i) dst[i * ld + o] = src[o * cols + i];
   };
-  transpose_into(base + head0, Sp_, w("head.0.weight"), S, S);
+  const float* h0w = w("head.0.weight");  // (S out, S in) -> each member's (Sp in, s1 - s0 out)
+  for (int m = 0; m < members_; ++m) {
+    const auto [s0, s1] = hidden_slices_[m];
+    for (int64_t o = s0; o < std::min(s1, S); ++o)
+      for (int64_t i = 0; i < S; ++i) base[head0 + Sp_ * s0 + i * (s1 - s0) + (o - s0)] = h0w[o * S + i];
+  }
   std::memcpy(base + head0_bias, w("head.0.bias"), S * sizeof(float));
   transpose_into(base + head1, Ap_, w("head.1.weight"), A, S);
   std::memcpy(base + head1_bias, w("head.1.bias"), A * sizeof(float));
@@ -238,7 +244,7 @@ void WaveNetEngine::pack_weights(const WeightMap& weights, const int64_t* global
     for (int64_t k = 0; k < K; ++k)
       for (int64_t g = 0; g < 2 * H; ++g)
         for (int64_t r = 0; r < R; ++r)
-          base[conv[i] + (k * Rp_ + r) * G2 + gate_column(g, H)] = cw[(k * 2 * H + g) * R + r];
+          base[conv[i] + sliced_index(K * Rp_, k * Rp_ + r, gate_column(g, H))] = cw[(k * 2 * H + g) * R + r];
     layer.conv = base + conv[i];
     if (i + 1 < L) {
       transpose_into(base + residual[i], Rp_, w(layer_name(i, "res_weight")), R, H);
@@ -253,7 +259,7 @@ void WaveNetEngine::pack_weights(const WeightMap& weights, const int64_t* global
     if (C > 0) {
       const float* lw = w(layer_name(i, "local_weight"));  // (G, C)
       for (int64_t g = 0; g < 2 * H; ++g)
-        for (int64_t c = 0; c < C; ++c) base[local[i] + c * G2 + gate_column(g, H)] = lw[g * C + c];
+        for (int64_t c = 0; c < C; ++c) base[local[i] + sliced_index(C, c, gate_column(g, H))] = lw[g * C + c];
       layer.local = base + local[i];
     }
     // Per row: conv bias + global projection of the row's embedding, in the packed column order.
@@ -304,9 +310,26 @@ void WaveNetEngine::pack_weights(const WeightMap& weights, const int64_t* global
   plan_.hop = s.hop;
 }
 
-void WaveNetEngine::build_tasks(int threads) {
-  const int groups = static_cast<int>(std::min<int64_t>(batch_, threads));
-  const int members = threads / groups;
+void WaveNetEngine::plan_threads(int threads) {
+  groups_count_ = static_cast<int>(std::min<int64_t>(batch_, threads));
+  members_ = threads / groups_count_;
+  for (int m = 0; m < members_; ++m) {
+    gate_slices_.push_back(block_range(Hp_, members_, m));
+    hidden_slices_.push_back(block_range(Sp_, members_, m));
+  }
+}
+
+// Index into a matrix of `rows` rows whose packed gate columns are split into one contiguous
+// (rows, 2 (h1 - h0)) block per member (wavenet_plan.h): element (row, column).
+int64_t WaveNetEngine::sliced_index(int64_t rows, int64_t row, int64_t column) const {
+  for (const auto& [h0, h1] : gate_slices_) {
+    if (column < 2 * h1) return rows * 2 * h0 + row * 2 * (h1 - h0) + (column - 2 * h0);
+  }
+  throw std::logic_error("gate column outside every slice");
+}
+
+void WaveNetEngine::build_tasks() {
+  const int groups = groups_count_, members = members_;
   const int64_t largest_rows = (batch_ + groups - 1) / groups;
   const int64_t part_floats = largest_rows * std::max({Rp_, Sp_, Ap_});
   exchange_flags_.reset(new uint64_t[static_cast<size_t>(groups * members * kFlagStride)]());
@@ -318,7 +341,7 @@ void WaveNetEngine::build_tasks(int threads) {
   for (int g = 0; g < groups; ++g) {
     const int64_t rows = batch_ * (g + 1) / groups - batch_ * g / groups;
     for (int m = 0; m < members; ++m) {
-      const auto [h0, h1] = block_range(Hp_, members, m);
+      const auto [h0, h1] = gate_slices_[m];
       offsets.push_back({arena.reserve(rows * Rp_), arena.reserve(rows * 2 * (h1 - h0)),
                          arena.reserve(rows * (h1 - h0)), arena.reserve(rows * Sp_),
                          arena.reserve(rows * Sp_), arena.reserve(rows * Ap_),
@@ -339,8 +362,8 @@ void WaveNetEngine::build_tasks(int threads) {
       MemberTask task{};
       task.row0 = row0;
       task.rows = rows;
-      std::tie(task.h0, task.h1) = block_range(Hp_, members, m);
-      std::tie(task.s0, task.s1) = block_range(Sp_, members, m);
+      std::tie(task.h0, task.h1) = gate_slices_[m];
+      std::tie(task.s0, task.s1) = hidden_slices_[m];
       task.member = m;
       task.exchange = &groups_[g];
       task.frame = -1;

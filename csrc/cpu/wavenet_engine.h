@@ -78,13 +78,18 @@ class WaveNetEngine {
  private:
   void validate(const WeightMap& weights) const;
   void pack_weights(const WeightMap& weights, const int64_t* global_ids);
-  void build_tasks(int threads);
+  void plan_threads(int threads);
+  int64_t sliced_index(int64_t rows, int64_t row, int64_t column) const;
+  void build_tasks();
   void run(const StepJob& job);
   void check_local_coverage(uint64_t end_position, const char* what) const;
 
   WaveNetShape shape_;
   int64_t batch_, Rp_, Hp_, Sp_, Ap_, receptive_field_ = 1, frames_ = 0;
   int64_t ring_floats_ = 0;
+  int groups_count_ = 1, members_ = 1;
+  // Each member's gate channels [h0, h1) and head hidden channels [s0, s1); the same in every group.
+  std::vector<std::pair<int64_t, int64_t>> gate_slices_, hidden_slices_;
   const IsaKernels* kernels_;
   FloatBuffer weights_, rings_, local_, scratch_, exchange_parts_;
   std::unique_ptr<uint64_t[]> exchange_flags_;

@@ -19,14 +19,16 @@ namespace cpu {
 constexpr int64_t kBlock = 16;  // channel padding and the unit of work split between threads
 
 struct WaveNetLayerPlan {
-  // (K * Rp, 2 * Hp): row k * Rp + r multiplies channel r of the input at t - (K-1-k) * dilation;
-  // columns come in kBlock pairs [tanh block q | sigmoid block q], so a thread that owns gate
-  // channels [h0, h1) reads the contiguous columns [2 * h0, 2 * h1).
+  // Gate columns come in kBlock pairs [tanh block q | sigmoid block q], so the thread that owns gate
+  // channels [h0, h1) needs the columns [2 h0, 2 h1). Each thread's columns are stored as their own
+  // contiguous matrix (the thread streams one block of memory), starting at rows * 2 h0:
+  //   conv: (K * Rp, 2 (h1 - h0)) at K * Rp * 2 h0; row k * Rp + r multiplies channel r of the input
+  //         at t - (K-1-k) * dilation.
   const float* conv;
   const float* residual;       // (Hp, Rp), or nullptr for the last layer (its residual is unused)
   const float* residual_bias;  // (Rp,)
   const float* skip;           // (Hp, Sp)
-  const float* local;          // (C, 2 * Hp) in the conv's column order, or nullptr
+  const float* local;          // (C, 2 (h1 - h0)) at C * 2 h0, laid out like conv; or nullptr
   int64_t dilation;
   int64_t ring_slots;          // (K - 1) * dilation past inputs, the only state the layer keeps
   float* ring;                 // (ring_slots, batch, Rp): slot p % ring_slots holds position p
@@ -38,7 +40,7 @@ struct WaveNetPlan {
   const WaveNetLayerPlan* layer;    // [layers]
   const float* embedding;           // (classes, Rp)
   const float* skip_bias;           // (Sp,): every layer's skip bias, summed once
-  const float* head0;               // (Sp, Sp)
+  const float* head0;               // (Sp, s1 - s0) at Sp * s0 for the thread owning [s0, s1)
   const float* head0_bias;          // (Sp,)
   const float* head1;               // (Sp, Ap)
   const float* head1_bias;          // (Ap,)

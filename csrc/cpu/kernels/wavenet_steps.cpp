@@ -226,8 +226,11 @@ void exchange(MemberTask& m) {
   for (int other = 0; other < ex.members; ++other) {
     if (other == m.member) continue;
     const uint64_t* flag = &ex.flags[other * kFlagStride];
+    // A bare spin first: the wait is usually shorter than one pause instruction (~140 cycles on
+    // recent Intel cores), and each member has a core to itself.
     for (int spins = 0; __atomic_load_n(flag, __ATOMIC_ACQUIRE) < n; ++spins) {
-      if (spins < 2048) {
+      if (spins < 4096) continue;
+      if (spins < 16384) {
         cpu_relax();
       } else {
         sched_yield();
@@ -264,18 +267,19 @@ void update_local_frame(const WaveNetPlan& p, MemberTask& m, uint64_t t) {
       const int64_t offset = (row * p.layers + l) * width + 2 * m.h0;
       copy_floats(p.gate_bias + offset, p.base_bias + offset, zw);
       product1(p.gate_bias + offset, zw, 1, zw, m.local_column, p.local_channels,
-               p.layer[l].local + 2 * m.h0, p.local_channels, width);
+               p.layer[l].local + p.local_channels * 2 * m.h0, p.local_channels, zw);
     }
   }
 }
 
 void run_layer(const WaveNetPlan& p, int64_t l, MemberTask& m, uint64_t t, bool want_skip) {
   const WaveNetLayerPlan& layer = p.layer[l];
-  const int64_t width = m.h1 - m.h0, zw = 2 * width, ldw = 2 * p.Hp;
+  const int64_t width = m.h1 - m.h0, zw = 2 * width;
   const bool alone = m.exchange->members == 1;
   for (int64_t r = 0; r < m.rows; ++r) {
-    copy_floats(m.z + r * zw, p.gate_bias + ((m.row0 + r) * p.layers + l) * ldw + 2 * m.h0, zw);
+    copy_floats(m.z + r * zw, p.gate_bias + ((m.row0 + r) * p.layers + l) * 2 * p.Hp + 2 * m.h0, zw);
   }
+  const float* conv = layer.conv + p.kernel_size * p.Rp * 2 * m.h0;  // this member's (K Rp, zw)
   Operand ops[8];  // the engine refuses kernel sizes above 8
   int n_ops = 0;
   for (int64_t k = 0; k + 1 < p.kernel_size; ++k) {  // taps at t - (K-1-k) d, oldest first
@@ -283,10 +287,10 @@ void run_layer(const WaveNetPlan& p, int64_t l, MemberTask& m, uint64_t t, bool 
     const uint64_t slots = static_cast<uint64_t>(layer.ring_slots);
     const int64_t slot = static_cast<int64_t>((t + slots - back) % slots);
     ops[n_ops++] = {layer.ring + (slot * p.batch + m.row0) * p.Rp, p.Rp,
-                    layer.conv + k * p.Rp * ldw + 2 * m.h0, p.Rp};
+                    conv + k * p.Rp * zw, p.Rp};
   }
-  ops[n_ops++] = {m.x, p.Rp, layer.conv + (p.kernel_size - 1) * p.Rp * ldw + 2 * m.h0, p.Rp};
-  product(m.z, zw, m.rows, zw, ops, n_ops, ldw);
+  ops[n_ops++] = {m.x, p.Rp, conv + (p.kernel_size - 1) * p.Rp * zw, p.Rp};
+  product(m.z, zw, m.rows, zw, ops, n_ops, zw);
   gate(m.z, m.h, m.rows, width);
   if (want_skip) product1(m.skip, p.Sp, m.rows, p.Sp, m.h, width, layer.skip + m.h0 * p.Sp, width, p.Sp);
   if (alone) write_ring(p, layer, m, t);  // every read of the ring is done; x is still the input
@@ -314,7 +318,7 @@ void run_head(const WaveNetPlan& p, MemberTask& m) {
   relu(m.skip, m.rows * p.Sp);
   const int64_t width = m.s1 - m.s0;
   for (int64_t r = 0; r < m.rows; ++r) copy_floats(m.hidden + r * p.Sp + m.s0, p.head0_bias + m.s0, width);
-  product1(m.hidden + m.s0, p.Sp, m.rows, width, m.skip, p.Sp, p.head0 + m.s0, p.Sp, p.Sp);
+  product1(m.hidden + m.s0, p.Sp, m.rows, width, m.skip, p.Sp, p.head0 + p.Sp * m.s0, p.Sp, width);
   for (int64_t r = 0; r < m.rows; ++r) relu(m.hidden + r * p.Sp + m.s0, width);
   const float* head1 = p.head1 + m.s0 * p.Ap;
   if (alone) {
@@ -330,11 +334,29 @@ void run_head(const WaveNetPlan& p, MemberTask& m) {
   for (int k = 0; k < m.exchange->members; ++k) add(m.logits, part_of(m, k), m.rows * p.Ap);
 }
 
+// Asks for the ring rows that position t's taps will read. Rows of the long dilations were written
+// hundreds of steps ago and have left the core's caches; without this, each such layer would stall
+// on a cache miss before its first multiply.
+void prefetch_taps(const WaveNetPlan& p, const MemberTask& m, uint64_t t) {
+  for (int64_t l = 0; l < p.layers; ++l) {
+    const WaveNetLayerPlan& layer = p.layer[l];
+    const uint64_t slots = static_cast<uint64_t>(layer.ring_slots);
+    for (int64_t k = 0; k + 1 < p.kernel_size; ++k) {
+      const uint64_t back = static_cast<uint64_t>((p.kernel_size - 1 - k) * layer.dilation);
+      const int64_t slot = static_cast<int64_t>((t + slots - back) % slots);
+      const char* row = reinterpret_cast<const char*>(layer.ring + (slot * p.batch + m.row0) * p.Rp);
+      const int64_t bytes = m.rows * p.Rp * static_cast<int64_t>(sizeof(float));
+      for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(row + b);
+    }
+  }
+}
+
 // Feeds the token of each row (tokens[r * stride]) at position t; with want_head, leaves the logits
 // for position t + 1 in m.logits.
 void step(const WaveNetPlan& p, MemberTask& m, const int64_t* tokens, int64_t stride, uint64_t t,
           bool want_head) {
   update_local_frame(p, m, t);
+  prefetch_taps(p, m, t);
   for (int64_t r = 0; r < m.rows; ++r) copy_floats(m.x + r * p.Rp, p.embedding + tokens[r * stride] * p.Rp, p.Rp);
   if (want_head) fill_zero(m.skip, m.rows * p.Sp);
   for (int64_t l = 0; l < p.layers; ++l) run_layer(p, l, m, t, want_head);
