@@ -84,7 +84,8 @@ std::unique_ptr<WaveNetEngine> make_engine(py::handle config, py::handle weights
     keep_alive.push_back(contiguous_array<float>(item.second, "weights['" + name + "']", "float32"));
     weights[name] = {keep_alive.back().data(), shape_of(keep_alive.back())};
   }
-  const int64_t batch = static_cast<int64_t>(checked_uint(batch_arg, "batch", kMaxConfigValue, "[1, 2**20]"));
+  const int64_t batch = static_cast<int64_t>(checked_uint(batch_arg, "batch", 1 << 20, "[1, 2**20]"));
+  if (batch < 1) throw py::value_error("batch must be in [1, 2**20], got 0");
   const int threads = static_cast<int>(checked_uint(threads_arg, "threads", 1024, "[1, 1024]"));
 
   const int64_t* global_ids = nullptr;
@@ -102,14 +103,15 @@ std::unique_ptr<WaveNetEngine> make_engine(py::handle config, py::handle weights
   py::array_t<float, py::array::c_style> local_array;
   if (!local_arg.is_none()) {
     local_array = contiguous_array<float>(local_arg, "local_cond", "float32");
-    if (local_array.ndim() != 3 || local_array.shape(0) != batch ||
-        local_array.shape(1) != shape.local_channels) {
+    const bool wanted = shape.local_channels > 0;  // if not, the engine refuses it by name
+    if (wanted && (local_array.ndim() != 3 || local_array.shape(0) != batch ||
+                   local_array.shape(1) != shape.local_channels)) {
       throw py::value_error("local_cond must have shape (batch, local_channels, frames) = (" +
                             std::to_string(batch) + ", " + std::to_string(shape.local_channels) +
                             ", F), got " + shape_text(local_array));
     }
     local = local_array.data();
-    frames = local_array.shape(2);
+    frames = wanted ? local_array.shape(2) : 0;
   }
   return std::make_unique<WaveNetEngine>(shape, weights, batch, threads, global_ids, local, frames, isa);
 }

@@ -26,9 +26,9 @@ def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
     assert main(["bench", "--seconds", "0.002", "--repeats", "1", "--batch", "1,2", "--json", str(path)] + TINY) == 0
     out = capsys.readouterr().out
-    assert "naive" in out and "torch" in out and "samples/s" in out
+    assert "naive" in out and "torch" in out and "cpu" in out and "samples/s" in out
     rows = json.loads(path.read_text())
-    assert {(r["engine"], r["batch"]) for r in rows} == {(e, b) for e in ("naive", "torch") for b in (1, 2)}
+    assert {(r["engine"], r["batch"]) for r in rows} == {(e, b) for e in ("naive", "torch", "cpu") for b in (1, 2)}
     for row in rows:
         assert row["samples_per_s"] > 0 and row["realtime_factor"] == pytest.approx(row["samples_per_s"] / 16000)
         assert row["flops_per_sample"] > 0 and row["weight_bytes_per_sample"] > 0

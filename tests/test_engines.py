@@ -147,7 +147,7 @@ def test_progress_bar_reports_the_samples(capsys):
     model = make_model(**SHAPES[0])
     assert fastwave.generate(model, 10, progress=True).shape == (1, 10)
     err = capsys.readouterr().err
-    assert "generate (torch)" in err and "10/10" in err
+    assert "generate (cpu)" in err and "10/10" in err
     fastwave.generate(model, 10)
     assert capsys.readouterr().err == ""
 
@@ -206,9 +206,9 @@ def test_generate_refuses_non_finite_weights():
         fastwave.generate(model, 5)
 
 
-def test_half_models_run_on_the_naive_engine_only():
+def test_half_models_skip_the_fp32_torch_engine():
     model = make_model(**SHAPES[0]).to(torch.bfloat16)
-    assert fastwave.available_engines(model) == ["naive"]
+    assert fastwave.available_engines(model) == ["naive", "cpu"]  # cpu computes in fp32 from the export
     with pytest.raises(ValueError, match="cannot run this WaveNet"):
         fastwave.stream(model, 5, engine="torch")  # refused at the call, not at the first chunk
     assert fastwave.generate(model, 5, engine="auto").shape == (1, 5)

@@ -25,11 +25,9 @@ constexpr int64_t kMaxFloats = int64_t{1} << 38;
 int64_t round_up(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
 
 std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string text = "(";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    text += std::to_string(shape[i]) + (shape.size() == 1 || i + 1 < shape.size() ? "," : "");
-  }
-  return text + ")";
+  std::string text = "(";  // as Python prints a tuple
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + (shape.size() == 1 ? ",)" : ")");
 }
 
 [[noreturn]] void refuse(const std::string& message) { throw std::invalid_argument(message); }

@@ -1,7 +1,8 @@
 """``fastwave.generate`` and ``fastwave.stream``: one entry point over every engine.
 
 Engines: "naive" (the model over its receptive field per sample, the baseline), "torch" (cached
-activations, the reference). "auto" picks the fastest available for the model and device.
+activations in torch, the reference), "cpu" (the C++ engine, for models on the CPU). "auto" picks the
+fastest available for the model and device.
 """
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from ..audio import mulaw_silence
 from .._checks import as_tensor, check_finite_parameters, check_int_arg, check_tokens
 from .naive import NaiveEngine
 from .sampling import SamplingParams, _seed_words
+from .wavenet_cpu import CpuWaveNetEngine
 from .wavenet_torch import TorchWaveNetEngine
 
-ENGINES = ("naive", "torch")
+ENGINES = ("naive", "torch", "cpu")
 _CACHED_TORCH_ENGINES = {"wavenet": TorchWaveNetEngine}
+_CPU_ENGINES = {"wavenet": CpuWaveNetEngine}
 DEFAULT_CHUNK = 1600  # 100 ms at 16 kHz: the streaming latency
 
 
@@ -27,6 +30,9 @@ def available_engines(model) -> list[str]:
     fp32 = all(p.dtype == torch.float32 for p in model.parameters())
     if model.model_type in _CACHED_TORCH_ENGINES and fp32:  # the reference engine runs fp32
         names.append("torch")
+    # The C++ engine computes in fp32 from the exported (fp32) weights, whatever the model's dtype.
+    if model.model_type in _CPU_ENGINES and next(model.parameters()).device.type == "cpu":
+        names.append("cpu")
     return names
 
 
@@ -49,7 +55,8 @@ def _check_sample_model(model) -> None:
 
 def stream(model, n_samples: int, *, batch: int = 1, prompt=None, temperature: float = 1.0,
            top_k: int | None = None, top_p: float | None = None, seed: int = 0, engine: str = "auto",
-           cond: dict | None = None, progress: bool = False, chunk_size: int = DEFAULT_CHUNK) -> Iterator[torch.Tensor]:
+           cond: dict | None = None, progress: bool = False, chunk_size: int = DEFAULT_CHUNK,
+           threads: int | None = None) -> Iterator[torch.Tensor]:
     """Generate ``n_samples`` tokens per stream, yielding int64 CPU chunks (B, <= chunk_size) as made.
 
     model: a fastwave sample model (e.g. ``fastwave.WaveNet``), on the device to generate on.
@@ -61,6 +68,8 @@ def stream(model, n_samples: int, *, batch: int = 1, prompt=None, temperature: f
       gives the same tokens on every engine and for every chunk size.
     cond: the model's conditioning, e.g. ``{"global_cond": ids (B,), "local_cond": (B, C, F)}`` for
       WaveNet; local features must cover the P + n_samples - 1 positions the model reads.
+    threads: worker threads of the "cpu" engine (default: physical cores); the torch-based engines
+      use torch's own thread settings and ignore it.
     """
     params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p)
     n_samples = check_int_arg(n_samples, "n_samples")
@@ -68,6 +77,8 @@ def stream(model, n_samples: int, *, batch: int = 1, prompt=None, temperature: f
         raise ValueError(f"n_samples must be <= 2**32 per call, got {n_samples}")
     batch = check_int_arg(batch, "batch")
     chunk_size = check_int_arg(chunk_size, "chunk_size")
+    if threads is not None:
+        threads = check_int_arg(threads, "threads")
     if isinstance(seed, bool):
         raise TypeError("seed must be an integer, got bool")
     _seed_words(seed)  # validates: an integer in [0, 2**64)
@@ -76,7 +87,10 @@ def stream(model, n_samples: int, *, batch: int = 1, prompt=None, temperature: f
     prompt = _prompt_tokens(model, prompt, batch)
     cond = model.prepare_cond(cond, batch, prompt.shape[1] + n_samples - 1)
     # Built here, not in the generator, so that every refusal comes at the call.
-    engine = (NaiveEngine if name == "naive" else _CACHED_TORCH_ENGINES[model.model_type])(model, batch, cond)
+    if name == "cpu":
+        engine = _CPU_ENGINES[model.model_type](model, batch, cond, threads=threads)
+    else:
+        engine = (NaiveEngine if name == "naive" else _CACHED_TORCH_ENGINES[model.model_type])(model, batch, cond)
     return _run(engine, name, prompt, n_samples, chunk_size, params, int(seed), progress)
 
 
