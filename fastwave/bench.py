@@ -4,6 +4,11 @@ Protocol: the same random weights for every engine, one warm-up run, then the me
 ``repeats`` timed runs of ``fastwave.generate`` continuing a one-receptive-field prompt; speed is reported as samples/s over all streams,
 the multiple of real time at the model's sample rate, the ratio to the torch engine measured in the
 same run, and the per-sample floor (FLOPs and weight bytes one incremental step needs).
+
+For the C++ engine the floor is also a rate: each thread streams its share of the weights from its
+cache once per step, so the read bandwidth of the same threads over buffers of that size, measured
+here, caps the steps per second (``floor_samples_per_s``); ``fraction_of_floor`` says how close the
+engine gets.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import torch
 from .audio import mulaw_silence
 from .engines import generate
 from .engines.generation import available_engines
+from .engines.wavenet_cpu import default_threads
 from .models import WaveNet
 
 # The naive engine does a whole receptive field of work per sample: time it on fewer samples.
@@ -30,27 +36,54 @@ def build_model(name: str, device: str, seed: int = 0, **sizes):
     return WaveNet(**sizes).to(device).eval()
 
 
-def time_engine(model, engine: str, batch: int, n_samples: int, repeats: int, seed: int = 0) -> float:
-    """Median wall seconds of ``repeats`` generate() calls after one warm-up.
+def time_engine(model, engine: str, batch: int, n_samples: int, repeats: int, seed: int = 0,
+                threads: int | None = None) -> float:
+    """Median wall seconds the generation loop takes for ``n_samples - 1`` samples per stream.
 
+    Each of ``repeats`` runs (after one warm-up) times generate(n_samples) and generate(1) with the
+    same setup and subtracts: what remains is the loop alone, without building the engine or
+    feeding the prompt, which engines do in very different ways (one parallel pass, or steps).
     Every run continues a prompt one receptive field long, so each engine is timed in its steady
     state: without it the naive engine would see short windows and look faster than it is.
     """
+    if n_samples < 2:
+        raise ValueError(f"n_samples must be >= 2 (the loop is timed as n - 1 samples), got {n_samples}")
     prompt = torch.full((model.receptive_field,), mulaw_silence(model.config.classes), dtype=torch.long)
     sync = torch.cuda.synchronize if next(model.parameters()).is_cuda else (lambda: None)
-    times = []
-    for run in range(repeats + 1):
+
+    def seconds(n, run):
         sync()
         start = time.perf_counter()
-        generate(model, n_samples, batch=batch, prompt=prompt, engine=engine, seed=seed + run)
+        generate(model, n, batch=batch, prompt=prompt, engine=engine, seed=seed + run, threads=threads)
         sync()
+        return time.perf_counter() - start
+
+    times = []
+    for run in range(repeats + 1):
+        loop = seconds(n_samples, run) - seconds(1, run)
         if run:  # run 0 is the warm-up
-            times.append(time.perf_counter() - start)
+            times.append(loop)
     return statistics.median(times)
 
 
+def cpu_floor(weight_bytes: int, batch: int, threads: int) -> dict:
+    """The C++ engine's bandwidth floor at this batch and thread count (see the module docstring).
+
+    Groups of threads share rows (min(batch, threads) groups, threads // groups per group); every
+    group streams all the weights once per step, split between its threads.
+    """
+    from . import _native
+
+    groups = min(batch, threads)
+    used = groups * (threads // groups)
+    per_thread = max(1024, weight_bytes * groups // used)
+    bandwidth = _native.read_bandwidth(per_thread, used, seconds=0.3)
+    return {"threads": used, "read_bytes_per_s": bandwidth,
+            "floor_samples_per_s": batch * bandwidth / (weight_bytes * groups)}
+
+
 def run_bench(model_name="wavenet", engines=None, batches=(1,), seconds=0.25, device="cpu",
-              repeats=5, **sizes) -> list[dict]:
+              repeats=5, threads=None, **sizes) -> list[dict]:
     """Time each engine at each batch size -> one row (dict) per (engine, batch)."""
     model = build_model(model_name, device, **sizes)
     available = available_engines(model)
@@ -60,21 +93,25 @@ def run_bench(model_name="wavenet", engines=None, batches=(1,), seconds=0.25, de
         raise ValueError(f"engines {missing} cannot run here; available: {available}")
     rate = model.sample_rate
     flops, weight_bytes = model.step_cost()
-    n_full = max(1, round(seconds * rate))
+    n_full = max(2, round(seconds * rate))
     rows = []
     for batch in batches:
         for engine in engines:
             n = min(n_full, NAIVE_MAX_SAMPLES) if engine == "naive" else n_full
-            elapsed = time_engine(model, engine, batch, n, repeats)
+            elapsed = time_engine(model, engine, batch, n, repeats, threads=threads)
             per_sample_work = model.receptive_field if engine == "naive" else 1
-            rows.append({
+            row = {
                 "model": model_name, "engine": engine, "device": device, "batch": batch,
                 "samples_per_run": n, "repeats": repeats, "median_s": elapsed,
-                "samples_per_s": batch * n / elapsed,
-                "realtime_factor": batch * n / elapsed / rate,
+                "samples_per_s": batch * (n - 1) / elapsed,
+                "realtime_factor": batch * (n - 1) / elapsed / rate,
                 "flops_per_sample": flops * per_sample_work,
                 "weight_bytes_per_sample": weight_bytes / batch,
-            })
+            }
+            if engine == "cpu":
+                row.update(cpu_floor(weight_bytes, batch, threads or default_threads()))
+                row["fraction_of_floor"] = row["samples_per_s"] / row["floor_samples_per_s"]
+            rows.append(row)
         torch_rate = next((r["samples_per_s"] for r in rows if r["batch"] == batch and r["engine"] == "torch"), None)
         for row in rows:
             if row["batch"] == batch:
@@ -102,12 +139,15 @@ def environment(device: str) -> dict:
 
 
 def format_table(rows: list[dict]) -> str:
-    header = f"{'engine':<8} {'batch':>5} {'samples/s':>12} {'x realtime':>10} {'vs torch':>9} {'GFLOP/sample':>13} {'weight KB/sample':>17}"
+    header = (f"{'engine':<8} {'batch':>5} {'samples/s':>12} {'x realtime':>10} {'vs torch':>9} {'GFLOP/sample':>13} "
+              f"{'weight KB/sample':>17} {'floor samples/s':>16} {'of floor':>8}")
     lines = [header, "-" * len(header)]
     for r in rows:
         speedup = f"{r['speedup_vs_torch']:.2f}x" if r.get("speedup_vs_torch") else "-"
         lines.append(f"{r['engine']:<8} {r['batch']:>5} {r['samples_per_s']:>12,.1f} {r['realtime_factor']:>10.3f} "
-                     f"{speedup:>9} {r['flops_per_sample'] / 1e9:>13.4f} {r['weight_bytes_per_sample'] / 1e3:>17.1f}")
+                     f"{speedup:>9} {r['flops_per_sample'] / 1e9:>13.4f} {r['weight_bytes_per_sample'] / 1e3:>17.1f} "
+                     + (f"{r['floor_samples_per_s']:>16,.0f} {r['fraction_of_floor']:>8.0%}" if "floor_samples_per_s" in r
+                        else f"{'-':>16} {'-':>8}"))
     return "\n".join(lines)
 
 

@@ -78,7 +78,7 @@ def cmd_generate(args) -> int:
         prompt = fastwave.mulaw_encode(audio, classes=model.config.classes)
     tokens = fastwave.generate(model, n, batch=args.batch, prompt=prompt, temperature=args.temperature,
                                top_k=args.top_k, top_p=args.top_p, seed=args.seed, engine=args.engine,
-                               progress=not args.quiet)
+                               threads=args.threads, progress=not args.quiet)
     audio = fastwave.mulaw_decode(tokens, classes=model.config.classes)
     paths = [args.out] if args.batch == 1 else [_numbered(args.out, b) for b in range(args.batch)]
     for path, stream in zip(paths, audio):
@@ -94,7 +94,10 @@ def cmd_bench(args) -> int:
     _check_seconds(args.seconds)
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
-    rows = run_bench(args.model, args.engines, args.batch, args.seconds, device, args.repeats, **_sizes(args))
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    rows = run_bench(args.model, args.engines, args.batch, args.seconds, device, args.repeats,
+                     threads=args.threads, **_sizes(args))
     env = environment(device)
     print(f"model {args.model} {_sizes(args)} on {device} ({env['processor']}, torch {env['torch']}, "
           f"{env['threads']} threads); median of {args.repeats} runs after a warm-up")
@@ -135,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--checkpoint", help="a model saved with model.save() (unconditioned; conditioned models "
                                          "generate from Python); default: a random-weight WaveNet")
     gen.add_argument("--prompt", metavar="AUDIO", help="an audio file to continue (resampled, mu-law encoded)")
-    gen.add_argument("--engine", default="auto", help="naive, torch or auto (default)")
+    gen.add_argument("--engine", default="auto", help="naive, torch, cpu or auto (default: the fastest here)")
+    gen.add_argument("--threads", type=int, default=None, help="threads of the cpu engine (default: physical cores)")
     gen.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     gen.add_argument("--batch", type=int, default=1, help="independent streams; >1 writes OUT_0, OUT_1, ...")
     gen.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
@@ -157,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=0.25, help="audio generated per measurement (default 0.25)")
     bench.add_argument("--repeats", type=int, default=5, help="timed runs per engine; the median is reported")
     bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    bench.add_argument("--threads", type=int, default=None,
+                       help="threads of the cpu engine (default: physical cores)")
     bench.add_argument("--json", metavar="PATH", help="also write the rows as a JSON list")
     _add_model_size_flags(bench)
     return parser
