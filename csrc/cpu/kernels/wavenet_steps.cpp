@@ -217,18 +217,20 @@ const float* part_of(const MemberTask& m, int member) {
   return ex.parts + (((m.exchanges_done - 1) & 1) * ex.members + member) * ex.part_floats;
 }
 
-// Publishes this member's part and waits for everyone else's. Spins briefly (the others are on their
-// own cores, microseconds away), then yields so an oversubscribed machine still makes progress.
-void exchange(MemberTask& m) {
-  GroupExchange& ex = *m.exchange;
-  const uint64_t n = ++m.exchanges_done;
-  __atomic_store_n(&ex.flags[m.member * kFlagStride], n, __ATOMIC_RELEASE);
+// Tells the group this member's part of the next exchange is written.
+void publish(MemberTask& m) {
+  __atomic_store_n(&m.exchange->flags[m.member * kFlagStride], ++m.exchanges_done, __ATOMIC_RELEASE);
+}
+
+// Waits until every member has published the exchange this member published last. Spins bare first
+// (the others are on their own cores, usually less than one pause instruction away: ~140 cycles on
+// recent Intel cores), then with pauses, then yields so an oversubscribed machine still progresses.
+void wait_for_group(const MemberTask& m) {
+  const GroupExchange& ex = *m.exchange;
   for (int other = 0; other < ex.members; ++other) {
     if (other == m.member) continue;
     const uint64_t* flag = &ex.flags[other * kFlagStride];
-    // A bare spin first: the wait is usually shorter than one pause instruction (~140 cycles on
-    // recent Intel cores), and each member has a core to itself.
-    for (int spins = 0; __atomic_load_n(flag, __ATOMIC_ACQUIRE) < n; ++spins) {
+    for (int spins = 0; __atomic_load_n(flag, __ATOMIC_ACQUIRE) < m.exchanges_done; ++spins) {
       if (spins < 4096) continue;
       if (spins < 16384) {
         cpu_relax();
@@ -237,6 +239,11 @@ void exchange(MemberTask& m) {
       }
     }
   }
+}
+
+void exchange(MemberTask& m) {
+  publish(m);
+  wait_for_group(m);
 }
 
 // dst (rows, n) = Σ over members of their parts (rows, n), in member order: every member computes
@@ -272,10 +279,11 @@ void update_local_frame(const WaveNetPlan& p, MemberTask& m, uint64_t t) {
   }
 }
 
-void run_layer(const WaveNetPlan& p, int64_t l, MemberTask& m, uint64_t t, bool want_skip) {
+// z = gate bias + the taps on past inputs: all of layer l's conv that does not need this step's
+// layer input, so it runs while the member waits for the previous layer's exchange.
+void begin_layer(const WaveNetPlan& p, int64_t l, MemberTask& m, uint64_t t) {
   const WaveNetLayerPlan& layer = p.layer[l];
-  const int64_t width = m.h1 - m.h0, zw = 2 * width;
-  const bool alone = m.exchange->members == 1;
+  const int64_t zw = 2 * (m.h1 - m.h0);
   for (int64_t r = 0; r < m.rows; ++r) {
     copy_floats(m.z + r * zw, p.gate_bias + ((m.row0 + r) * p.layers + l) * 2 * p.Hp + 2 * m.h0, zw);
   }
@@ -286,29 +294,42 @@ void run_layer(const WaveNetPlan& p, int64_t l, MemberTask& m, uint64_t t, bool 
     const uint64_t back = static_cast<uint64_t>((p.kernel_size - 1 - k) * layer.dilation);
     const uint64_t slots = static_cast<uint64_t>(layer.ring_slots);
     const int64_t slot = static_cast<int64_t>((t + slots - back) % slots);
-    ops[n_ops++] = {layer.ring + (slot * p.batch + m.row0) * p.Rp, p.Rp,
-                    conv + k * p.Rp * zw, p.Rp};
+    ops[n_ops++] = {layer.ring + (slot * p.batch + m.row0) * p.Rp, p.Rp, conv + k * p.Rp * zw, p.Rp};
   }
-  ops[n_ops++] = {m.x, p.Rp, conv + (p.kernel_size - 1) * p.Rp * zw, p.Rp};
-  product(m.z, zw, m.rows, zw, ops, n_ops, zw);
+  if (n_ops > 0) product(m.z, zw, m.rows, zw, ops, n_ops, zw);
+}
+
+// The rest of layer l (begin_layer(l) has run): the current input's tap, the gate, the skip and
+// residual products; then begin_layer(l + 1).
+void run_layer(const WaveNetPlan& p, int64_t l, MemberTask& m, uint64_t t, bool want_skip) {
+  const WaveNetLayerPlan& layer = p.layer[l];
+  const int64_t width = m.h1 - m.h0, zw = 2 * width;
+  const bool alone = m.exchange->members == 1, has_next = l + 1 < p.layers;
+  const float* current = layer.conv + p.kernel_size * p.Rp * 2 * m.h0 + (p.kernel_size - 1) * p.Rp * zw;
+  product1(m.z, zw, m.rows, zw, m.x, p.Rp, current, p.Rp, zw);
   gate(m.z, m.h, m.rows, width);
-  if (want_skip) product1(m.skip, p.Sp, m.rows, p.Sp, m.h, width, layer.skip + m.h0 * p.Sp, width, p.Sp);
-  if (alone) write_ring(p, layer, m, t);  // every read of the ring is done; x is still the input
-  if (layer.residual == nullptr) return;  // the last layer: its ring is written after the head's exchange
-  const float* residual = layer.residual + m.h0 * p.Rp;
+  const float* residual = layer.residual == nullptr ? nullptr : layer.residual + m.h0 * p.Rp;
+  float* part = nullptr;
   if (alone) {
+    write_ring(p, layer, m, t);  // every read of the ring is done; x is still the layer input
+  } else if (residual != nullptr) {
+    // Publish the partial residual first, then work while the others finish theirs.
+    part = my_part(m);
+    fill_zero(part, m.rows * p.Rp);
+    product1(part, p.Rp, m.rows, p.Rp, m.h, width, residual, width, p.Rp);
+    publish(m);
+  }
+  if (want_skip) product1(m.skip, p.Sp, m.rows, p.Sp, m.h, width, layer.skip + m.h0 * p.Sp, width, p.Sp);
+  if (alone && residual != nullptr) {
     add_bias(m.x, layer.residual_bias, m.rows, p.Rp);
     product1(m.x, p.Rp, m.rows, p.Rp, m.h, width, residual, width, p.Rp);
-    return;
   }
-  float* part = my_part(m);
-  fill_zero(part, m.rows * p.Rp);
-  product1(part, p.Rp, m.rows, p.Rp, m.h, width, residual, width, p.Rp);
-  exchange(m);
-  if (m.member == 0) write_ring(p, layer, m, t);  // after the exchange: nobody reads this slot now
-  float* x = m.x;
-  add_bias(x, layer.residual_bias, m.rows, p.Rp);
-  for (int k = 0; k < m.exchange->members; ++k) add(x, part_of(m, k), m.rows * p.Rp);
+  if (has_next) begin_layer(p, l + 1, m, t);
+  if (part == nullptr) return;  // alone, or the last layer: its ring is written after the head's exchange
+  wait_for_group(m);
+  if (m.member == 0) write_ring(p, layer, m, t);  // every member has read this layer's ring
+  add_bias(m.x, layer.residual_bias, m.rows, p.Rp);
+  for (int k = 0; k < m.exchange->members; ++k) add(m.x, part_of(m, k), m.rows * p.Rp);
 }
 
 // Head over the (complete) skip sum: logits (rows, Ap).
@@ -359,6 +380,7 @@ void step(const WaveNetPlan& p, MemberTask& m, const int64_t* tokens, int64_t st
   prefetch_taps(p, m, t);
   for (int64_t r = 0; r < m.rows; ++r) copy_floats(m.x + r * p.Rp, p.embedding + tokens[r * stride] * p.Rp, p.Rp);
   if (want_head) fill_zero(m.skip, m.rows * p.Sp);
+  begin_layer(p, 0, m, t);
   for (int64_t l = 0; l < p.layers; ++l) run_layer(p, l, m, t, want_head);
   if (m.exchange->members > 1) {
     // Everyone's skip partials, and the point after which the last layer's ring slot is free.
