@@ -63,7 +63,11 @@ def time_engine(model, engine: str, batch: int, n_samples: int, repeats: int, se
         loop = seconds(n_samples, run) - seconds(1, run)
         if run:  # run 0 is the warm-up
             times.append(loop)
-    return statistics.median(times)
+    median = statistics.median(times)
+    if median <= 0:
+        raise ValueError(f"the {engine} engine's {n_samples} samples ran faster than the timer's noise; "
+                         "measure more samples (--seconds)")
+    return median
 
 
 def cpu_floor(weight_bytes: int, batch: int, threads: int) -> dict:

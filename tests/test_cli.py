@@ -24,7 +24,7 @@ def test_info_reports_the_native_module(capsys):
 
 def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
-    assert main(["bench", "--seconds", "0.002", "--repeats", "1", "--batch", "1,2", "--json", str(path)] + TINY) == 0
+    assert main(["bench", "--seconds", "0.05", "--repeats", "3", "--batch", "1,2", "--json", str(path)] + TINY) == 0
     out = capsys.readouterr().out
     assert "naive" in out and "torch" in out and "cpu" in out and "samples/s" in out
     rows = json.loads(path.read_text())
