@@ -7,6 +7,7 @@ import torch
 
 import fastwave
 from fastwave import _native
+from fastwave.engines.sampling import SamplingParams
 from fastwave.engines.wavenet_cpu import CpuWaveNetEngine
 from fastwave.engines.wavenet_torch import TorchWaveNetEngine
 from test_engines import POLICIES, SHAPES, make_cond, make_model, rel_error
@@ -81,7 +82,6 @@ def test_chunks_threads_and_isas_do_not_change_the_audio():
         assert torch.equal(run, reference), (threads, chunk)
     for isa in ISAS:
         engine = CpuWaveNetEngine(model, 3, {}, threads=2, isa=isa)
-        from fastwave.engines.sampling import SamplingParams
         chunks = engine.chunks(torch.full((3, 1), 16), 900, 900, SamplingParams(top_p=0.9), 8)
         assert torch.equal(next(chunks), reference), isa
 
@@ -125,11 +125,6 @@ def test_ten_minutes_of_audio_keep_memory_flat():
         rss.append(_rss_bytes())
     assert i == 59
     assert max(rss[5:]) - rss[5] < 4 * 2 ** 20, [r // 2 ** 20 for r in rss]
-
-
-def _engine_args(model, batch=1):
-    config, weights = model.export_weights()
-    return config, weights, batch, 1
 
 
 def test_native_constructor_refuses_malformed_input():
