@@ -1,0 +1,12 @@
+"""Kernels for sample-level audio models, usable in any model: Triton on CUDA, torch elsewhere.
+
+Each op is a ``torch.library`` custom op (``torch.ops.fastwave.*``) with autograd and a fake
+implementation, so it trains and works under ``torch.compile``; each file holds its plain-torch
+reference (``*_reference``), the definition its kernel is tested against. ``backend`` chooses
+between kernel and reference (see ``_backend.py``).
+"""
+from ._backend import BACKENDS, backend, get_backend, set_backend
+from .dilated_causal_conv1d import DilatedCausalConv1d, dilated_causal_conv1d, dilated_causal_conv1d_reference
+
+__all__ = ["BACKENDS", "DilatedCausalConv1d", "backend", "dilated_causal_conv1d",
+           "dilated_causal_conv1d_reference", "get_backend", "set_backend"]

@@ -1,0 +1,159 @@
+"""Dilated causal convolution: nn.Conv1d with (K - 1) * dilation zeros on the left, so output t sees
+inputs t, t - d, ..., t - (K - 1) d and nothing later.
+
+    y = dilated_causal_conv1d(x, weight, bias=None, dilation=1)
+        x (B, C_in, T) or (C_in, T), weight (C_out, C_in, K) with K in 1..4, bias (C_out,) or None
+        -> y (B, C_out, T) (or (C_out, T))
+
+The Triton kernel (``kernels/shifted_matmul.py``) computes the whole convolution as one matrix
+product against shifted views of x, never materialising the padded input or an im2col buffer; its
+backward is the same kernel run with shifts forward in time (input gradient) and a split reduction
+over batch and time (weight and bias gradients). ``DilatedCausalConv1d`` is a drop-in nn.Conv1d.
+"""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._args import check_dilation, check_kernel_size, check_shape, check_tensor, time_contiguous
+from ._backend import dot_precision, use_triton
+
+
+def dilated_causal_conv1d_reference(x, weight, bias=None, dilation: int = 1):
+    """The plain-torch definition the kernel is held to."""
+    pad = dilation * (weight.shape[-1] - 1)
+    return F.conv1d(F.pad(x, (pad, 0)), weight, bias, dilation=dilation)
+
+
+def dilated_causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                          dilation: int = 1) -> torch.Tensor:
+    """x (B, C_in, T) or (C_in, T), weight (C_out, C_in, K), K in 1..4 -> (B, C_out, T) or (C_out, T).
+
+    Differentiable in x, weight and bias; fp16 / bf16 / fp32 (and fp64); any strides."""
+    check_tensor(x, "x", (2, 3))
+    check_tensor(weight, "weight", 3, like=x)
+    check_kernel_size(weight.shape[-1], "weight")
+    check_shape(weight, "weight", (None, x.shape[-2], None))
+    if bias is not None:
+        check_tensor(bias, "bias", 1, like=x)
+        check_shape(bias, "bias", (weight.shape[0],))
+    check_dilation(dilation)
+    if x.dim() == 2:
+        return torch.ops.fastwave.dilated_causal_conv1d(x.unsqueeze(0), weight, bias, dilation).squeeze(0)
+    return torch.ops.fastwave.dilated_causal_conv1d(x, weight, bias, dilation)
+
+
+@torch.library.custom_op("fastwave::dilated_causal_conv1d", mutates_args=())
+def _forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], dilation: int) -> torch.Tensor:
+    if x.numel() == 0 or not use_triton(x):
+        return dilated_causal_conv1d_reference(x, weight, bias, dilation)
+    from .kernels.shifted_matmul import shifted_matmul
+    out_channels, in_channels, taps = weight.shape
+    w = weight.permute(0, 2, 1).reshape(out_channels, taps * in_channels).contiguous()  # column k * C_in + c
+    return shifted_matmul(w, time_contiguous(x), taps, dilation, -1, dot_precision(x.dtype), bias=bias)
+
+
+@_forward.register_fake
+def _(x, weight, bias, dilation):
+    return x.new_empty(x.shape[0], weight.shape[0], x.shape[2])
+
+
+@torch.library.custom_op("fastwave::dilated_causal_conv1d_backward", mutates_args=())
+def _backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, dilation: int,
+              need_input: bool, need_weight: bool, need_bias: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> (dx, dweight, dbias); a gradient that is not needed comes back empty."""
+    if dy.numel() == 0 or not use_triton(dy):
+        return _reference_backward(dy, x, weight, dilation, need_input, need_weight, need_bias)
+    from .kernels.shifted_matmul import shifted_matmul, shifted_outer_sum
+    out_channels, in_channels, taps = weight.shape
+    dy, precision = time_contiguous(dy), dot_precision(dy.dtype)
+    dx, dw, db = dy.new_empty(0), dy.new_empty(0), dy.new_empty(0)  # outputs must not alias
+    if need_input:  # dx[c, t] = sum_{k, o} w[o, c, k] dy[o, t + (K - 1 - k) d]
+        w_t = weight.permute(1, 2, 0).reshape(in_channels, taps * out_channels).contiguous()
+        dx = shifted_matmul(w_t, dy, taps, dilation, +1, precision)
+    if need_weight or need_bias:
+        x = time_contiguous(x)
+        if need_weight:
+            dw_flat, db32 = shifted_outer_sum(dy, x, taps, dilation, -1, precision, row_sum=need_bias)
+            dw = dw_flat.view(out_channels, taps, in_channels).permute(0, 2, 1).to(weight.dtype).contiguous()
+        else:
+            db32 = dy.sum(dim=(0, 2), dtype=torch.float32)
+        if need_bias:
+            db = db32.to(weight.dtype)
+    return dx, dw, db
+
+
+def _reference_backward(dy, x, weight, dilation, need_input, need_weight, need_bias):
+    with torch.enable_grad():
+        x_ = x.detach().requires_grad_(need_input)
+        w_ = weight.detach().requires_grad_(need_weight)
+        b_ = weight.new_zeros(weight.shape[0]).requires_grad_(need_bias)
+        y = dilated_causal_conv1d_reference(x_, w_, b_, dilation)
+        wanted = [t for t, need in ((x_, need_input), (w_, need_weight), (b_, need_bias)) if need]
+        grads = iter(torch.autograd.grad(y, wanted, dy) if wanted else ())
+    return tuple(next(grads) if need else dy.new_empty(0) for need in (need_input, need_weight, need_bias))
+
+
+@_backward.register_fake
+def _(dy, x, weight, dilation, need_input, need_weight, need_bias):
+    return (x.new_empty(x.shape) if need_input else dy.new_empty(0),
+            weight.new_empty(weight.shape) if need_weight else dy.new_empty(0),
+            weight.new_empty(weight.shape[0]) if need_bias else dy.new_empty(0))
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, dilation = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.dilation, ctx.has_bias = dilation, bias is not None
+
+
+def _autograd_backward(ctx, dy):
+    x, weight = ctx.saved_tensors
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    dx, dw, db = torch.ops.fastwave.dilated_causal_conv1d_backward(
+        dy, x, weight, ctx.dilation, need_x, need_w, need_b and ctx.has_bias)
+    return (dx if need_x else None, dw if need_w else None,
+            db if need_b and ctx.has_bias else None, None)
+
+
+_forward.register_autograd(_autograd_backward, setup_context=_setup_context)
+
+
+class DilatedCausalConv1d(nn.Conv1d):
+    """A drop-in ``nn.Conv1d`` (same constructor, parameters and state dict) whose padding is causal:
+    output t depends on inputs up to t only, and the output is as long as the input.
+
+    ``padding`` must be 0 or "causal" (the module pads), and ``stride`` and ``groups`` must be 1;
+    kernel_size is 1 to 4. Runs the Triton kernel on CUDA, the torch reference elsewhere."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
+        def single(value, name):
+            if isinstance(value, (tuple, list)):
+                if len(value) != 1:
+                    raise ValueError(f"DilatedCausalConv1d {name} must be an int or a 1-tuple, got {value!r}")
+                value = value[0]
+            return value
+        kernel_size, stride, dilation = single(kernel_size, "kernel_size"), single(stride, "stride"), single(dilation, "dilation")
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int):
+            raise ValueError(f"DilatedCausalConv1d kernel_size must be an int, got {kernel_size!r}")
+        check_kernel_size(kernel_size, "DilatedCausalConv1d")
+        check_dilation(dilation)
+        if stride != 1:
+            raise ValueError(f"DilatedCausalConv1d needs stride 1 (a causal conv keeps every step), got {stride!r}")
+        if padding not in (0, (0,), "causal"):
+            raise ValueError(f"DilatedCausalConv1d pads causally itself: padding must be 0 or 'causal', got {padding!r}")
+        if groups != 1:
+            raise ValueError(f"DilatedCausalConv1d supports groups=1 only, got {groups!r}")
+        if padding_mode != "zeros":
+            raise ValueError(f"DilatedCausalConv1d pads with zeros, got padding_mode={padding_mode!r}")
+        super().__init__(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=dilation,
+                         groups=1, bias=bias, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C_in, T) or (C_in, T) -> (B, C_out, T) or (C_out, T)."""
+        return dilated_causal_conv1d(x, self.weight, self.bias, self.dilation[0])
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ", causal"
