@@ -7,6 +7,8 @@ between kernel and reference (see ``_backend.py``).
 """
 from ._backend import BACKENDS, backend, get_backend, set_backend
 from .dilated_causal_conv1d import DilatedCausalConv1d, dilated_causal_conv1d, dilated_causal_conv1d_reference
+from .wavenet_block import wavenet_block, wavenet_block_reference
 
 __all__ = ["BACKENDS", "DilatedCausalConv1d", "backend", "dilated_causal_conv1d",
-           "dilated_causal_conv1d_reference", "get_backend", "set_backend"]
+           "dilated_causal_conv1d_reference", "get_backend", "set_backend", "wavenet_block",
+           "wavenet_block_reference"]

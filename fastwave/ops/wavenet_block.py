@@ -1,0 +1,217 @@
+"""One WaveNet residual layer (the layer of ``fastwave.WaveNet``):
+
+    z = dilated_causal_conv1d(x, w_dil, b_dil, dilation) + cond     (G = 2H gate channels)
+    h = tanh(z[:, :H]) * sigmoid(z[:, H:])
+    residual = x + w_res @ h + b_res,   skip = w_skip @ h + b_skip   (1x1 convolutions)
+
+    residual, skip = wavenet_block(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond=None)
+        x (B, R, T); w_dil (G, R, K), K in 1..4; b_dil (G,); w_res (R, H) or (R, H, 1); b_res (R,);
+        w_skip (S, H) or (S, H, 1); b_skip (S,); cond broadcastable as (B or 1, G, T or 1) or None
+        -> residual (B, R, T) (None when w_res is None: a last layer), skip (B, S, T)
+    Any bias may be None.
+
+On CUDA the forward is one Triton kernel that reads x once and writes the two outputs (no G x T
+intermediate in memory). The backward saves nothing but the inputs: it recomputes the gate from x,
+writes dz (B, G, T) and h (B, H, T), and runs the weight and input gradients as shifted products
+(see ``kernels/wavenet_block.py``).
+"""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ._args import check_dilation, check_kernel_size, check_shape, check_tensor, time_contiguous
+from ._backend import dot_precision, use_triton
+from .dilated_causal_conv1d import dilated_causal_conv1d_reference
+
+Tensor = torch.Tensor
+GRAD_NAMES = ("x", "w_dil", "b_dil", "w_res", "b_res", "w_skip", "b_skip", "cond")
+
+
+def _as_1x1(w):
+    return w if w.dim() == 3 else w.unsqueeze(-1)
+
+
+def wavenet_block_reference(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation: int, cond=None):
+    """The plain-torch definition the kernel is held to; same arguments and results."""
+    z = dilated_causal_conv1d_reference(x, w_dil, b_dil, dilation)
+    if cond is not None:
+        z = z + cond
+    a, b = z.chunk(2, dim=1)
+    h = torch.tanh(a) * torch.sigmoid(b)
+    residual = None if w_res is None else x + F.conv1d(h, _as_1x1(w_res), b_res)
+    return residual, F.conv1d(h, _as_1x1(w_skip), b_skip)
+
+
+def wavenet_block(x: Tensor, w_dil: Tensor, b_dil: Optional[Tensor], w_res: Optional[Tensor],
+                  b_res: Optional[Tensor], w_skip: Tensor, b_skip: Optional[Tensor], dilation: int,
+                  cond: Optional[Tensor] = None) -> tuple[Optional[Tensor], Tensor]:
+    """The fused layer; shapes in the module docstring. Differentiable in every tensor argument."""
+    _check_block_args(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond)
+    half = w_dil.shape[0] // 2
+    w_res2 = None if w_res is None else w_res.reshape(x.shape[1], half)
+    w_skip2 = w_skip.reshape(w_skip.shape[0], half)
+    residual, skip = torch.ops.fastwave.wavenet_block(x, w_dil, b_dil, w_res2, b_res, w_skip2, b_skip, dilation, cond)
+    return (residual if w_res is not None else None), skip
+
+
+def _check_block_args(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond):
+    check_tensor(x, "x", 3)
+    batch, residual, length = x.shape
+    check_tensor(w_dil, "w_dil", 3, like=x)
+    check_kernel_size(w_dil.shape[-1], "w_dil")
+    check_shape(w_dil, "w_dil", (None, residual, None))
+    gate = w_dil.shape[0]
+    if gate % 2:
+        raise ValueError(f"w_dil must have an even number of output channels (tanh and sigmoid halves), got {gate}")
+    half = gate // 2
+    check_tensor(w_skip, "w_skip", (2, 3), like=x)
+    check_shape(w_skip, "w_skip", (None, half) + ((1,) if w_skip.dim() == 3 else ()))
+    if w_res is not None:
+        check_tensor(w_res, "w_res", (2, 3), like=x)
+        check_shape(w_res, "w_res", (residual, half) + ((1,) if w_res.dim() == 3 else ()))
+    elif b_res is not None:
+        raise ValueError("b_res was given without w_res")
+    for name, bias, size in (("b_dil", b_dil, gate), ("b_res", b_res, residual), ("b_skip", b_skip, w_skip.shape[0])):
+        if bias is not None:
+            check_tensor(bias, name, 1, like=x)
+            check_shape(bias, name, (size,))
+    check_dilation(dilation)
+    if cond is not None:
+        check_tensor(cond, "cond", 3, like=x)
+        if cond.shape[0] not in (1, batch) or cond.shape[1] != gate or cond.shape[2] not in (1, length):
+            raise ValueError(f"cond must broadcast as ({batch} or 1, {gate}, {length} or 1), got {tuple(cond.shape)}")
+
+
+@torch.library.custom_op("fastwave::wavenet_block", mutates_args=())
+def _forward(x: Tensor, w_dil: Tensor, b_dil: Optional[Tensor], w_res: Optional[Tensor], b_res: Optional[Tensor],
+             w_skip: Tensor, b_skip: Optional[Tensor], dilation: int, cond: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    """-> (residual, or an empty tensor without w_res; skip). 1x1 weights are 2-D here."""
+    if x.numel() == 0 or not use_triton(x):
+        residual, skip = wavenet_block_reference(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond)
+        return (residual if residual is not None else x.new_empty(0)), skip
+    from .kernels.wavenet_block import wavenet_block_forward
+    b_dil, b_res, b_skip = _biases(w_dil, w_res, w_skip, b_dil, b_res, b_skip)
+    residual, skip = wavenet_block_forward(
+        time_contiguous(x), _flat_taps(w_dil), b_dil, _contiguous(w_res), b_res, w_skip.contiguous(), b_skip,
+        w_dil.shape[-1], dilation, cond, dot_precision(x.dtype))
+    return (residual if residual is not None else x.new_empty(0)), skip
+
+
+@_forward.register_fake
+def _(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond):
+    residual = x.new_empty(x.shape) if w_res is not None else x.new_empty(0)
+    return residual, x.new_empty(x.shape[0], w_skip.shape[0], x.shape[2])
+
+
+def _flat_taps(w_dil):
+    """(G, R, K) -> (G, K * R), column k * R + r: the layout ``load_shifted`` reads."""
+    gate, residual, taps = w_dil.shape
+    return w_dil.permute(0, 2, 1).reshape(gate, taps * residual).contiguous()
+
+
+def _contiguous(w):
+    return None if w is None else w.contiguous()
+
+
+def _biases(w_dil, w_res, w_skip, b_dil, b_res, b_skip):
+    """Missing biases as zeros: the kernels always add one."""
+    def zeros_if_none(bias, rows):
+        return bias if bias is not None else w_dil.new_zeros(rows)
+    return (zeros_if_none(b_dil, w_dil.shape[0]),
+            None if w_res is None else zeros_if_none(b_res, w_res.shape[0]),
+            zeros_if_none(b_skip, w_skip.shape[0]))
+
+
+@torch.library.custom_op("fastwave::wavenet_block_backward", mutates_args=())
+def _backward(dres: Optional[Tensor], dskip: Tensor, x: Tensor, w_dil: Tensor, b_dil: Optional[Tensor],
+              w_res: Optional[Tensor], w_skip: Tensor, dilation: int, cond: Optional[Tensor],
+              needs: list[bool]) -> list[Tensor]:
+    """Gradients in GRAD_NAMES order; one that ``needs`` does not ask for comes back empty."""
+    if dskip.numel() == 0 or not use_triton(dskip):
+        return _reference_backward(dres, dskip, x, w_dil, b_dil, w_res, w_skip, dilation, cond, needs)
+    from .kernels.shifted_matmul import shifted_matmul, shifted_outer_sum
+    from .kernels.wavenet_block import wavenet_block_gate_backward
+    need = dict(zip(GRAD_NAMES, needs))
+    gate_channels, residual_channels, taps = w_dil.shape
+    precision = dot_precision(x.dtype)
+    x, dskip = time_contiguous(x), time_contiguous(dskip)
+    dres = None if w_res is None or dres is None else time_contiguous(dres)
+    b_dil = b_dil if b_dil is not None else w_dil.new_zeros(gate_channels)
+    dz, gate = wavenet_block_gate_backward(
+        x, _flat_taps(w_dil), b_dil, None if w_res is None else w_res.t().contiguous(), w_skip.t().contiguous(),
+        cond, dres, dskip, taps, dilation, precision)
+    grads = {}
+    if need["x"]:  # through the conv (its transpose: shifts forward in time), plus the identity path
+        w_t = w_dil.permute(1, 2, 0).reshape(residual_channels, taps * gate_channels).contiguous()
+        grads["x"] = shifted_matmul(w_t, dz, taps, dilation, +1, precision, add=dres)
+    if need["w_dil"] or need["b_dil"]:
+        dw, db = shifted_outer_sum(dz, x, taps, dilation, -1, precision, row_sum=True)
+        grads["w_dil"] = dw.view(gate_channels, taps, residual_channels).permute(0, 2, 1).to(w_dil.dtype).contiguous()
+        grads["b_dil"] = db.to(w_dil.dtype)
+    for name, upstream in (("res", dres), ("skip", dskip)):
+        if upstream is not None and (need["w_" + name] or need["b_" + name]):
+            dw, db = shifted_outer_sum(upstream, gate, 1, 1, -1, precision, row_sum=True)
+            grads["w_" + name], grads["b_" + name] = dw.to(x.dtype), db.to(x.dtype)
+    if need["cond"] and cond is not None:
+        grads["cond"] = _reduce_to(dz, cond.shape).to(cond.dtype)
+    return [grads[name] if need[name] and name in grads else x.new_empty(0) for name in GRAD_NAMES]
+
+
+def _reduce_to(grad, shape):
+    """Sum a (B, G, T) gradient over the dimensions a broadcast input had size 1 in."""
+    dims = [i for i, (g, s) in enumerate(zip(grad.shape, shape)) if s == 1 and g != 1]
+    return grad.sum(dim=dims, keepdim=True) if dims else grad
+
+
+def _reference_backward(dres, dskip, x, w_dil, b_dil, w_res, w_skip, dilation, cond, needs):
+    """Autograd through the reference (biases enter as zeros: their gradient does not depend on them)."""
+    need = dict(zip(GRAD_NAMES, needs))
+    with torch.enable_grad():
+        leaves = {
+            "x": x, "w_dil": w_dil,
+            "b_dil": b_dil if b_dil is not None else w_dil.new_zeros(w_dil.shape[0]),
+            "w_res": w_res, "b_res": None if w_res is None else w_res.new_zeros(w_res.shape[0]),
+            "w_skip": w_skip, "b_skip": w_skip.new_zeros(w_skip.shape[0]), "cond": cond}
+        leaves = {k: (None if v is None else v.detach().requires_grad_(need[k])) for k, v in leaves.items()}
+        residual, skip = wavenet_block_reference(*(leaves[k] for k in GRAD_NAMES[:7]), dilation, leaves["cond"])
+        outputs, upstream = [skip], [dskip]
+        if residual is not None and dres is not None:
+            outputs.append(residual)
+            upstream.append(dres)
+        wanted = [k for k in GRAD_NAMES if need[k] and leaves[k] is not None]
+        found = torch.autograd.grad(outputs, [leaves[k] for k in wanted], upstream, allow_unused=True) if wanted else ()
+    grads = dict(zip(wanted, found))
+    return [grads[k] if grads.get(k) is not None else (torch.zeros_like(leaves[k]) if k in grads else x.new_empty(0))
+            for k in GRAD_NAMES]
+
+
+@_backward.register_fake
+def _(dres, dskip, x, w_dil, b_dil, w_res, w_skip, dilation, cond, needs):
+    shapes = {"x": x.shape, "w_dil": w_dil.shape, "b_dil": w_dil.shape[:1],
+              "w_res": None if w_res is None else w_res.shape, "b_res": None if w_res is None else w_res.shape[:1],
+              "w_skip": w_skip.shape, "b_skip": w_skip.shape[:1], "cond": None if cond is None else cond.shape}
+    return [x.new_empty(shapes[k]) if need and shapes[k] is not None else x.new_empty(0)
+            for k, need in zip(GRAD_NAMES, needs)]
+
+
+def _setup_context(ctx, inputs, output):
+    x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond = inputs
+    ctx.save_for_backward(x, w_dil, b_dil, w_res, w_skip, cond)
+    ctx.dilation = dilation
+    ctx.present = [t is not None for t in (x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, cond)]
+
+
+def _autograd_backward(ctx, dres, dskip):
+    x, w_dil, b_dil, w_res, w_skip, cond = ctx.saved_tensors
+    flags = ctx.needs_input_grad
+    needs = [bool(n) and p for n, p in zip(flags[:7] + flags[8:9], ctx.present)]
+    if w_res is None or dres is None or dres.numel() == 0:
+        dres = None
+    grads = torch.ops.fastwave.wavenet_block_backward(dres, dskip, x, w_dil, b_dil, w_res, w_skip,
+                                                      ctx.dilation, cond, needs)
+    out = [g if need else None for g, need in zip(grads, needs)]
+    return (*out[:7], None, out[7])
+
+
+_forward.register_autograd(_autograd_backward, setup_context=_setup_context)
