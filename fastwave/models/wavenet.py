@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_global_cond, check_local_cond, check_tokens
+from ..ops import wavenet_block, wavenet_block_reference
+from ..ops._backend import use_triton
 
 
 @dataclass
@@ -89,26 +91,30 @@ class WaveNetLayer(nn.Module):
         self.global_proj = nn.Linear(c.global_channels, c.gate_channels, bias=False) if c.global_classes else None
         self.local_proj = nn.Conv1d(c.local_channels, c.gate_channels, 1, bias=False) if c.local_channels else None
 
-    def forward(self, x, cond_gate=None):
-        """x (B, R, T); cond_gate (B, G, T) or (B, G, 1) or None -> (residual (B, R, T) or None, skip (B, S, T))."""
-        pad = self.dilation * (self.conv.kernel_size[0] - 1)
-        z = self.conv(F.pad(x, (pad, 0)))
-        if cond_gate is not None:
-            z = z + cond_gate
-        a, b = z.chunk(2, dim=1)
-        h = torch.tanh(a) * torch.sigmoid(b)
-        residual = None if self.res is None else x + self.res(h)
-        return residual, self.skip(h)
+    def forward(self, x, cond_gate=None, fused: bool = False):
+        """x (B, R, T); cond_gate (B, G, T) or (B, G, 1) or None -> (residual (B, R, T) or None, skip (B, S, T)).
+
+        ``fused``: run the layer as one Triton kernel (fastwave.ops.wavenet_block) instead of its
+        torch composition; both compute the same function."""
+        block = wavenet_block if fused else wavenet_block_reference
+        res_weight, res_bias = (None, None) if self.res is None else (self.res.weight, self.res.bias)
+        return block(x, self.conv.weight, self.conv.bias, res_weight, res_bias, self.skip.weight, self.skip.bias,
+                     self.dilation, cond_gate)
 
 
 class WaveNet(nn.Module):
-    """WaveNet over ``classes`` mu-law levels; see the module docstring for shapes and conditioning."""
+    """WaveNet over ``classes`` mu-law levels; see the module docstring for shapes and conditioning.
+
+    ``fused`` (default True) runs each layer as one Triton kernel when the activations are on a GPU
+    (fastwave.ops.wavenet_block; the ops backend decides, see fastwave.ops); False keeps the torch
+    composition everywhere. It is a run-time choice, not part of the config or checkpoints."""
 
     model_type = "wavenet"
     config_class = WaveNetConfig
 
-    def __init__(self, config: WaveNetConfig | None = None, **overrides):
+    def __init__(self, config: WaveNetConfig | None = None, *, fused: bool = True, **overrides):
         super().__init__()
+        self.fused = fused
         if config is None:
             config = WaveNetConfig(**overrides)
         elif overrides:
@@ -140,11 +146,12 @@ class WaveNet(nn.Module):
         batch, length = tokens.shape
         cond = self.conditioning(batch, length, global_cond, local_cond, tokens.device)
         x = self.embedding(tokens).transpose(1, 2)
+        fused = self.fused and use_triton(x)
         skip, layer_inputs = 0, []
         for layer, cond_gate in zip(self.layers, cond):
             if keep_layer_inputs:
                 layer_inputs.append(x)
-            x, s = layer(x, cond_gate)
+            x, s = layer(x, cond_gate, fused)
             skip = skip + s
         return skip, layer_inputs
 

@@ -44,3 +44,13 @@ def check_kernel_size(size: int, name: str) -> None:
 def time_contiguous(x: torch.Tensor) -> torch.Tensor:
     """The kernels take any batch / channel strides but read time in unit steps (coalesced)."""
     return x if x.stride(-1) == 1 else x.contiguous()
+
+
+def autocast(*tensors):
+    """Under torch.autocast, cast the float32 arguments to the autocast dtype, as autocast does for
+    nn.Conv1d (custom ops are not cast by autocast itself)."""
+    x = tensors[0]
+    if not isinstance(x, torch.Tensor) or not torch.is_autocast_enabled(x.device.type):
+        return tensors
+    dtype = torch.get_autocast_dtype(x.device.type)
+    return tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.dtype == torch.float32 else t for t in tensors)

@@ -5,7 +5,8 @@ torch reference everywhere else. ``"triton"`` forces the kernels, also on CPU te
 can only run in its interpreter (``TRITON_INTERPRET=1`` set before triton is first imported): that
 is how the kernels are tested on machines without a GPU. ``"torch"`` forces the reference.
 
-The choice is read when an op runs, not when it is traced, so it also applies inside
+float64 always runs the reference (the kernels are written for fp16 / bf16 / fp32; fp64 is there
+for gradcheck). The choice is read when an op runs, not when it is traced, so it also applies inside
 ``torch.compile``d code (the ops are opaque custom ops there).
 """
 from __future__ import annotations
@@ -54,7 +55,7 @@ def interpreting() -> bool:
 def use_triton(x: torch.Tensor) -> bool:
     """Whether an op on ``x`` runs its Triton kernel under the current backend (raises when forced
     to and impossible)."""
-    if _backend == "torch":
+    if _backend == "torch" or x.dtype == torch.float64:
         return False
     if _backend == "auto":
         return x.is_cuda and triton_available()

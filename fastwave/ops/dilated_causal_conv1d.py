@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._args import check_dilation, check_kernel_size, check_shape, check_tensor, time_contiguous
+from ._args import autocast, check_dilation, check_kernel_size, check_shape, check_tensor, time_contiguous
 from ._backend import dot_precision, use_triton
 
 
@@ -30,7 +30,9 @@ def dilated_causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[
                           dilation: int = 1) -> torch.Tensor:
     """x (B, C_in, T) or (C_in, T), weight (C_out, C_in, K), K in 1..4 -> (B, C_out, T) or (C_out, T).
 
-    Differentiable in x, weight and bias; fp16 / bf16 / fp32 (and fp64); any strides."""
+    Differentiable in x, weight and bias; fp16 / bf16 / fp32 (and fp64); any strides; under
+    torch.autocast it computes in the autocast dtype."""
+    x, weight, bias = autocast(x, weight, bias)
     check_tensor(x, "x", (2, 3))
     check_tensor(weight, "weight", 3, like=x)
     check_kernel_size(weight.shape[-1], "weight")
@@ -85,14 +87,12 @@ def _backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, dilation:
 
 
 def _reference_backward(dy, x, weight, dilation, need_input, need_weight, need_bias):
-    with torch.enable_grad():
-        x_ = x.detach().requires_grad_(need_input)
-        w_ = weight.detach().requires_grad_(need_weight)
-        b_ = weight.new_zeros(weight.shape[0]).requires_grad_(need_bias)
-        y = dilated_causal_conv1d_reference(x_, w_, b_, dilation)
-        wanted = [t for t, need in ((x_, need_input), (w_, need_weight), (b_, need_bias)) if need]
-        grads = iter(torch.autograd.grad(y, wanted, dy) if wanted else ())
-    return tuple(next(grads) if need else dy.new_empty(0) for need in (need_input, need_weight, need_bias))
+    """The reference's own gradients. torch.func.vjp, not torch.autograd: inside a custom op's
+    implementation autograd does not record."""
+    bias = weight.new_zeros(weight.shape[0])  # its gradient does not depend on its value
+    _, vjp = torch.func.vjp(lambda *a: dilated_causal_conv1d_reference(*a, dilation), x, weight, bias)
+    grads = vjp(dy)
+    return tuple(g if need else dy.new_empty(0) for g, need in zip(grads, (need_input, need_weight, need_bias)))
 
 
 @_backward.register_fake

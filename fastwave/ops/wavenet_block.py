@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._args import check_dilation, check_kernel_size, check_shape, check_tensor, time_contiguous
+from ._args import autocast, check_dilation, check_kernel_size, check_shape, check_tensor, time_contiguous
 from ._backend import dot_precision, use_triton
 from .dilated_causal_conv1d import dilated_causal_conv1d_reference
 
@@ -46,7 +46,9 @@ def wavenet_block_reference(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilat
 def wavenet_block(x: Tensor, w_dil: Tensor, b_dil: Optional[Tensor], w_res: Optional[Tensor],
                   b_res: Optional[Tensor], w_skip: Tensor, b_skip: Optional[Tensor], dilation: int,
                   cond: Optional[Tensor] = None) -> tuple[Optional[Tensor], Tensor]:
-    """The fused layer; shapes in the module docstring. Differentiable in every tensor argument."""
+    """The fused layer; shapes in the module docstring. Differentiable in every tensor argument;
+    under torch.autocast it computes in the autocast dtype."""
+    x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, cond = autocast(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, cond)
     _check_block_args(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond)
     half = w_dil.shape[0] // 2
     w_res2 = None if w_res is None else w_res.reshape(x.shape[1], half)
@@ -165,25 +167,22 @@ def _reduce_to(grad, shape):
 
 
 def _reference_backward(dres, dskip, x, w_dil, b_dil, w_res, w_skip, dilation, cond, needs):
-    """Autograd through the reference (biases enter as zeros: their gradient does not depend on them)."""
-    need = dict(zip(GRAD_NAMES, needs))
-    with torch.enable_grad():
-        leaves = {
-            "x": x, "w_dil": w_dil,
-            "b_dil": b_dil if b_dil is not None else w_dil.new_zeros(w_dil.shape[0]),
-            "w_res": w_res, "b_res": None if w_res is None else w_res.new_zeros(w_res.shape[0]),
-            "w_skip": w_skip, "b_skip": w_skip.new_zeros(w_skip.shape[0]), "cond": cond}
-        leaves = {k: (None if v is None else v.detach().requires_grad_(need[k])) for k, v in leaves.items()}
-        residual, skip = wavenet_block_reference(*(leaves[k] for k in GRAD_NAMES[:7]), dilation, leaves["cond"])
-        outputs, upstream = [skip], [dskip]
-        if residual is not None and dres is not None:
-            outputs.append(residual)
-            upstream.append(dres)
-        wanted = [k for k in GRAD_NAMES if need[k] and leaves[k] is not None]
-        found = torch.autograd.grad(outputs, [leaves[k] for k in wanted], upstream, allow_unused=True) if wanted else ()
-    grads = dict(zip(wanted, found))
-    return [grads[k] if grads.get(k) is not None else (torch.zeros_like(leaves[k]) if k in grads else x.new_empty(0))
-            for k in GRAD_NAMES]
+    """The reference's own gradients, by torch.func.vjp (inside a custom op's implementation
+    torch.autograd does not record). The output biases enter as zeros: nothing depends on their values."""
+    b_dil = b_dil if b_dil is not None else w_dil.new_zeros(w_dil.shape[0])
+    primals = {"x": x, "w_dil": w_dil, "b_dil": b_dil, "w_res": w_res,
+               "b_res": None if w_res is None else w_res.new_zeros(w_res.shape[0]),
+               "w_skip": w_skip, "b_skip": w_skip.new_zeros(w_skip.shape[0]), "cond": cond}
+    present = [name for name in GRAD_NAMES if primals[name] is not None]
+
+    def block(*tensors):
+        args = dict(primals, **dict(zip(present, tensors)))
+        residual, skip = wavenet_block_reference(*(args[n] for n in GRAD_NAMES[:7]), dilation, args["cond"])
+        return skip, (residual if residual is not None and dres is not None else skip.new_zeros(()))
+
+    _, vjp = torch.func.vjp(block, *(primals[n] for n in present))
+    grads = dict(zip(present, vjp((dskip, dres if dres is not None and w_res is not None else dskip.new_zeros(())))))
+    return [grads[name] if need and name in grads else x.new_empty(0) for name, need in zip(GRAD_NAMES, needs)]
 
 
 @_backward.register_fake

@@ -1,0 +1,37 @@
+"""Shared helpers for the op tests: devices / dtypes the kernels can run on here, and error metrics."""
+import importlib.util
+
+import pytest
+import torch
+
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+
+
+def kernel_targets():
+    """(device, dtype) pairs the kernels can be tested on: the interpreter on the CPU (fp32, fp16; it
+    has no bf16), and on a GPU every dtype."""
+    if torch.cuda.is_available():
+        return [("cuda", torch.float32), ("cuda", torch.float16), ("cuda", torch.bfloat16)]
+    return [("cpu", torch.float32), ("cpu", torch.float16)]
+
+
+TOLERANCE = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
+
+
+def rel_error(a, b):
+    """max |a - b| / max |b|, in float64."""
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+def leaves(tensors, dtype, device):
+    """Copies that require grad (None stays None)."""
+    return [None if t is None else t.to(device=device, dtype=dtype).detach().requires_grad_() for t in tensors]
+
+
+def fp32_exact():
+    """The kernels and the reference both in true fp32 (no TF32) for the parity bound."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")

@@ -1,0 +1,240 @@
+"""wavenet_block: the fused Triton layer (forced; the interpreter on CPU) against its torch reference
+in float64, forward and every gradient; WaveNet's fused path; custom-op registration, torch.compile,
+autocast; bad input."""
+import pytest
+import torch
+
+from fastwave import WaveNet, ops
+from ops_cases import TOLERANCE, fp32_exact, kernel_targets, leaves, needs_triton, rel_error
+
+pytestmark = needs_triton
+
+NAMES = ["x", "w_dil", "b_dil", "w_res", "b_res", "w_skip", "b_skip", "cond"]
+# (batch, residual R, gate G, skip S, length, K, dilation, cond shape or None, last layer (no residual))
+BLOCK_SHAPES = [
+    (2, 8, 12, 10, 37, 2, 3, None, False),
+    (2, 5, 6, 7, 50, 3, 4, "full", False),
+    (1, 16, 32, 16, 70, 2, 1, "global", True),
+    (3, 20, 40, 24, 33, 4, 2, "per_row", False),
+    (2, 8, 12, 10, 29, 1, 5, "per_time", False),
+    (1, 3, 4, 3, 130, 2, 64, None, False),  # several time tiles, a dilation crossing them
+]
+COND_SHAPES = {"full": lambda b, g, t: (b, g, t), "global": lambda b, g, t: (1, g, 1),
+               "per_row": lambda b, g, t: (b, g, 1), "per_time": lambda b, g, t: (1, g, t)}
+
+
+def block_case(batch, residual, gate, skip, length, taps, cond, last, seed=0, biases=True):
+    g = torch.Generator().manual_seed(seed)
+    half = gate // 2
+
+    def rand(*shape, scale=1.0):
+        return torch.randn(*shape, generator=g) * scale
+
+    tensors = dict(
+        x=rand(batch, residual, length),
+        w_dil=rand(gate, residual, taps, scale=(residual * taps) ** -0.5),
+        b_dil=rand(gate, scale=0.1) if biases else None,
+        w_res=None if last else rand(residual, half, 1, scale=half ** -0.5),
+        b_res=None if last or not biases else rand(residual, scale=0.1),
+        w_skip=rand(skip, half, 1, scale=half ** -0.5),
+        b_skip=rand(skip, scale=0.1) if biases else None,
+        cond=None if cond is None else rand(*COND_SHAPES[cond](batch, gate, length)))
+    upstream = (None if last else rand(batch, residual, length), rand(batch, skip, length))
+    return tensors, upstream
+
+
+def run_block(fn, tensors, upstream, dilation):
+    """-> (outputs, {name: gradient}) for every tensor given."""
+    args = [tensors[n] for n in NAMES]
+    residual, skip = fn(*args[:7], dilation, args[7])
+    outputs, grads_out = [skip], [upstream[1]]
+    if residual is not None:
+        outputs.append(residual)
+        grads_out.append(upstream[0])
+    present = [n for n in NAMES if tensors[n] is not None]
+    grads = torch.autograd.grad(outputs, [tensors[n] for n in present], grads_out)
+    return (residual, skip), dict(zip(present, grads))
+
+
+def check_against_reference(tensors, upstream, dilation, dtype, device):
+    names = list(tensors)
+    kernel_in = dict(zip(names, leaves(tensors.values(), dtype, device)))
+    kernel_up = [None if u is None else u.to(device, dtype) for u in upstream]
+    with ops.backend("triton"):
+        (res, skip), grads = run_block(ops.wavenet_block, kernel_in, kernel_up, dilation)
+    ref_in = dict(zip(names, leaves(kernel_in.values(), torch.float64, device)))
+    ref_up = [None if u is None else u.double() for u in kernel_up]
+    (res_ref, skip_ref), grads_ref = run_block(ops.wavenet_block_reference, ref_in, ref_up, dilation)
+    tolerance = TOLERANCE[dtype]
+    assert skip.dtype == dtype and rel_error(skip, skip_ref) < tolerance
+    assert (res is None) == (res_ref is None)
+    if res is not None:
+        assert res.dtype == dtype and rel_error(res, res_ref) < tolerance
+    assert grads.keys() == grads_ref.keys()
+    for name in grads:
+        assert grads[name].shape == kernel_in[name].shape, name
+        assert rel_error(grads[name], grads_ref[name]) < tolerance, name
+
+
+@pytest.mark.parametrize("device,dtype", kernel_targets())
+@pytest.mark.parametrize("shape", BLOCK_SHAPES)
+def test_block_forward_and_every_gradient_match_reference(device, dtype, shape):
+    fp32_exact()
+    batch, residual, gate, skip, length, taps, dilation, cond, last = shape
+    tensors, upstream = block_case(batch, residual, gate, skip, length, taps, cond, last)
+    check_against_reference(tensors, upstream, dilation, dtype, device)
+
+
+def test_block_without_biases():
+    tensors, upstream = block_case(2, 6, 8, 5, 21, 2, "full", False, biases=False)
+    check_against_reference(tensors, upstream, 2, torch.float32, "cpu")
+
+
+def test_block_accepts_2d_1x1_weights_and_strided_input():
+    tensors, _ = block_case(2, 6, 8, 5, 21, 2, "per_row", False)
+    big = torch.randn(2, 10, 21)
+    big[:, 3:9] = tensors["x"]
+    strided = dict(tensors, x=big[:, 3:9], w_res=tensors["w_res"][:, :, 0], w_skip=tensors["w_skip"][:, :, 0])
+    args = [tensors[n] for n in NAMES]
+    with ops.backend("triton"):
+        expected = ops.wavenet_block(*args[:7], 2, args[7])
+        got = ops.wavenet_block(*[strided[n] for n in NAMES[:7]], 2, strided["cond"])
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    assert torch.equal(big[:, 3:9], tensors["x"])  # input untouched
+
+
+def test_block_gradients_only_where_required():
+    tensors, upstream = block_case(2, 6, 8, 5, 21, 2, "full", False)
+    x = tensors["x"].requires_grad_()
+    args = [tensors[n] for n in NAMES]
+    with ops.backend("triton"):
+        _, skip = ops.wavenet_block(*args[:7], 3, args[7])
+        (dx,) = torch.autograd.grad(skip, x, upstream[1])  # the residual output unused
+    x_ref = x.detach().double().requires_grad_()
+    ref_args = [x_ref] + [None if t is None else t.double() for t in args[1:]]
+    _, skip_ref = ops.wavenet_block_reference(*ref_args[:7], 3, ref_args[7])
+    (dx_ref,) = torch.autograd.grad(skip_ref, x_ref, upstream[1].double())
+    assert rel_error(dx, dx_ref) < 1e-5
+
+
+def test_gradcheck_in_float64():
+    """float64 runs the reference inside the custom ops: this checks their autograd wiring."""
+    tensors, _ = block_case(1, 3, 4, 2, 9, 2, "per_row", False)
+    args = leaves([tensors[n] for n in NAMES], torch.float64, "cpu")
+
+    def block(*a):
+        return ops.wavenet_block(*a[:7], 2, a[7])
+
+    assert torch.autograd.gradcheck(block, args)
+    x, w, b = leaves([torch.randn(1, 2, 7), torch.randn(3, 2, 2), torch.randn(3)], torch.float64, "cpu")
+    assert torch.autograd.gradcheck(lambda *a: ops.dilated_causal_conv1d(*a, dilation=3), (x, w, b))
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_custom_ops_pass_opcheck(backend):
+    """Schema, fake (meta) implementations, autograd registration and tracing, as torch checks them."""
+    tensors, _ = block_case(2, 4, 6, 3, 11, 2, "per_row", False)
+    args = leaves([tensors[n] for n in NAMES], torch.float32, "cpu")
+    w_res, w_skip = args[3][:, :, 0], args[5][:, :, 0]
+    with ops.backend(backend):
+        torch.library.opcheck(torch.ops.fastwave.wavenet_block,
+                              (args[0], args[1], args[2], w_res, args[4], w_skip, args[6], 2, args[7]))
+        x, w, b = leaves([torch.randn(2, 3, 10), torch.randn(4, 3, 3), torch.randn(4)], torch.float32, "cpu")
+        torch.library.opcheck(torch.ops.fastwave.dilated_causal_conv1d, (x, w, b, 2))
+
+
+class TinyCausalNet(torch.nn.Module):
+    """Someone else's model using both ops."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = ops.DilatedCausalConv1d(2, 6, 2, dilation=1)
+        self.gate = torch.nn.Conv1d(6, 8, 3)
+        self.res = torch.nn.Conv1d(4, 6, 1)
+        self.skip = torch.nn.Conv1d(4, 5, 1)
+
+    def forward(self, x):
+        h = self.inp(x)
+        res, skip = ops.wavenet_block(h, self.gate.weight, self.gate.bias, self.res.weight, self.res.bias,
+                                      self.skip.weight, self.skip.bias, 4)
+        return res.sum(1) + skip.mean(1)
+
+
+def test_torch_compile_over_a_model_using_the_ops():
+    torch.manual_seed(0)
+    model = TinyCausalNet()
+    x = torch.randn(3, 2, 40)
+    eager = model(x)
+    eager_grads = torch.autograd.grad(eager.square().sum(), list(model.parameters()))
+    compiled = torch.compile(model, fullgraph=True)  # no graph breaks around the custom ops
+    out = compiled(x)
+    grads = torch.autograd.grad(out.square().sum(), list(model.parameters()))
+    torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-6)
+    for g, e in zip(grads, eager_grads):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6)
+
+
+def test_autocast_computes_in_the_autocast_dtype():
+    torch.manual_seed(0)
+    model = TinyCausalNet()
+    x = torch.randn(2, 2, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = model.inp(x)
+        res, skip = ops.wavenet_block(h, model.gate.weight, model.gate.bias, model.res.weight, model.res.bias,
+                                      model.skip.weight, model.skip.bias, 2)
+    assert h.dtype == res.dtype == skip.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("conditioned", [False, True])
+def test_wavenet_fused_path_matches_the_torch_composition(conditioned):
+    fp32_exact()
+    torch.manual_seed(0)
+    extra = dict(global_classes=3, local_channels=4, cond_hop=5) if conditioned else {}
+    model = WaveNet(layers=4, cycles=2, kernel_size=3, residual_channels=8, gate_channels=12, skip_channels=10,
+                    classes=32, **extra)
+    tokens = torch.randint(0, 32, (2, 45))
+    cond = dict(global_cond=torch.tensor([0, 2]), local_cond=torch.randn(2, 4, 9)) if conditioned else {}
+    params = list(model.parameters())
+
+    def logits_and_grads():
+        logits = model(tokens, **cond)
+        return logits, torch.autograd.grad(logits.square().mean(), params)
+
+    model.fused = False
+    ref_logits, ref_grads = logits_and_grads()
+    model.fused = True
+    with ops.backend("triton"):
+        logits, grads = logits_and_grads()
+    assert rel_error(logits, ref_logits) < 1e-5
+    for p, g, r in zip(params, grads, ref_grads):
+        assert rel_error(g, r) < 1e-5, p.shape
+
+
+def test_wavenet_fused_flag_is_not_part_of_the_config():
+    model = WaveNet(layers=2, cycles=1, residual_channels=4, gate_channels=4, skip_channels=4, fused=False)
+    assert model.fused is False and "fused" not in model.config.to_dict()
+    assert WaveNet(layers=2, cycles=1).fused is True
+
+
+@pytest.mark.parametrize("change,error,message", [
+    (dict(x="long"), TypeError, "x must be float16"),
+    (dict(w_dil="half"), TypeError, "w_dil has dtype torch.float16"),
+    (dict(w_dil=torch.randn(7, 4, 2)), ValueError, "even number of output channels"),
+    (dict(w_dil=torch.randn(6, 4, 5)), ValueError, "kernel size 1 to 4"),
+    (dict(w_dil=torch.randn(6, 5, 2)), ValueError, r"w_dil must have shape \(\*, 4, \*\)"),
+    (dict(w_res=torch.randn(4, 2, 1)), ValueError, r"w_res must have shape \(4, 3, 1\)"),
+    (dict(w_skip=torch.randn(5, 3, 2)), ValueError, r"w_skip must have shape \(\*, 3, 1\)"),
+    (dict(b_dil=torch.randn(5)), ValueError, r"b_dil must have shape \(6\)"),
+    (dict(w_res=None), ValueError, "b_res was given without w_res"),
+    (dict(cond=torch.randn(2, 6, 5)), ValueError, r"cond must broadcast as \(2 or 1, 6, 11 or 1\)"),
+    (dict(cond=torch.randn(2, 5, 11)), ValueError, "cond must broadcast"),
+    (dict(dilation=0), ValueError, "dilation must be an int >= 1"),
+])
+def test_block_refuses_bad_arguments(change, error, message):
+    tensors, _ = block_case(2, 4, 6, 5, 11, 2, "per_row", False)
+    tensors["dilation"] = 2
+    for name, value in change.items():
+        tensors[name] = getattr(tensors[name], value)() if isinstance(value, str) else value
+    args = [tensors[n] for n in NAMES]
+    with pytest.raises(error, match=message):
+        ops.wavenet_block(*args[:7], tensors["dilation"], args[7])
