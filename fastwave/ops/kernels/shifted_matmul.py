@@ -91,6 +91,17 @@ def _shifted_outer_sum_kernel(a_ptr, x_ptr, out_ptr, row_sum_ptr,
             tl.store(row_sum_ptr + split * M + m, row_sum, mask=m < M)
 
 
+# Per-kernel overrides of the configs below ({"matmul": {"BLOCK_T": 128, "num_warps": 4}, ...}), for
+# tuning sweeps on a GPU (benchmarks/gpu_wavenet_kernels.py --sweep). The defaults are the largest
+# tiles that compile for sm_90 without spills and with <= ~170 registers per thread
+# (benchmarks/triton_resources.py); they have not been timed against each other yet.
+TUNING: dict[str, dict] = {}
+
+
+def tuned(kernel: str, config: dict) -> dict:
+    return {**config, **TUNING.get(kernel, {})}
+
+
 def block_size(n: int, low: int = 16, high: int = 64) -> int:
     """A power-of-two tile edge covering ``n`` within [low, high] (tl.dot needs edges >= 16)."""
     return max(low, min(high, triton.next_power_of_2(n)))
@@ -103,6 +114,11 @@ def _parallel_programs(device: torch.device) -> int:
     return 2
 
 
+def matmul_config(rows: int, reduction: int) -> dict:
+    """Tiles and warps for ``shifted_matmul`` with ``rows`` outputs and a ``reduction`` of taps * C."""
+    return tuned("matmul", dict(BLOCK_M=block_size(rows), BLOCK_T=64, BLOCK_J=block_size(reduction, high=32), num_warps=8))
+
+
 def shifted_matmul(w: torch.Tensor, x: torch.Tensor, taps: int, dilation: int, direction: int,
                    precision: str, bias: torch.Tensor | None = None,
                    add: torch.Tensor | None = None) -> torch.Tensor:
@@ -110,17 +126,21 @@ def shifted_matmul(w: torch.Tensor, x: torch.Tensor, taps: int, dilation: int, d
     batch, channels, length = x.shape
     rows = w.shape[0]
     y = torch.empty(batch, rows, length, device=x.device, dtype=x.dtype)
-    block_t, block_m = 64, block_size(rows, high=128)
-    n_t_tiles = triton.cdiv(length, block_t)
+    config = matmul_config(rows, taps * channels)
+    n_t_tiles = triton.cdiv(length, config["BLOCK_T"])
     add_strides = add.stride() if add is not None else (0, 0, 0)
-    grid = (batch * n_t_tiles, triton.cdiv(rows, block_m))
+    grid = (batch * n_t_tiles, triton.cdiv(rows, config["BLOCK_M"]))
     _shifted_matmul_kernel[grid](
         w, x, bias if bias is not None else w, add if add is not None else y, y,
         rows, channels, length, taps, dilation, n_t_tiles,
         *x.stride(), *add_strides, *y.stride(),
-        DIRECTION=direction, HAS_BIAS=bias is not None, HAS_ADD=add is not None, PRECISION=precision,
-        BLOCK_M=block_m, BLOCK_T=block_t, BLOCK_J=block_size(taps * channels))
+        DIRECTION=direction, HAS_BIAS=bias is not None, HAS_ADD=add is not None, PRECISION=precision, **config)
     return y
+
+
+def outer_sum_config(rows: int, cols: int) -> dict:
+    """Tiles and warps for ``shifted_outer_sum`` with an output of rows x cols."""
+    return tuned("outer_sum", dict(BLOCK_M=block_size(rows), BLOCK_J=block_size(cols), BLOCK_T=64, num_warps=8))
 
 
 def shifted_outer_sum(a: torch.Tensor, x: torch.Tensor, taps: int, dilation: int, direction: int,
@@ -131,7 +151,8 @@ def shifted_outer_sum(a: torch.Tensor, x: torch.Tensor, taps: int, dilation: int
     sum and torch adds them up (deterministic, unlike atomics)."""
     batch, rows, length = a.shape
     channels = x.shape[1]
-    block_m, block_j, block_t = block_size(rows), block_size(taps * channels), 64
+    config = outer_sum_config(rows, taps * channels)
+    block_m, block_j, block_t = config["BLOCK_M"], config["BLOCK_J"], config["BLOCK_T"]
     n_t_tiles = triton.cdiv(length, block_t)
     n_tiles = batch * n_t_tiles
     output_tiles = triton.cdiv(rows, block_m) * triton.cdiv(taps * channels, block_j)
@@ -144,6 +165,5 @@ def shifted_outer_sum(a: torch.Tensor, x: torch.Tensor, taps: int, dilation: int
     _shifted_outer_sum_kernel[grid](
         a, x, partial, partial_rows, rows, channels, length, taps, dilation, n_t_tiles, n_tiles,
         tiles_per_split, *a.stride(), *x.stride(),
-        DIRECTION=direction, ROW_SUM=row_sum, PRECISION=precision,
-        BLOCK_M=block_m, BLOCK_J=block_j, BLOCK_T=block_t)
+        DIRECTION=direction, ROW_SUM=row_sum, PRECISION=precision, **config)
     return partial.sum(0), (partial_rows.sum(0) if row_sum else None)

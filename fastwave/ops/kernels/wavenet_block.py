@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .shifted_matmul import block_size, load_shifted
+from .shifted_matmul import block_size, load_shifted, tuned
 
 
 @triton.jit
@@ -145,16 +145,16 @@ def _wavenet_block_gate_backward_kernel(
         tl.store(gate_ptr + offset, gate.to(gate_ptr.dtype.element_ty), mask=out_mask)
 
 
-def _tiles(residual: int, skip: int, half: int, taps: int):
-    """Block sizes: the residual and skip accumulators stay in registers for a whole time tile, so
-    the tile shortens as they widen (about 16K fp32 values per program)."""
+def block_config(residual: int, skip: int, half: int, taps: int, backward: bool) -> dict:
+    """Tiles and warps. The residual and skip accumulators (forward) or output gradients (backward)
+    stay in registers for a whole time tile, so the tile shortens as they widen."""
     block_r, block_s = block_size(residual, high=1 << 30), block_size(skip, high=1 << 30)
     block_t = 64
     while block_t > 16 and (block_r + block_s) * block_t > 16384:
         block_t //= 2
-    num_warps = 8 if (block_r + block_s) * block_t >= 8192 else 4
-    return dict(BLOCK_R=block_r, BLOCK_S=block_s, BLOCK_H=block_size(half, high=32), BLOCK_T=block_t,
-                BLOCK_J=block_size(taps * residual, high=64), num_warps=num_warps)
+    config = dict(BLOCK_R=block_r, BLOCK_S=block_s, BLOCK_T=block_t, BLOCK_J=block_size(taps * residual, high=32),
+                  BLOCK_H=block_size(half, high=32 if backward else 16), num_warps=8)
+    return tuned("block_backward" if backward else "block_forward", config)
 
 
 def _cond_args(cond: torch.Tensor | None, x: torch.Tensor, gate_channels: int):
@@ -169,7 +169,7 @@ def wavenet_block_forward(x, wd, bd, wr, br, ws, bs, taps, dilation, cond, preci
     """-> (residual (B, R, T) or None when wr is None, skip (B, S, T)), x's dtype."""
     batch, residual, length = x.shape
     skip_channels, half = ws.shape
-    tiles = _tiles(residual, skip_channels, half, taps)
+    tiles = block_config(residual, skip_channels, half, taps, backward=False)
     n_t_tiles = triton.cdiv(length, tiles["BLOCK_T"])
     skip = torch.empty(batch, skip_channels, length, device=x.device, dtype=x.dtype)
     res = torch.empty_like(x, memory_format=torch.contiguous_format) if wr is not None else None
@@ -187,7 +187,7 @@ def wavenet_block_gate_backward(x, wd, bd, wr_t, ws_t, cond, dres, dskip, taps, 
     """-> (dz (B, G, T), gate h (B, H, T)), contiguous, x's dtype. dres None: no residual output."""
     batch, residual, length = x.shape
     half, skip_channels = ws_t.shape
-    tiles = _tiles(residual, skip_channels, half, taps)
+    tiles = block_config(residual, skip_channels, half, taps, backward=True)
     n_t_tiles = triton.cdiv(length, tiles["BLOCK_T"])
     dz = torch.empty(batch, 2 * half, length, device=x.device, dtype=x.dtype)
     gate = torch.empty(batch, half, length, device=x.device, dtype=x.dtype)

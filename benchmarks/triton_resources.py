@@ -1,0 +1,91 @@
+"""Compile fastwave's Triton kernels for a GPU architecture without a GPU, and report what each
+kernel costs per thread: registers, spill stack, shared memory (from the cubin, via the cuobjdump
+Triton ships). Catches GPU-only compile errors and register spills on a CPU-only machine.
+
+    python benchmarks/triton_resources.py [--arch 90] [--dtype bf16]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+
+os.environ.pop("TRITON_INTERPRET", None)  # real compilation, not the interpreter
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+from fastwave.ops.kernels import shifted_matmul as sm  # noqa: E402
+from fastwave.ops.kernels import wavenet_block as wb  # noqa: E402
+
+
+def compile_for(kernel, constexprs: dict, dtype: str, arch: int, num_warps: int):
+    """Pointers (arguments named *_ptr) get ``dtype``; other runtime arguments are i32."""
+    signature = {}
+    for name in kernel.arg_names:
+        if name in constexprs:
+            signature[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            signature[name] = "*fp32" if name in ("out_ptr", "row_sum_ptr") else f"*{dtype}"
+        else:
+            signature[name] = "i32"
+    source = ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
+    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=num_warps))
+
+
+def resources(compiled) -> dict:
+    cuobjdump = pathlib.Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(compiled.asm["cubin"])
+        f.flush()
+        text = subprocess.run([str(cuobjdump), "-res-usage", f.name], capture_output=True, text=True, check=True).stdout
+    usage = dict(re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", text))
+    return {k.lower(): int(v) for k, v in usage.items()}
+
+
+def kernel_configs(residual=64, gate=128, skip=128, taps=2):
+    """The configurations the launchers pick for the given layer sizes."""
+    half = gate // 2
+    cond_flags = dict(HAS_COND=False, PRECISION="ieee")
+    for backward in (False, True):
+        tiles = wb.block_config(residual, skip, half, taps, backward)
+        warps = tiles.pop("num_warps")
+        if backward:
+            yield ("wavenet_block gate backward", wb._wavenet_block_gate_backward_kernel,
+                   dict(HAS_DRES=True, **cond_flags, **tiles), warps)
+        else:
+            yield "wavenet_block forward", wb._wavenet_block_forward_kernel, dict(HAS_RES=True, **cond_flags, **tiles), warps
+    for name, rows, channels, direction in (("conv forward (G x K*R)", gate, residual, -1),
+                                            ("conv input grad (R x K*G)", residual, gate, +1)):
+        cfg = sm.matmul_config(rows, taps * channels)
+        warps_mm = cfg.pop("num_warps")
+        yield name, sm._shifted_matmul_kernel, dict(DIRECTION=direction, HAS_BIAS=True, HAS_ADD=True,
+                                                    PRECISION="ieee", **cfg), warps_mm
+    for name, rows, cols in (("weight grad dilated (G x K*R)", gate, taps * residual), ("weight grad skip (S x H)", skip, half)):
+        cfg = sm.outer_sum_config(rows, cols)
+        warps_os = cfg.pop("num_warps")
+        yield name, sm._shifted_outer_sum_kernel, dict(DIRECTION=-1, ROW_SUM=True, PRECISION="ieee", **cfg), warps_os
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", type=int, default=90, help="compute capability as an int (90: Hopper)")
+    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    args = parser.parse_args(argv)
+    rows = []
+    for name, kernel, constexprs, warps in kernel_configs():
+        usage = resources(compile_for(kernel, constexprs, args.dtype, args.arch, warps))
+        rows.append((name, warps, usage))
+        print(f"{name:32s} warps {warps}  regs {usage['reg']:3d}  spill stack {usage['stack']:5d} B  "
+              f"shared {usage['shared']:6d} B")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
