@@ -1,4 +1,5 @@
-"""Shared helpers for the op tests: devices / dtypes the kernels can run on here, and error metrics."""
+"""Shared helpers for the op tests: the devices / dtypes the kernels can run on here (error metrics
+and random cases live in fastwave.ops.verify, shared with the GPU benchmark)."""
 import importlib.util
 
 import pytest
@@ -14,20 +15,6 @@ def kernel_targets():
     if torch.cuda.is_available():
         return [("cuda", torch.float32), ("cuda", torch.float16), ("cuda", torch.bfloat16)]
     return [("cpu", torch.float32), ("cpu", torch.float16)]
-
-
-TOLERANCE = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
-
-
-def rel_error(a, b):
-    """max |a - b| / max |b|, in float64."""
-    a, b = a.detach().double(), b.detach().double()
-    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
-
-
-def leaves(tensors, dtype, device):
-    """Copies that require grad (None stays None)."""
-    return [None if t is None else t.to(device=device, dtype=dtype).detach().requires_grad_() for t in tensors]
 
 
 def fp32_exact():

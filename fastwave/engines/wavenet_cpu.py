@@ -13,13 +13,18 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .. import _native
 from .sampling import SamplingParams
+
+
+def _native():
+    """The compiled module, imported on first use: the models and fastwave.ops work without it."""
+    from .. import _native as native
+    return native
 
 
 def default_threads() -> int:
     """The physical cores this process may run on: the engine's default ``threads``."""
-    return _native.physical_cores()
+    return _native().physical_cores()
 
 
 class CpuWaveNetEngine:
@@ -33,7 +38,7 @@ class CpuWaveNetEngine:
     def __init__(self, model, batch: int, cond: dict, threads: int | None = None, isa: str = "auto"):
         config, weights = model.export_weights()
         global_cond, local_cond = cond.get("global_cond"), cond.get("local_cond")
-        self.native = _native.WaveNetCpuEngine(
+        self.native = _native().WaveNetCpuEngine(
             config, weights, batch, default_threads() if threads is None else threads,
             global_cond=None if global_cond is None else _array(global_cond, np.int64),
             local_cond=None if local_cond is None else _array(local_cond, np.float32),

@@ -19,6 +19,8 @@ import torch
 
 BACKENDS = ("auto", "triton", "torch")
 _backend = "auto"
+# Looked up once: a constant is free to read inside torch.compile'd code, an import lookup is not.
+_TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 
 
 def set_backend(name: str) -> None:
@@ -45,7 +47,7 @@ def backend(name: str):
 
 
 def triton_available() -> bool:
-    return importlib.util.find_spec("triton") is not None
+    return _TRITON_INSTALLED
 
 
 def interpreting() -> bool:

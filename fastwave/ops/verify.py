@@ -1,0 +1,106 @@
+"""Checks of the Triton kernels against their float64 torch references, shared by the test suite and
+the GPU benchmark (which checks the device before it times anything).
+
+Each ``*_errors`` function runs the kernel (forced, on ``device`` in ``dtype``) forward and backward
+and returns ``{output or gradient name: max |kernel - reference| / max |reference|}``; TOLERANCE
+holds DESIGN.md's bounds per dtype.
+"""
+from __future__ import annotations
+
+import torch
+
+from ._backend import backend
+from .dilated_causal_conv1d import dilated_causal_conv1d, dilated_causal_conv1d_reference
+from .wavenet_block import wavenet_block, wavenet_block_reference
+
+TOLERANCE = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
+BLOCK_NAMES = ("x", "w_dil", "b_dil", "w_res", "b_res", "w_skip", "b_skip", "cond")
+COND_SHAPES = {"full": lambda b, g, t: (b, g, t), "global": lambda b, g, t: (1, g, 1),
+               "per_row": lambda b, g, t: (b, g, 1), "per_time": lambda b, g, t: (1, g, t)}
+
+
+def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| / max |b|, in float64."""
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+def leaves(tensors, dtype, device) -> list:
+    """Copies that require grad (None stays None)."""
+    return [None if t is None else t.to(device=device, dtype=dtype).detach().requires_grad_() for t in tensors]
+
+
+def random_block(batch, residual, gate, skip, length, taps, cond=None, last=False, biases=True, seed=0):
+    """-> (tensors {name: tensor or None} in BLOCK_NAMES order, upstream (d residual or None, d skip)),
+    float32 on the CPU, with weights scaled like a trained layer's. cond: None or a COND_SHAPES key."""
+    g = torch.Generator().manual_seed(seed)
+    half = gate // 2
+
+    def rand(*shape, scale=1.0):
+        return torch.randn(*shape, generator=g) * scale
+
+    tensors = dict(
+        x=rand(batch, residual, length),
+        w_dil=rand(gate, residual, taps, scale=(residual * taps) ** -0.5),
+        b_dil=rand(gate, scale=0.1) if biases else None,
+        w_res=None if last else rand(residual, half, 1, scale=half ** -0.5),
+        b_res=None if last or not biases else rand(residual, scale=0.1),
+        w_skip=rand(skip, half, 1, scale=half ** -0.5),
+        b_skip=rand(skip, scale=0.1) if biases else None,
+        cond=None if cond is None else rand(*COND_SHAPES[cond](batch, gate, length)))
+    upstream = (None if last else rand(batch, residual, length), rand(batch, skip, length))
+    return tensors, upstream
+
+
+def block_outputs_and_grads(fn, tensors: dict, upstream, dilation: int):
+    """-> ((residual or None, skip), {name: gradient} for every tensor given)."""
+    residual, skip = fn(*(tensors[n] for n in BLOCK_NAMES[:7]), dilation, tensors["cond"])
+    outputs, grads_out = [skip], [upstream[1]]
+    if residual is not None:
+        outputs.append(residual)
+        grads_out.append(upstream[0])
+    present = [n for n in BLOCK_NAMES if tensors[n] is not None]
+    grads = torch.autograd.grad(outputs, [tensors[n] for n in present], grads_out)
+    return (residual, skip), dict(zip(present, grads))
+
+
+def block_errors(tensors: dict, upstream, dilation: int, dtype: torch.dtype, device) -> dict[str, float]:
+    kernel_in = dict(zip(BLOCK_NAMES, leaves([tensors[n] for n in BLOCK_NAMES], dtype, device)))
+    kernel_up = [None if u is None else u.to(device, dtype) for u in upstream]
+    with backend("triton"):
+        (res, skip), grads = block_outputs_and_grads(wavenet_block, kernel_in, kernel_up, dilation)
+    ref_in = dict(zip(BLOCK_NAMES, leaves([kernel_in[n] for n in BLOCK_NAMES], torch.float64, device)))
+    ref_up = [None if u is None else u.double() for u in kernel_up]
+    (res_ref, skip_ref), grads_ref = block_outputs_and_grads(wavenet_block_reference, ref_in, ref_up, dilation)
+    if (res is None) != (res_ref is None) or grads.keys() != grads_ref.keys():
+        raise AssertionError("kernel and reference returned different outputs or gradients")
+    for name, grad in grads.items():
+        if grad.shape != kernel_in[name].shape or grad.dtype != dtype:
+            raise AssertionError(f"gradient of {name}: {grad.dtype} {tuple(grad.shape)}")
+    errors = {"skip": rel_error(skip, skip_ref)}
+    if res is not None:
+        errors["residual"] = rel_error(res, res_ref)
+    errors.update({"d" + name: rel_error(grads[name], grads_ref[name]) for name in grads})
+    return errors
+
+
+def conv_errors(x, weight, bias, dy, dilation: int, dtype: torch.dtype, device) -> dict[str, float]:
+    inputs = leaves([x, weight, bias], dtype, device)
+    names = [n for n, t in zip(("x", "weight", "bias"), inputs) if t is not None]
+    present = [t for t in inputs if t is not None]
+    with backend("triton"):
+        y = dilated_causal_conv1d(*inputs, dilation)
+        grads = torch.autograd.grad(y, present, dy.to(device, dtype))
+    ref = leaves(inputs, torch.float64, device)
+    y_ref = dilated_causal_conv1d_reference(*ref, dilation)
+    grads_ref = torch.autograd.grad(y_ref, [t for t in ref if t is not None], dy.to(device, torch.float64))
+    if y.dtype != dtype or any(g.dtype != dtype for g in grads):
+        raise AssertionError("the kernel returned a different dtype than its input")
+    errors = {"y": rel_error(y, y_ref)}
+    errors.update({"d" + n: rel_error(g, r) for n, g, r in zip(names, grads, grads_ref)})
+    return errors
+
+
+def worst(errors: dict[str, float]) -> tuple[str, float]:
+    name = max(errors, key=errors.get)
+    return name, errors[name]
