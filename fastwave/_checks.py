@@ -66,7 +66,9 @@ def check_tokens(tokens, classes: int, name: str = "tokens", rank: int | None = 
     if rank is not None and tokens.dim() != rank:
         shape = "(B, T)" if rank == 2 else f"rank {rank}"
         raise ValueError(f"{name} must be {shape}, got shape {tuple(tokens.shape)}")
-    if tokens.numel() == 0:
+    if tokens.numel() == 0 or torch.compiler.is_compiling():
+        # Under torch.compile a value check would break the graph: the embedding lookup that
+        # follows refuses out-of-range tokens itself there.
         return tokens.long()
     low, high = int(tokens.min()), int(tokens.max())
     if low < 0 or high >= classes:
