@@ -2,11 +2,15 @@
 kernel costs per thread: registers, spill stack, shared memory (from the cubin, via the cuobjdump
 Triton ships). Catches GPU-only compile errors and register spills on a CPU-only machine.
 
-    python benchmarks/triton_resources.py [--arch 90] [--dtype bf16]
+    python benchmarks/triton_resources.py [--arch 90] [--dtype bf16] [--variants]
+
+--variants compiles every combination of each kernel's feature flags (conditioning, residual,
+bias, direction, ...) instead of the one the benchmark layer uses.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import pathlib
 import re
@@ -73,13 +77,37 @@ def kernel_configs(residual=64, gate=128, skip=128, taps=2):
         yield name, sm._shifted_outer_sum_kernel, dict(DIRECTION=-1, ROW_SUM=True, PRECISION="ieee", **cfg), warps_os
 
 
+FLAGS = {"_wavenet_block_forward_kernel": ("HAS_COND", "HAS_RES"),
+         "_wavenet_block_gate_backward_kernel": ("HAS_COND", "HAS_DRES"),
+         "_shifted_matmul_kernel": ("DIRECTION", "HAS_BIAS", "HAS_ADD"),
+         "_shifted_outer_sum_kernel": ("DIRECTION", "ROW_SUM")}
+
+
+def flag_variants(configs):
+    """Every combination of the feature flags of each distinct kernel in ``configs``."""
+    seen = set()
+    for name, kernel, constexprs, warps in configs:
+        key = kernel.fn.__name__ if hasattr(kernel, "fn") else kernel.__name__
+        if key in seen:
+            continue
+        seen.add(key)
+        flags = FLAGS[key]
+        for values in itertools.product(*[(-1, 1) if f == "DIRECTION" else (False, True) for f in flags]):
+            label = ", ".join(f"{f}={v}" for f, v in zip(flags, values))
+            yield f"{key} [{label}]", kernel, {**constexprs, **dict(zip(flags, values))}, warps
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", type=int, default=90, help="compute capability as an int (90: Hopper)")
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    parser.add_argument("--precision", default="ieee", choices=["ieee", "tf32"], help="fp32 dot precision")
+    parser.add_argument("--variants", action="store_true", help="every feature-flag combination of each kernel")
     args = parser.parse_args(argv)
     rows = []
-    for name, kernel, constexprs, warps in kernel_configs():
+    configs = list(kernel_configs())
+    for name, kernel, constexprs, warps in (flag_variants(configs) if args.variants else configs):
+        constexprs = {**constexprs, "PRECISION": args.precision}
         usage = resources(compile_for(kernel, constexprs, args.dtype, args.arch, warps))
         rows.append((name, warps, usage))
         print(f"{name:32s} warps {warps}  regs {usage['reg']:3d}  spill stack {usage['stack']:5d} B  "

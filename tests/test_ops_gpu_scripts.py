@@ -18,14 +18,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @needs_triton
-@pytest.mark.parametrize("arch,dtype", [(90, "bf16"), (80, "fp32")])
-def test_kernels_compile_for_gpu_architectures(arch, dtype):
+@pytest.mark.parametrize("arch,dtype,extra,kernels", [
+    (90, "bf16", ["--variants"], 20),  # every feature-flag combination
+    (80, "fp16", [], 6),
+    (90, "fp32", ["--precision", "tf32"], 6),
+])
+def test_kernels_compile_for_gpu_architectures(arch, dtype, extra, kernels):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "triton_resources.py"), "--arch", str(arch),
-                           "--dtype", dtype], capture_output=True, text=True, env=env, timeout=600)
+                           "--dtype", dtype, *extra], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if "regs" in line]
-    assert len(lines) == 6, done.stdout
+    assert len(lines) == kernels, done.stdout
 
 
 def load_benchmark():
