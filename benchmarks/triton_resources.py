@@ -64,7 +64,8 @@ def kernel_configs(residual=64, gate=128, skip=128, taps=2):
             yield ("wavenet_block gate backward", wb._wavenet_block_gate_backward_kernel,
                    dict(HAS_DRES=True, **cond_flags, **tiles), warps)
         else:
-            yield "wavenet_block forward", wb._wavenet_block_forward_kernel, dict(HAS_RES=True, **cond_flags, **tiles), warps
+            yield ("wavenet_block forward", wb._wavenet_block_forward_kernel,
+                   dict(HAS_RES=True, HAS_SKIP_IN=True, **cond_flags, **tiles), warps)
     for name, rows, channels, direction in (("conv forward (G x K*R)", gate, residual, -1),
                                             ("conv input grad (R x K*G)", residual, gate, +1)):
         cfg = sm.matmul_config(rows, taps * channels)
@@ -77,7 +78,7 @@ def kernel_configs(residual=64, gate=128, skip=128, taps=2):
         yield name, sm._shifted_outer_sum_kernel, dict(DIRECTION=-1, ROW_SUM=True, PRECISION="ieee", **cfg), warps_os
 
 
-FLAGS = {"_wavenet_block_forward_kernel": ("HAS_COND", "HAS_RES"),
+FLAGS = {"_wavenet_block_forward_kernel": ("HAS_COND", "HAS_RES", "HAS_SKIP_IN"),
          "_wavenet_block_gate_backward_kernel": ("HAS_COND", "HAS_DRES"),
          "_shifted_matmul_kernel": ("DIRECTION", "HAS_BIAS", "HAS_ADD"),
          "_shifted_outer_sum_kernel": ("DIRECTION", "ROW_SUM")}

@@ -11,14 +11,15 @@ from ops_cases import fp32_exact, kernel_targets, needs_triton
 
 pytestmark = needs_triton
 
-# (batch, residual R, gate G, skip S, length, K, dilation, cond shape or None, last layer (no residual))
+# (batch, residual R, gate G, skip S, length, K, dilation, cond shape or None, last layer (no residual),
+#  running skip sum)
 BLOCK_SHAPES = [
-    (2, 8, 12, 10, 37, 2, 3, None, False),
-    (2, 5, 6, 7, 50, 3, 4, "full", False),
-    (1, 16, 32, 16, 70, 2, 1, "global", True),
-    (3, 20, 40, 24, 33, 4, 2, "per_row", False),
-    (2, 8, 12, 10, 29, 1, 5, "per_time", False),
-    (1, 3, 4, 3, 130, 2, 64, None, False),  # several time tiles, a dilation crossing them
+    (2, 8, 12, 10, 37, 2, 3, None, False, False),
+    (2, 5, 6, 7, 50, 3, 4, "full", False, True),
+    (1, 16, 32, 16, 70, 2, 1, "global", True, True),
+    (3, 20, 40, 24, 33, 4, 2, "per_row", False, False),
+    (2, 8, 12, 10, 29, 1, 5, "per_time", False, True),
+    (1, 3, 4, 3, 130, 2, 64, None, False, False),  # several time tiles, a dilation crossing them
 ]
 
 
@@ -26,8 +27,8 @@ BLOCK_SHAPES = [
 @pytest.mark.parametrize("shape", BLOCK_SHAPES)
 def test_block_forward_and_every_gradient_match_reference(device, dtype, shape):
     fp32_exact()
-    batch, residual, gate, skip, length, taps, dilation, cond, last = shape
-    tensors, upstream = random_block(batch, residual, gate, skip, length, taps, cond, last)
+    batch, residual, gate, skip, length, taps, dilation, cond, last, skip_in = shape
+    tensors, upstream = random_block(batch, residual, gate, skip, length, taps, cond, last, skip_in=skip_in)
     errors = block_errors(tensors, upstream, dilation, dtype, device)
     assert len(errors) == 2 + sum(t is not None for t in tensors.values()) - last, errors
     assert worst(errors)[1] < TOLERANCE[dtype], errors
@@ -48,6 +49,8 @@ def test_block_accepts_2d_1x1_weights_and_strided_input():
     with ops.backend("triton"):
         expected = ops.wavenet_block(*args[:7], 2, args[7])
         got = ops.wavenet_block(*[strided[n] for n in NAMES[:7]], 2, strided["cond"])
+        with_skip_in = ops.wavenet_block(*args[:7], 2, args[7], skip_in=big[:, :5])  # a strided running sum
+    torch.testing.assert_close(with_skip_in[1], expected[1] + big[:, :5], rtol=1e-6, atol=1e-6)
     assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
     assert torch.equal(big[:, 3:9], tensors["x"])  # input untouched
 
@@ -68,11 +71,11 @@ def test_block_gradients_only_where_required():
 
 def test_gradcheck_in_float64():
     """float64 runs the reference inside the custom ops: this checks their autograd wiring."""
-    tensors, _ = random_block(1, 3, 4, 2, 9, 2, "per_row", False)
+    tensors, _ = random_block(1, 3, 4, 2, 9, 2, "per_row", False, skip_in=True)
     args = leaves([tensors[n] for n in NAMES], torch.float64, "cpu")
 
     def block(*a):
-        return ops.wavenet_block(*a[:7], 2, a[7])
+        return ops.wavenet_block(*a[:7], 2, a[7], a[8])
 
     assert torch.autograd.gradcheck(block, args)
     x, w, b = leaves([torch.randn(1, 2, 7), torch.randn(3, 2, 2), torch.randn(3)], torch.float64, "cpu")
@@ -82,12 +85,12 @@ def test_gradcheck_in_float64():
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_custom_ops_pass_opcheck(backend):
     """Schema, fake (meta) implementations, autograd registration and tracing, as torch checks them."""
-    tensors, _ = random_block(2, 4, 6, 3, 11, 2, "per_row", False)
+    tensors, _ = random_block(2, 4, 6, 3, 11, 2, "per_row", False, skip_in=True)
     args = leaves([tensors[n] for n in NAMES], torch.float32, "cpu")
     w_res, w_skip = args[3][:, :, 0], args[5][:, :, 0]
     with ops.backend(backend):
         torch.library.opcheck(torch.ops.fastwave.wavenet_block,
-                              (args[0], args[1], args[2], w_res, args[4], w_skip, args[6], 2, args[7]))
+                              (args[0], args[1], args[2], w_res, args[4], w_skip, args[6], 2, args[7], args[8]))
         x, w, b = leaves([torch.randn(2, 3, 10), torch.randn(4, 3, 3), torch.randn(4)], torch.float32, "cpu")
         torch.library.opcheck(torch.ops.fastwave.dilated_causal_conv1d, (x, w, b, 2))
 
@@ -178,6 +181,9 @@ def test_wavenet_fused_flag_is_not_part_of_the_config():
     (dict(cond=torch.randn(2, 6, 5)), ValueError, r"cond must broadcast as \(2 or 1, 6, 11 or 1\)"),
     (dict(cond=torch.randn(2, 5, 11)), ValueError, "cond must broadcast"),
     (dict(dilation=0), ValueError, "dilation must be an int >= 1"),
+    (dict(skip_in=torch.randn(2, 4, 11)), ValueError, r"skip_in must have shape \(2, 5, 11\)"),
+    (dict(skip_in=torch.randn(2, 5, 11).double()), TypeError, "skip_in has dtype torch.float64"),
+    (dict(w_skip=torch.randn(5, 3, 1, device="meta")), ValueError, "w_skip is on meta"),
 ])
 def test_block_refuses_bad_arguments(change, error, message):
     tensors, _ = random_block(2, 4, 6, 5, 11, 2, "per_row", False)
@@ -186,7 +192,7 @@ def test_block_refuses_bad_arguments(change, error, message):
         tensors[name] = getattr(tensors[name], value)() if isinstance(value, str) else value
     args = [tensors[n] for n in NAMES]
     with pytest.raises(error, match=message):
-        ops.wavenet_block(*args[:7], tensors["dilation"], args[7])
+        ops.wavenet_block(*args[:7], tensors["dilation"], args[7], skip_in=args[8])
 
 
 def test_wavenet_compiles_without_graph_breaks_on_the_fused_path():

@@ -91,15 +91,16 @@ class WaveNetLayer(nn.Module):
         self.global_proj = nn.Linear(c.global_channels, c.gate_channels, bias=False) if c.global_classes else None
         self.local_proj = nn.Conv1d(c.local_channels, c.gate_channels, 1, bias=False) if c.local_channels else None
 
-    def forward(self, x, cond_gate=None, fused: bool = False):
-        """x (B, R, T); cond_gate (B, G, T) or (B, G, 1) or None -> (residual (B, R, T) or None, skip (B, S, T)).
+    def forward(self, x, cond_gate=None, fused: bool = False, skip_in=None):
+        """x (B, R, T); cond_gate (B, G, T) or (B, G, 1) or None; skip_in (B, S, T) or None: the
+        previous layers' skip sum -> (residual (B, R, T) or None, skip_in + this layer's skip (B, S, T)).
 
         ``fused``: run the layer as one Triton kernel (fastwave.ops.wavenet_block) instead of its
         torch composition; both compute the same function."""
         block = wavenet_block if fused else wavenet_block_reference
         res_weight, res_bias = (None, None) if self.res is None else (self.res.weight, self.res.bias)
         return block(x, self.conv.weight, self.conv.bias, res_weight, res_bias, self.skip.weight, self.skip.bias,
-                     self.dilation, cond_gate)
+                     self.dilation, cond_gate, skip_in)
 
 
 class WaveNet(nn.Module):
@@ -147,12 +148,11 @@ class WaveNet(nn.Module):
         cond = self.conditioning(batch, length, global_cond, local_cond, tokens.device)
         x = self.embedding(tokens).transpose(1, 2)
         fused = self.fused and use_triton(x)
-        skip, layer_inputs = 0, []
+        skip, layer_inputs = None, []
         for layer, cond_gate in zip(self.layers, cond):
             if keep_layer_inputs:
                 layer_inputs.append(x)
-            x, s = layer(x, cond_gate, fused)
-            skip = skip + s
+            x, skip = layer(x, cond_gate, fused, skip)
         return skip, layer_inputs
 
     def output_head(self, skip):

@@ -14,7 +14,7 @@ from .dilated_causal_conv1d import dilated_causal_conv1d, dilated_causal_conv1d_
 from .wavenet_block import wavenet_block, wavenet_block_reference
 
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
-BLOCK_NAMES = ("x", "w_dil", "b_dil", "w_res", "b_res", "w_skip", "b_skip", "cond")
+BLOCK_NAMES = ("x", "w_dil", "b_dil", "w_res", "b_res", "w_skip", "b_skip", "cond", "skip_in")
 COND_SHAPES = {"full": lambda b, g, t: (b, g, t), "global": lambda b, g, t: (1, g, 1),
                "per_row": lambda b, g, t: (b, g, 1), "per_time": lambda b, g, t: (1, g, t)}
 
@@ -30,9 +30,11 @@ def leaves(tensors, dtype, device) -> list:
     return [None if t is None else t.to(device=device, dtype=dtype).detach().requires_grad_() for t in tensors]
 
 
-def random_block(batch, residual, gate, skip, length, taps, cond=None, last=False, biases=True, seed=0):
+def random_block(batch, residual, gate, skip, length, taps, cond=None, last=False, biases=True, skip_in=False,
+                 seed=0):
     """-> (tensors {name: tensor or None} in BLOCK_NAMES order, upstream (d residual or None, d skip)),
-    float32 on the CPU, with weights scaled like a trained layer's. cond: None or a COND_SHAPES key."""
+    float32 on the CPU, with weights scaled like a trained layer's. cond: None or a COND_SHAPES key;
+    skip_in: whether to add a running skip sum."""
     g = torch.Generator().manual_seed(seed)
     half = gate // 2
 
@@ -47,14 +49,15 @@ def random_block(batch, residual, gate, skip, length, taps, cond=None, last=Fals
         b_res=None if last or not biases else rand(residual, scale=0.1),
         w_skip=rand(skip, half, 1, scale=half ** -0.5),
         b_skip=rand(skip, scale=0.1) if biases else None,
-        cond=None if cond is None else rand(*COND_SHAPES[cond](batch, gate, length)))
+        cond=None if cond is None else rand(*COND_SHAPES[cond](batch, gate, length)),
+        skip_in=rand(batch, skip, length) if skip_in else None)
     upstream = (None if last else rand(batch, residual, length), rand(batch, skip, length))
     return tensors, upstream
 
 
 def block_outputs_and_grads(fn, tensors: dict, upstream, dilation: int):
     """-> ((residual or None, skip), {name: gradient} for every tensor given)."""
-    residual, skip = fn(*(tensors[n] for n in BLOCK_NAMES[:7]), dilation, tensors["cond"])
+    residual, skip = fn(*(tensors[n] for n in BLOCK_NAMES[:7]), dilation, tensors["cond"], tensors["skip_in"])
     outputs, grads_out = [skip], [upstream[1]]
     if residual is not None:
         outputs.append(residual)

@@ -2,11 +2,14 @@
 
     z = dilated_causal_conv1d(x, w_dil, b_dil, dilation) + cond     (G = 2H gate channels)
     h = tanh(z[:, :H]) * sigmoid(z[:, H:])
-    residual = x + w_res @ h + b_res,   skip = w_skip @ h + b_skip   (1x1 convolutions)
+    residual = x + w_res @ h + b_res,   skip = skip_in + w_skip @ h + b_skip   (1x1 convolutions)
 
-    residual, skip = wavenet_block(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond=None)
+    residual, skip = wavenet_block(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond=None,
+                                   skip_in=None)
         x (B, R, T); w_dil (G, R, K), K in 1..4; b_dil (G,); w_res (R, H) or (R, H, 1); b_res (R,);
-        w_skip (S, H) or (S, H, 1); b_skip (S,); cond broadcastable as (B or 1, G, T or 1) or None
+        w_skip (S, H) or (S, H, 1); b_skip (S,); cond broadcastable as (B or 1, G, T or 1) or None;
+        skip_in (B, S, T) or None: the running sum of the previous layers' skips, added in the
+        kernel (a WaveNet sums every layer's skip; fusing the sum saves a read and a write of it)
         -> residual (B, R, T) (None when w_res is None: a last layer), skip (B, S, T)
     Any bias may be None.
 
@@ -25,14 +28,15 @@ from ._backend import dot_precision, use_triton
 from .dilated_causal_conv1d import dilated_causal_conv1d_reference
 
 Tensor = torch.Tensor
-GRAD_NAMES = ("x", "w_dil", "b_dil", "w_res", "b_res", "w_skip", "b_skip", "cond")
+GRAD_NAMES = ("x", "w_dil", "b_dil", "w_res", "b_res", "w_skip", "b_skip", "cond")  # from the backward op
 
 
 def _as_1x1(w):
     return w if w.dim() == 3 else w.unsqueeze(-1)
 
 
-def wavenet_block_reference(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation: int, cond=None):
+def wavenet_block_reference(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation: int, cond=None,
+                            skip_in=None):
     """The plain-torch definition the kernel is held to; same arguments and results."""
     z = dilated_causal_conv1d_reference(x, w_dil, b_dil, dilation)
     if cond is not None:
@@ -40,24 +44,27 @@ def wavenet_block_reference(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilat
     a, b = z.chunk(2, dim=1)
     h = torch.tanh(a) * torch.sigmoid(b)
     residual = None if w_res is None else x + F.conv1d(h, _as_1x1(w_res), b_res)
-    return residual, F.conv1d(h, _as_1x1(w_skip), b_skip)
+    skip = F.conv1d(h, _as_1x1(w_skip), b_skip)
+    return residual, (skip if skip_in is None else skip_in + skip)
 
 
 def wavenet_block(x: Tensor, w_dil: Tensor, b_dil: Optional[Tensor], w_res: Optional[Tensor],
                   b_res: Optional[Tensor], w_skip: Tensor, b_skip: Optional[Tensor], dilation: int,
-                  cond: Optional[Tensor] = None) -> tuple[Optional[Tensor], Tensor]:
+                  cond: Optional[Tensor] = None, skip_in: Optional[Tensor] = None) -> tuple[Optional[Tensor], Tensor]:
     """The fused layer; shapes in the module docstring. Differentiable in every tensor argument;
     under torch.autocast it computes in the autocast dtype."""
-    x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, cond = autocast(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, cond)
-    _check_block_args(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond)
+    x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, cond, skip_in = autocast(
+        x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, cond, skip_in)
+    _check_block_args(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond, skip_in)
     half = w_dil.shape[0] // 2
     w_res2 = None if w_res is None else w_res.reshape(x.shape[1], half)
     w_skip2 = w_skip.reshape(w_skip.shape[0], half)
-    residual, skip = torch.ops.fastwave.wavenet_block(x, w_dil, b_dil, w_res2, b_res, w_skip2, b_skip, dilation, cond)
+    residual, skip = torch.ops.fastwave.wavenet_block(x, w_dil, b_dil, w_res2, b_res, w_skip2, b_skip, dilation,
+                                                      cond, skip_in)
     return (residual if w_res is not None else None), skip
 
 
-def _check_block_args(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond):
+def _check_block_args(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond, skip_in):
     check_tensor(x, "x", 3)
     batch, residual, length = x.shape
     check_tensor(w_dil, "w_dil", 3, like=x)
@@ -83,25 +90,29 @@ def _check_block_args(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, c
         check_tensor(cond, "cond", 3, like=x)
         if cond.shape[0] not in (1, batch) or cond.shape[1] != gate or cond.shape[2] not in (1, length):
             raise ValueError(f"cond must broadcast as ({batch} or 1, {gate}, {length} or 1), got {tuple(cond.shape)}")
+    if skip_in is not None:
+        check_tensor(skip_in, "skip_in", 3, like=x)
+        check_shape(skip_in, "skip_in", (batch, w_skip.shape[0], length))
 
 
 @torch.library.custom_op("fastwave::wavenet_block", mutates_args=())
 def _forward(x: Tensor, w_dil: Tensor, b_dil: Optional[Tensor], w_res: Optional[Tensor], b_res: Optional[Tensor],
-             w_skip: Tensor, b_skip: Optional[Tensor], dilation: int, cond: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+             w_skip: Tensor, b_skip: Optional[Tensor], dilation: int, cond: Optional[Tensor],
+             skip_in: Optional[Tensor]) -> tuple[Tensor, Tensor]:
     """-> (residual, or an empty tensor without w_res; skip). 1x1 weights are 2-D here."""
     if x.numel() == 0 or not use_triton(x):
-        residual, skip = wavenet_block_reference(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond)
+        residual, skip = wavenet_block_reference(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond, skip_in)
         return (residual if residual is not None else x.new_empty(0)), skip
     from .kernels.wavenet_block import wavenet_block_forward
     b_dil, b_res, b_skip = _biases(w_dil, w_res, w_skip, b_dil, b_res, b_skip)
     residual, skip = wavenet_block_forward(
         time_contiguous(x), _flat_taps(w_dil), b_dil, _contiguous(w_res), b_res, w_skip.contiguous(), b_skip,
-        w_dil.shape[-1], dilation, cond, dot_precision(x.dtype))
+        w_dil.shape[-1], dilation, cond, skip_in, dot_precision(x.dtype))
     return (residual if residual is not None else x.new_empty(0)), skip
 
 
 @_forward.register_fake
-def _(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond):
+def _(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond, skip_in):
     residual = x.new_empty(x.shape) if w_res is not None else x.new_empty(0)
     return residual, x.new_empty(x.shape[0], w_skip.shape[0], x.shape[2])
 
@@ -195,8 +206,9 @@ def _(dres, dskip, x, w_dil, b_dil, w_res, w_skip, dilation, cond, needs):
 
 
 def _setup_context(ctx, inputs, output):
-    x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond = inputs
+    x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond, skip_in = inputs
     ctx.save_for_backward(x, w_dil, b_dil, w_res, w_skip, cond)
+    ctx.has_skip_in = skip_in is not None
     ctx.dilation = dilation
     ctx.present = [t is not None for t in (x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, cond)]
 
@@ -210,7 +222,8 @@ def _autograd_backward(ctx, dres, dskip):
     grads = torch.ops.fastwave.wavenet_block_backward(dres, dskip, x, w_dil, b_dil, w_res, w_skip,
                                                       ctx.dilation, cond, needs)
     out = [g if need else None for g, need in zip(grads, needs)]
-    return (*out[:7], None, out[7])
+    d_skip_in = dskip if ctx.has_skip_in and ctx.needs_input_grad[9] else None  # skip_in enters as a sum
+    return (*out[:7], None, out[7], d_skip_in)
 
 
 _forward.register_autograd(_autograd_backward, setup_context=_setup_context)

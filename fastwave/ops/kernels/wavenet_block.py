@@ -58,11 +58,11 @@ def gate_preactivation(x_ptr, wd_ptr, bd_ptr, cond_ptr, hrow, t, R, H, T, taps, 
 
 @triton.jit
 def _wavenet_block_forward_kernel(
-        x_ptr, wd_ptr, bd_ptr, wr_ptr, br_ptr, ws_ptr, bs_ptr, cond_ptr, res_ptr, skip_ptr,
+        x_ptr, wd_ptr, bd_ptr, wr_ptr, br_ptr, ws_ptr, bs_ptr, cond_ptr, skip_in_ptr, res_ptr, skip_ptr,
         R, H, S, T, taps, dilation, n_t_tiles,
-        stride_xb, stride_xc, stride_xt, stride_cb, stride_cc, stride_ct,
+        stride_xb, stride_xc, stride_xt, stride_cb, stride_cc, stride_ct, stride_ib, stride_ic, stride_it,
         stride_rb, stride_rc, stride_rt, stride_sb, stride_sc, stride_st,
-        HAS_COND: tl.constexpr, HAS_RES: tl.constexpr, PRECISION: tl.constexpr,
+        HAS_COND: tl.constexpr, HAS_RES: tl.constexpr, HAS_SKIP_IN: tl.constexpr, PRECISION: tl.constexpr,
         BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_T: tl.constexpr,
         BLOCK_J: tl.constexpr):
     pid = tl.program_id(0)
@@ -87,6 +87,9 @@ def _wavenet_block_forward_kernel(
             res_acc = tl.dot(wr, gate, res_acc, input_precision=PRECISION)
     skip_acc += tl.load(bs_ptr + s, mask=s < S, other=0.0).to(tl.float32)[:, None]
     s_mask = (s[:, None] < S) & (t[None, :] < T)
+    if HAS_SKIP_IN:
+        skip_acc += tl.load(skip_in_ptr + b * stride_ib + s[:, None] * stride_ic + t[None, :] * stride_it,
+                            mask=s_mask, other=0.0).to(tl.float32)
     tl.store(skip_ptr + b * stride_sb + s[:, None] * stride_sc + t[None, :] * stride_st,
              skip_acc.to(skip_ptr.dtype.element_ty), mask=s_mask)
     if HAS_RES:
@@ -165,8 +168,8 @@ def _cond_args(cond: torch.Tensor | None, x: torch.Tensor, gate_channels: int):
     return cond, cond.stride()
 
 
-def wavenet_block_forward(x, wd, bd, wr, br, ws, bs, taps, dilation, cond, precision):
-    """-> (residual (B, R, T) or None when wr is None, skip (B, S, T)), x's dtype."""
+def wavenet_block_forward(x, wd, bd, wr, br, ws, bs, taps, dilation, cond, skip_in, precision):
+    """-> (residual (B, R, T) or None when wr is None, skip (+ skip_in) (B, S, T)), x's dtype."""
     batch, residual, length = x.shape
     skip_channels, half = ws.shape
     tiles = block_config(residual, skip_channels, half, taps, backward=False)
@@ -176,10 +179,13 @@ def wavenet_block_forward(x, wd, bd, wr, br, ws, bs, taps, dilation, cond, preci
     cond_t, cond_strides = _cond_args(cond, x, 2 * half)
     out_res = res if res is not None else skip
     _wavenet_block_forward_kernel[(batch * n_t_tiles,)](
-        x, wd, bd, wr if wr is not None else ws, br if br is not None else bs, ws, bs, cond_t, out_res, skip,
+        x, wd, bd, wr if wr is not None else ws, br if br is not None else bs, ws, bs, cond_t,
+        skip_in if skip_in is not None else skip, out_res, skip,
         residual, half, skip_channels, length, taps, dilation, n_t_tiles,
-        *x.stride(), *cond_strides, *out_res.stride(), *skip.stride(),
-        HAS_COND=cond is not None, HAS_RES=wr is not None, PRECISION=precision, **tiles)
+        *x.stride(), *cond_strides, *(skip_in.stride() if skip_in is not None else (0, 0, 0)),
+        *out_res.stride(), *skip.stride(),
+        HAS_COND=cond is not None, HAS_RES=wr is not None, HAS_SKIP_IN=skip_in is not None, PRECISION=precision,
+        **tiles)
     return res, skip
 
 
