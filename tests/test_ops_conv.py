@@ -137,6 +137,7 @@ def test_module_accepts_padding_causal():
     (lambda x, w, b: (x, w, b, 0), ValueError, "dilation must be an int >= 1"),
     (lambda x, w, b: (x, w, b, 1.5), ValueError, "dilation must be an int >= 1"),
     (lambda x, w, b: (x.numpy(), w, b, 1), TypeError, "x must be a torch.Tensor"),
+    (lambda x, w, b: (x, w.to("meta"), b, 1), ValueError, "weight is on meta but the input is on cpu"),
 ])
 def test_conv_refuses_bad_arguments(case, error, message):
     x, w, b, _ = conv_case(2, 4, 3, 10, 2, True)

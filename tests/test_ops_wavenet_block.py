@@ -142,10 +142,12 @@ def test_wavenet_fused_path_matches_the_torch_composition(conditioned):
     fp32_exact()
     torch.manual_seed(0)
     extra = dict(global_classes=3, local_channels=4, cond_hop=5) if conditioned else {}
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # on a GPU, the compiled kernels
     model = WaveNet(layers=4, cycles=2, kernel_size=3, residual_channels=8, gate_channels=12, skip_channels=10,
-                    classes=32, **extra)
-    tokens = torch.randint(0, 32, (2, 45))
-    cond = dict(global_cond=torch.tensor([0, 2]), local_cond=torch.randn(2, 4, 9)) if conditioned else {}
+                    classes=32, **extra).to(device)
+    tokens = torch.randint(0, 32, (2, 45), device=device)
+    cond = dict(global_cond=torch.tensor([0, 2], device=device),
+                local_cond=torch.randn(2, 4, 9, device=device)) if conditioned else {}
     params = list(model.parameters())
 
     def logits_and_grads():

@@ -31,6 +31,14 @@ def load_shifted(x_ptr, j, t, C, T, taps, dilation, stride_c, stride_t, DIRECTIO
 
 
 @triton.jit
+def batch_and_time(n_t_tiles, BLOCK_T: tl.constexpr):
+    """This program's batch row (int64, for the pointer arithmetic) and time steps: batch rows and
+    time tiles share grid axis 0, which has no 65,535 limit."""
+    pid = tl.program_id(0)
+    return (pid // n_t_tiles).to(tl.int64), (pid % n_t_tiles) * BLOCK_T + tl.arange(0, BLOCK_T)
+
+
+@triton.jit
 def _shifted_matmul_kernel(w_ptr, x_ptr, bias_ptr, add_ptr, y_ptr,
                            M, C, T, taps, dilation, n_t_tiles,
                            stride_xb, stride_xc, stride_xt, stride_ab, stride_ac, stride_at,
@@ -38,9 +46,7 @@ def _shifted_matmul_kernel(w_ptr, x_ptr, bias_ptr, add_ptr, y_ptr,
                            DIRECTION: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr,
                            PRECISION: tl.constexpr,
                            BLOCK_M: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_J: tl.constexpr):
-    pid = tl.program_id(0)
-    b = (pid // n_t_tiles).to(tl.int64)  # batch and time tiles share axis 0: no 65,535 limit on B
-    t = (pid % n_t_tiles) * BLOCK_T + tl.arange(0, BLOCK_T)
+    b, t = batch_and_time(n_t_tiles, BLOCK_T)
     m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
     J = taps * C
     x_ptr += b * stride_xb

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .shifted_matmul import block_size, load_shifted, tuned
+from .shifted_matmul import batch_and_time, block_size, load_shifted, tuned
 
 
 @triton.jit
@@ -65,9 +65,7 @@ def _wavenet_block_forward_kernel(
         HAS_COND: tl.constexpr, HAS_RES: tl.constexpr, HAS_SKIP_IN: tl.constexpr, PRECISION: tl.constexpr,
         BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_T: tl.constexpr,
         BLOCK_J: tl.constexpr):
-    pid = tl.program_id(0)
-    b = (pid // n_t_tiles).to(tl.int64)
-    t = (pid % n_t_tiles) * BLOCK_T + tl.arange(0, BLOCK_T)
+    b, t = batch_and_time(n_t_tiles, BLOCK_T)
     r = tl.arange(0, BLOCK_R)
     s = tl.arange(0, BLOCK_S)
     x_ptr += b * stride_xb
@@ -110,9 +108,7 @@ def _wavenet_block_gate_backward_kernel(
         BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_T: tl.constexpr,
         BLOCK_J: tl.constexpr):
     """dz (B, G, T) and gate h (B, H, T), both contiguous, from the output gradients."""
-    pid = tl.program_id(0)
-    b = (pid // n_t_tiles).to(tl.int64)
-    t = (pid % n_t_tiles) * BLOCK_T + tl.arange(0, BLOCK_T)
+    b, t = batch_and_time(n_t_tiles, BLOCK_T)
     r = tl.arange(0, BLOCK_R)
     s = tl.arange(0, BLOCK_S)
     x_ptr += b * stride_xb
