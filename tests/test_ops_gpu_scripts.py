@@ -19,7 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @needs_triton
 @pytest.mark.parametrize("arch,dtype,extra,kernels", [
-    (90, "bf16", ["--variants"], 20),  # every feature-flag combination
+    (90, "bf16", ["--variants"], 24),  # every feature-flag combination
     (80, "fp16", [], 6),
     (90, "fp32", ["--precision", "tf32"], 6),
 ])
