@@ -8,7 +8,8 @@ It imports fastwave from this checkout and needs neither the native module nor a
 Timing: ``triton.testing.do_bench`` (median of its repetitions, after its warm-up) on B=8, T=16384,
 residual 64, gate 128, skip 128 (activations far larger than L2). Each layer is timed at dilations
 1..512; the stack is the default WaveNet's trunk (2 cycles of dilations 1..512, embedding included,
-output head not). Bandwidth: "effective GB/s" counts the bytes a layer cannot avoid (forward: read x,
+output head not), timed as launched from Python (eager) and replayed from a CUDA graph (the GPU's work
+alone, without Python's per-operator launch overhead, which both implementations pay). Bandwidth: "effective GB/s" counts the bytes a layer cannot avoid (forward: read x,
 write residual and skip; backward adds: read x and the two output gradients, write dx), so both
 implementations are measured against the same work, next to the copy bandwidth measured here.
 fp32 runs with TF32 allowed for both implementations (torch's convolution default); the correctness
@@ -118,7 +119,22 @@ def time_layer(dtype, dilation: int, fused: bool, backward: bool) -> float:
         return do_bench(forward_backward if backward else forward)
 
 
-def time_stack(dtype, fused: bool, backward: bool) -> float:
+def cuda_graphed(fn):
+    """``fn`` captured in a CUDA graph (after a warm-up on a side stream, as torch's docs do): its
+    replay costs one launch, so what is timed is the GPU's work without Python's per-op overhead."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
+def time_stack(dtype, fused: bool, backward: bool, graphed: bool = False) -> float:
     from triton.testing import do_bench
 
     from fastwave.models.wavenet import WaveNet
@@ -137,7 +153,8 @@ def time_stack(dtype, fused: bool, backward: bool) -> float:
         return torch.autograd.grad(forward(), params, grad, allow_unused=True)
 
     with torch.set_grad_enabled(backward):
-        return do_bench(forward_backward if backward else forward)
+        fn = forward_backward if backward else forward
+        return do_bench(cuda_graphed(fn) if graphed else fn)
 
 
 def bench(dtypes: list[torch.dtype], bandwidth: float) -> dict:
@@ -157,12 +174,19 @@ def bench(dtypes: list[torch.dtype], bandwidth: float) -> dict:
                 print(f"layer {str(dtype):15s} {row['pass_']:17s} d={dilation:3d}  fused {ms['fused']:7.3f} ms "
                       f"({gbs['fused']:6.0f} GB/s, {row['fused_of_copy']:4.0%} of copy)  torch {ms['torch']:7.3f} ms "
                       f"({gbs['torch']:6.0f} GB/s)  x{row['speedup']:.2f}")
-            ms = {impl: time_stack(dtype, impl == "fused", backward) for impl in ("fused", "torch")}
-            row = dict(dtype=str(dtype), pass_="forward+backward" if backward else "forward", layers=LAYER.get("layers", 20),
-                       fused_ms=ms["fused"], torch_ms=ms["torch"], speedup=ms["torch"] / ms["fused"])
-            stacks.append(row)
-            print(f"stack {str(dtype):15s} {row['pass_']:17s} {row['layers']} layers  fused {ms['fused']:8.3f} ms  "
-                  f"torch {ms['torch']:8.3f} ms  x{row['speedup']:.2f}")
+            for graphed in (False, True) if DEVICE == "cuda" else (False,):
+                try:
+                    ms = {impl: time_stack(dtype, impl == "fused", backward, graphed) for impl in ("fused", "torch")}
+                except RuntimeError as error:  # report a capture failure, keep the other results
+                    print(f"stack {dtype} graphed={graphed}: {error}")
+                    stacks.append(dict(dtype=str(dtype), graphed=graphed, error=str(error)))
+                    continue
+                row = dict(dtype=str(dtype), pass_="forward+backward" if backward else "forward",
+                           layers=LAYER.get("layers", 20), launch="cuda graph" if graphed else "eager",
+                           fused_ms=ms["fused"], torch_ms=ms["torch"], speedup=ms["torch"] / ms["fused"])
+                stacks.append(row)
+                print(f"stack {str(dtype):15s} {row['pass_']:17s} {row['layers']} layers {row['launch']:10s}  "
+                      f"fused {ms['fused']:8.3f} ms  torch {ms['torch']:8.3f} ms  x{row['speedup']:.2f}")
     return dict(layers=layers, stacks=stacks)
 
 
