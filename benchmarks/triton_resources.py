@@ -1,6 +1,8 @@
 """Compile fastwave's Triton kernels for a GPU architecture without a GPU, and report what each
 kernel costs per thread: registers, spill stack, shared memory (from the cubin, via the cuobjdump
-Triton ships). Catches GPU-only compile errors and register spills on a CPU-only machine.
+Triton ships). Catches GPU-only compile errors, register spills and shared-memory needs on a CPU-only machine.
+Scalars are compiled as i32 without the launch-time specialisations (a stride of 1, multiples of
+16), so the counts are close to, not identical with, those of the launched kernels.
 
     python benchmarks/triton_resources.py [--arch 90] [--dtype bf16] [--variants]
 
@@ -44,21 +46,24 @@ def compile_for(kernel, constexprs: dict, dtype: str, arch: int, num_warps: int)
 
 
 def resources(compiled) -> dict:
+    """Registers and spill stack per thread (from the cubin), and the shared memory a launch needs
+    (Triton's dynamic allocation, which the cubin does not record)."""
     cuobjdump = pathlib.Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(compiled.asm["cubin"])
         f.flush()
         text = subprocess.run([str(cuobjdump), "-res-usage", f.name], capture_output=True, text=True, check=True).stdout
-    usage = dict(re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", text))
-    return {k.lower(): int(v) for k, v in usage.items()}
+    usage = {k.lower(): int(v) for k, v in re.findall(r"(REG|STACK):(\d+)", text)}
+    usage["shared"] = int(compiled.metadata.shared)
+    return usage
 
 
-def kernel_configs(residual=64, gate=128, skip=128, taps=2):
+def kernel_configs(residual=64, gate=128, skip=128, taps=2, dtype="bf16"):
     """The configurations the launchers pick for the given layer sizes."""
     half = gate // 2
     cond_flags = dict(HAS_COND=False, PRECISION="ieee")
     for backward in (False, True):
-        tiles = wb.block_config(residual, skip, half, taps, backward)
+        tiles = wb.block_config(residual, skip, half, taps, backward, 4 if dtype == "fp32" else 2)
         warps = tiles.pop("num_warps")
         if backward:
             yield ("wavenet_block gate backward", wb._wavenet_block_gate_backward_kernel,
@@ -104,9 +109,11 @@ def main(argv=None):
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     parser.add_argument("--precision", default="ieee", choices=["ieee", "tf32"], help="fp32 dot precision")
     parser.add_argument("--variants", action="store_true", help="every feature-flag combination of each kernel")
+    parser.add_argument("--channels", default="64,128,128", help="residual,gate,skip of the layer")
     args = parser.parse_args(argv)
     rows = []
-    configs = list(kernel_configs())
+    residual, gate, skip = (int(c) for c in args.channels.split(","))
+    configs = list(kernel_configs(residual, gate, skip, dtype=args.dtype))
     for name, kernel, constexprs, warps in (flag_variants(configs) if args.variants else configs):
         constexprs = {**constexprs, "PRECISION": args.precision}
         usage = resources(compile_for(kernel, constexprs, args.dtype, args.arch, warps))

@@ -2,7 +2,16 @@
 first imported, so it is set here, before any test module loads."""
 import os
 
+import pytest
 import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+@pytest.fixture
+def fp32_exact():
+    """fp32 products in true fp32 (no TF32) for the parity bounds; the caller's settings restored."""
+    from fastwave.engines.step_engine import exact_fp32
+    with exact_fp32():
+        yield

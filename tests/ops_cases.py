@@ -15,10 +15,3 @@ def kernel_targets():
     if torch.cuda.is_available():
         return [("cuda", torch.float32), ("cuda", torch.float16), ("cuda", torch.bfloat16)]
     return [("cpu", torch.float32), ("cpu", torch.float16)]
-
-
-def fp32_exact():
-    """The kernels and the reference both in true fp32 (no TF32) for the parity bound."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")

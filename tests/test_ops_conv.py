@@ -6,7 +6,7 @@ from torch import nn
 
 from fastwave import ops
 from fastwave.ops.verify import TOLERANCE, conv_errors, rel_error, worst
-from ops_cases import fp32_exact, kernel_targets, needs_triton
+from ops_cases import kernel_targets, needs_triton
 
 pytestmark = needs_triton
 
@@ -17,6 +17,8 @@ CONV_SHAPES = [
     (3, 3, 1, 9, 1, 2, False),
     (2, 33, 17, 100, 3, 8, True),
     (1, 4, 6, 5, 2, 16, True),  # dilation longer than the sequence: only the current step is seen
+    (2, 6, 70, 23, 2, 2, True),  # more output rows than one tile
+    (1, 3, 2, 1, 3, 1, True),  # a single step
 ]
 
 
@@ -31,8 +33,7 @@ def conv_case(batch, c_in, c_out, length, taps, bias, seed=0):
 
 @pytest.mark.parametrize("device,dtype", kernel_targets())
 @pytest.mark.parametrize("shape", CONV_SHAPES)
-def test_conv_forward_and_gradients_match_reference(device, dtype, shape):
-    fp32_exact()
+def test_conv_forward_and_gradients_match_reference(device, dtype, shape, fp32_exact):
     batch, c_in, c_out, length, taps, dilation, bias = shape
     x, w, b, dy = conv_case(batch, c_in, c_out, length, taps, bias)
     errors = conv_errors(x, w, b, dy, dilation, dtype, device)
@@ -160,3 +161,38 @@ def test_forcing_triton_on_cpu_without_the_interpreter_is_a_clear_error(monkeypa
     x, w, b, _ = conv_case(1, 2, 2, 8, 2, True)
     with ops.backend("triton"), pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
         ops.dilated_causal_conv1d(x, w, b)
+
+
+def test_conv_weight_gradient_reduction_split_over_many_programs(monkeypatch):
+    """The batch x time reduction of the weight gradient, split as on a large GPU."""
+    from fastwave.ops.kernels import shifted_matmul
+    monkeypatch.setattr(shifted_matmul, "_parallel_programs", lambda device: 64)
+    x, w, b, dy = conv_case(3, 5, 4, 300, 3, True)
+    errors = conv_errors(x, w, b, dy, 5, torch.float32, "cpu")
+    assert worst(errors)[1] < 1e-5, errors
+
+
+def test_conv_of_an_empty_sequence():
+    x = torch.zeros(2, 3, 0, requires_grad=True)
+    w = torch.randn(4, 3, 2, requires_grad=True)
+    for backend in ("triton", "torch"):
+        with ops.backend(backend):
+            y = ops.dilated_causal_conv1d(x, w, dilation=3)
+            dx, dw = torch.autograd.grad(y.sum(), (x, w))
+        assert y.shape == (2, 4, 0) and dx.shape == x.shape and torch.equal(dw, torch.zeros_like(w))
+
+
+def test_bf16_is_refused_by_the_interpreter():
+    if torch.cuda.is_available():
+        pytest.skip("bf16 runs on the GPU")
+    x, w, b, _ = conv_case(1, 2, 2, 8, 2, True)
+    with ops.backend("triton"), pytest.raises(RuntimeError, match="no bfloat16"):
+        ops.dilated_causal_conv1d(x.bfloat16(), w.bfloat16(), b.bfloat16())
+
+
+def test_fp32_dot_precision_follows_torchs_matmul_switch(fp32_exact):
+    from fastwave.ops._backend import dot_precision
+    assert dot_precision(torch.float32) == "ieee"
+    torch.backends.cuda.matmul.allow_tf32 = True  # the fixture restores it
+    assert dot_precision(torch.float32) == "tf32"
+    assert dot_precision(torch.bfloat16) == "ieee"  # only fp32 operands have a choice

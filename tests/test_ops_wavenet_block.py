@@ -7,7 +7,7 @@ import torch
 from fastwave import WaveNet, ops
 from fastwave.ops.verify import BLOCK_NAMES as NAMES
 from fastwave.ops.verify import TOLERANCE, block_errors, leaves, random_block, rel_error, worst
-from ops_cases import fp32_exact, kernel_targets, needs_triton
+from ops_cases import kernel_targets, needs_triton
 
 pytestmark = needs_triton
 
@@ -20,13 +20,13 @@ BLOCK_SHAPES = [
     (3, 20, 40, 24, 33, 4, 2, "per_row", False, False),
     (2, 8, 12, 10, 29, 1, 5, "per_time", False, True),
     (1, 3, 4, 3, 130, 2, 64, None, False, False),  # several time tiles, a dilation crossing them
+    (2, 70, 80, 40, 1, 2, 1, "per_row", False, True),  # one step; channels past one tile
 ]
 
 
 @pytest.mark.parametrize("device,dtype", kernel_targets())
 @pytest.mark.parametrize("shape", BLOCK_SHAPES)
-def test_block_forward_and_every_gradient_match_reference(device, dtype, shape):
-    fp32_exact()
+def test_block_forward_and_every_gradient_match_reference(device, dtype, shape, fp32_exact):
     batch, residual, gate, skip, length, taps, dilation, cond, last, skip_in = shape
     tensors, upstream = random_block(batch, residual, gate, skip, length, taps, cond, last, skip_in=skip_in)
     errors = block_errors(tensors, upstream, dilation, dtype, device)
@@ -82,17 +82,58 @@ def test_gradcheck_in_float64():
     assert torch.autograd.gradcheck(lambda *a: ops.dilated_causal_conv1d(*a, dilation=3), (x, w, b))
 
 
+def time_major(t):
+    """The same values with time as the slowest dimension (as embedding(tokens).transpose(1, 2) is)."""
+    return t.transpose(1, 2).contiguous().transpose(1, 2).detach().requires_grad_(t.requires_grad)
+
+
 @pytest.mark.parametrize("backend", ["torch", "triton"])
-def test_custom_ops_pass_opcheck(backend):
-    """Schema, fake (meta) implementations, autograd registration and tracing, as torch checks them."""
-    tensors, _ = random_block(2, 4, 6, 3, 11, 2, "per_row", False, skip_in=True)
+@pytest.mark.parametrize("layout", ["contiguous", "time_major"])
+def test_custom_ops_pass_opcheck(backend, layout):
+    """Schema, fake (meta) implementations, autograd registration and tracing, as torch checks them,
+    for the forward and the backward ops."""
+    tensors, (dres, dskip) = random_block(2, 4, 6, 3, 11, 2, "per_row", False, skip_in=True)
     args = leaves([tensors[n] for n in NAMES], torch.float32, "cpu")
+    if layout == "time_major":
+        args[0], args[8] = time_major(args[0]), time_major(args[8])
     w_res, w_skip = args[3][:, :, 0], args[5][:, :, 0]
+    x, w, b = leaves([torch.randn(2, 3, 10), torch.randn(4, 3, 3), torch.randn(4)], torch.float32, "cpu")
+    if layout == "time_major":
+        x = time_major(x)
     with ops.backend(backend):
         torch.library.opcheck(torch.ops.fastwave.wavenet_block,
                               (args[0], args[1], args[2], w_res, args[4], w_skip, args[6], 2, args[7], args[8]))
-        x, w, b = leaves([torch.randn(2, 3, 10), torch.randn(4, 3, 3), torch.randn(4)], torch.float32, "cpu")
+        torch.library.opcheck(torch.ops.fastwave.wavenet_block_backward,
+                              (dres, dskip, args[0].detach(), args[1].detach(), args[2].detach(), w_res.detach(),
+                               w_skip.detach(), 2, args[7].detach(), [True] * 8))
         torch.library.opcheck(torch.ops.fastwave.dilated_causal_conv1d, (x, w, b, 2))
+        torch.library.opcheck(torch.ops.fastwave.dilated_causal_conv1d_backward,
+                              (torch.randn(2, 4, 10), x.detach(), w.detach(), 2, True, True, True))
+
+
+def test_backward_runs_under_a_torch_dispatch_mode():
+    """Dispatch modes (FlopCounterMode, debug modes) pass through the ops' backward: its reference
+    is plain torch ops, which such modes can see (functorch transforms inside an op they cannot)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    tensors, (dres, dskip) = random_block(2, 4, 6, 3, 11, 2, "full", False)
+    args = leaves([tensors[n] for n in NAMES], torch.float32, "cpu")
+    present = [a for a in args if a is not None]
+    expected = torch.autograd.grad(ops.wavenet_block_reference(*args[:7], 2, args[7]), present, [dres, dskip])
+    with ops.backend("torch"), FlopCounterMode(display=False):
+        residual, skip = ops.wavenet_block(*args[:7], 2, args[7])
+        grads = torch.autograd.grad([residual, skip], present, [dres, dskip])
+    assert all(rel_error(g, e) < 1e-5 for g, e in zip(grads, expected))
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_block_of_an_empty_sequence(backend):
+    tensors, _ = random_block(2, 4, 6, 3, 0, 2, "per_row", False, skip_in=True)
+    args = leaves([tensors[n] for n in NAMES], torch.float32, "cpu")
+    with ops.backend(backend):
+        residual, skip = ops.wavenet_block(*args[:7], 2, args[7], args[8])
+        grads = torch.autograd.grad(residual.sum() + skip.sum(), [a for a in args if a is not None])
+    assert residual.shape == (2, 4, 0) and skip.shape == (2, 3, 0)
+    assert all(g.shape == a.shape and not g.any() for g, a in zip(grads[1:-2], [a for a in args if a is not None][1:-2]))
 
 
 class TinyCausalNet(torch.nn.Module):
@@ -126,20 +167,25 @@ def test_torch_compile_over_a_model_using_the_ops():
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6)
 
 
-def test_autocast_computes_in_the_autocast_dtype():
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_autocast_computes_in_the_autocast_dtype(backend):
     torch.manual_seed(0)
     model = TinyCausalNet()
     x = torch.randn(2, 2, 16)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    expected = model(x)
+    with ops.backend(backend), torch.autocast("cpu", dtype=torch.float16):
         h = model.inp(x)
         res, skip = ops.wavenet_block(h, model.gate.weight, model.gate.bias, model.res.weight, model.res.bias,
-                                      model.skip.weight, model.skip.bias, 2)
-    assert h.dtype == res.dtype == skip.dtype == torch.bfloat16
+                                      model.skip.weight, model.skip.bias, 4)
+        out = res.sum(1) + skip.mean(1)
+        grads = torch.autograd.grad(out.float().square().sum(), list(model.parameters()))
+    assert h.dtype == res.dtype == skip.dtype == torch.float16
+    assert all(g.dtype == torch.float32 for g in grads)  # the parameters' own dtype
+    assert rel_error(out, expected) < 1e-2
 
 
 @pytest.mark.parametrize("conditioned", [False, True])
-def test_wavenet_fused_path_matches_the_torch_composition(conditioned):
-    fp32_exact()
+def test_wavenet_fused_path_matches_the_torch_composition(conditioned, fp32_exact):
     torch.manual_seed(0)
     extra = dict(global_classes=3, local_channels=4, cond_hop=5) if conditioned else {}
     device = "cuda" if torch.cuda.is_available() else "cpu"  # on a GPU, the compiled kernels

@@ -47,10 +47,23 @@ def time_contiguous(x: torch.Tensor) -> torch.Tensor:
 
 
 def autocast(*tensors):
-    """Under torch.autocast, cast the float32 arguments to the autocast dtype, as autocast does for
-    nn.Conv1d (custom ops are not cast by autocast itself)."""
+    """Under torch.autocast, cast the floating arguments (float64 excepted) to the autocast dtype, as
+    autocast does for nn.Conv1d (custom ops are not cast by autocast itself)."""
     x = tensors[0]
     if not isinstance(x, torch.Tensor) or not torch.is_autocast_enabled(x.device.type):
         return tensors
     dtype = torch.get_autocast_dtype(x.device.type)
-    return tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.dtype == torch.float32 else t for t in tensors)
+    return tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64
+                 else t for t in tensors)
+
+
+INT32_MAX = 2 ** 31 - 1
+
+
+def rows_fit_int32(*tensors, row_elements: int = 0) -> bool:
+    """Whether every element offset within one batch row of these (B, C, T) tensors, and of buffers
+    of ``row_elements`` per row, fits in int32: the kernels index batch rows in int64 and everything
+    within a row in int32 (cheaper in registers). Past that the ops run their torch references."""
+    extents = [sum((size - 1) * abs(stride) for size, stride in zip(t.shape[1:], t.stride()[1:]))
+               for t in tensors if t is not None]
+    return max(extents + [row_elements]) <= INT32_MAX

@@ -66,12 +66,21 @@ def use_triton(x: torch.Tensor) -> bool:
     if not x.is_cuda and not interpreting():
         raise RuntimeError("ops backend 'triton' on CPU tensors needs Triton's interpreter: set "
                            "TRITON_INTERPRET=1 before triton is first imported")
+    if not x.is_cuda and x.dtype == torch.bfloat16:
+        raise RuntimeError("Triton's interpreter has no bfloat16: test bf16 kernels on a GPU")
     return True
 
 
 def dot_precision(dtype: torch.dtype) -> str:
-    """tl.dot input precision for fp32 operands, following torch's own switch
-    (``torch.set_float32_matmul_precision``): exact fp32 unless TF32 is allowed."""
-    if dtype == torch.float32 and torch.get_float32_matmul_precision() != "highest":
-        return "tf32"
-    return "ieee"
+    """tl.dot input precision for fp32 operands, following torch's own switch for CUDA matmuls
+    (``torch.set_float32_matmul_precision`` / ``torch.backends.cuda.matmul``): exact fp32 unless TF32
+    is allowed. Reads the per-backend setting, which torch answers whichever API set it."""
+    if dtype != torch.float32:
+        return "ieee"
+    matmul = torch.backends.cuda.matmul
+    precision = getattr(matmul, "fp32_precision", None)
+    if precision is None:  # torch before the fp32_precision API
+        return "tf32" if matmul.allow_tf32 else "ieee"
+    if precision == "none":  # not set for CUDA matmuls: the global default decides
+        precision = getattr(torch.backends, "fp32_precision", "ieee")
+    return "tf32" if precision == "tf32" else "ieee"

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._args import autocast, check_dilation, check_kernel_size, check_shape, check_tensor, time_contiguous
+from ._args import (autocast, check_dilation, check_kernel_size, check_shape, check_tensor, rows_fit_int32,
+                    time_contiguous)
 from ._backend import dot_precision, use_triton
 
 
@@ -48,8 +49,10 @@ def dilated_causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[
 
 @torch.library.custom_op("fastwave::dilated_causal_conv1d", mutates_args=())
 def _forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], dilation: int) -> torch.Tensor:
-    if x.numel() == 0 or not use_triton(x):
-        return dilated_causal_conv1d_reference(x, weight, bias, dilation)
+    if x.shape[-1] == 0:  # F.conv1d refuses an input shorter than its kernel
+        return x.new_zeros(x.shape[0], weight.shape[0], 0)
+    if x.numel() == 0 or not use_triton(x) or not rows_fit_int32(x, row_elements=weight.shape[0] * x.shape[-1]):
+        return dilated_causal_conv1d_reference(x, weight, bias, dilation).contiguous()
     from .kernels.shifted_matmul import shifted_matmul
     out_channels, in_channels, taps = weight.shape
     w = weight.permute(0, 2, 1).reshape(out_channels, taps * in_channels).contiguous()  # column k * C_in + c
@@ -65,7 +68,7 @@ def _(x, weight, bias, dilation):
 def _backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, dilation: int,
               need_input: bool, need_weight: bool, need_bias: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """-> (dx, dweight, dbias); a gradient that is not needed comes back empty."""
-    if dy.numel() == 0 or not use_triton(dy):
+    if dy.numel() == 0 or x.numel() == 0 or not use_triton(dy) or not rows_fit_int32(dy, x, row_elements=x[0].numel()):
         return _reference_backward(dy, x, weight, dilation, need_input, need_weight, need_bias)
     from .kernels.shifted_matmul import shifted_matmul, shifted_outer_sum
     out_channels, in_channels, taps = weight.shape
@@ -86,13 +89,24 @@ def _backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, dilation:
     return dx, dw, db
 
 
+def dilated_causal_conv1d_reference_backward(dy, x, weight, dilation: int, need=(True, True, True)):
+    """(dx, dweight, dbias) of the reference, written out with torch's convolution gradients: no
+    autograd (inside a custom op it does not record) and no functorch (which tensor-subclass modes
+    such as FlopCounterMode cannot see through). ``need``: which of the three to compute."""
+    pad = dilation * (weight.shape[-1] - 1)
+    padded = F.pad(x, (pad, 0))
+    dx = torch.nn.grad.conv1d_input(padded.shape, weight, dy, dilation=dilation)[..., pad:] if need[0] else None
+    dw = torch.nn.grad.conv1d_weight(padded, weight.shape, dy, dilation=dilation) if need[1] else None
+    db = dy.sum(dim=(0, 2)) if need[2] else None
+    return dx, dw, db
+
+
 def _reference_backward(dy, x, weight, dilation, need_input, need_weight, need_bias):
-    """The reference's own gradients. torch.func.vjp, not torch.autograd: inside a custom op's
-    implementation autograd does not record."""
-    bias = weight.new_zeros(weight.shape[0])  # its gradient does not depend on its value
-    _, vjp = torch.func.vjp(lambda *a: dilated_causal_conv1d_reference(*a, dilation), x, weight, bias)
-    grads = vjp(dy)
-    return tuple(g if need else dy.new_empty(0) for g, need in zip(grads, (need_input, need_weight, need_bias)))
+    if x.shape[-1] == 0:  # nothing reached the output
+        grads = (torch.zeros_like(x), torch.zeros_like(weight), weight.new_zeros(weight.shape[0]))
+        return tuple(g if need else dy.new_empty(0) for g, need in zip(grads, (need_input, need_weight, need_bias)))
+    grads = dilated_causal_conv1d_reference_backward(dy, x, weight, dilation, (need_input, need_weight, need_bias))
+    return tuple(g.contiguous() if g is not None else dy.new_empty(0) for g in grads)
 
 
 @_backward.register_fake

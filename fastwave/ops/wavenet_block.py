@@ -23,9 +23,10 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._args import autocast, check_dilation, check_kernel_size, check_shape, check_tensor, time_contiguous
+from ._args import (autocast, check_dilation, check_kernel_size, check_shape, check_tensor, rows_fit_int32,
+                    time_contiguous)
 from ._backend import dot_precision, use_triton
-from .dilated_causal_conv1d import dilated_causal_conv1d_reference
+from .dilated_causal_conv1d import dilated_causal_conv1d_reference, dilated_causal_conv1d_reference_backward
 
 Tensor = torch.Tensor
 GRAD_NAMES = ("x", "w_dil", "b_dil", "w_res", "b_res", "w_skip", "b_skip", "cond")  # from the backward op
@@ -100,9 +101,12 @@ def _forward(x: Tensor, w_dil: Tensor, b_dil: Optional[Tensor], w_res: Optional[
              w_skip: Tensor, b_skip: Optional[Tensor], dilation: int, cond: Optional[Tensor],
              skip_in: Optional[Tensor]) -> tuple[Tensor, Tensor]:
     """-> (residual, or an empty tensor without w_res; skip). 1x1 weights are 2-D here."""
-    if x.numel() == 0 or not use_triton(x):
+    if x.shape[-1] == 0:  # F.conv1d refuses an input shorter than its kernel
+        return (x.new_zeros(x.shape) if w_res is not None else x.new_empty(0)), x.new_zeros(x.shape[0], w_skip.shape[0], 0)
+    if x.numel() == 0 or not use_triton(x) or not _kernel_fits(x, w_dil, w_skip, cond, skip_in):
         residual, skip = wavenet_block_reference(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond, skip_in)
-        return (residual if residual is not None else x.new_empty(0)), skip
+        # Contiguous like the kernel's outputs (and the fake's): x + ... would copy x's layout.
+        return (residual.contiguous() if residual is not None else x.new_empty(0)), skip.contiguous()
     from .kernels.wavenet_block import wavenet_block_forward
     b_dil, b_res, b_skip = _biases(w_dil, w_res, w_skip, b_dil, b_res, b_skip)
     residual, skip = wavenet_block_forward(
@@ -115,6 +119,14 @@ def _forward(x: Tensor, w_dil: Tensor, b_dil: Optional[Tensor], w_res: Optional[
 def _(x, w_dil, b_dil, w_res, b_res, w_skip, b_skip, dilation, cond, skip_in):
     residual = x.new_empty(x.shape) if w_res is not None else x.new_empty(0)
     return residual, x.new_empty(x.shape[0], w_skip.shape[0], x.shape[2])
+
+
+def _kernel_fits(x, w_dil, w_skip, *activations) -> bool:
+    """Whether the fused kernels take this layer: channel counts they hold in registers, and offsets
+    within a batch row (G x T of dz included) that fit in int32."""
+    from .kernels.wavenet_block import fits_fused
+    return (fits_fused(x.shape[1], w_skip.shape[0])
+            and rows_fit_int32(x, *activations, row_elements=max(w_dil.shape[0], w_skip.shape[0]) * x.shape[-1]))
 
 
 def _flat_taps(w_dil):
@@ -141,7 +153,9 @@ def _backward(dres: Optional[Tensor], dskip: Tensor, x: Tensor, w_dil: Tensor, b
               w_res: Optional[Tensor], w_skip: Tensor, dilation: int, cond: Optional[Tensor],
               needs: list[bool]) -> list[Tensor]:
     """Gradients in GRAD_NAMES order; one that ``needs`` does not ask for comes back empty."""
-    if dskip.numel() == 0 or not use_triton(dskip):
+    if x.shape[-1] == 0:  # nothing reached the outputs
+        return _needed({}, needs, x, w_dil, w_res, w_skip, cond)
+    if dskip.numel() == 0 or x.numel() == 0 or not use_triton(dskip) or not _kernel_fits(x, w_dil, w_skip, cond, dres, dskip):
         return _reference_backward(dres, dskip, x, w_dil, b_dil, w_res, w_skip, dilation, cond, needs)
     from .kernels.shifted_matmul import shifted_matmul, shifted_outer_sum
     from .kernels.wavenet_block import wavenet_block_gate_backward
@@ -160,15 +174,15 @@ def _backward(dres: Optional[Tensor], dskip: Tensor, x: Tensor, w_dil: Tensor, b
         grads["x"] = shifted_matmul(w_t, dz, taps, dilation, +1, precision, add=dres)
     if need["w_dil"] or need["b_dil"]:
         dw, db = shifted_outer_sum(dz, x, taps, dilation, -1, precision, row_sum=True)
-        grads["w_dil"] = dw.view(gate_channels, taps, residual_channels).permute(0, 2, 1).to(w_dil.dtype).contiguous()
-        grads["b_dil"] = db.to(w_dil.dtype)
+        grads["w_dil"] = dw.view(gate_channels, taps, residual_channels).permute(0, 2, 1)
+        grads["b_dil"] = db
     for name, upstream in (("res", dres), ("skip", dskip)):
         if upstream is not None and (need["w_" + name] or need["b_" + name]):
             dw, db = shifted_outer_sum(upstream, gate, 1, 1, -1, precision, row_sum=True)
-            grads["w_" + name], grads["b_" + name] = dw.to(x.dtype), db.to(x.dtype)
+            grads["w_" + name], grads["b_" + name] = dw, db
     if need["cond"] and cond is not None:
-        grads["cond"] = _reduce_to(dz, cond.shape).to(cond.dtype)
-    return [grads[name] if need[name] and name in grads else x.new_empty(0) for name in GRAD_NAMES]
+        grads["cond"] = _reduce_to(dz, cond.shape)
+    return _needed(grads, needs, x, w_dil, w_res, w_skip, cond)
 
 
 def _reduce_to(grad, shape):
@@ -178,29 +192,55 @@ def _reduce_to(grad, shape):
 
 
 def _reference_backward(dres, dskip, x, w_dil, b_dil, w_res, w_skip, dilation, cond, needs):
-    """The reference's own gradients, by torch.func.vjp (inside a custom op's implementation
-    torch.autograd does not record). The output biases enter as zeros: nothing depends on their values."""
-    b_dil = b_dil if b_dil is not None else w_dil.new_zeros(w_dil.shape[0])
-    primals = {"x": x, "w_dil": w_dil, "b_dil": b_dil, "w_res": w_res,
-               "b_res": None if w_res is None else w_res.new_zeros(w_res.shape[0]),
-               "w_skip": w_skip, "b_skip": w_skip.new_zeros(w_skip.shape[0]), "cond": cond}
-    present = [name for name in GRAD_NAMES if primals[name] is not None]
+    """The reference's gradients written out (no autograd or functorch inside a custom op: see
+    dilated_causal_conv1d_reference_backward); the same formulas as the kernels, in torch."""
+    need = dict(zip(GRAD_NAMES, needs))
+    half = w_dil.shape[0] // 2
+    z = dilated_causal_conv1d_reference(x, w_dil, b_dil, dilation)
+    if cond is not None:
+        z = z + cond
+    th, sg = torch.tanh(z[:, :half]), torch.sigmoid(z[:, half:])
+    gate = th * sg
+    dgate = torch.einsum("sh,bst->bht", w_skip, dskip)
+    if dres is not None:
+        dgate = dgate + torch.einsum("rh,brt->bht", w_res, dres)
+    dz = torch.cat([dgate * sg * (1 - th * th), dgate * gate * (1 - sg)], dim=1)
+    dx, dw_dil, db_dil = dilated_causal_conv1d_reference_backward(
+        dz, x, w_dil, dilation, (need["x"], need["w_dil"], need["b_dil"]))
+    grads = {"x": dx if dres is None or dx is None else dx + dres, "w_dil": dw_dil, "b_dil": db_dil,
+             "cond": None if cond is None else _reduce_to(dz, cond.shape)}
+    for name, upstream in (("res", dres), ("skip", dskip)):
+        if upstream is not None:
+            grads["w_" + name] = torch.einsum("bot,bht->oh", upstream, gate)
+            grads["b_" + name] = upstream.sum(dim=(0, 2))
+    return _needed(grads, needs, x, w_dil, w_res, w_skip, cond)
 
-    def block(*tensors):
-        args = dict(primals, **dict(zip(present, tensors)))
-        residual, skip = wavenet_block_reference(*(args[n] for n in GRAD_NAMES[:7]), dilation, args["cond"])
-        return skip, (residual if residual is not None and dres is not None else skip.new_zeros(()))
 
-    _, vjp = torch.func.vjp(block, *(primals[n] for n in present))
-    grads = dict(zip(present, vjp((dskip, dres if dres is not None and w_res is not None else dskip.new_zeros(())))))
-    return [grads[name] if need and name in grads else x.new_empty(0) for name, need in zip(GRAD_NAMES, needs)]
+def _needed(grads: dict, needs, x, w_dil, w_res, w_skip, cond) -> list[Tensor]:
+    """The backward op's outputs: each needed gradient contiguous in its input's dtype (zeros when
+    nothing reached it), an empty tensor for the others."""
+    shapes = _grad_shapes(x, w_dil, w_res, w_skip, cond)
+    out = []
+    for name, need in zip(GRAD_NAMES, needs):
+        grad = grads.get(name)
+        if not need or shapes[name] is None:
+            out.append(x.new_empty(0))
+        elif grad is None:
+            out.append(x.new_zeros(shapes[name]))
+        else:
+            out.append(grad.to(x.dtype).contiguous())
+    return out
+
+
+def _grad_shapes(x, w_dil, w_res, w_skip, cond) -> dict:
+    return {"x": x.shape, "w_dil": w_dil.shape, "b_dil": w_dil.shape[:1],
+            "w_res": None if w_res is None else w_res.shape, "b_res": None if w_res is None else w_res.shape[:1],
+            "w_skip": w_skip.shape, "b_skip": w_skip.shape[:1], "cond": None if cond is None else cond.shape}
 
 
 @_backward.register_fake
 def _(dres, dskip, x, w_dil, b_dil, w_res, w_skip, dilation, cond, needs):
-    shapes = {"x": x.shape, "w_dil": w_dil.shape, "b_dil": w_dil.shape[:1],
-              "w_res": None if w_res is None else w_res.shape, "b_res": None if w_res is None else w_res.shape[:1],
-              "w_skip": w_skip.shape, "b_skip": w_skip.shape[:1], "cond": None if cond is None else cond.shape}
+    shapes = _grad_shapes(x, w_dil, w_res, w_skip, cond)
     return [x.new_empty(shapes[k]) if need and shapes[k] is not None else x.new_empty(0)
             for k, need in zip(GRAD_NAMES, needs)]
 

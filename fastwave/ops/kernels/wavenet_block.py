@@ -144,12 +144,23 @@ def _wavenet_block_gate_backward_kernel(
         tl.store(gate_ptr + offset, gate.to(gate_ptr.dtype.element_ty), mask=out_mask)
 
 
-def block_config(residual: int, skip: int, half: int, taps: int, backward: bool) -> dict:
+# The residual and skip tiles stay in registers for a whole time tile; past this width (each padded
+# to a power of two) they no longer fit beside the gate, and the op runs the torch composition.
+MAX_FUSED_CHANNELS = 256
+
+
+def fits_fused(residual: int, skip: int) -> bool:
+    return max(block_size(residual, high=1 << 30), block_size(skip, high=1 << 30)) <= MAX_FUSED_CHANNELS
+
+
+def block_config(residual: int, skip: int, half: int, taps: int, backward: bool, itemsize: int) -> dict:
     """Tiles and warps. The residual and skip accumulators (forward) or output gradients (backward)
-    stay in registers for a whole time tile, so the tile shortens as they widen."""
+    stay in registers for a whole time tile, so the tile shortens as they widen (and for fp32
+    operands, which take twice the registers)."""
     block_r, block_s = block_size(residual, high=1 << 30), block_size(skip, high=1 << 30)
+    budget = 16384 if itemsize <= 2 or backward else 8192
     block_t = 64
-    while block_t > 16 and (block_r + block_s) * block_t > 16384:
+    while block_t > 16 and (block_r + block_s) * block_t > budget:
         block_t //= 2
     config = dict(BLOCK_R=block_r, BLOCK_S=block_s, BLOCK_T=block_t, BLOCK_J=block_size(taps * residual, high=32),
                   BLOCK_H=block_size(half, high=32 if backward else 16), num_warps=8)
@@ -168,7 +179,7 @@ def wavenet_block_forward(x, wd, bd, wr, br, ws, bs, taps, dilation, cond, skip_
     """-> (residual (B, R, T) or None when wr is None, skip (+ skip_in) (B, S, T)), x's dtype."""
     batch, residual, length = x.shape
     skip_channels, half = ws.shape
-    tiles = block_config(residual, skip_channels, half, taps, backward=False)
+    tiles = block_config(residual, skip_channels, half, taps, backward=False, itemsize=x.element_size())
     n_t_tiles = triton.cdiv(length, tiles["BLOCK_T"])
     skip = torch.empty(batch, skip_channels, length, device=x.device, dtype=x.dtype)
     res = torch.empty_like(x, memory_format=torch.contiguous_format) if wr is not None else None
@@ -189,7 +200,7 @@ def wavenet_block_gate_backward(x, wd, bd, wr_t, ws_t, cond, dres, dskip, taps, 
     """-> (dz (B, G, T), gate h (B, H, T)), contiguous, x's dtype. dres None: no residual output."""
     batch, residual, length = x.shape
     half, skip_channels = ws_t.shape
-    tiles = block_config(residual, skip_channels, half, taps, backward=True)
+    tiles = block_config(residual, skip_channels, half, taps, backward=True, itemsize=x.element_size())
     n_t_tiles = triton.cdiv(length, tiles["BLOCK_T"])
     dz = torch.empty(batch, 2 * half, length, device=x.device, dtype=x.dtype)
     gate = torch.empty(batch, half, length, device=x.device, dtype=x.dtype)
