@@ -16,7 +16,9 @@
 On CUDA the forward is one Triton kernel that reads x once and writes the two outputs (no G x T
 intermediate in memory). The backward saves nothing but the inputs: it recomputes the gate from x,
 writes dz (B, G, T) and h (B, H, T), and runs the weight and input gradients as shifted products
-(see ``kernels/wavenet_block.py``).
+(see ``kernels/wavenet_block.py``). First-order gradients only. Layers wider than the kernel holds
+in registers (residual or skip channels past 256) and batch rows past 2**31 elements run the torch
+reference inside the same op.
 """
 from typing import Optional
 
