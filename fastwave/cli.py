@@ -51,6 +51,10 @@ def cmd_info(args) -> int:
     print(f"CUDA devices    {cuda_seen} seen by torch, {cuda_devices} by the native module"
           + (f" ({', '.join(names)})" if names else ""))
     print(f"Triton          {triton_version}")
+    from fastwave import ops
+    kernels = ("Triton kernels on CUDA tensors, torch references elsewhere" if triton_version != "not installed"
+               else "torch references: Triton is not installed")
+    print(f"ops backend     {ops.get_backend()} ({kernels})")
     print(f"torch           {torch.__version__}")
     return 0
 
@@ -130,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastwave", description="Fast generation for sample-level audio models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("info", help="version, native module, CUDA and Triton availability")
+    sub.add_parser("info", help="version, native module, CUDA and Triton availability, ops backend")
 
     gen = sub.add_parser("generate", help="generate audio to a file")
     gen.add_argument("--seconds", type=float, default=1.0, help="audio per stream (default 1.0)")
