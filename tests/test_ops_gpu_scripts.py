@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 
+import fastwave
 from fastwave import ops
 from ops_cases import needs_triton
 
@@ -75,3 +76,15 @@ def test_gpu_benchmark_timing_code_runs_on_tiny_shapes(monkeypatch):
     assert [r["pass_"] for r in result["stacks"]] == ["forward", "forward+backward"]
     assert result["layers"][2]["fused_gbs"] > result["layers"][0]["fused_gbs"] > 0  # backward counts more bytes
     assert len(calls) == 1 + 2 * (4 + 2)  # copy, then fused and torch for each layer and stack row
+
+
+def test_fused_block_saves_only_each_layers_input_for_the_backward():
+    spec = importlib.util.spec_from_file_location("saved", ROOT / "benchmarks" / "wavenet_saved_activations.py")
+    saved = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(saved)
+    torch.manual_seed(0)
+    model = fastwave.WaveNet(layers=4, cycles=2, residual_channels=8, gate_channels=12, skip_channels=10, classes=32)
+    tokens = torch.randint(0, 32, (2, 50))
+    fused, composition = saved.saved_bytes(model, tokens, True), saved.saved_bytes(model, tokens, False)
+    assert fused == tokens.numel() * (8 + 4 * 8 * 4)  # the int64 tokens, then each layer's fp32 input x
+    assert composition > 2 * fused
