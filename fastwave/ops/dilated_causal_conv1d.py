@@ -47,6 +47,27 @@ def dilated_causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[
     return torch.ops.fastwave.dilated_causal_conv1d(x, weight, bias, dilation)
 
 
+# The kernels see a (C_out, C_in, K) conv weight as a matrix over (tap, channel) columns:
+# column k * C_in + c, the rows ``load_shifted`` reads (kernels/shifted_matmul.py).
+
+def taps_matrix(weight):
+    """(C_out, C_in, K) -> (C_out, K * C_in): the forward's weight."""
+    out_channels, in_channels, taps = weight.shape
+    return weight.permute(0, 2, 1).reshape(out_channels, taps * in_channels).contiguous()
+
+
+def transposed_taps_matrix(weight):
+    """(C_out, C_in, K) -> (C_in, K * C_out), column k * C_out + o: the input gradient's weight."""
+    out_channels, in_channels, taps = weight.shape
+    return weight.permute(1, 2, 0).reshape(in_channels, taps * out_channels).contiguous()
+
+
+def weight_from_taps_matrix(matrix, shape, dtype):
+    """The inverse of ``taps_matrix``, for weight gradients: (C_out, K * C_in) -> (C_out, C_in, K)."""
+    out_channels, in_channels, taps = shape
+    return matrix.view(out_channels, taps, in_channels).permute(0, 2, 1).to(dtype).contiguous()
+
+
 @torch.library.custom_op("fastwave::dilated_causal_conv1d", mutates_args=())
 def _forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], dilation: int) -> torch.Tensor:
     if x.shape[-1] == 0:  # F.conv1d refuses an input shorter than its kernel
@@ -54,9 +75,8 @@ def _forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
     if x.numel() == 0 or not use_triton(x) or not rows_fit_int32(x, row_elements=weight.shape[0] * x.shape[-1]):
         return dilated_causal_conv1d_reference(x, weight, bias, dilation).contiguous()
     from .kernels.shifted_matmul import shifted_matmul
-    out_channels, in_channels, taps = weight.shape
-    w = weight.permute(0, 2, 1).reshape(out_channels, taps * in_channels).contiguous()  # column k * C_in + c
-    return shifted_matmul(w, time_contiguous(x), taps, dilation, -1, dot_precision(x.dtype), bias=bias)
+    return shifted_matmul(taps_matrix(weight), time_contiguous(x), weight.shape[-1], dilation, -1,
+                          dot_precision(x.dtype), bias=bias)
 
 
 @_forward.register_fake
@@ -71,17 +91,16 @@ def _backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, dilation:
     if dy.numel() == 0 or x.numel() == 0 or not use_triton(dy) or not rows_fit_int32(dy, x, row_elements=x[0].numel()):
         return _reference_backward(dy, x, weight, dilation, need_input, need_weight, need_bias)
     from .kernels.shifted_matmul import shifted_matmul, shifted_outer_sum
-    out_channels, in_channels, taps = weight.shape
+    taps = weight.shape[-1]
     dy, precision = time_contiguous(dy), dot_precision(dy.dtype)
     dx, dw, db = dy.new_empty(0), dy.new_empty(0), dy.new_empty(0)  # outputs must not alias
     if need_input:  # dx[c, t] = sum_{k, o} w[o, c, k] dy[o, t + (K - 1 - k) d]
-        w_t = weight.permute(1, 2, 0).reshape(in_channels, taps * out_channels).contiguous()
-        dx = shifted_matmul(w_t, dy, taps, dilation, +1, precision)
+        dx = shifted_matmul(transposed_taps_matrix(weight), dy, taps, dilation, +1, precision)
     if need_weight or need_bias:
         x = time_contiguous(x)
         if need_weight:
             dw_flat, db32 = shifted_outer_sum(dy, x, taps, dilation, -1, precision, row_sum=need_bias)
-            dw = dw_flat.view(out_channels, taps, in_channels).permute(0, 2, 1).to(weight.dtype).contiguous()
+            dw = weight_from_taps_matrix(dw_flat, weight.shape, weight.dtype)
         else:
             db32 = dy.sum(dim=(0, 2), dtype=torch.float32)
         if need_bias:

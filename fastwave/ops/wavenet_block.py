@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from ._args import (autocast, check_dilation, check_kernel_size, check_shape, check_tensor, rows_fit_int32,
                     time_contiguous)
 from ._backend import dot_precision, use_triton
-from .dilated_causal_conv1d import dilated_causal_conv1d_reference, dilated_causal_conv1d_reference_backward
+from .dilated_causal_conv1d import (dilated_causal_conv1d_reference, dilated_causal_conv1d_reference_backward,
+                                    taps_matrix, transposed_taps_matrix, weight_from_taps_matrix)
 
 Tensor = torch.Tensor
 GRAD_NAMES = ("x", "w_dil", "b_dil", "w_res", "b_res", "w_skip", "b_skip", "cond")  # from the backward op
@@ -112,7 +113,7 @@ def _forward(x: Tensor, w_dil: Tensor, b_dil: Optional[Tensor], w_res: Optional[
     from .kernels.wavenet_block import wavenet_block_forward
     b_dil, b_res, b_skip = _biases(w_dil, w_res, w_skip, b_dil, b_res, b_skip)
     residual, skip = wavenet_block_forward(
-        time_contiguous(x), _flat_taps(w_dil), b_dil, _contiguous(w_res), b_res, w_skip.contiguous(), b_skip,
+        time_contiguous(x), taps_matrix(w_dil), b_dil, _contiguous(w_res), b_res, w_skip.contiguous(), b_skip,
         w_dil.shape[-1], dilation, cond, skip_in, dot_precision(x.dtype))
     return (residual if residual is not None else x.new_empty(0)), skip
 
@@ -129,12 +130,6 @@ def _kernel_fits(x, w_dil, w_skip, *activations) -> bool:
     from .kernels.wavenet_block import fits_fused
     return (fits_fused(x.shape[1], w_skip.shape[0])
             and rows_fit_int32(x, *activations, row_elements=max(w_dil.shape[0], w_skip.shape[0]) * x.shape[-1]))
-
-
-def _flat_taps(w_dil):
-    """(G, R, K) -> (G, K * R), column k * R + r: the layout ``load_shifted`` reads."""
-    gate, residual, taps = w_dil.shape
-    return w_dil.permute(0, 2, 1).reshape(gate, taps * residual).contiguous()
 
 
 def _contiguous(w):
@@ -162,21 +157,20 @@ def _backward(dres: Optional[Tensor], dskip: Tensor, x: Tensor, w_dil: Tensor, b
     from .kernels.shifted_matmul import shifted_matmul, shifted_outer_sum
     from .kernels.wavenet_block import wavenet_block_gate_backward
     need = dict(zip(GRAD_NAMES, needs))
-    gate_channels, residual_channels, taps = w_dil.shape
+    gate_channels, taps = w_dil.shape[0], w_dil.shape[-1]
     precision = dot_precision(x.dtype)
     x, dskip = time_contiguous(x), time_contiguous(dskip)
     dres = None if w_res is None or dres is None else time_contiguous(dres)
     b_dil = b_dil if b_dil is not None else w_dil.new_zeros(gate_channels)
     dz, gate = wavenet_block_gate_backward(
-        x, _flat_taps(w_dil), b_dil, None if w_res is None else w_res.t().contiguous(), w_skip.t().contiguous(),
+        x, taps_matrix(w_dil), b_dil, None if w_res is None else w_res.t().contiguous(), w_skip.t().contiguous(),
         cond, dres, dskip, taps, dilation, precision)
     grads = {}
     if need["x"]:  # through the conv (its transpose: shifts forward in time), plus the identity path
-        w_t = w_dil.permute(1, 2, 0).reshape(residual_channels, taps * gate_channels).contiguous()
-        grads["x"] = shifted_matmul(w_t, dz, taps, dilation, +1, precision, add=dres)
+        grads["x"] = shifted_matmul(transposed_taps_matrix(w_dil), dz, taps, dilation, +1, precision, add=dres)
     if need["w_dil"] or need["b_dil"]:
         dw, db = shifted_outer_sum(dz, x, taps, dilation, -1, precision, row_sum=True)
-        grads["w_dil"] = dw.view(gate_channels, taps, residual_channels).permute(0, 2, 1)
+        grads["w_dil"] = weight_from_taps_matrix(dw, w_dil.shape, w_dil.dtype)
         grads["b_dil"] = db
     for name, upstream in (("res", dres), ("skip", dskip)):
         if upstream is not None and (need["w_" + name] or need["b_" + name]):
