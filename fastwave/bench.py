@@ -3,7 +3,9 @@
 Protocol: the same random weights for every engine, one warm-up run, then the median of
 ``repeats`` timed runs of ``fastwave.generate`` continuing a one-receptive-field prompt; speed is reported as samples/s over all streams,
 the multiple of real time at the model's sample rate, the ratio to the torch engine measured in the
-same run, and the per-sample floor (FLOPs and weight bytes one incremental step needs).
+same run, and the per-sample floor: FLOPs and weight bytes one incremental step needs, and the bytes
+of cached state it reads per stream (WaveNet's ring-buffer taps; the sample Transformer's keys and
+values with the context full, which outweigh its weights at 1,600 positions).
 
 For the C++ engine the floor is also a rate: each thread streams its share of the weights from its
 cache once per step, so the read bandwidth of the same threads over buffers of that size, measured
@@ -23,17 +25,26 @@ from .audio import mulaw_silence
 from .engines import generate
 from .engines.generation import available_engines
 from .engines.wavenet_cpu import default_threads
-from .models import WaveNet
+from .models import SampleTransformer, WaveNet
 
 # The naive engine does a whole receptive field of work per sample: time it on fewer samples.
 NAIVE_MAX_SAMPLES = 32
+MODELS = {"wavenet": WaveNet, "transformer": SampleTransformer}
+# The size arguments `fastwave bench` / `generate` expose per model (the config's other fields keep
+# their defaults).
+MODEL_SIZES = {
+    "wavenet": ("layers", "cycles", "kernel_size", "residual_channels", "gate_channels", "skip_channels",
+                "classes", "sample_rate"),
+    "transformer": ("layers", "heads", "width", "mlp_ratio", "context", "cond_window", "classes", "sample_rate"),
+}
 
 
 def build_model(name: str, device: str, seed: int = 0, **sizes):
-    if name != "wavenet":
-        raise ValueError(f"model must be 'wavenet' (the only sample model so far), got {name!r}")
+    """A random-weight sample model ("wavenet" or "transformer") of the given sizes, in eval mode."""
+    if name not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}, got {name!r}")
     torch.manual_seed(seed)
-    return WaveNet(**sizes).to(device).eval()
+    return MODELS[name](**sizes).to(device).eval()
 
 
 def time_engine(model, engine: str, batch: int, n_samples: int, repeats: int, seed: int = 0,
@@ -111,6 +122,7 @@ def run_bench(model_name="wavenet", engines=None, batches=(1,), seconds=0.25, de
                 "realtime_factor": batch * (n - 1) / elapsed / rate,
                 "flops_per_sample": flops * per_sample_work,
                 "weight_bytes_per_sample": weight_bytes / batch,
+                "state_bytes_per_sample": model.state_bytes(),
             }
             if engine == "cpu":
                 row.update(cpu_floor(weight_bytes, batch, threads or default_threads()))
@@ -144,12 +156,13 @@ def environment(device: str) -> dict:
 
 def format_table(rows: list[dict]) -> str:
     header = (f"{'engine':<8} {'batch':>5} {'samples/s':>12} {'x realtime':>10} {'vs torch':>9} {'GFLOP/sample':>13} "
-              f"{'weight KB/sample':>17} {'floor samples/s':>16} {'of floor':>8}")
+              f"{'weight KB/sample':>17} {'state KB/sample':>16} {'floor samples/s':>16} {'of floor':>8}")
     lines = [header, "-" * len(header)]
     for r in rows:
         speedup = f"{r['speedup_vs_torch']:.2f}x" if r.get("speedup_vs_torch") else "-"
         lines.append(f"{r['engine']:<8} {r['batch']:>5} {r['samples_per_s']:>12,.1f} {r['realtime_factor']:>10.3f} "
                      f"{speedup:>9} {r['flops_per_sample'] / 1e9:>13.4f} {r['weight_bytes_per_sample'] / 1e3:>17.1f} "
+                     f"{r['state_bytes_per_sample'] / 1e3:>16.1f} "
                      + (f"{r['floor_samples_per_s']:>16,.0f} {r['fraction_of_floor']:>8.0%}" if "floor_samples_per_s" in r
                         else f"{'-':>16} {'-':>8}"))
     return "\n".join(lines)

@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-DEFAULT_SIZES = dict(layers=20, cycles=2, kernel_size=2, residual_channels=64, gate_channels=128,
-                     skip_channels=128, classes=256, sample_rate=16000)
 
 
 def _csv(kind):
@@ -17,14 +15,32 @@ def _csv(kind):
     return parse
 
 
-def _add_model_size_flags(parser):
-    group = parser.add_argument_group("model size (a random-weight WaveNet when no checkpoint is given)")
-    for name, default in DEFAULT_SIZES.items():
-        group.add_argument(f"--{name.replace('_', '-')}", type=int, default=default, help=f"default {default}")
+def _add_model_flags(parser, checkpoint_note=""):
+    from fastwave.bench import MODEL_SIZES, MODELS
+
+    parser.add_argument("--model", default="wavenet", choices=list(MODELS),
+                        help="the random-weight model to build (default wavenet)" + checkpoint_note)
+    group = parser.add_argument_group("model size (defaults: WaveNet 20 layers in 2 cycles, residual 64, gate "
+                                      "128, skip 128; transformer: the paper's 3 layers, 4 heads, width 128, "
+                                      "context 1600; --cond-window 4000 makes it the conditioned variant)")
+    names = dict.fromkeys(name for sizes in MODEL_SIZES.values() for name in sizes)
+    for name in names:
+        models = [m for m, sizes in MODEL_SIZES.items() if name in sizes]
+        defaults = ", ".join(f"{m} {MODELS[m].config_class.__dataclass_fields__[name].default}" for m in models)
+        group.add_argument(f"--{name.replace('_', '-')}", type=int, default=None, help=f"default: {defaults}")
 
 
 def _sizes(args) -> dict:
-    return {name: getattr(args, name) for name in DEFAULT_SIZES}
+    """The size flags given, for --model; a flag another model takes is refused."""
+    from fastwave.bench import MODEL_SIZES
+
+    given = {name: getattr(args, name) for sizes in MODEL_SIZES.values() for name in sizes
+             if getattr(args, name) is not None}
+    foreign = sorted(set(given) - set(MODEL_SIZES[args.model]))
+    if foreign:
+        flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
+        raise ValueError(f"{flags} do not apply to --model {args.model}")
+    return given
 
 
 def cmd_info(args) -> int:
@@ -70,9 +86,9 @@ def cmd_generate(args) -> int:
     if args.checkpoint:
         model = fastwave.load_model(args.checkpoint, map_location=device)
     else:
-        print("no --checkpoint: generating from a random-weight WaveNet (noise)", file=sys.stderr)
-        model = build_model("wavenet", device, seed=args.seed, **_sizes(args))
-    if model.config.global_classes or model.config.local_channels:
+        print(f"no --checkpoint: generating from a random-weight {args.model} (noise)", file=sys.stderr)
+        model = build_model(args.model, device, seed=args.seed, **_sizes(args))
+    if getattr(model.config, "global_classes", 0) or getattr(model.config, "local_channels", 0):
         raise ValueError("this checkpoint is conditioned (global_classes / local_channels); generate from "
                          "Python with fastwave.generate(model, n, cond={...})")
     n = max(1, round(args.seconds * model.sample_rate))
@@ -100,10 +116,11 @@ def cmd_bench(args) -> int:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    sizes = _sizes(args)
     rows = run_bench(args.model, args.engines, args.batch, args.seconds, device, args.repeats,
-                     threads=args.threads, **_sizes(args))
+                     threads=args.threads, **sizes)
     env = environment(device)
-    print(f"model {args.model} {_sizes(args)} on {device} ({env['processor']}, torch {env['torch']}, "
+    print(f"model {args.model} {sizes or '(default sizes)'} on {device} ({env['processor']}, torch {env['torch']}, "
           f"{env['threads']} threads); median of {args.repeats} runs after a warm-up")
     print(format_table(rows))
     if args.json:
@@ -139,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="generate audio to a file")
     gen.add_argument("--seconds", type=float, default=1.0, help="audio per stream (default 1.0)")
     gen.add_argument("--out", required=True, help="output audio file (format from the extension, e.g. .wav)")
-    gen.add_argument("--checkpoint", help="a model saved with model.save() (unconditioned; conditioned models "
-                                         "generate from Python); default: a random-weight WaveNet")
+    gen.add_argument("--checkpoint", help="a model saved with model.save() (WaveNet with global / local "
+                                         "conditioning generates from Python); default: a random-weight --model")
     gen.add_argument("--prompt", metavar="AUDIO", help="an audio file to continue (resampled, mu-law encoded)")
     gen.add_argument("--engine", default="auto", help="naive, torch, cpu or auto (default: the fastest here)")
     gen.add_argument("--threads", type=int, default=None, help="threads of the cpu engine (default: physical cores)")
@@ -151,15 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-p", type=float, default=None)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_model_size_flags(gen)
+    _add_model_flags(gen, "; ignored with --checkpoint")
 
     bench = sub.add_parser(
         "bench", help="generation speed of each engine",
         description="Time each engine on one model: samples/s over all streams, multiple of real time at "
                     "the model's sample rate, speedup over the torch engine, and the per-sample floor "
-                    "(FLOPs and fp32 weight bytes of one incremental step, per stream). The naive "
-                    "engine is timed on fewer samples; rates are per second either way.")
-    bench.add_argument("--model", default="wavenet", choices=["wavenet"])
+                    "(FLOPs and fp32 weight bytes of one incremental step, per stream, and the bytes of "
+                    "cached state it reads: ring-buffer taps for WaveNet, keys and values with the context "
+                    "full for the transformer). The naive engine is timed on fewer samples; rates are "
+                    "per second either way.")
     bench.add_argument("--engines", type=_csv(str), default=None, help="comma-separated (default: all available)")
     bench.add_argument("--batch", type=_csv(int), default=[1], help="comma-separated batch sizes (default 1)")
     bench.add_argument("--seconds", type=float, default=0.25, help="audio generated per measurement (default 0.25)")
@@ -168,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, default=None,
                        help="threads of the cpu engine (default: physical cores)")
     bench.add_argument("--json", metavar="PATH", help="also write the rows as a JSON list")
-    _add_model_size_flags(bench)
+    _add_model_flags(bench)
     return parser
 
 

@@ -1,7 +1,8 @@
 """``fastwave.generate`` and ``fastwave.stream``: one entry point over every engine.
 
 Engines: "naive" (the model over its receptive field per sample, the baseline), "torch" (cached
-activations in torch, the reference), "cpu" (the C++ engine, for models on the CPU). "auto" picks the
+activations in torch, the reference: ring buffers for WaveNet, a KV cache for the sample
+Transformer), "cpu" (the C++ engine, for WaveNet on the CPU). "auto" picks the
 fastest available for the model and device.
 """
 from __future__ import annotations
@@ -14,11 +15,12 @@ from ..audio import mulaw_silence
 from .._checks import as_tensor, check_finite_parameters, check_int_arg, check_tokens
 from .naive import NaiveEngine
 from .sampling import SamplingParams, _seed_words
+from .transformer_torch import TorchTransformerEngine
 from .wavenet_cpu import CpuWaveNetEngine
 from .wavenet_torch import TorchWaveNetEngine
 
 ENGINES = ("naive", "torch", "cpu")
-_CACHED_TORCH_ENGINES = {"wavenet": TorchWaveNetEngine}
+_CACHED_TORCH_ENGINES = {"wavenet": TorchWaveNetEngine, "transformer": TorchTransformerEngine}
 _CPU_ENGINES = {"wavenet": CpuWaveNetEngine}
 DEFAULT_CHUNK = 1600  # 100 ms at 16 kHz: the streaming latency
 
@@ -50,7 +52,8 @@ def resolve_engine(model, engine: str) -> str:
 
 def _check_sample_model(model) -> None:
     if not isinstance(model, torch.nn.Module) or getattr(model, "model_type", None) not in _CACHED_TORCH_ENGINES:
-        raise TypeError(f"model must be a fastwave sample model (e.g. fastwave.WaveNet), got {type(model).__name__}")
+        raise TypeError("model must be a fastwave sample model (fastwave.WaveNet, fastwave.SampleTransformer), "
+                        f"got {type(model).__name__}")
 
 
 def stream(model, n_samples: int, *, batch: int = 1, prompt=None, temperature: float = 1.0,
@@ -59,7 +62,8 @@ def stream(model, n_samples: int, *, batch: int = 1, prompt=None, temperature: f
            threads: int | None = None) -> Iterator[torch.Tensor]:
     """Generate ``n_samples`` tokens per stream, yielding int64 CPU chunks (B, <= chunk_size) as made.
 
-    model: a fastwave sample model (e.g. ``fastwave.WaveNet``), on the device to generate on.
+    model: a fastwave sample model (``fastwave.WaveNet``, ``fastwave.SampleTransformer``), on the
+      device to generate on.
     prompt: None (start from the silence token), (P,) for every stream, or (B, P) int tokens; the
       output continues the prompt and does not repeat it.
     temperature / top_k / top_p: the sampling policy (temperature 0 is greedy); the contract is in
@@ -67,7 +71,8 @@ def stream(model, n_samples: int, *, batch: int = 1, prompt=None, temperature: f
     seed: 0 <= seed < 2**64; sample n of stream b uses Philox uniform (seed, n, b), so the same seed
       gives the same tokens on every engine and for every chunk size.
     cond: the model's conditioning, e.g. ``{"global_cond": ids (B,), "local_cond": (B, C, F)}`` for
-      WaveNet; local features must cover the P + n_samples - 1 positions the model reads.
+      WaveNet; local features must cover the P + n_samples - 1 positions the model reads. The
+      sample Transformer takes none (its conditioned variant reads its own past audio).
     threads: worker threads of the "cpu" engine (default: physical cores); the torch-based engines
       use torch's own thread settings and ignore it.
     """

@@ -11,15 +11,16 @@ from .step_engine import StepEngine
 
 
 class NaiveEngine(StepEngine):
-    """Re-runs ``model(window)`` per sample; ``cond`` holds the model's forward keyword arguments."""
+    """Re-runs ``model(window)`` per sample; ``cond`` holds the model's forward keyword arguments, which
+    ``model.slice_cond`` cuts to the window, and ``model.frame_hop`` the positions per conditioning
+    frame."""
 
     def __init__(self, model, batch: int, cond: dict):
         self.model = model
         self.device = next(model.parameters()).device
-        self.global_cond = cond.get("global_cond")
-        self.local_cond = cond.get("local_cond")
-        self.hop = model.config.cond_hop if self.local_cond is not None else 1
-        # Enough history for one receptive field that starts on a conditioning-frame boundary.
+        self.cond = cond
+        self.hop = model.frame_hop  # conditioning is per frame: windows start on a frame boundary
+        # Enough history for one receptive field that starts on a frame boundary.
         self.keep = model.receptive_field + self.hop
         self.history = None
         self.offset = 0  # absolute position of history[:, 0]
@@ -40,5 +41,4 @@ class NaiveEngine(StepEngine):
         start = max(0, end - self.model.receptive_field)
         start -= start % self.hop  # local frames index absolute positions
         window = self.history[:, start - self.offset:]
-        local = None if self.local_cond is None else self.local_cond[:, :, start // self.hop:]
-        return self.model(window, self.global_cond, local)[:, :, -1].float()
+        return self.model(window, **self.model.slice_cond(self.cond, start))[:, :, -1].float()

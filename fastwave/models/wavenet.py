@@ -136,6 +136,11 @@ class WaveNet(nn.Module):
     def sample_rate(self) -> int:
         return self.config.sample_rate
 
+    @property
+    def frame_hop(self) -> int:
+        """Positions per local-conditioning frame: a window of the input must start on a multiple."""
+        return self.config.cond_hop if self.config.local_channels else 1
+
     def forward(self, tokens, global_cond=None, local_cond=None):
         """tokens (B, T) int64 -> logits (B, classes, T); conditioning as in the module docstring."""
         skip, _ = self.trunk(tokens, global_cond, local_cond)
@@ -204,6 +209,14 @@ class WaveNet(nn.Module):
             out["local_cond"] = feats.float()
         return out
 
+    def slice_cond(self, cond: dict, start: int) -> dict:
+        """Forward keyword arguments (from ``prepare_cond``) for a window of the input starting at
+        position ``start``, a multiple of ``frame_hop``."""
+        out = dict(cond)
+        if out.get("local_cond") is not None:
+            out["local_cond"] = out["local_cond"][:, :, start // self.config.cond_hop:]
+        return out
+
     # ---- exchange formats -------------------------------------------------------------------
 
     def save(self, path) -> None:
@@ -268,3 +281,9 @@ class WaveNet(nn.Module):
         macs = c.layers * per_layer + (c.layers - 1) * half * c.residual_channels
         macs += c.skip_channels * c.skip_channels + c.skip_channels * c.classes
         return 2 * macs, 4 * macs
+
+    def state_bytes(self) -> int:
+        """Bytes of cached state one incremental step reads per stream: each layer's K - 1 past
+        inputs (fp32) from its ring buffer."""
+        c = self.config
+        return c.layers * (c.kernel_size - 1) * c.residual_channels * 4

@@ -1,0 +1,150 @@
+"""The cached torch engine for the sample Transformer: a preallocated KV cache, one decode step per
+sample, in plain torch (gpt-fast style: static shapes, no host syncs, so on a GPU the step is
+captured once in a CUDA graph and replayed).
+
+Per layer the cache holds the rotated keys and the values of the last ``context`` positions,
+(B, heads, context, head_dim), as a ring: position t lives in slot t % context. Attention is blind
+to slot order (``decode_attention`` attends to the first ``min(t + 1, context)`` slots, whatever
+they hold), so once the generation outgrows the context each new position simply overwrites the
+oldest: a sliding window, exactly the model's banded forward. A prompt fills the cache with one
+parallel forward. The conditioned variant keeps the last ``cond_patches * cond_hop`` samples as
+waveform in a second ring and recomputes its latent once per ``cond_hop`` samples, eagerly, into a
+buffer the step reads.
+
+It reads the exported weight format (``SampleTransformer.export_weights``), the one the native
+engines read, and is the reference they are held to. fp32, on whatever device the model is on.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..models.blocks import apply_rope, rope_tables
+from ..ops.decode_attention import decode_attention
+from .step_engine import StepEngine
+
+
+class _Layer:
+    """One block's weights, transposed for ``addmm`` on (B, features) rows."""
+
+    def __init__(self, get, i):
+        p = f"layers.{i}."
+        self.norm1 = (get(p + "norm1_weight"), get(p + "norm1_bias"))
+        self.norm2 = (get(p + "norm2_weight"), get(p + "norm2_bias"))
+        self.qkv, self.qkv_bias = get(p + "qkv_weight").t().contiguous(), get(p + "qkv_bias")
+        self.out, self.out_bias = get(p + "out_weight").t().contiguous(), get(p + "out_bias")
+        self.fc, self.fc_bias = get(p + "fc_weight").t().contiguous(), get(p + "fc_bias")
+        self.proj, self.proj_bias = get(p + "proj_weight").t().contiguous(), get(p + "proj_bias")
+
+
+class TorchTransformerEngine(StepEngine):
+    """Incremental SampleTransformer with a KV cache; ``cond`` is empty (the model takes none)."""
+
+    def __init__(self, model, batch: int, cond: dict):
+        if any(p.dtype != torch.float32 for p in model.parameters()):
+            raise ValueError("the torch engine runs fp32 models; call model.float() first")
+        self.model = model
+        self.device = device = next(model.parameters()).device
+        config, weights = model.export_weights()
+        self.config = c = config
+
+        def get(name):
+            return torch.from_numpy(weights[name]).to(device)
+
+        self.embedding = get("embedding")
+        self.layers = [_Layer(get, i) for i in range(c["layers"])]
+        self.norm = (get("norm_weight"), get("norm_bias"))
+        self.head, self.head_bias = get("head_weight").t().contiguous(), get("head_bias")
+        shape = (c["layers"], batch, c["heads"], c["context"], c["head_dim"])
+        self.k_cache = torch.zeros(shape, device=device)
+        self.v_cache = torch.zeros(shape, device=device)
+        self.position = 0  # the next position to decode, on the host (block boundaries)...
+        self.device_position = torch.zeros((), dtype=torch.long, device=device)  # ...and for the step
+        self.conditioned = bool(c["cond_window"])
+        if self.conditioned:
+            self.latent = torch.zeros(batch, c["width"], device=device)
+            self.recent = torch.zeros(batch, c["cond_patches"] * c["cond_hop"], device=device)  # waveform ring
+            self.amplitude = get("context.amplitude")
+        self.graph = None
+        self.eager_steps = 0
+
+    def prefill(self, prompt):
+        """Fill the caches with one parallel forward over the prompt (B, P)."""
+        c, length = self.config, prompt.shape[1]
+        x, kv = self.model.trunk(prompt, keep_kv=True)
+        first = max(0, length - c["context"])
+        slots = torch.arange(first, length, device=self.device) % c["context"]
+        for layer, (k, v) in enumerate(kv):
+            self.k_cache[layer][:, :, slots] = k[:, :, first:]
+            self.v_cache[layer][:, :, slots] = v[:, :, first:]
+        if self.conditioned:
+            size = self.recent.shape[1]
+            start = max(0, length - size)
+            self.recent.zero_()  # positions before the start are silence
+            self.recent[:, torch.arange(start, length, device=self.device) % size] = self.amplitude[prompt[:, start:]]
+            if length % c["cond_hop"]:  # the next position is inside the prompt's last block
+                self.latent.copy_(self.model.context_latents(prompt)[:, -1])
+        self.position = length
+        self.device_position.fill_(length)
+        return self._logits(x[:, -1])
+
+    def step(self, tokens):
+        """tokens (B,) at the next position -> logits (B, classes) for the position after it.
+
+        On CUDA the returned tensor is the graph's output buffer, overwritten by the next step."""
+        t = self.position
+        if self.conditioned:
+            if t % self.config["cond_hop"] == 0:  # a new block: its latent reads the samples before t
+                self._update_latent(t)
+            self.recent[:, t % self.recent.shape[1]] = self.amplitude[tokens]
+        self.position = t + 1
+        if self.device.type != "cuda":
+            return self._decode(tokens)
+        return self._graphed_decode(tokens)
+
+    def _update_latent(self, t):
+        """The latent of the block starting at t, from the ring's samples [t - size, t)."""
+        window = torch.roll(self.recent, -(t % self.recent.shape[1]), dims=1)  # oldest first
+        self.latent.copy_(self.model.context_encoder(window)[:, -1])
+
+    def _graphed_decode(self, tokens):
+        """The first step runs eagerly (it compiles the Triton kernels and initialises cuBLAS, the
+        warm-up capture needs); the second captures the step once; every later one replays it."""
+        if self.graph is None and self.eager_steps == 0:
+            self.eager_steps += 1
+            return self._decode(tokens)
+        if self.graph is None:
+            self.static_tokens = tokens.clone()
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.static_logits = self._decode(self.static_tokens)
+        self.static_tokens.copy_(tokens)
+        self.graph.replay()
+        return self.static_logits
+
+    def _decode(self, tokens):
+        """One position for every stream, reading the position from the device: no host syncs."""
+        c = self.config
+        batch, width, heads, head_dim, context = tokens.shape[0], c["width"], c["heads"], c["head_dim"], c["context"]
+        position = self.device_position
+        x = self.embedding[tokens]  # (B, W)
+        if self.conditioned:
+            x = x + self.latent
+        cos, sin = rope_tables(position, head_dim, c["rope_base"], torch.float32)  # (D / 2,)
+        slot = (position % context).reshape(1)
+        lengths = torch.clamp(position + 1, max=context).expand(batch)
+        for i, layer in enumerate(self.layers):
+            h = F.layer_norm(x, (width,), *layer.norm1)
+            q, k, v = torch.addmm(layer.qkv_bias, h, layer.qkv).view(batch, 3, heads, head_dim).unbind(1)
+            self.k_cache[i].index_copy_(2, slot, apply_rope(k, cos, sin).unsqueeze(2))
+            self.v_cache[i].index_copy_(2, slot, v.unsqueeze(2))
+            attended = decode_attention(apply_rope(q, cos, sin), self.k_cache[i], self.v_cache[i], lengths)
+            x = x + torch.addmm(layer.out_bias, attended.reshape(batch, width), layer.out)
+            h = F.layer_norm(x, (width,), *layer.norm2)
+            x = x + torch.addmm(layer.proj_bias, F.gelu(torch.addmm(layer.fc_bias, h, layer.fc)), layer.proj)
+        self.device_position.add_(1)
+        return self._logits(x)
+
+    def _logits(self, x):
+        """x (B, W) from the blocks -> logits (B, classes)."""
+        return torch.addmm(self.head_bias, F.layer_norm(x, (x.shape[-1],), *self.norm), self.head)

@@ -1,0 +1,296 @@
+"""The sample-level Transformer over mu-law tokens (Verma & Chafe, 2021), and its context-conditioned
+variant, as one nn.Module.
+
+Shapes: tokens (B, T) int64 in [0, classes); logits (B, classes, T) where ``logits[:, :, t]`` is the
+distribution of token t + 1 given tokens 0..t: the same contract as ``fastwave.WaveNet``, so every
+tool that takes a sample model takes either.
+
+The model: token embedding -> ``layers`` pre-norm blocks (rotary positions, causal attention on
+``fastwave.ops.causal_attention``, GELU MLP) -> LayerNorm -> linear head over the classes. Defaults
+are the paper's 3-layer model (4 heads, width 128). Each position attends to the last ``context``
+positions, itself included. On sequences longer than that the attention is a sliding window
+(a band), so the full forward over any length is exactly what the KV-cache engine computes when a
+generation outgrows the context. Positions are rotary (see ``blocks.py``): scores depend only on
+distance, so cached keys stay valid as the window slides, and nothing ties the model to a length.
+
+Conditioned variant (``SampleTransformer.conditioned()``, ``cond_window`` > 0): the paper lets a CNN
+summarise a longer past than the attention sees (250 ms) as a latent code. Here a causal CNN reads
+the mu-law-decoded waveform in patches of ``cond_hop`` samples (a strided conv, i.e. a learned
+filterbank), then causal dilated convs at the patch rate whose receptive field covers at least
+``cond_window`` samples. Positions in block q = [q * cond_hop, (q + 1) * cond_hop) receive the latent
+computed from the ``cond_window``-odd samples before q * cond_hop, projected to the width and *added
+to the token embedding* (the fusion: an additive input code, like a position embedding, so every
+layer and the KV cache see it and decoding costs nothing extra per sample). The latent changes once
+per block, so a generator recomputes it once per ``cond_hop`` samples. Samples before the start of
+the sequence read as silence (amplitude 0).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._checks import check_tokens
+from ..audio import mulaw_decode
+from ..ops import DilatedCausalConv1d
+from .blocks import TransformerBlock, init_gpt_weights, rope_tables
+
+
+@dataclass
+class SampleTransformerConfig:
+    layers: int = 3
+    heads: int = 4
+    width: int = 128
+    mlp_ratio: int = 4
+    context: int = 1600  # positions each position attends to (itself included): 100 ms at 16 kHz
+    classes: int = 256
+    sample_rate: int = 16000
+    rope_base: float = 10000.0
+    dropout: float = 0.0
+    cond_window: int = 0  # past samples the conditioning CNN summarises; 0: no conditioning
+    cond_hop: int = 250  # samples per conditioning block (the CNN's patch)
+    cond_channels: int = 64
+    cond_kernel: int = 4  # the patch-rate convs: dilations 1, k, k^2, ... until they cover the window
+
+    def __post_init__(self):
+        for name in ("layers", "heads", "width", "mlp_ratio", "context", "sample_rate", "cond_hop",
+                     "cond_channels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"SampleTransformer {name} must be a positive int, got {value!r}")
+        if not isinstance(self.classes, int) or isinstance(self.classes, bool) or not 2 <= self.classes <= 2 ** 16:
+            raise ValueError(f"SampleTransformer classes (mu-law levels) must be an int in [2, 65536], got {self.classes!r}")
+        if self.width % self.heads or (self.width // self.heads) % 2:
+            raise ValueError(f"SampleTransformer width ({self.width}) must split into {self.heads} heads of an "
+                             "even size (rotary positions rotate feature pairs)")
+        if not 16 <= self.width // self.heads <= 128:
+            raise ValueError(f"SampleTransformer head size width / heads = {self.width // self.heads} must be in "
+                             "[16, 128] (the attention kernels' range)")
+        if not (isinstance(self.rope_base, (int, float)) and self.rope_base > 1):
+            raise ValueError(f"SampleTransformer rope_base must be a number > 1, got {self.rope_base!r}")
+        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            raise ValueError(f"SampleTransformer dropout must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.cond_window, int) or isinstance(self.cond_window, bool) or self.cond_window < 0:
+            raise ValueError(f"SampleTransformer cond_window must be an int >= 0, got {self.cond_window!r}")
+        if self.cond_kernel not in (2, 3, 4):
+            raise ValueError(f"SampleTransformer cond_kernel must be 2, 3 or 4, got {self.cond_kernel!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    @property
+    def cond_dilations(self) -> list[int]:
+        """Dilations of the patch-rate convs: 1, k, k^2, ... until k^m patches cover the window."""
+        if not self.cond_window:
+            return []
+        patches, dilations = -(-self.cond_window // self.cond_hop), []
+        while self.cond_kernel ** len(dilations) < patches:
+            dilations.append(self.cond_kernel ** len(dilations))
+        return dilations
+
+    @property
+    def cond_patches(self) -> int:
+        """Patches of cond_hop samples each latent reads (>= cond_window / cond_hop)."""
+        return self.cond_kernel ** len(self.cond_dilations) if self.cond_window else 0
+
+    @property
+    def receptive_field(self) -> int:
+        """Tokens the newest logits can depend on: ``context`` per layer through the attention chain,
+        plus, when conditioned, the CNN's patches before the earliest block reached and that block."""
+        span = self.layers * (self.context - 1) + 1
+        return span + (self.cond_patches + 1) * self.cond_hop if self.cond_window else span
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ContextEncoder(nn.Module):
+    """The conditioned variant's causal CNN: waveform (B, S), S a multiple of hop -> latents (B, S / hop,
+    width), where latent j reads patches j - cond_patches + 1 .. j of hop samples each."""
+
+    def __init__(self, config: SampleTransformerConfig):
+        super().__init__()
+        c = config
+        self.hop = c.cond_hop
+        # The waveform value of every token, fixed: the CNN sees audio, not symbol ids.
+        amplitude = mulaw_decode(np.arange(c.classes), classes=c.classes)  # numpy: also under the meta device
+        self.register_buffer("amplitude", torch.tensor(amplitude), persistent=False)
+        self.patch = nn.Conv1d(1, c.cond_channels, c.cond_hop, stride=c.cond_hop)
+        self.convs = nn.ModuleList(DilatedCausalConv1d(c.cond_channels, c.cond_channels, c.cond_kernel, dilation=d)
+                                   for d in c.cond_dilations)
+        self.proj = nn.Linear(c.cond_channels, c.width)
+
+    def forward(self, waveform):
+        x = F.gelu(self.patch(waveform.unsqueeze(1).to(self.patch.weight.dtype)))  # (B, C, patches)
+        for conv in self.convs:
+            x = x + F.gelu(conv(x))
+        return self.proj(x.transpose(1, 2))
+
+
+class SampleTransformer(nn.Module):
+    """GPT-style Transformer over ``classes`` mu-law levels; see the module docstring."""
+
+    model_type = "transformer"
+    config_class = SampleTransformerConfig
+
+    def __init__(self, config: SampleTransformerConfig | None = None, **overrides):
+        super().__init__()
+        if config is None:
+            config = SampleTransformerConfig(**overrides)
+        elif overrides:
+            config = SampleTransformerConfig(**{**config.to_dict(), **overrides})
+        self.config = c = config
+        self.embedding = nn.Embedding(c.classes, c.width)
+        self.context_encoder = ContextEncoder(c) if c.cond_window else None
+        self.layers = nn.ModuleList(TransformerBlock(c.width, c.heads, c.mlp_ratio, c.dropout) for _ in range(c.layers))
+        self.norm = nn.LayerNorm(c.width)
+        self.head = nn.Linear(c.width, c.classes)
+        init_gpt_weights(self, c.layers)
+
+    @classmethod
+    def conditioned(cls, cond_window: int = 4000, **overrides) -> "SampleTransformer":
+        """The context-conditioned variant: a causal CNN over the last ``cond_window`` samples
+        (default 4,000 = 250 ms at 16 kHz) conditions every position (module docstring)."""
+        return cls(cond_window=cond_window, **overrides)
+
+    @property
+    def receptive_field(self) -> int:
+        return self.config.receptive_field
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def frame_hop(self) -> int:
+        """Positions per conditioning block: a window of the model's input must start on a multiple."""
+        return self.config.cond_hop if self.config.cond_window else 1
+
+    def forward(self, tokens):
+        """tokens (B, T) int64 -> logits (B, classes, T)."""
+        x, _ = self.trunk(tokens)
+        return self.head(self.norm(x)).transpose(1, 2)
+
+    def trunk(self, tokens, keep_kv: bool = False):
+        """The blocks without the final norm and head -> (x (B, T, W), per layer (k, v) each
+        (B, heads, T, head_dim) after rotation, if kept)."""
+        tokens = check_tokens(tokens, self.config.classes, "tokens")
+        c = self.config
+        length = tokens.shape[1]
+        x = self.embedding(tokens)
+        if self.context_encoder is not None:
+            x = x + self.context_latents(tokens).repeat_interleave(c.cond_hop, dim=1)[:, :length]
+        cos, sin = rope_tables(torch.arange(length, device=tokens.device), c.head_dim, c.rope_base, x.dtype)
+        window = c.context if length > c.context else None
+        kv = [] if keep_kv else None
+        for block in self.layers:
+            x = block(x, cos, sin, window, kv)
+        return x, kv or []
+
+    def context_latents(self, tokens):
+        """tokens (B, T) -> (B, ceil(T / hop), W): block q's latent, from the samples before q * hop."""
+        hop, patches = self.config.cond_hop, self.config.cond_patches
+        blocks = -(-tokens.shape[1] // hop)
+        # Silence before the sequence: block 0 reads `patches` patches of zeros, block q the patches
+        # ending at sample q * hop, so output j of the padded waveform belongs to block j - patches + 1.
+        waveform = F.pad(self.context_encoder.amplitude[tokens], (patches * hop, 0))
+        waveform = waveform[:, :(blocks + patches - 1) * hop]
+        return self.context_encoder(waveform)[:, patches - 1:]
+
+    def output_head(self, x):
+        """x (B, ..., W) from the blocks -> logits (B, ..., classes)."""
+        return self.head(self.norm(x))
+
+    def prepare_cond(self, cond, batch: int, length: int) -> dict:
+        """The conditioned variant conditions on its own past audio: no external conditioning."""
+        if cond:
+            raise ValueError(f"a SampleTransformer takes no cond (got keys {sorted(cond)}); the conditioned "
+                             "variant reads its own past samples")
+        return {}
+
+    def slice_cond(self, cond: dict, start: int) -> dict:
+        """Forward keyword arguments for a window of the input starting at position ``start``."""
+        return {}
+
+    # ---- exchange formats -------------------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Write a safetensors checkpoint with the config inside; reload with ``fastwave.load_model``."""
+        from .checkpoint import save_checkpoint
+        save_checkpoint(self, path)
+
+    def export_weights(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """The weight format every engine reads: (config, {name: contiguous float32 array}).
+
+        Layout (W width, F = mlp_ratio * W, A classes, D head_dim, C cond_channels, h cond_hop):
+          embedding                 (A, W)
+          layers.{i}.norm1_weight, layers.{i}.norm1_bias          (W,)   LayerNorm, eps 1e-5
+          layers.{i}.qkv_weight     (3W, W)  rows [0, W) queries, [W, 2W) keys, [2W, 3W) values;
+                                             head j owns rows j * D .. (j + 1) * D of each
+          layers.{i}.qkv_bias       (3W,)
+          layers.{i}.out_weight     (W, W),  layers.{i}.out_bias  (W,)
+          layers.{i}.norm2_weight, layers.{i}.norm2_bias          (W,)
+          layers.{i}.fc_weight      (F, W),  layers.{i}.fc_bias   (F,)   then GELU (erf form)
+          layers.{i}.proj_weight    (W, F),  layers.{i}.proj_bias (W,)
+          norm_weight, norm_bias    (W,)
+          head_weight (A, W), head_bias (A,)
+        Conditioned variant (cond_window > 0):
+          context.amplitude         (A,)       the waveform value of each token
+          context.patch_weight      (C, h), context.patch_bias (C,)   strided conv over hop-sample patches
+          context.convs.{j}.weight  (K, C, C)  tap k multiplies patch j' - (K-1-k) * cond_dilations[j]
+          context.convs.{j}.bias    (C,)       each conv: x + GELU(conv(x))
+          context.proj_weight (W, C), context.proj_bias (W,)
+        Every weight is row-major "out x in": y = W @ x + b. Queries and keys are rotated after the
+        projection (rotary: features d and d + D/2 by position * rope_base ** (-2d / D)); scores are
+        scaled by 1 / sqrt(D). config adds "model", "head_dim", "cond_dilations", "cond_patches" and
+        "receptive_field" to the constructor arguments.
+        """
+        def arr(t):
+            return np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
+
+        weights = {"embedding": arr(self.embedding.weight)}
+        for i, block in enumerate(self.layers):
+            p = f"layers.{i}."
+            named = {"norm1": block.norm1, "qkv": block.attention.qkv, "out": block.attention.out,
+                     "norm2": block.norm2, "fc": block.mlp.fc, "proj": block.mlp.proj}
+            for name, module in named.items():
+                weights[p + name + "_weight"] = arr(module.weight)
+                weights[p + name + "_bias"] = arr(module.bias)
+        weights["norm_weight"], weights["norm_bias"] = arr(self.norm.weight), arr(self.norm.bias)
+        weights["head_weight"], weights["head_bias"] = arr(self.head.weight), arr(self.head.bias)
+        if self.context_encoder is not None:
+            enc = self.context_encoder
+            weights["context.amplitude"] = arr(enc.amplitude)
+            weights["context.patch_weight"] = arr(enc.patch.weight[:, 0])
+            weights["context.patch_bias"] = arr(enc.patch.bias)
+            for j, conv in enumerate(enc.convs):
+                weights[f"context.convs.{j}.weight"] = arr(conv.weight.permute(2, 0, 1))
+                weights[f"context.convs.{j}.bias"] = arr(conv.bias)
+            weights["context.proj_weight"], weights["context.proj_bias"] = arr(enc.proj.weight), arr(enc.proj.bias)
+        c = self.config
+        config = {"model": self.model_type, **c.to_dict(), "head_dim": c.head_dim,
+                  "cond_dilations": c.cond_dilations, "cond_patches": c.cond_patches,
+                  "receptive_field": self.receptive_field}
+        return config, weights
+
+    def step_cost(self) -> tuple[int, int]:
+        """(FLOPs, weight bytes) of one decode step per stream at batch 1 with the context full.
+
+        Counts the matrices every sample touches (QKV, output, MLP, head) and the attention over the
+        cache (scores and the weighted sum), 2 FLOPs per multiply-add, fp32 weights. The
+        conditioning CNN (once per cond_hop samples) and the embedding row are left out.
+        """
+        c = self.config
+        matrix_macs = c.layers * (4 * c.width * c.width + 2 * c.width * c.mlp_ratio * c.width) + c.width * c.classes
+        attention_macs = c.layers * 2 * c.context * c.width
+        return 2 * (matrix_macs + attention_macs), 4 * matrix_macs
+
+    def state_bytes(self) -> int:
+        """Bytes of cached state one decode step reads per stream with the context full: the fp32
+        keys and values of every layer (this, not the weights, dominates at long contexts)."""
+        c = self.config
+        return c.layers * 2 * c.context * c.width * 4
