@@ -5,6 +5,7 @@ Scalars are compiled as i32 without the launch-time specialisations (a stride of
 16), so the counts are close to, not identical with, those of the launched kernels.
 
     python benchmarks/triton_resources.py [--arch 90] [--dtype bf16] [--variants]
+    python benchmarks/triton_resources.py --attention [--head-dim 64]    # causal_attention's kernels
 
 --variants compiles every combination of each kernel's feature flags (conditioning, residual,
 bias, direction, ...) instead of the one the benchmark layer uses.
@@ -27,22 +28,33 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
+from fastwave.ops.kernels import flash_attention as fa  # noqa: E402
 from fastwave.ops.kernels import shifted_matmul as sm  # noqa: E402
 from fastwave.ops.kernels import wavenet_block as wb  # noqa: E402
 
 
-def compile_for(kernel, constexprs: dict, dtype: str, arch: int, num_warps: int):
-    """Pointers (arguments named *_ptr) get ``dtype``; other runtime arguments are i32."""
-    signature = {}
-    for name in kernel.arg_names:
+FP32_POINTERS = ("out_ptr", "row_sum_ptr", "lse_ptr", "delta_ptr")  # fp32 buffers whatever the dtype
+FLOAT_SCALARS = ("scale", "qk_scale")
+
+
+def compile_for(kernel, constexprs: dict, dtype: str, arch: int, num_warps: int, num_stages: int | None = None,
+                divisible: bool = False):
+    """Pointers (arguments named *_ptr) get ``dtype``; other runtime arguments are i32 (fp32 for the
+    scales). ``divisible``: pointers and strides are known multiples of 16, as a launch specialises
+    them (without it the attention kernels' loads are not vectorised and their counts are far off)."""
+    signature, attrs = {}, {}
+    for index, name in enumerate(kernel.arg_names):
         if name in constexprs:
             signature[name] = "constexpr"
         elif name.endswith("_ptr"):
-            signature[name] = "*fp32" if name in ("out_ptr", "row_sum_ptr") else f"*{dtype}"
+            signature[name] = "*fp32" if name in FP32_POINTERS else f"*{dtype}"
         else:
-            signature[name] = "i32"
-    source = ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
-    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=num_warps))
+            signature[name] = "fp32" if name in FLOAT_SCALARS else "i32"
+        if divisible and (name.endswith("_ptr") or name.startswith("stride_")) and name not in constexprs:
+            attrs[(index,)] = [["tt.divisibility", 16]]
+    source = ASTSource(fn=kernel, signature=signature, constexprs=constexprs, attrs=attrs)
+    options = dict(num_warps=num_warps) if num_stages is None else dict(num_warps=num_warps, num_stages=num_stages)
+    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
 
 
 def resources(compiled) -> dict:
@@ -83,7 +95,24 @@ def kernel_configs(residual=64, gate=128, skip=128, taps=2, dtype="bf16"):
         yield name, sm._shifted_outer_sum_kernel, dict(DIRECTION=-1, ROW_SUM=True, PRECISION="ieee", **cfg), warps_os
 
 
-FLAGS = {"_wavenet_block_forward_kernel": ("HAS_COND", "HAS_RES", "HAS_SKIP_IN"),
+def attention_configs(head_dim=64, dtype="bf16"):
+    """causal_attention's kernels with the configurations their launchers pick (causal, no window),
+    compiled as launched on (B, H, N, D) tensors with D a multiple of 16 (see compile_for)."""
+    itemsize = 4 if dtype == "fp32" else 2
+    common = dict(HEAD_DIM=head_dim, BLOCK_D=fa.head_block(head_dim))
+    for name, kernel, key, flags in (("attention forward", fa._attention_forward_kernel, "forward", True),
+                                     ("attention backward delta", fa._attention_backward_delta_kernel, "delta", False),
+                                     ("attention backward dK dV", fa._attention_backward_dkdv_kernel, "dkdv", True),
+                                     ("attention backward dQ", fa._attention_backward_dq_kernel, "dq", True)):
+        config = fa.attention_config(key, head_dim, itemsize)
+        warps = config.pop("num_warps")
+        flag_args = dict(WINDOWED=False, PRECISION="ieee") if flags else {}
+        yield name, kernel, dict(**common, **flag_args, **config), warps
+
+
+FLAGS = {"_attention_forward_kernel": ("WINDOWED",), "_attention_backward_delta_kernel": (),
+         "_attention_backward_dkdv_kernel": ("WINDOWED",), "_attention_backward_dq_kernel": ("WINDOWED",),
+"_wavenet_block_forward_kernel": ("HAS_COND", "HAS_RES", "HAS_SKIP_IN"),
          "_wavenet_block_gate_backward_kernel": ("HAS_COND", "HAS_DRES"),
          "_shifted_matmul_kernel": ("DIRECTION", "HAS_BIAS", "HAS_ADD"),
          "_shifted_outer_sum_kernel": ("DIRECTION", "ROW_SUM")}
@@ -110,13 +139,19 @@ def main(argv=None):
     parser.add_argument("--precision", default="ieee", choices=["ieee", "tf32"], help="fp32 dot precision")
     parser.add_argument("--variants", action="store_true", help="every feature-flag combination of each kernel")
     parser.add_argument("--channels", default="64,128,128", help="residual,gate,skip of the layer")
+    parser.add_argument("--attention", action="store_true", help="causal_attention's kernels instead")
+    parser.add_argument("--head-dim", type=int, default=64, help="head dimension, with --attention")
     args = parser.parse_args(argv)
     rows = []
     residual, gate, skip = (int(c) for c in args.channels.split(","))
-    configs = list(kernel_configs(residual, gate, skip, dtype=args.dtype))
+    configs = list(attention_configs(args.head_dim, args.dtype) if args.attention
+                   else kernel_configs(residual, gate, skip, dtype=args.dtype))
     for name, kernel, constexprs, warps in (flag_variants(configs) if args.variants else configs):
-        constexprs = {**constexprs, "PRECISION": args.precision}
-        usage = resources(compile_for(kernel, constexprs, args.dtype, args.arch, warps))
+        stages = constexprs.pop("num_stages", None)
+        if "PRECISION" in constexprs:
+            constexprs = {**constexprs, "PRECISION": args.precision}
+        usage = resources(compile_for(kernel, constexprs, args.dtype, args.arch, warps, stages,
+                                      divisible=args.attention))
         rows.append((name, warps, usage))
         print(f"{name:32s} warps {warps}  regs {usage['reg']:3d}  spill stack {usage['stack']:5d} B  "
               f"shared {usage['shared']:6d} B")

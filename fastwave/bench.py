@@ -27,8 +27,9 @@ from .engines.generation import available_engines
 from .engines.wavenet_cpu import default_threads
 from .models import SampleTransformer, WaveNet
 
-# The naive engine does a whole receptive field of work per sample: time it on fewer samples.
-NAIVE_MAX_SAMPLES = 32
+# The naive engine does a whole receptive field of work per sample: time it on fewer samples (the
+# transformer's forward over its 4,798-sample receptive field takes over a second on 2 cores).
+NAIVE_MAX_SAMPLES = {"wavenet": 32, "transformer": 4}
 MODELS = {"wavenet": WaveNet, "transformer": SampleTransformer}
 # The size arguments `fastwave bench` / `generate` expose per model (the config's other fields keep
 # their defaults).
@@ -112,7 +113,7 @@ def run_bench(model_name="wavenet", engines=None, batches=(1,), seconds=0.25, de
     rows = []
     for batch in batches:
         for engine in engines:
-            n = min(n_full, NAIVE_MAX_SAMPLES) if engine == "naive" else n_full
+            n = min(n_full, NAIVE_MAX_SAMPLES[model_name]) if engine == "naive" else n_full
             elapsed = time_engine(model, engine, batch, n, repeats, threads=threads)
             per_sample_work = model.receptive_field if engine == "naive" else 1
             row = {

@@ -103,7 +103,7 @@ def evaluate_sample_model(model, tokens, *, segment: int | None = None, burn_in:
     -> {"top1", "top5", "bits_per_sample", "nll_nats", "positions"}; the model runs in eval mode under
     torch.no_grad on its device (in its own dtype), and its training mode is restored afterwards.
     """
-    classes = _model_classes(model)
+    classes = model_classes(model)
     streams = token_streams(tokens, classes, "tokens", min_length=2)
     segment = DEFAULT_SEGMENT if segment is None else check_int_arg(segment, "segment")
     burn_in = check_int_arg(burn_in, "burn_in", minimum=0)
@@ -162,7 +162,7 @@ def _score_batch(model, streams, batch, global_ids, device) -> SampleMetrics:
     rows = torch.stack([streams[i][start:start + n + 1] for i, start, n, _ in batch]).to(device)
     kwargs = {} if global_ids is None else {"global_cond": global_ids[[w[0] for w in batch]].to(device)}
     logits = model(rows[:, :-1], **kwargs)
-    _check_logits(logits, rows.shape[0], _model_classes(model), rows.shape[1] - 1)
+    _check_logits(logits, rows.shape[0], model_classes(model), rows.shape[1] - 1)
     skip = batch[0][3]  # the same for the whole batch
     return next_sample_metrics(logits[:, :, skip:], rows[:, 1 + skip:])
 
@@ -175,7 +175,7 @@ def _check_logits(logits, batch: int, classes: int, length: int) -> None:
 
 # ---- shared with fastwave.train -----------------------------------------------------------------
 
-def _model_classes(model) -> int:
+def model_classes(model) -> int:
     if not isinstance(model, torch.nn.Module) or not isinstance(getattr(getattr(model, "config", None),
                                                                         "classes", None), int):
         raise TypeError("model must be a sample model: a torch.nn.Module with config.classes, "

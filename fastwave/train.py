@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ._checks import check_int_arg
 from .evaluation import (
-    _model_classes,
+    model_classes,
     evaluate_sample_model,
     stream_global_cond,
     token_streams,
@@ -94,7 +94,7 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
     "bits_per_sample", "nll_nats", "positions"}]} where step s counts the updates made. The model is
     left in eval mode.
     """
-    classes = _model_classes(model)
+    classes = model_classes(model)
     steps = check_int_arg(steps, "steps")
     batch_size = check_int_arg(batch_size, "batch_size")
     segment = check_int_arg(segment, "segment")

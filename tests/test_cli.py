@@ -36,6 +36,26 @@ def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
     assert torch_row["speedup_vs_torch"] == pytest.approx(1.0)
 
 
+TINY_TRANSFORMER = ["--model", "transformer", "--layers", "1", "--heads", "2", "--width", "32", "--context", "16",
+                    "--classes", "64"]
+
+
+def test_bench_and_generate_a_transformer(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--seconds", "0.003", "--repeats", "2", "--json", str(path)] + TINY_TRANSFORMER) == 0
+    rows = json.loads(path.read_text())
+    assert [r["engine"] for r in rows] == ["naive", "torch"] and all(r["model"] == "transformer" for r in rows)
+    torch_row = rows[1]
+    # the decode step reads every layer's keys and values with the context full: 1 * 2 * 16 * 32 fp32
+    assert torch_row["state_bytes_per_sample"] == 1 * 2 * 16 * 32 * 4 and torch_row["samples_per_s"] > 0
+    out = tmp_path / "t.wav"
+    assert main(["generate", "--seconds", "0.002", "--out", str(out), "--quiet", "--cond-window", "32"]
+                + TINY_TRANSFORMER) == 0
+    assert load_audio(out)[0].shape == (32,)
+    assert main(["bench", "--residual-channels", "8"] + TINY_TRANSFORMER) == 2
+    assert "--residual-channels do not apply to --model transformer" in capsys.readouterr().err
+
+
 def test_generate_writes_audio(tmp_path, capsys):
     out = tmp_path / "out.wav"
     assert main(["generate", "--seconds", "0.01", "--out", str(out), "--quiet", "--temperature", "0.5"] + TINY) == 0

@@ -1,9 +1,11 @@
 """The sampling loop shared by the engines that step in Python (naive, torch).
 
 A step engine turns tokens into next-token logits: ``prefill(prompt)`` runs the whole prompt and
-``step(tokens)`` one more position. This base class runs the loop around them with the shared
-sampling contract: the uniform for generated sample n of stream b is ``philox_uniform(seed, n, b)``,
-so the audio depends on the seed only, never on the engine or the chunk size.
+``step(tokens)`` one more position (``sample_and_step`` draws and steps; an engine that captures a
+CUDA graph overrides it so that sampling is inside the graph too). This base class runs the loop
+around them with the shared sampling contract: the uniform for generated sample n of stream b is
+``philox_uniform(seed, n, b)``, so the audio depends on the seed only, never on the engine or the
+chunk size.
 """
 from __future__ import annotations
 
@@ -46,11 +48,18 @@ class StepEngine:
                 steps = torch.arange(start, start + count, device=self.device)
                 uniforms = _philox_uniform_unchecked(seed_words, steps[:, None], streams[None, :])  # (count, B)
                 for i in range(count):
-                    tokens = _sample_tokens_unchecked(logits, uniforms[i], params)
-                    out[:, i] = tokens
                     if start + i + 1 < n_samples:
-                        logits = self.step(tokens)
+                        tokens, logits = self.sample_and_step(logits, uniforms[i], params)
+                    else:  # the last sample: nothing reads a further step
+                        tokens = _sample_tokens_unchecked(logits, uniforms[i], params)
+                    out[:, i] = tokens
             yield out.cpu()
+
+    def sample_and_step(self, logits: torch.Tensor, u: torch.Tensor, params: SamplingParams):
+        """Draw the next tokens (B,) from logits (B, classes) with uniforms u (B,), and step them
+        -> (tokens, the next logits). One method, so an engine can run both as one CUDA graph."""
+        tokens = _sample_tokens_unchecked(logits, u, params)
+        return tokens, self.step(tokens)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """The cached torch engine for the sample Transformer: a preallocated KV cache, one decode step per
-sample, in plain torch (gpt-fast style: static shapes, no host syncs, so on a GPU the step is
-captured once in a CUDA graph and replayed).
+sample, in plain torch (gpt-fast style: static shapes, no host syncs, so on a GPU the step and the
+sampling are captured once in a CUDA graph and replayed).
 
 Per layer the cache holds the rotated keys and the values of the last ``context`` positions,
 (B, heads, context, head_dim), as a ring: position t lives in slot t % context. Attention is blind
@@ -8,8 +8,8 @@ to slot order (``decode_attention`` attends to the first ``min(t + 1, context)``
 they hold), so once the generation outgrows the context each new position simply overwrites the
 oldest: a sliding window, exactly the model's banded forward. A prompt fills the cache with one
 parallel forward. The conditioned variant keeps the last ``cond_patches * cond_hop`` samples as
-waveform in a second ring and recomputes its latent once per ``cond_hop`` samples, eagerly, into a
-buffer the step reads.
+waveform in a second ring (written by the step) and recomputes its latent once per ``cond_hop``
+samples, eagerly, into a buffer the step reads.
 
 It reads the exported weight format (``SampleTransformer.export_weights``), the one the native
 engines read, and is the reference they are held to. fp32, on whatever device the model is on.
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..models.blocks import apply_rope, rope_tables
 from ..ops.decode_attention import decode_attention
+from .sampling import _sample_tokens_unchecked
 from .step_engine import StepEngine
 
 
@@ -38,9 +39,10 @@ class _Layer:
 
 
 class TorchTransformerEngine(StepEngine):
-    """Incremental SampleTransformer with a KV cache; ``cond`` is empty (the model takes none)."""
+    """Incremental SampleTransformer with a KV cache; ``cond`` is empty (the model takes none).
+    ``cuda_graph=False`` keeps the loop eager on CUDA (to measure what the graph saves)."""
 
-    def __init__(self, model, batch: int, cond: dict):
+    def __init__(self, model, batch: int, cond: dict, cuda_graph: bool = True):
         if any(p.dtype != torch.float32 for p in model.parameters()):
             raise ValueError("the torch engine runs fp32 models; call model.float() first")
         self.model = model
@@ -65,6 +67,7 @@ class TorchTransformerEngine(StepEngine):
             self.latent = torch.zeros(batch, c["width"], device=device)
             self.recent = torch.zeros(batch, c["cond_patches"] * c["cond_hop"], device=device)  # waveform ring
             self.amplitude = get("context.amplitude")
+        self.cuda_graph = cuda_graph and device.type == "cuda"
         self.graph = None
         self.eager_steps = 0
 
@@ -89,38 +92,41 @@ class TorchTransformerEngine(StepEngine):
         return self._logits(x[:, -1])
 
     def step(self, tokens):
-        """tokens (B,) at the next position -> logits (B, classes) for the position after it.
+        """tokens (B,) at the next position -> logits (B, classes) for the position after it."""
+        self._begin_position()
+        return self._decode(tokens)
 
-        On CUDA the returned tensor is the graph's output buffer, overwritten by the next step."""
-        t = self.position
-        if self.conditioned:
-            if t % self.config["cond_hop"] == 0:  # a new block: its latent reads the samples before t
-                self._update_latent(t)
-            self.recent[:, t % self.recent.shape[1]] = self.amplitude[tokens]
-        self.position = t + 1
-        if self.device.type != "cuda":
-            return self._decode(tokens)
-        return self._graphed_decode(tokens)
-
-    def _update_latent(self, t):
-        """The latent of the block starting at t, from the ring's samples [t - size, t)."""
-        window = torch.roll(self.recent, -(t % self.recent.shape[1]), dims=1)  # oldest first
-        self.latent.copy_(self.model.context_encoder(window)[:, -1])
-
-    def _graphed_decode(self, tokens):
-        """The first step runs eagerly (it compiles the Triton kernels and initialises cuBLAS, the
-        warm-up capture needs); the second captures the step once; every later one replays it."""
+    def sample_and_step(self, logits, u, params):
+        """On CUDA, sampling and the decode step run as one CUDA graph: captured on the second call
+        (the first runs eagerly, compiling the Triton kernels and initialising cuBLAS, the warm-up a
+        capture needs) for this generation's sampling policy, then replayed: a few launches per
+        sample instead of about a hundred. The returned logits are the graph's buffer."""
+        if not self.cuda_graph:
+            return super().sample_and_step(logits, u, params)
         if self.graph is None and self.eager_steps == 0:
             self.eager_steps += 1
-            return self._decode(tokens)
+            return super().sample_and_step(logits, u, params)
+        self._begin_position()
         if self.graph is None:
-            self.static_tokens = tokens.clone()
+            self.graph_logits, self.graph_u = logits.clone(), u.clone()
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph):
-                self.static_logits = self._decode(self.static_tokens)
-        self.static_tokens.copy_(tokens)
+                self.graph_tokens = _sample_tokens_unchecked(self.graph_logits, self.graph_u, params)
+                self.graph_logits.copy_(self._decode(self.graph_tokens))
+        elif logits is not self.graph_logits:
+            self.graph_logits.copy_(logits)
+        self.graph_u.copy_(u)
         self.graph.replay()
-        return self.static_logits
+        return self.graph_tokens, self.graph_logits
+
+    def _begin_position(self):
+        """Host-side work before decoding position ``self.position``: a new block's latent (it reads
+        only the samples before the block, all known by now)."""
+        t = self.position
+        if self.conditioned and t % self.config["cond_hop"] == 0:
+            window = torch.roll(self.recent, -(t % self.recent.shape[1]), dims=1)  # oldest first
+            self.latent.copy_(self.model.context_encoder(window)[:, -1])
+        self.position = t + 1
 
     def _decode(self, tokens):
         """One position for every stream, reading the position from the device: no host syncs."""
@@ -130,6 +136,8 @@ class TorchTransformerEngine(StepEngine):
         x = self.embedding[tokens]  # (B, W)
         if self.conditioned:
             x = x + self.latent
+            ring = self.recent.shape[1]  # this sample's waveform, for the latents of later blocks
+            self.recent.index_copy_(1, (position % ring).reshape(1), self.amplitude[tokens].unsqueeze(1))
         cos, sin = rope_tables(position, head_dim, c["rope_base"], torch.float32)  # (D / 2,)
         slot = (position % context).reshape(1)
         lengths = torch.clamp(position + 1, max=context).expand(batch)

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops import causal_attention
+
 
 
 def rope_tables(positions: torch.Tensor, head_dim: int, base: float, dtype: torch.dtype):
@@ -52,7 +54,6 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x, cos, sin, window: int | None = None, kv: list | None = None):
         """x (B, T, W); cos / sin (T, head_dim / 2); window: keys within the last ``window``
         positions (None: all earlier ones); ``kv``: when a list, (k, v) are appended to it."""
-        from ..ops.causal_attention import causal_attention  # TEMP until the op lands
         q, k, v = self.project(x, cos, sin)
         if kv is not None:
             kv.append((k, v))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 
 from ._backend import backend
+from .causal_attention import causal_attention, causal_attention_reference
+from .decode_attention import decode_attention, decode_attention_reference
 from .dilated_causal_conv1d import dilated_causal_conv1d, dilated_causal_conv1d_reference
 from .wavenet_block import wavenet_block, wavenet_block_reference
 
@@ -104,6 +106,50 @@ def conv_errors(x, weight, bias, dy, dilation: int, dtype: torch.dtype, device) 
     return errors
 
 
+def random_decode(batch, heads, max_len, head_dim, seed=0):
+    """-> (q (B, H, D), k_cache, v_cache (B, H, L_max, D)), float32 on the CPU."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(batch, heads, head_dim, generator=g), torch.randn(batch, heads, max_len, head_dim, generator=g),
+            torch.randn(batch, heads, max_len, head_dim, generator=g))
+
+
+def decode_attention_errors(q, k_cache, v_cache, cache_lens, dtype: torch.dtype, device, scale=None,
+                            splits: int = 0) -> dict[str, float]:
+    """The decode kernel (forward only: an inference op) against its reference on the same inputs in
+    float64; splits 0 lets the op choose."""
+    q, k_cache, v_cache = (t.to(device, dtype) for t in (q, k_cache, v_cache))
+    cache_lens = cache_lens.to(device)
+    with backend("triton"):
+        out = decode_attention(q, k_cache, v_cache, cache_lens, scale, _splits=splits)
+    ref = decode_attention_reference(q.double(), k_cache.double(), v_cache.double(), cache_lens, scale)
+    if out.dtype != dtype or out.shape != q.shape:
+        raise AssertionError(f"decode attention returned {out.dtype} {tuple(out.shape)} for {dtype} {tuple(q.shape)}")
+    return {"out": rel_error(out, ref)}
+
+
 def worst(errors: dict[str, float]) -> tuple[str, float]:
     name = max(errors, key=errors.get)
     return name, errors[name]
+
+
+def random_attention(batch, heads, length, head_dim, seed=0) -> tuple[torch.Tensor, ...]:
+    """-> (q, k, v, d_out), float32 on the CPU, each (batch, heads, length, head_dim)."""
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(batch, heads, length, head_dim, generator=g) for _ in range(4))
+
+
+def attention_errors(q, k, v, d_out, dtype: torch.dtype, device, scale=None, window=None) -> dict[str, float]:
+    """causal_attention's kernel (forced) against the float64 reference: {"out", "dq", "dk", "dv"}.
+    The inputs keep their layout (strided views stay strided) on the way to ``device`` / ``dtype``."""
+    inputs = [t.to(device=device, dtype=dtype).detach().requires_grad_() for t in (q, k, v)]
+    with backend("triton"):
+        out = causal_attention(*inputs, scale=scale, window=window)
+        grads = torch.autograd.grad(out, inputs, d_out.to(device, dtype))
+    ref = leaves(inputs, torch.float64, device)
+    out_ref = causal_attention_reference(*ref, scale=scale, window=window)
+    grads_ref = torch.autograd.grad(out_ref, ref, d_out.to(device, torch.float64))
+    if out.dtype != dtype or out.shape != q.shape or any(g.dtype != dtype or g.shape != q.shape for g in grads):
+        raise AssertionError("the kernel returned a different dtype or shape than its input")
+    errors = {"out": rel_error(out, out_ref)}
+    errors.update({"d" + n: rel_error(g, r) for n, g, r in zip("qkv", grads, grads_ref)})
+    return errors
