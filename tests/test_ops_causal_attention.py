@@ -2,6 +2,10 @@
 torch's scaled_dot_product_attention in float64, forward and every gradient; causal and windowed
 masks and the blocks they skip; layouts; custom-op registration, torch.compile, autocast; bad input."""
 import importlib
+import os
+import pathlib
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -14,6 +18,8 @@ from ops_cases import kernel_targets, needs_triton
 pytestmark = needs_triton
 # the module itself (fastwave.ops exports the function under the module's name)
 attention_module = importlib.import_module("fastwave.ops.causal_attention")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEVICE = kernel_targets()[0][0]  # where the forced kernels run: the interpreter on a CPU, else the GPU
 
 # (batch, heads, length, head dim, window, scale). In the interpreter the forward and dQ kernels take
 # 32 queries x 16 keys per step, dK / dV 16 x 32 (kernels/flash_attention.py): these lengths end
@@ -37,13 +43,19 @@ def test_attention_forward_and_gradients_match_reference(device, dtype, shape, f
     assert worst(errors)[1] < TOLERANCE[dtype], errors
 
 
+def attention_case(batch, heads, length, head_dim, grad=False):
+    """random_attention's (q, k, v, d_out) on DEVICE, q, k and v requiring grad if asked."""
+    q, k, v, do = (t.to(DEVICE) for t in random_attention(batch, heads, length, head_dim))
+    return (*(t.requires_grad_(grad) for t in (q, k, v)), do)
+
+
 def test_attention_strided_inputs(fp32_exact):
     """q, k, v as views of (B, N, H, D) projections, and one with D not in unit steps (copied)."""
-    q, k, v, do = random_attention(2, 3, 37, 32)
+    q, k, v, do = attention_case(2, 3, 37, 32)
     q_t, k_t = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in (q, k))  # row stride H * D
     v_t = v.transpose(2, 3).contiguous().transpose(2, 3)  # D strided
     assert not (q_t.is_contiguous() or k_t.is_contiguous() or v_t.stride(-1) == 1)
-    errors = attention_errors(q_t, k_t, v_t, do, torch.float32, "cpu", window=20)
+    errors = attention_errors(q_t, k_t, v_t, do, torch.float32, DEVICE, window=20)
     assert worst(errors)[1] < 1e-5, errors
     with ops.backend("triton"):
         assert torch.equal(causal_attention(q_t, k_t, v_t), causal_attention(q, k, v))
@@ -53,7 +65,7 @@ def test_attention_strided_inputs(fp32_exact):
 def test_attention_that_sees_one_key_returns_the_values(length, window, fp32_exact):
     """Each query sees only its own key (a window of 1, or a single step): out = v, dv = d_out, and
     q, k get no gradient (which a relative error cannot measure)."""
-    q, k, v, do = (t.requires_grad_() for t in random_attention(1, 2, length, 16))
+    q, k, v, do = attention_case(1, 2, length, 16, grad=True)
     with ops.backend("triton"):
         out = causal_attention(q, k, v, window=window)
         dq, dk, dv = torch.autograd.grad(out, (q, k, v), do)
@@ -63,10 +75,10 @@ def test_attention_that_sees_one_key_returns_the_values(length, window, fp32_exa
 
 
 def test_attention_saves_the_log_sum_exp(fp32_exact):
-    q, k, v, _ = random_attention(2, 2, 45, 16)
+    q, k, v, _ = attention_case(2, 2, 45, 16)
     for window in (None, 7):
-        scores = (q @ k.transpose(-1, -2)).double() * 0.3
-        lag = torch.arange(45)[:, None] - torch.arange(45)[None, :]
+        scores = (q.double() @ k.double().transpose(-1, -2)) * 0.3
+        lag = torch.arange(45, device=DEVICE)[:, None] - torch.arange(45, device=DEVICE)[None, :]
         visible = (lag >= 0) & (lag < (window or 45))
         expected = torch.logsumexp(scores.masked_fill(~visible, float("-inf")), dim=-1)
         for backend in ("triton", "torch"):
@@ -96,7 +108,7 @@ def test_attention_never_loads_skipped_blocks(monkeypatch, window):
     """NaN in the blocks a program skips stays out of its results; a block loaded and masked would
     let it through (0 * NaN is NaN in P V), so this fails where skipping does."""
     small_blocks(monkeypatch)
-    q, k, v, do = random_attention(1, 2, 80, 16)
+    q, k, v, do = attention_case(1, 2, 80, 16)
     clean = outputs_and_grads(q, k, v, do, window)
     # keys and values from step 40: query blocks before their block never load them (queries 32..47
     # share the masked diagonal block 32..47 with them, so P V is NaN there)
@@ -123,7 +135,7 @@ def test_attention_never_loads_skipped_blocks(monkeypatch, window):
 
 @pytest.mark.parametrize("window", [None, 6])
 def test_attention_output_ignores_keys_it_may_not_see(window):
-    q, k, v, _ = random_attention(1, 2, 50, 16)
+    q, k, v, _ = attention_case(1, 2, 50, 16)
     k2, v2 = k.clone(), v.clone()
     i = 29
     k2[:, :, i + 1:] += 1.0
@@ -163,7 +175,7 @@ def test_gradcheck_in_float64():
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_custom_ops_pass_opcheck(backend):
     """Schema, fake implementations, autograd registration and tracing, as torch checks them."""
-    q, k, v, do = random_attention(1, 2, 20, 16)
+    q, k, v, do = attention_case(1, 2, 20, 16)
     q = q.transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()  # strided
     k, v = k.requires_grad_(), v.requires_grad_()
     with ops.backend(backend):
@@ -175,7 +187,7 @@ def test_custom_ops_pass_opcheck(backend):
 
 
 def test_gradients_only_where_required():
-    q, k, v, do = random_attention(1, 2, 21, 16)
+    q, k, v, do = attention_case(1, 2, 21, 16)
     v.requires_grad_()
     with ops.backend("triton"):
         (dv,) = torch.autograd.grad(causal_attention(q, k, v, window=9), v, do)
@@ -185,19 +197,21 @@ def test_gradients_only_where_required():
     assert rel_error(dv, dv_ref) < 1e-5
 
 
-def test_gradient_through_a_sum():
-    """out.sum() sends back an expanded gradient (stride 0 everywhere)."""
-    q, k, v, _ = (t.requires_grad_() for t in random_attention(1, 1, 19, 16))
+@pytest.mark.parametrize("reduce", [lambda out: out.sum(), lambda out: out.sum(2).square().sum()])
+def test_gradient_through_a_sum(reduce):
+    """A sum sends back an expanded output gradient: stride 0 everywhere (copied: D must be in unit
+    steps), or along the sequence only (read in place)."""
+    q, k, v, _ = attention_case(1, 2, 19, 16, grad=True)
     with ops.backend("triton"):
-        grads = torch.autograd.grad(causal_attention(q, k, v).sum(), (q, k, v))
+        grads = torch.autograd.grad(reduce(causal_attention(q, k, v)), (q, k, v))
     ref = [t.detach().double().requires_grad_() for t in (q, k, v)]
-    grads_ref = torch.autograd.grad(causal_attention_reference(*ref).sum(), ref)
+    grads_ref = torch.autograd.grad(reduce(causal_attention_reference(*ref)), ref)
     assert all(rel_error(g, r) < 1e-5 for g, r in zip(grads, grads_ref))
 
 
 def test_torch_compile_without_graph_breaks():
-    q, k, v, _ = (t.requires_grad_() for t in random_attention(1, 2, 24, 16))
-    w = torch.randn(16, 16, requires_grad=True)
+    q, k, v, _ = attention_case(1, 2, 24, 16, grad=True)
+    w = torch.randn(16, 16, device=DEVICE, requires_grad=True)
 
     def layer(q, k, v, w):
         return causal_attention(q @ w, k, v, window=10).square().sum()
@@ -211,9 +225,9 @@ def test_torch_compile_without_graph_breaks():
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_autocast_computes_in_the_autocast_dtype(backend):
-    q, k, v, _ = (t.requires_grad_() for t in random_attention(1, 2, 17, 16))
+    q, k, v, _ = attention_case(1, 2, 17, 16, grad=True)
     expected = causal_attention_reference(q, k, v)
-    with ops.backend(backend), torch.autocast("cpu", dtype=torch.float16):
+    with ops.backend(backend), torch.autocast(DEVICE, dtype=torch.float16):
         out = causal_attention(q, k, v)
         grads = torch.autograd.grad(out.float().square().sum(), (q, k, v))
     assert out.dtype == torch.float16 and all(g.dtype == torch.float32 for g in grads)
@@ -222,7 +236,7 @@ def test_autocast_computes_in_the_autocast_dtype(backend):
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_attention_of_an_empty_sequence(backend):
-    q, k, v = (torch.zeros(2, 3, 0, 16, requires_grad=True) for _ in range(3))
+    q, k, v = (torch.zeros(2, 3, 0, 16, device=DEVICE, requires_grad=True) for _ in range(3))
     with ops.backend(backend):
         out = causal_attention(q, k, v, window=4)
         grads = torch.autograd.grad(out.sum(), (q, k, v))
@@ -253,3 +267,15 @@ def test_attention_refuses_bad_arguments(change, error, message):
         args[name] = getattr(args[name], value)() if isinstance(value, str) else value
     with pytest.raises(error, match=message):
         causal_attention(**args)
+
+
+def test_kernels_compile_for_a_gpu_without_spills():
+    """The kernels as a GPU build compiles them (sm_90, bf16, a head dimension padded in registers,
+    with and without a window; Triton's bundled ptxas, no GPU needed): all build and fit."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "triton_resources.py"), "--attention",
+                           "--arch", "90", "--dtype", "bf16", "--head-dim", "80", "--variants"],
+                          capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if "regs" in line]
+    assert len(lines) == 7 and all(" spill stack     0 B" in line for line in lines), done.stdout

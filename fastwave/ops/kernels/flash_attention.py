@@ -80,7 +80,7 @@ def store_tile(ptr, start, rows, cols, stride, n_rows, value, HEAD_DIM: tl.const
 
 @triton.jit
 def visible(m, n, N, window, WINDOWED: tl.constexpr):
-    """Whether query m sees key m (index tensors that broadcast to a tile): n <= m < N, and within
+    """Whether query m sees key n (index tensors that broadcast to a tile): n <= m < N, and within
     the window. Queries past N see nothing (their rows are padding)."""
     mask = (n <= m) & (m < N)
     if WINDOWED:
@@ -100,8 +100,8 @@ def key_blocks(start_m, N, window, WINDOWED: tl.constexpr, BLOCK_M: tl.constexpr
         # the first block inside the last query's window
         full_lo = tl.minimum(tl.cdiv(tl.maximum(start_m + BLOCK_M - window, 0), BLOCK_N) * BLOCK_N, diag_lo)
     else:
-        lo = diag_lo * 0
-        full_lo = lo
+        lo = 0
+        full_lo = 0
     return lo, full_lo, diag_lo, hi
 
 
@@ -338,10 +338,11 @@ def attention_config(kernel: str, head_dim: int, itemsize: int) -> dict:
     GPU (FlashAttention-2's shapes): a program's own rows (queries in the forward and dQ, keys in
     dK / dV) form the long edge, so that each block streamed past them is used against many rows; the
     streamed edge is short, which keeps the fp32 score tile and the pipeline's shared-memory buffers
-    small. 8 warps share the fp32 accumulators. dK / dV holds two of them (and K, V) beside the
-    transposed score tile, so above D = 64 its key block halves; fp32 operands take twice the
-    registers and shared memory, so their tiles are halved again and pipelined 2 deep. These are the
-    largest such tiles that compile for sm_90 without spills in bf16 / fp16 and in fp32 with TF32
+    small. 8 warps share the fp32 accumulators. Above D = 64 the accumulators and operand tiles
+    double, so one edge of each tile halves (the forward's key block, as FlashAttention-2 does for
+    D = 128); fp32 operands take twice the registers and shared memory of bf16 / fp16, so their tiles
+    are smaller still and pipelined 2 deep. These are the largest such tiles that compile without
+    spills for sm_80 and sm_90 in bf16 / fp16, and for sm_90 in fp32 with TF32
     (benchmarks/triton_resources.py --attention); exact-fp32 dots, which Triton runs on FMA units
     rather than tensor cores, spill at D = 128. They have not been timed against each other yet.
 
@@ -354,8 +355,10 @@ def attention_config(kernel: str, head_dim: int, itemsize: int) -> dict:
     if kernel == "delta":
         config = dict(BLOCK_M=64, num_warps=4, num_stages=1)
     elif itemsize <= 2:
-        config = {"forward": dict(BLOCK_M=128, BLOCK_N=64), "dq": dict(BLOCK_M=128, BLOCK_N=32),
-                  "dkdv": dict(BLOCK_M=32, BLOCK_N=128 if head_dim <= 64 else 64)}[kernel]
+        narrow = head_dim <= 64
+        config = {"forward": dict(BLOCK_M=128, BLOCK_N=64 if narrow else 32),
+                  "dq": dict(BLOCK_M=128 if narrow else 64, BLOCK_N=32),
+                  "dkdv": dict(BLOCK_M=32, BLOCK_N=128 if narrow else 64)}[kernel]
         config.update(num_warps=8, num_stages=3)
     else:
         config = {"forward": dict(BLOCK_M=64, BLOCK_N=32), "dq": dict(BLOCK_M=64, BLOCK_N=32),
