@@ -41,13 +41,13 @@ import platform
 import sys
 import time
 
-# This checkout's fastwave, and gpu_wavenet_kernels beside this file (also when it is loaded by path).
+# This checkout's fastwave, and gpu_timing beside this file (also when it is loaded by path).
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-import gpu_wavenet_kernels as wavenet_bench  # its copy-bandwidth measurement
 import torch
 import torch.nn.functional as F
+from gpu_timing import copy_bandwidth
 
 from fastwave.engines.sampling import SamplingParams
 from fastwave.engines.step_engine import exact_fp32
@@ -382,7 +382,7 @@ def main(argv=None):
     with backend("triton"):  # the kernels, never a silent fallback to the references
         result["checks"] = check("cuda" if on_gpu else "cpu", dtypes, small=not on_gpu)
         if not args.check_only:
-            result["copy_gbs"] = wavenet_bench.copy_bandwidth()
+            result["copy_gbs"] = copy_bandwidth(DEVICE)
             print(f"copy bandwidth {result['copy_gbs']:.0f} GB/s")
             result["attention"], result["sdpa_default_backend"] = bench_attention()
             result["decode"] = bench_decode(result["copy_gbs"])

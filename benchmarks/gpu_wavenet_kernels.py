@@ -27,8 +27,10 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # gpu_timing, also when this file is loaded by path
 
 import torch  # noqa: E402
+from gpu_timing import copy_bandwidth, cuda_graphed  # noqa: E402
 
 from fastwave.engines.step_engine import exact_fp32  # noqa: E402
 from fastwave.ops import backend, wavenet_block, wavenet_block_reference  # noqa: E402
@@ -82,15 +84,6 @@ def check(device: str, dtypes: list[torch.dtype], small: bool) -> list[dict]:
 
 # ---- timing ------------------------------------------------------------------------------------
 
-def copy_bandwidth() -> float:
-    """GB/s of a device-to-device copy of 1 GiB (bytes read + bytes written)."""
-    from triton.testing import do_bench
-    src = torch.empty(2 ** 28 if DEVICE == "cuda" else 2 ** 20, device=DEVICE, dtype=torch.float32)
-    dst = torch.empty_like(src)
-    ms = do_bench(lambda: dst.copy_(src), return_mode="median")
-    return 2 * src.numel() * 4 / ms / 1e6
-
-
 def layer_bytes(dtype: torch.dtype, backward: bool) -> int:
     c = LAYER
     per_step = 2 * c["residual"] + c["skip"]  # read x, write residual + skip
@@ -117,21 +110,6 @@ def time_layer(dtype, dilation: int, fused: bool, backward: bool) -> float:
 
     with torch.set_grad_enabled(backward):
         return do_bench(forward_backward if backward else forward, return_mode="median")
-
-
-def cuda_graphed(fn):
-    """``fn`` captured in a CUDA graph (after a warm-up on a side stream, as torch's docs do): its
-    replay costs one launch, so what is timed is the GPU's work without Python's per-op overhead."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph.replay
 
 
 def time_stack(dtype, fused: bool, backward: bool, graphed: bool = False) -> float:
@@ -230,7 +208,7 @@ def main(argv=None):
     with backend("auto"):
         result["checks"] = check("cuda" if on_gpu else "cpu", dtypes, small=not on_gpu)
         if not args.check_only:
-            result["copy_gbs"] = copy_bandwidth()
+            result["copy_gbs"] = copy_bandwidth(DEVICE)
             print(f"copy bandwidth {result['copy_gbs']:.0f} GB/s")
             result.update(bench(dtypes, result["copy_gbs"]))
             if args.sweep:

@@ -15,3 +15,18 @@ def kernel_targets():
     if torch.cuda.is_available():
         return [("cuda", torch.float32), ("cuda", torch.float16), ("cuda", torch.bfloat16)]
     return [("cpu", torch.float32), ("cpu", torch.float16)]
+
+
+def run_do_bench_once(monkeypatch) -> list:
+    """Replace triton.testing.do_bench with one call of the function timed as 1 ms, for the GPU
+    benchmarks' smoke tests on the CPU -> the list of functions it was called with."""
+    import triton.testing
+    calls = []
+
+    def run_once(fn, **kwargs):
+        fn()
+        calls.append(fn)
+        return 1.0
+
+    monkeypatch.setattr(triton.testing, "do_bench", run_once)
+    return calls

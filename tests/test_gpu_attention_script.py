@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from ops_cases import needs_triton
+from ops_cases import needs_triton, run_do_bench_once
 
 from fastwave import ops
 
@@ -54,18 +54,9 @@ def test_timing_code_runs_on_tiny_shapes(monkeypatch, capsys):
     """The timing half needs a GPU; here it runs once on the CPU (kernels in the interpreter, fp32:
     the interpreter has no bf16) with do_bench replaced, so that a Python error cannot wait for the
     first GPU session."""
-    import triton.testing
-    calls = []
-
-    def run_once(fn, **kwargs):
-        fn()
-        calls.append(fn)
-        return 1.0
-
-    monkeypatch.setattr(triton.testing, "do_bench", run_once)
+    calls = run_do_bench_once(monkeypatch)
     bench = load_benchmark()
     monkeypatch.setattr(bench, "DEVICE", "cpu")
-    monkeypatch.setattr(bench.wavenet_bench, "DEVICE", "cpu")
     monkeypatch.setattr(bench, "ATTENTION", {"batch": 1, "heads": 2, "head_dim": 16, "dtype": torch.float32})
     monkeypatch.setattr(bench, "LENGTHS", [16, 33])
     monkeypatch.setattr(bench, "FORWARD_TARGET_FROM", 32)
@@ -74,7 +65,7 @@ def test_timing_code_runs_on_tiny_shapes(monkeypatch, capsys):
     monkeypatch.setattr(bench, "MODEL", {"layers": 1, "heads": 1, "width": 16, "context": 8})
     monkeypatch.setattr(bench, "GENERATION", {"batches": [1, 2], "chunk": 4, "timed_chunks": 1})
     with ops.backend("triton"):
-        result = {"device": "cpu", "torch": "", "triton": "", "copy_gbs": bench.wavenet_bench.copy_bandwidth()}
+        result = {"device": "cpu", "torch": "", "triton": "", "copy_gbs": bench.copy_bandwidth("cpu")}
         result["attention"], result["sdpa_default_backend"] = bench.bench_attention()
         result["decode"] = bench.bench_decode(result["copy_gbs"])
         result["generation"] = bench.bench_generation()

@@ -13,7 +13,7 @@ import torch
 
 import fastwave
 from fastwave import ops
-from ops_cases import needs_triton
+from ops_cases import needs_triton, run_do_bench_once
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -56,21 +56,13 @@ def test_gpu_benchmark_correctness_half_passes_under_the_interpreter(tmp_path):
 def test_gpu_benchmark_timing_code_runs_on_tiny_shapes(monkeypatch):
     """The timing half needs a GPU; here it runs once on the CPU (kernels in the interpreter) with
     do_bench replaced, so that a Python error cannot wait for the first GPU session."""
-    import triton.testing
-    calls = []
-
-    def run_once(fn, **kwargs):
-        fn()
-        calls.append(fn)
-        return 1.0
-
-    monkeypatch.setattr(triton.testing, "do_bench", run_once)
+    calls = run_do_bench_once(monkeypatch)
     bench = load_benchmark()
     monkeypatch.setattr(bench, "DEVICE", "cpu")
     monkeypatch.setattr(bench, "LAYER", dict(batch=1, length=40, residual=4, gate=6, skip=5, layers=2))
     monkeypatch.setattr(bench, "DILATIONS", [1, 16])
     with ops.backend("triton"):
-        result = bench.bench([torch.float32], bench.copy_bandwidth())
+        result = bench.bench([torch.float32], bench.copy_bandwidth("cpu"))
     assert [(r["pass_"], r["dilation"]) for r in result["layers"]] == [
         ("forward", 1), ("forward", 16), ("forward+backward", 1), ("forward+backward", 16)]
     assert [r["pass_"] for r in result["stacks"]] == ["forward", "forward+backward"]

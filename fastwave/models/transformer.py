@@ -37,6 +37,7 @@ from .._checks import check_tokens
 from ..audio import mulaw_decode
 from ..ops import DilatedCausalConv1d
 from .blocks import TransformerBlock, init_gpt_weights, rope_tables
+from .sample_model import SampleModel
 
 
 @dataclass
@@ -131,19 +132,15 @@ class ContextEncoder(nn.Module):
         return self.proj(x.transpose(1, 2))
 
 
-class SampleTransformer(nn.Module):
+class SampleTransformer(SampleModel):
     """GPT-style Transformer over ``classes`` mu-law levels; see the module docstring."""
 
     model_type = "transformer"
     config_class = SampleTransformerConfig
 
     def __init__(self, config: SampleTransformerConfig | None = None, **overrides):
-        super().__init__()
-        if config is None:
-            config = SampleTransformerConfig(**overrides)
-        elif overrides:
-            config = SampleTransformerConfig(**{**config.to_dict(), **overrides})
-        self.config = c = config
+        super().__init__(config, **overrides)
+        c = self.config
         self.embedding = nn.Embedding(c.classes, c.width)
         self.context_encoder = ContextEncoder(c) if c.cond_window else None
         self.layers = nn.ModuleList(TransformerBlock(c.width, c.heads, c.mlp_ratio, c.dropout) for _ in range(c.layers))
@@ -152,18 +149,10 @@ class SampleTransformer(nn.Module):
         init_gpt_weights(self, c.layers)
 
     @classmethod
-    def conditioned(cls, cond_window: int = 4000, **overrides) -> "SampleTransformer":
+    def conditioned(cls, cond_window: int = 4000, **overrides) -> SampleTransformer:
         """The context-conditioned variant: a causal CNN over the last ``cond_window`` samples
         (default 4,000 = 250 ms at 16 kHz) conditions every position (module docstring)."""
         return cls(cond_window=cond_window, **overrides)
-
-    @property
-    def receptive_field(self) -> int:
-        return self.config.receptive_field
-
-    @property
-    def sample_rate(self) -> int:
-        return self.config.sample_rate
 
     @property
     def frame_hop(self) -> int:
@@ -217,11 +206,6 @@ class SampleTransformer(nn.Module):
         return {}
 
     # ---- exchange formats -------------------------------------------------------------------
-
-    def save(self, path) -> None:
-        """Write a safetensors checkpoint with the config inside; reload with ``fastwave.load_model``."""
-        from .checkpoint import save_checkpoint
-        save_checkpoint(self, path)
 
     def export_weights(self) -> tuple[dict, dict[str, np.ndarray]]:
         """The weight format every engine reads: (config, {name: contiguous float32 array}).

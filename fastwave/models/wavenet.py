@@ -29,6 +29,7 @@ from torch import nn
 from .._checks import check_global_cond, check_local_cond, check_tokens
 from ..ops import wavenet_block, wavenet_block_reference
 from ..ops._backend import use_triton
+from .sample_model import SampleModel
 
 
 @dataclass
@@ -103,7 +104,7 @@ class WaveNetLayer(nn.Module):
                      self.dilation, cond_gate, skip_in)
 
 
-class WaveNet(nn.Module):
+class WaveNet(SampleModel):
     """WaveNet over ``classes`` mu-law levels; see the module docstring for shapes and conditioning.
 
     ``fused`` (default True) runs each layer as one Triton kernel when the activations are on a GPU
@@ -114,27 +115,15 @@ class WaveNet(nn.Module):
     config_class = WaveNetConfig
 
     def __init__(self, config: WaveNetConfig | None = None, *, fused: bool = True, **overrides):
-        super().__init__()
+        super().__init__(config, **overrides)
         self.fused = fused
-        if config is None:
-            config = WaveNetConfig(**overrides)
-        elif overrides:
-            config = WaveNetConfig(**{**config.to_dict(), **overrides})
-        self.config = c = config
+        c = self.config
         self.embedding = nn.Embedding(c.classes, c.residual_channels)
         self.global_embedding = nn.Embedding(c.global_classes, c.global_channels) if c.global_classes else None
         self.layers = nn.ModuleList(
             WaveNetLayer(c, d, last=(i == c.layers - 1)) for i, d in enumerate(c.dilations))
         self.head = nn.ModuleList([nn.Conv1d(c.skip_channels, c.skip_channels, 1),
                                    nn.Conv1d(c.skip_channels, c.classes, 1)])
-
-    @property
-    def receptive_field(self) -> int:
-        return self.config.receptive_field
-
-    @property
-    def sample_rate(self) -> int:
-        return self.config.sample_rate
 
     @property
     def frame_hop(self) -> int:
@@ -218,11 +207,6 @@ class WaveNet(nn.Module):
         return out
 
     # ---- exchange formats -------------------------------------------------------------------
-
-    def save(self, path) -> None:
-        """Write a safetensors checkpoint with the config inside; reload with ``fastwave.load_model``."""
-        from .checkpoint import save_checkpoint
-        save_checkpoint(self, path)
 
     def export_weights(self) -> tuple[dict, dict[str, np.ndarray]]:
         """The one weight format every native engine reads: (config, {name: contiguous float32 array}).

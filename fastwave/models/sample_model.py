@@ -1,0 +1,37 @@
+"""What every sample model shares: its config, the properties the engines and tools read, ``save``.
+
+A sample model maps tokens (B, T) int64 in [0, config.classes) to logits (B, classes, T), where
+``logits[:, :, t]`` predicts token t + 1; subclasses set ``model_type`` (the checkpoint and engine
+key) and ``config_class`` (a dataclass with ``to_dict``, ``receptive_field`` and ``sample_rate``).
+"""
+from __future__ import annotations
+
+from torch import nn
+
+
+class SampleModel(nn.Module):
+    model_type: str
+    config_class: type
+
+    def __init__(self, config=None, **overrides):
+        """From a config, keyword arguments of the config, or a config with some fields overridden."""
+        super().__init__()
+        if config is None:
+            config = self.config_class(**overrides)
+        elif overrides:
+            config = self.config_class(**{**config.to_dict(), **overrides})
+        self.config = config
+
+    @property
+    def receptive_field(self) -> int:
+        """Tokens the newest logits can depend on."""
+        return self.config.receptive_field
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    def save(self, path) -> None:
+        """Write a safetensors checkpoint with the config inside; reload with ``fastwave.load_model``."""
+        from .checkpoint import save_checkpoint
+        save_checkpoint(self, path)
