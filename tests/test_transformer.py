@@ -249,3 +249,12 @@ def test_cuda_graph_step_gives_the_cpu_tokens(kw):
         TorchTransformerEngine.sample_and_step = original
     assert engines and engines[0].graph is not None
     assert torch.equal(cpu, gpu)
+
+
+def test_a_long_context_model_generates_like_its_forward():
+    """Context 16,384 (ten times the paper's): the cache is preallocated at that size and the cached
+    tokens are the full forward's."""
+    model = make_model(context=16384)
+    prompt = torch.randint(0, 32, (1, 300))
+    runs = [fastwave.generate(model, 12, prompt=prompt, seed=8, engine=e) for e in ("naive", "torch")]
+    assert torch.equal(runs[0], runs[1])
