@@ -83,11 +83,15 @@ def cmd_generate(args) -> int:
     device = _device(args.device)
     _check_seconds(args.seconds)
     fastwave.audio.audio_file_subtype(args.out)  # a bad --out fails now, not after generating
+    sizes = _sizes(args)
     if args.checkpoint:
+        if sizes:
+            raise ValueError("--checkpoint fixes the model; its size flags ("
+                             + ", ".join("--" + name.replace("_", "-") for name in sizes) + ") do not apply")
         model = fastwave.load_model(args.checkpoint, map_location=device)
     else:
         print(f"no --checkpoint: generating from a random-weight {args.model} (noise)", file=sys.stderr)
-        model = build_model(args.model, device, seed=args.seed, **_sizes(args))
+        model = build_model(args.model, device, seed=args.seed, **sizes)
     if getattr(model.config, "global_classes", 0) or getattr(model.config, "local_channels", 0):
         raise ValueError("this checkpoint is conditioned (global_classes / local_channels); generate from "
                          "Python with fastwave.generate(model, n, cond={...})")

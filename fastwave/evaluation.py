@@ -88,8 +88,8 @@ def evaluate_sample_model(model, tokens, *, segment: int | None = None, burn_in:
     model: a sample model (``model.config.classes``; forward(tokens (B, T)) -> logits (B, classes, T)).
     tokens: (T,) one stream, (N, T) streams, or a list of 1-D streams of any lengths >= 2; int tokens
       in [0, classes), numpy or torch. Every token after the first of each stream is a target.
-    segment: the model's input length per window (default 4096, capped at the stream); a model with a
-      limited context (a Transformer) needs ``segment`` within it. A window is ``segment + 1`` tokens
+    segment: the model's input length per window (default 4096, capped at the stream); any length
+      works for every model (the sample Transformer attends over a sliding window). A window is ``segment + 1`` tokens
       (inputs and targets); windows of one stream start every ``segment - burn_in`` tokens, so they
       overlap by ``burn_in + 1`` tokens.
     burn_in: 0 <= burn_in < segment leading predictions of each window that are context only and not

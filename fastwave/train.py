@@ -4,7 +4,9 @@
 
 Teacher forcing: each step draws ``batch_size`` random crops of ``segment + 1`` tokens from the
 training streams, feeds ``crop[:, :-1]`` and takes the cross-entropy of the logits (B, classes, T)
-against ``crop[:, 1:]``. AdamW (weight decay on matrices only), linear warm-up then cosine decay
+against ``crop[:, 1:]``. A model with a ``burn_in`` (the conditioned sample Transformer: its CNN's
+window) gets that many more tokens in front of each crop, as context only: their predictions would
+read a latent of silence where generation reads real audio, so they stay out of the loss. AdamW (weight decay on matrices only), linear warm-up then cosine decay
 (``lr_at``), gradient clipping, bf16 autocast on CUDA. The pieces (``lr_at``, ``make_optimizer``,
 ``sample_crops``) are separate so that other loops (checkpoint resume, other models) reuse them;
 the learning rate is a pure function of the step, so resuming needs no scheduler state.
@@ -78,7 +80,8 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
 
     model: a sample model on the device to train on (``model.config.classes``;
       forward(tokens (B, T)) -> logits (B, classes, T), logits[:, :, t] predicting token t + 1).
-    tokens: (T,), (N, T) or a list of 1-D streams of any lengths, each >= segment + 1 tokens; int in
+    tokens: (T,), (N, T) or a list of 1-D streams of any lengths, each >= segment + 1 (+ the model's
+      burn_in) tokens; int in
       [0, classes), numpy or torch.
     steps: optimizer updates. segment: the model's input length per crop (the crop is segment + 1).
     lr / warmup / min_lr_ratio: the schedule of ``lr_at``; warmup defaults to min(1000, steps // 10).
@@ -100,7 +103,8 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
     segment = check_int_arg(segment, "segment")
     warmup = min(1000, steps // 10) if warmup is None else check_int_arg(warmup, "warmup", minimum=0)
     _check_hyperparameters(lr, weight_decay, min_lr_ratio, grad_clip, seed)
-    streams = token_streams(tokens, classes, "tokens", min_length=segment + 1)
+    burn_in = getattr(model, "burn_in", 0)
+    streams = token_streams(tokens, classes, "tokens", min_length=burn_in + segment + 1)
     global_ids = stream_global_cond(model, cond, len(streams))
     if eval_tokens is not None:  # validated now rather than after the first eval_every steps
         eval_tokens = token_streams(eval_tokens, classes, "eval_tokens", min_length=2)
@@ -117,37 +121,41 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
     from tqdm.auto import tqdm
 
     model.train()
-    with _seeded_rng(seed, device), tqdm(range(steps), desc="train", disable=not progress) as bar:
-        running = None
-        for step in bar:
-            step_lr = lr_at(step, lr=lr, steps=steps, warmup=warmup, min_lr_ratio=min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = step_lr
-            crops, which = sample_crops(streams, batch_size, segment + 1, generator)
-            kwargs = {} if global_ids is None else {"global_cond": global_ids[which].to(device)}
-            loss = train_step(model, optimizer, crops.to(device), grad_clip, **kwargs)
-            history["loss"].append(loss)
-            history["lr"].append(step_lr)
-            running = loss if running is None else 0.95 * running + 0.05 * loss  # smoothed for display
-            bar.set_postfix(loss=f"{running:.4f}", lr=f"{step_lr:.2e}", refresh=False)
-            done = step + 1
-            if eval_tokens is not None and (done == steps or (eval_every and done % eval_every == 0)):
-                result = evaluate_sample_model(model, eval_tokens, segment=eval_segment, cond=eval_cond)
-                history["eval"].append({"step": done, **result})
-                if progress:
-                    bar.write(f"step {done}: eval {result['bits_per_sample']:.4f} bits/sample, "
-                              f"top-1 {result['top1']:.3f}")
-    model.eval()
+    try:
+        with _seeded_rng(seed, device), tqdm(range(steps), desc="train", disable=not progress) as bar:
+            running = None
+            for step in bar:
+                step_lr = lr_at(step, lr=lr, steps=steps, warmup=warmup, min_lr_ratio=min_lr_ratio)
+                for group in optimizer.param_groups:
+                    group["lr"] = step_lr
+                crops, which = sample_crops(streams, batch_size, burn_in + segment + 1, generator)
+                kwargs = {} if global_ids is None else {"global_cond": global_ids[which].to(device)}
+                loss = train_step(model, optimizer, crops.to(device), grad_clip, burn_in, **kwargs)
+                history["loss"].append(loss)
+                history["lr"].append(step_lr)
+                running = loss if running is None else 0.95 * running + 0.05 * loss  # smoothed for display
+                bar.set_postfix(loss=f"{running:.4f}", lr=f"{step_lr:.2e}", refresh=False)
+                done = step + 1
+                if eval_tokens is not None and (done == steps or (eval_every and done % eval_every == 0)):
+                    result = evaluate_sample_model(model, eval_tokens, segment=eval_segment, cond=eval_cond)
+                    history["eval"].append({"step": done, **result})
+                    if progress:
+                        bar.write(f"step {done}: eval {result['bits_per_sample']:.4f} bits/sample, "
+                                  f"top-1 {result['top1']:.3f}")
+    finally:
+        model.eval()  # also when a step raises or the loop is interrupted
     return history
 
 
-def train_step(model, optimizer, crops: torch.Tensor, grad_clip: float | None, **cond) -> float:
-    """One update on crops (B, segment + 1) on the model's device -> the loss (nats per target)."""
+def train_step(model, optimizer, crops: torch.Tensor, grad_clip: float | None, burn_in: int = 0,
+               **cond) -> float:
+    """One update on crops (B, burn_in + segment + 1) on the model's device -> the loss (nats per
+    target); the first ``burn_in`` predictions are context only."""
     inputs, targets = crops[:, :-1], crops[:, 1:]
     # bf16 autocast on CUDA (the parameters and the optimizer stay fp32); plain fp32 on the CPU.
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=crops.device.type == "cuda"):
         logits = model(inputs, **cond)
-    loss = F.cross_entropy(logits.float(), targets)
+    loss = F.cross_entropy(logits[:, :, burn_in:].float(), targets[:, burn_in:])
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip is not None:

@@ -239,6 +239,7 @@ def test_backward_is_an_error_not_a_wrong_gradient():
     (lambda q, k, v, n: (q, k, v.to("meta"), n), ValueError, "v_cache is on meta"),
     (lambda q, k, v, n: (q[..., :0], k[..., :0], v[..., :0], n), ValueError, "D >= 1"),
     (lambda q, k, v, n: (q, k, v, n, "0.5"), TypeError, "scale must be a float"),
+    (lambda q, k, v, n: (q, k, v, n, float("nan")), ValueError, "scale must be finite"),
 ])
 def test_decode_attention_refuses_bad_arguments(case, error, message):
     q, k, v = random_decode(2, 3, 10, 16)

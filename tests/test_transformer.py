@@ -46,7 +46,8 @@ def test_defaults_are_the_papers_three_layer_model():
 
 
 @pytest.mark.parametrize("bad", [dict(width=30), dict(heads=3), dict(width=8, heads=1), dict(context=0),
-                                 dict(classes=1), dict(cond_window=-1), dict(cond_kernel=5), dict(dropout=1.0)])
+                                 dict(classes=1), dict(cond_window=-1), dict(cond_kernel=5), dict(cond_kernel=2.0),
+                                 dict(rope_base=float("inf")), dict(dropout=1.0)])
 def test_bad_configs_are_refused(bad):
     with pytest.raises(ValueError):
         SampleTransformer(**{**TINY, **bad})
@@ -138,6 +139,49 @@ def numpy_logits(config, w, tokens):
     return layer_norm(x, w["norm_weight"], w["norm_bias"]) @ w["head_weight"].T + w["head_bias"]  # (T, A)
 
 
+def numpy_latents(config, w, tokens):
+    """An independent reading of the conditioning CNN's exported layout: block latents (blocks, W)."""
+    hop, patches = config["cond_hop"], config["cond_patches"]
+    blocks = -(-len(tokens) // hop)
+    waveform = np.concatenate([np.zeros(patches * hop), w["context.amplitude"][tokens]])[:(blocks + patches - 1) * hop]
+    gelu = np.vectorize(lambda v: 0.5 * v * (1 + math.erf(v / math.sqrt(2))))
+    x = gelu(waveform.reshape(-1, hop) @ w["context.patch_weight"].T + w["context.patch_bias"])  # (n, C)
+    for j, dilation in enumerate(config["cond_dilations"]):
+        taps = w[f"context.convs.{j}.weight"]  # (K, C, C)
+        conv = np.tile(w[f"context.convs.{j}.bias"], (len(x), 1))
+        for k in range(len(taps)):
+            shift = (len(taps) - 1 - k) * dilation  # tap k reads patch j - shift (zeros before the start)
+            shifted = np.concatenate([np.zeros((shift, x.shape[1])), x[:len(x) - shift]])
+            conv += shifted @ taps[k].T
+        x = x + gelu(conv)
+    return (x @ w["context.proj_weight"].T + w["context.proj_bias"])[patches - 1:]
+
+
+def test_exported_conditioning_layout_read_independently_in_numpy():
+    model = make_model(**CONDITIONED)
+    config, weights = model.export_weights()
+    tokens = torch.randint(0, 32, (37,))
+    with torch.no_grad():
+        expected = model.context_latents(tokens[None])[0].double().numpy()
+    got = numpy_latents(config, weights, tokens.numpy())
+    assert got.shape == expected.shape == (10, 32)
+    assert np.abs(got - expected).max() / np.abs(expected).max() < 1e-5
+
+
+def test_training_leaves_the_conditioning_burn_in_out_of_the_loss():
+    from fastwave.train import make_optimizer, train_step
+
+    model = make_model(**CONDITIONED)
+    burn_in = model.burn_in
+    assert burn_in == 16 and make_model().burn_in == 0
+    crops = torch.randint(0, 32, (2, burn_in + 21))
+    with torch.no_grad():
+        logits = model(crops[:, :-1])
+    expected = torch.nn.functional.cross_entropy(logits[:, :, burn_in:], crops[:, burn_in + 1:])
+    loss = train_step(model, make_optimizer(model, lr=1e-9, weight_decay=0.0), crops, None, burn_in)
+    assert loss == pytest.approx(float(expected), rel=1e-6)
+
+
 def test_exported_layout_read_independently_in_numpy():
     model = make_model()
     config, weights = model.export_weights()
@@ -196,6 +240,10 @@ def test_engines_and_refusals():
         fastwave.generate(model, 4, cond={"global_cond": 1})
     with pytest.raises(ValueError, match="fp32"):
         TorchTransformerEngine(make_model().half(), 1, {})
+    dropping = make_model(dropout=0.1).train()
+    with pytest.raises(ValueError, match="model.eval"):
+        fastwave.generate(dropping, 4)
+    assert fastwave.generate(dropping.eval(), 4).shape == (1, 4)
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -257,4 +305,33 @@ def test_a_long_context_model_generates_like_its_forward():
     model = make_model(context=16384)
     prompt = torch.randint(0, 32, (1, 300))
     runs = [fastwave.generate(model, 12, prompt=prompt, seed=8, engine=e) for e in ("naive", "torch")]
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_a_long_prompt_prefills_only_its_receptive_field(fp32_exact):
+    """A prompt many receptive fields long: the engine runs the forward over the last one only (from
+    a block boundary, with the absolute rotary positions), and its logits are the full forward's."""
+    model = make_model(**CONDITIONED)
+    tokens = torch.randint(0, 32, (2, 5 * model.receptive_field + 3))
+    calls = []
+    original = model.trunk
+
+    def spy(prompt, **kwargs):
+        calls.append(prompt.shape[1])
+        return original(prompt, **kwargs)
+
+    with torch.no_grad():
+        expected = model(tokens)[:, :, -1]
+        model.trunk = spy
+        engine = TorchTransformerEngine(model, 2, {})
+        got = engine.prefill(tokens)
+    assert calls and calls[0] <= model.receptive_field + model.frame_hop
+    assert rel_error(got, expected) < 1e-5
+
+
+def test_thousands_of_free_running_steps_agree(fp32_exact):
+    """DESIGN's parity: naive (full forward per sample) and KV-cache engines give the same tokens for
+    2,000 steps, crossing the context and the conditioning blocks many times."""
+    model = make_model(**CONDITIONED)
+    runs = [fastwave.generate(model, 2000, batch=2, seed=21, engine=e) for e in ("naive", "torch")]
     assert torch.equal(runs[0], runs[1])

@@ -89,6 +89,10 @@ def stream(model, n_samples: int, *, batch: int = 1, prompt=None, temperature: f
     _seed_words(seed)  # validates: an integer in [0, 2**64)
     name = resolve_engine(model, engine)
     check_finite_parameters(model)
+    if model.training and any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
+        # The parallel passes would drop activations and the cached steps would not: the same seed
+        # would no longer give the same audio.
+        raise ValueError("model is in training mode with dropout; call model.eval() before generating")
     prompt = _prompt_tokens(model, prompt, batch)
     cond = model.prepare_cond(cond, batch, prompt.shape[1] + n_samples - 1)
     # Built here, not in the generator, so that every refusal comes at the call.

@@ -11,8 +11,9 @@ parallel forward. The conditioned variant keeps the last ``cond_patches * cond_h
 waveform in a second ring (written by the step) and recomputes its latent once per ``cond_hop``
 samples, eagerly, into a buffer the step reads.
 
-It reads the exported weight format (``SampleTransformer.export_weights``), the one the native
-engines read, and is the reference they are held to. fp32, on whatever device the model is on.
+The decode step reads the exported weight format (``SampleTransformer.export_weights``), the one
+the native engines read, and is the reference they are held to; the prompt's parallel pass and the
+once-per-block latent use the model's own modules. fp32, on whatever device the model is on.
 """
 from __future__ import annotations
 
@@ -76,21 +77,25 @@ class TorchTransformerEngine(StepEngine):
         self.eager_steps = 0
 
     def prefill(self, prompt):
-        """Fill the caches with one parallel forward over the prompt (B, P)."""
+        """Fill the caches with one parallel forward over the prompt (B, P): over its last receptive
+        field only (from a block boundary), which is all the next logits can depend on, so a long
+        prompt costs no more than that."""
         c, length = self.config, prompt.shape[1]
-        x, kv = self.model.trunk(prompt, keep_kv=True)
-        first = max(0, length - c["context"])
+        start = max(0, length - self.model.receptive_field)
+        start -= start % self.model.frame_hop
+        x, kv = self.model.trunk(prompt[:, start:], keep_kv=True, start=start)
+        first = max(start, length - c["context"])
         slots = torch.arange(first, length, device=self.device) % c["context"]
         for layer, (k, v) in enumerate(kv):
-            self.k_cache[layer][:, :, slots] = k[:, :, first:]
-            self.v_cache[layer][:, :, slots] = v[:, :, first:]
+            self.k_cache[layer][:, :, slots] = k[:, :, first - start:]
+            self.v_cache[layer][:, :, slots] = v[:, :, first - start:]
         if self.conditioned:
             size = self.recent.shape[1]
-            start = max(0, length - size)
+            oldest = max(0, length - size)
             self.recent.zero_()  # positions before the start are silence
-            self.recent[:, torch.arange(start, length, device=self.device) % size] = self.amplitude[prompt[:, start:]]
+            self.recent[:, torch.arange(oldest, length, device=self.device) % size] = self.amplitude[prompt[:, oldest:]]
             if length % c["cond_hop"]:  # the next position is inside the prompt's last block
-                self.latent.copy_(self.model.context_latents(prompt)[:, -1])
+                self.latent.copy_(self.model.context_latents(prompt[:, start:])[:, -1])
         self.position = length
         self.device_position.fill_(length)
         return self._logits(x[:, -1])
@@ -108,13 +113,20 @@ class TorchTransformerEngine(StepEngine):
         if not self.cuda_graph:
             return super().sample_and_step(logits, u, params)
         if self.graph is None and self.eager_steps == 0:
+            # The warm-up runs on the stream that will capture: cuBLAS sets up its handle and
+            # workspace per stream, lazily, which must not happen during the capture.
+            self.capture_stream = torch.cuda.Stream(self.device)
+            self.capture_stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(self.capture_stream):
+                out = super().sample_and_step(logits, u, params)
+            torch.cuda.current_stream(self.device).wait_stream(self.capture_stream)
             self.eager_steps += 1
-            return super().sample_and_step(logits, u, params)
+            return out
         self._begin_position()
         if self.graph is None:
             self.graph_logits, self.graph_u = logits.clone(), u.clone()
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+            with torch.cuda.graph(self.graph, stream=self.capture_stream):
                 self.graph_tokens = _sample_tokens_unchecked(self.graph_logits, self.graph_u, params)
                 self.graph_logits.copy_(self._decode(self.graph_tokens))
         elif logits is not self.graph_logits:

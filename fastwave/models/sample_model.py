@@ -31,6 +31,16 @@ class SampleModel(nn.Module):
     def sample_rate(self) -> int:
         return self.config.sample_rate
 
+    @property
+    def frame_hop(self) -> int:
+        """Positions per conditioning frame: a window of the input must start on a multiple."""
+        return 1
+
+    @property
+    def burn_in(self) -> int:
+        """Leading positions of a training crop left out of the loss (0: none)."""
+        return 0
+
     def save(self, path) -> None:
         """Write a safetensors checkpoint with the config inside; reload with ``fastwave.load_model``."""
         from .checkpoint import save_checkpoint

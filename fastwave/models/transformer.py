@@ -70,13 +70,13 @@ class SampleTransformerConfig:
         if not 16 <= self.width // self.heads <= 128:
             raise ValueError(f"SampleTransformer head size width / heads = {self.width // self.heads} must be in "
                              "[16, 128] (the attention kernels' range)")
-        if not (isinstance(self.rope_base, (int, float)) and self.rope_base > 1):
-            raise ValueError(f"SampleTransformer rope_base must be a number > 1, got {self.rope_base!r}")
+        if not (isinstance(self.rope_base, (int, float)) and 1 < self.rope_base < float("inf")):
+            raise ValueError(f"SampleTransformer rope_base must be a finite number > 1, got {self.rope_base!r}")
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise ValueError(f"SampleTransformer dropout must be in [0, 1), got {self.dropout!r}")
         if not isinstance(self.cond_window, int) or isinstance(self.cond_window, bool) or self.cond_window < 0:
             raise ValueError(f"SampleTransformer cond_window must be an int >= 0, got {self.cond_window!r}")
-        if self.cond_kernel not in (2, 3, 4):
+        if isinstance(self.cond_kernel, bool) or not isinstance(self.cond_kernel, int) or self.cond_kernel not in (2, 3, 4):
             raise ValueError(f"SampleTransformer cond_kernel must be 2, 3 or 4, got {self.cond_kernel!r}")
 
     @property
@@ -159,21 +159,30 @@ class SampleTransformer(SampleModel):
         """Positions per conditioning block: a window of the model's input must start on a multiple."""
         return self.config.cond_hop if self.config.cond_window else 1
 
+    @property
+    def burn_in(self) -> int:
+        """Leading positions of an input whose latents read silence instead of the audio before it
+        (the conditioning CNN's window); training leaves their predictions out of the loss."""
+        return self.config.cond_patches * self.config.cond_hop
+
     def forward(self, tokens):
         """tokens (B, T) int64 -> logits (B, classes, T)."""
         x, _ = self.trunk(tokens)
         return self.head(self.norm(x)).transpose(1, 2)
 
-    def trunk(self, tokens, keep_kv: bool = False):
+    def trunk(self, tokens, keep_kv: bool = False, start: int = 0):
         """The blocks without the final norm and head -> (x (B, T, W), per layer (k, v) each
-        (B, heads, T, head_dim) after rotation, if kept)."""
+        (B, heads, T, head_dim) after rotation, if kept). ``start``: the absolute position of
+        tokens[:, 0], which the rotary angles of cached keys must carry (a multiple of frame_hop;
+        scores depend only on distances, so the outputs do not change with it)."""
         tokens = check_tokens(tokens, self.config.classes, "tokens")
         c = self.config
         length = tokens.shape[1]
         x = self.embedding(tokens)
         if self.context_encoder is not None:
             x = x + self.context_latents(tokens).repeat_interleave(c.cond_hop, dim=1)[:, :length]
-        cos, sin = rope_tables(torch.arange(length, device=tokens.device), c.head_dim, c.rope_base, x.dtype)
+        positions = torch.arange(start, start + length, device=tokens.device)
+        cos, sin = rope_tables(positions, c.head_dim, c.rope_base, x.dtype)
         window = c.context if length > c.context else None
         kv = [] if keep_kv else None
         for block in self.layers:

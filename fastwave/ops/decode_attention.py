@@ -24,6 +24,8 @@ autoregressive generation with a Transformer.
   registered": an error, never a silently wrong gradient. For training, use causal attention
   over the whole sequence.
 """
+import math
+
 import torch
 
 from ._args import autocast, check_shape, check_tensor
@@ -79,6 +81,8 @@ def _check_args(q, k_cache, v_cache, cache_lens, scale):
         raise ValueError("q must have a head dimension D >= 1, got 0")
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))):
         raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
+    if scale is not None and not math.isfinite(scale):
+        raise ValueError(f"scale must be finite, got {scale!r}")
 
 
 def _unit_stride_d(t: torch.Tensor) -> torch.Tensor:
