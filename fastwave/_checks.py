@@ -113,3 +113,17 @@ def check_finite_parameters(model) -> None:
     for name, param in model.named_parameters():
         if not bool(torch.isfinite(param).all()):
             raise ValueError(f"model weight {name!r} holds non-finite values (NaN or inf)")
+
+
+def check_config_ints(config, model: str, names, minimum: int = 1, maximum: int | None = None,
+                      what: str = "") -> None:
+    """Each named field of a model config is an int in [minimum, maximum] (bool refused)."""
+    for name in names:
+        value = getattr(config, name)
+        if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+                or (maximum is not None and value > maximum)):
+            if maximum is not None:
+                bound = f"an int in [{minimum}, {maximum}]"
+            else:
+                bound = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+            raise ValueError(f"{model} {name}{what} must be {bound}, got {value!r}")

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_tokens
+from .._checks import check_config_ints, check_tokens
 from ..audio import mulaw_decode
 from ..ops import DilatedCausalConv1d
 from .blocks import TransformerBlock, init_gpt_weights, rope_tables
@@ -57,13 +57,11 @@ class SampleTransformerConfig:
     cond_kernel: int = 4  # the patch-rate convs: dilations 1, k, k^2, ... until they cover the window
 
     def __post_init__(self):
-        for name in ("layers", "heads", "width", "mlp_ratio", "context", "sample_rate", "cond_hop",
-                     "cond_channels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"SampleTransformer {name} must be a positive int, got {value!r}")
-        if not isinstance(self.classes, int) or isinstance(self.classes, bool) or not 2 <= self.classes <= 2 ** 16:
-            raise ValueError(f"SampleTransformer classes (mu-law levels) must be an int in [2, 65536], got {self.classes!r}")
+        check_config_ints(self, "SampleTransformer", ("layers", "heads", "width", "mlp_ratio", "context",
+                                                      "sample_rate", "cond_hop", "cond_channels"))
+        check_config_ints(self, "SampleTransformer", ("cond_window",), minimum=0)
+        check_config_ints(self, "SampleTransformer", ("classes",), 2, 2 ** 16, what=" (mu-law levels)")
+        check_config_ints(self, "SampleTransformer", ("cond_kernel",), 2, 4)
         if self.width % self.heads or (self.width // self.heads) % 2:
             raise ValueError(f"SampleTransformer width ({self.width}) must split into {self.heads} heads of an "
                              "even size (rotary positions rotate feature pairs)")
@@ -74,10 +72,6 @@ class SampleTransformerConfig:
             raise ValueError(f"SampleTransformer rope_base must be a finite number > 1, got {self.rope_base!r}")
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise ValueError(f"SampleTransformer dropout must be in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.cond_window, int) or isinstance(self.cond_window, bool) or self.cond_window < 0:
-            raise ValueError(f"SampleTransformer cond_window must be an int >= 0, got {self.cond_window!r}")
-        if isinstance(self.cond_kernel, bool) or not isinstance(self.cond_kernel, int) or self.cond_kernel not in (2, 3, 4):
-            raise ValueError(f"SampleTransformer cond_kernel must be 2, 3 or 4, got {self.cond_kernel!r}")
 
     @property
     def head_dim(self) -> int:

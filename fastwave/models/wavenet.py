@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_global_cond, check_local_cond, check_tokens
+from .._checks import check_config_ints, check_global_cond, check_local_cond, check_tokens
 from ..ops import wavenet_block, wavenet_block_reference
 from ..ops._backend import use_triton
 from .sample_model import SampleModel
@@ -49,24 +49,16 @@ class WaveNetConfig:
     dilations: list[int] = field(init=False)
 
     def __post_init__(self):
-        positive = ("layers", "cycles", "residual_channels", "gate_channels", "skip_channels",
-                    "sample_rate", "global_channels", "cond_hop")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"WaveNet {name} must be a positive int, got {value!r}")
-        for name in ("global_classes", "local_channels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"WaveNet {name} must be an int >= 0, got {value!r}")
+        check_config_ints(self, "WaveNet", ("layers", "cycles", "residual_channels", "gate_channels",
+                                            "skip_channels", "sample_rate", "global_channels", "cond_hop"))
+        check_config_ints(self, "WaveNet", ("global_classes", "local_channels"), minimum=0)
+        check_config_ints(self, "WaveNet", ("classes",), 2, 2 ** 16, what=" (mu-law levels)")
         if self.kernel_size not in (2, 3):
             raise ValueError(f"WaveNet kernel_size must be 2 or 3, got {self.kernel_size!r}")
         if self.layers % self.cycles:
             raise ValueError(f"WaveNet layers ({self.layers}) must be a multiple of cycles ({self.cycles})")
         if self.gate_channels % 2:
             raise ValueError(f"WaveNet gate_channels must be even (tanh and sigmoid halves), got {self.gate_channels}")
-        if not isinstance(self.classes, int) or isinstance(self.classes, bool) or not 2 <= self.classes <= 2 ** 16:
-            raise ValueError(f"WaveNet classes (mu-law levels) must be an int in [2, 65536], got {self.classes!r}")
         per_cycle = self.layers // self.cycles
         self.dilations = [2 ** (i % per_cycle) for i in range(self.layers)]
 
