@@ -122,7 +122,7 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
 
     model.train()
     try:
-        with _seeded_rng(seed, device), tqdm(range(steps), desc="train", disable=not progress) as bar:
+        with seeded_rng(seed, device), tqdm(range(steps), desc="train", disable=not progress) as bar:
             running = None
             for step in bar:
                 step_lr = lr_at(step, lr=lr, steps=steps, warmup=warmup, min_lr_ratio=min_lr_ratio)
@@ -165,7 +165,7 @@ def train_step(model, optimizer, crops: torch.Tensor, grad_clip: float | None, b
 
 
 @contextmanager
-def _seeded_rng(seed: int, device: torch.device):
+def seeded_rng(seed: int, device: torch.device):
     """A fork of the global RNG (and the training device's) seeded with ``seed``: dropout and any other
     global draws in the model become reproducible without touching the caller's RNG state."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):

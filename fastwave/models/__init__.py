@@ -1,10 +1,12 @@
-"""Sample-level audio models; every model exports its weights in one format for the engines."""
+"""Sample-level audio models and the code LM; every model saves with its config (``load_model``)."""
 from .checkpoint import load_model, register_model, save_checkpoint
+from .code_lm import CodeLM, CodeLMConfig
 from .transformer import SampleTransformer, SampleTransformerConfig
 from .wavenet import WaveNet, WaveNetConfig
 
 register_model(WaveNet)
 register_model(SampleTransformer)
+register_model(CodeLM)
 
-__all__ = ["SampleTransformer", "SampleTransformerConfig", "WaveNet", "WaveNetConfig", "load_model",
-           "save_checkpoint"]
+__all__ = ["CodeLM", "CodeLMConfig", "SampleTransformer", "SampleTransformerConfig", "WaveNet", "WaveNetConfig",
+           "load_model", "save_checkpoint"]

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import check_config_ints
 from ..ops import causal_attention
-
 
 
 def rope_tables(positions: torch.Tensor, head_dim: int, base: float, dtype: torch.dtype):
@@ -86,6 +86,36 @@ class TransformerBlock(nn.Module):
     def forward(self, x, cos, sin, window=None, kv=None):
         x = x + self.attention(self.norm1(x), cos, sin, window, kv)
         return x + self.mlp(self.norm2(x))
+
+
+def run_blocks(blocks, x: torch.Tensor, *, start: int, context: int, head_dim: int, rope_base: float,
+               kv: list | None = None) -> torch.Tensor:
+    """x (B, T, W) through ``blocks`` -> (B, T, W). Positions are ``start .. start + T - 1`` (absolute:
+    the rotary angles of cached keys carry them); each position attends to the last ``context``
+    positions, itself included. ``kv``: when a list, each block appends its rotated (k, v)."""
+    length = x.shape[1]
+    positions = torch.arange(start, start + length, device=x.device)
+    cos, sin = rope_tables(positions, head_dim, rope_base, x.dtype)
+    window = context if length > context else None
+    for block in blocks:
+        x = block(x, cos, sin, window, kv)
+    return x
+
+
+def check_transformer_config(config, model: str) -> None:
+    """The fields every Transformer config here shares: layers, heads, width, mlp_ratio, context,
+    rope_base, dropout."""
+    check_config_ints(config, model, ("layers", "heads", "width", "mlp_ratio", "context"))
+    if config.width % config.heads or (config.width // config.heads) % 2:
+        raise ValueError(f"{model} width ({config.width}) must split into {config.heads} heads of an "
+                         "even size (rotary positions rotate feature pairs)")
+    if not 16 <= config.width // config.heads <= 128:
+        raise ValueError(f"{model} head size width / heads = {config.width // config.heads} must be in "
+                         "[16, 128] (the attention kernels' range)")
+    if not (isinstance(config.rope_base, (int, float)) and 1 < config.rope_base < float("inf")):
+        raise ValueError(f"{model} rope_base must be a finite number > 1, got {config.rope_base!r}")
+    if not (isinstance(config.dropout, (int, float)) and 0 <= config.dropout < 1):
+        raise ValueError(f"{model} dropout must be in [0, 1), got {config.dropout!r}")
 
 
 def init_gpt_weights(model: nn.Module, layers: int) -> None:

@@ -9,11 +9,33 @@ import json
 import os
 
 import torch
+from torch import nn
 
 from .._checks import check_file
 
 FORMAT_VERSION = "1"
 _MODEL_TYPES: dict[str, type] = {}
+
+
+class ConfiguredModule(nn.Module):
+    """A module built from a config dataclass (with ``to_dict``) that saves itself with that config;
+    subclasses set ``model_type`` (the checkpoint key) and ``config_class``."""
+
+    model_type: str
+    config_class: type
+
+    def __init__(self, config=None, **overrides):
+        """From a config, keyword arguments of the config, or a config with some fields overridden."""
+        super().__init__()
+        if config is None:
+            config = self.config_class(**overrides)
+        elif overrides:
+            config = self.config_class(**{**config.to_dict(), **overrides})
+        self.config = config
+
+    def save(self, path) -> None:
+        """Write a safetensors checkpoint with the config inside; reload with ``fastwave.load_model``."""
+        save_checkpoint(self, path)
 
 
 def register_model(cls):

@@ -1,4 +1,5 @@
-"""What every sample model shares: its config, the properties the engines and tools read, ``save``.
+"""What every sample model shares: the properties the engines and tools read (config and ``save``
+come from ``ConfiguredModule``).
 
 A sample model maps tokens (B, T) int64 in [0, config.classes) to logits (B, classes, T), where
 ``logits[:, :, t]`` predicts token t + 1; subclasses set ``model_type`` (the checkpoint and engine
@@ -6,21 +7,10 @@ key) and ``config_class`` (a dataclass with ``to_dict``, ``receptive_field`` and
 """
 from __future__ import annotations
 
-from torch import nn
+from .checkpoint import ConfiguredModule
 
 
-class SampleModel(nn.Module):
-    model_type: str
-    config_class: type
-
-    def __init__(self, config=None, **overrides):
-        """From a config, keyword arguments of the config, or a config with some fields overridden."""
-        super().__init__()
-        if config is None:
-            config = self.config_class(**overrides)
-        elif overrides:
-            config = self.config_class(**{**config.to_dict(), **overrides})
-        self.config = config
+class SampleModel(ConfiguredModule):
 
     @property
     def receptive_field(self) -> int:
@@ -40,8 +30,3 @@ class SampleModel(nn.Module):
     def burn_in(self) -> int:
         """Leading positions of a training crop left out of the loss (0: none)."""
         return 0
-
-    def save(self, path) -> None:
-        """Write a safetensors checkpoint with the config inside; reload with ``fastwave.load_model``."""
-        from .checkpoint import save_checkpoint
-        save_checkpoint(self, path)

@@ -36,7 +36,7 @@ from torch import nn
 from .._checks import check_config_ints, check_tokens
 from ..audio import mulaw_decode
 from ..ops import DilatedCausalConv1d
-from .blocks import TransformerBlock, init_gpt_weights, rope_tables
+from .blocks import TransformerBlock, check_transformer_config, init_gpt_weights, run_blocks
 from .sample_model import SampleModel
 
 
@@ -57,21 +57,11 @@ class SampleTransformerConfig:
     cond_kernel: int = 4  # the patch-rate convs: dilations 1, k, k^2, ... until they cover the window
 
     def __post_init__(self):
-        check_config_ints(self, "SampleTransformer", ("layers", "heads", "width", "mlp_ratio", "context",
-                                                      "sample_rate", "cond_hop", "cond_channels"))
+        check_transformer_config(self, "SampleTransformer")
+        check_config_ints(self, "SampleTransformer", ("sample_rate", "cond_hop", "cond_channels"))
         check_config_ints(self, "SampleTransformer", ("cond_window",), minimum=0)
         check_config_ints(self, "SampleTransformer", ("classes",), 2, 2 ** 16, what=" (mu-law levels)")
         check_config_ints(self, "SampleTransformer", ("cond_kernel",), 2, 4)
-        if self.width % self.heads or (self.width // self.heads) % 2:
-            raise ValueError(f"SampleTransformer width ({self.width}) must split into {self.heads} heads of an "
-                             "even size (rotary positions rotate feature pairs)")
-        if not 16 <= self.width // self.heads <= 128:
-            raise ValueError(f"SampleTransformer head size width / heads = {self.width // self.heads} must be in "
-                             "[16, 128] (the attention kernels' range)")
-        if not (isinstance(self.rope_base, (int, float)) and 1 < self.rope_base < float("inf")):
-            raise ValueError(f"SampleTransformer rope_base must be a finite number > 1, got {self.rope_base!r}")
-        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
-            raise ValueError(f"SampleTransformer dropout must be in [0, 1), got {self.dropout!r}")
 
     @property
     def head_dim(self) -> int:
@@ -175,12 +165,9 @@ class SampleTransformer(SampleModel):
         x = self.embedding(tokens)
         if self.context_encoder is not None:
             x = x + self.context_latents(tokens).repeat_interleave(c.cond_hop, dim=1)[:, :length]
-        positions = torch.arange(start, start + length, device=tokens.device)
-        cos, sin = rope_tables(positions, c.head_dim, c.rope_base, x.dtype)
-        window = c.context if length > c.context else None
         kv = [] if keep_kv else None
-        for block in self.layers:
-            x = block(x, cos, sin, window, kv)
+        x = run_blocks(self.layers, x, start=start, context=c.context, head_dim=c.head_dim,
+                       rope_base=c.rope_base, kv=kv)
         return x, kv or []
 
     def context_latents(self, tokens):

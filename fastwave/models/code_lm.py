@@ -1,0 +1,155 @@
+"""A causal Transformer over audio codes (Verma & Smith, 2020): the language model half of the
+"audio as a language" pipeline (``fastwave.CodeTokenizer`` turns audio into codes).
+
+Shapes: codes (B, T) int64 in [0, classes) where ``classes`` is the tokenizer's number of codes;
+``forward`` -> logits (B, classes, T), ``logits[:, :, t]`` predicting code t + 1 — the contract of
+the sample models, so ``fastwave.train.train_sample_model`` trains it and
+``fastwave.evaluation.evaluate_sample_model`` scores it unchanged. ``embed`` -> (N, width), one
+vector per clip: the final hidden states (after the last norm) averaged over the clip, the
+representation a linear probe reads.
+
+The blocks are the sample Transformer's (``blocks.py``: rotary positions, causal attention on
+``fastwave.ops.causal_attention``, pre-norm, GELU MLP); positions past ``context`` attend over a
+sliding window, so clips of any length run.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .._checks import check_config_ints, check_int_arg, check_tokens
+from .blocks import TransformerBlock, check_transformer_config, init_gpt_weights, run_blocks
+from .checkpoint import ConfiguredModule
+
+
+@dataclass
+class CodeLMConfig:
+    classes: int = 16  # the tokenizer's number of codes (Verma & Smith's example dictionary has 16)
+    layers: int = 4
+    heads: int = 4
+    width: int = 128
+    mlp_ratio: int = 4
+    context: int = 256  # codes each position attends to: 10 s of audio at the tokenizer's 25 codes/s
+    rope_base: float = 10000.0
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        check_transformer_config(self, "CodeLM")
+        check_config_ints(self, "CodeLM", ("classes",), 2, 2 ** 16, what=" (codes)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    @property
+    def receptive_field(self) -> int:
+        return self.layers * (self.context - 1) + 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class CodeLM(ConfiguredModule):
+    """GPT over codes; see the module docstring. ``CodeLM(classes=64, layers=6)`` or from a config."""
+
+    model_type = "code_lm"
+    config_class = CodeLMConfig
+
+    def __init__(self, config: CodeLMConfig | None = None, **overrides):
+        super().__init__(config, **overrides)
+        c = self.config
+        self.embedding = nn.Embedding(c.classes, c.width)
+        self.layers = nn.ModuleList(TransformerBlock(c.width, c.heads, c.mlp_ratio, c.dropout) for _ in range(c.layers))
+        self.norm = nn.LayerNorm(c.width)
+        self.head = nn.Linear(c.width, c.classes)
+        init_gpt_weights(self, c.layers)
+
+    @property
+    def receptive_field(self) -> int:
+        return self.config.receptive_field
+
+    def hidden(self, codes) -> torch.Tensor:
+        """codes (B, T) -> the final hidden states (B, T, width), after the last norm."""
+        codes = check_tokens(codes, self.config.classes, "codes")
+        c = self.config
+        x = run_blocks(self.layers, self.embedding(codes), start=0, context=c.context, head_dim=c.head_dim,
+                       rope_base=c.rope_base)
+        return self.norm(x)
+
+    def forward(self, codes) -> torch.Tensor:
+        """codes (B, T) int64 -> logits (B, classes, T)."""
+        return self.head(self.hidden(codes)).transpose(1, 2)
+
+    def pooled(self, codes, lengths=None) -> torch.Tensor:
+        """codes (B, T), the first ``lengths[b]`` of row b real -> (B, width), the mean hidden state
+        over those positions; differentiable (the supervised baseline trains through it). Padding
+        after a clip cannot change its states: attention is causal."""
+        states = self.hidden(codes)
+        if lengths is None:
+            return states.mean(1)
+        lengths = torch.as_tensor(lengths, device=states.device)
+        mask = torch.arange(states.shape[1], device=states.device)[None, :] < lengths[:, None]
+        return (states * mask[..., None]).sum(1) / lengths[:, None].to(states.dtype)
+
+    @torch.no_grad()
+    def embed(self, codes, batch_size: int = 64) -> torch.Tensor:
+        """One vector per clip: codes (T,), (N, T) or a list of N 1-D clips of any lengths >= 1 ->
+        (N, width) float32 on the CPU. Runs in eval mode (dropout off; the mode is restored)."""
+        clips = code_clips(codes, self.config.classes)
+        batch_size = check_int_arg(batch_size, "batch_size")
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        try:
+            order = sorted(range(len(clips)), key=lambda i: len(clips[i]))  # similar lengths pad little
+            vectors = [None] * len(clips)
+            for first in range(0, len(order), batch_size):
+                chunk = order[first:first + batch_size]
+                lengths = [len(clips[i]) for i in chunk]
+                rows = torch.zeros(len(chunk), max(lengths), dtype=torch.int64)
+                for row, i in enumerate(chunk):
+                    rows[row, :len(clips[i])] = clips[i]
+                pooled = self.pooled(rows.to(device), lengths).float().cpu()
+                for row, i in enumerate(chunk):
+                    vectors[i] = pooled[row]
+        finally:
+            self.train(was_training)
+        return torch.stack(vectors)
+
+
+def code_clips(codes, classes: int, name: str = "codes") -> list[torch.Tensor]:
+    """(T,), (N, T) or a list of 1-D code sequences -> list of int64 CPU tensors, each non-empty and
+    in [0, classes)."""
+    from ..evaluation import token_streams  # the same parsing as the sample models' token streams
+    return token_streams(codes, classes, name, min_length=1)
+
+
+def code_lm_metrics(model: CodeLM, codes, segment: int | None = None) -> dict:
+    """Teacher-forced next-code metrics over clips (as ``code_clips``, each >= 2 codes): {"top1",
+    "top5", "perplexity" (exp of the mean NLL per code), "nll_nats", "bits_per_code", "positions"}."""
+    from ..evaluation import evaluate_sample_model
+
+    result = evaluate_sample_model(model, code_clips(codes, model.config.classes), segment=segment or model.config.context)
+    return {"top1": result["top1"], "top5": result["top5"], "perplexity": math.exp(result["nll_nats"]),
+            "nll_nats": result["nll_nats"], "bits_per_code": result["bits_per_sample"],
+            "positions": result["positions"]}
+
+
+def train_code_lm(model: CodeLM, codes, *, steps: int, segment: int | None = None, **kwargs) -> dict:
+    """Train ``model`` on clips of codes with ``fastwave.train.train_sample_model`` (teacher forcing
+    on random crops; its keyword arguments pass through). ``segment`` (the input length per crop)
+    defaults to the context, capped so the shortest clip still holds a crop; clips are not joined,
+    so no prediction reads across two recordings."""
+    from ..train import train_sample_model
+
+    clips = code_clips(codes, model.config.classes)
+    shortest = min(len(clip) for clip in clips)
+    if segment is None:
+        if shortest < 2:
+            raise ValueError("codes holds a clip of 1 code: training needs at least 2 per clip "
+                             "(drop it or pass longer audio)")
+        segment = min(model.config.context, shortest - 1)
+    return train_sample_model(model, clips, steps=steps, segment=segment, **kwargs)
