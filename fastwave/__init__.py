@@ -3,12 +3,18 @@
     model = fastwave.WaveNet()                      # or fastwave.SampleTransformer(), fastwave.load_model(path)
     tokens = fastwave.generate(model, 16000, seed=0)  # (1, 16000) mu-law tokens
     audio = fastwave.mulaw_decode(tokens)
+
+    tokenizer = fastwave.CodeTokenizer(codes=16)    # audio -> codes (spectrogram patches, autoencoder, k-means)
+    lm = fastwave.CodeLM(classes=16)                # a GPT over the codes; lm.embed(codes) -> one vector per clip
 """
 __version__ = "0.1.0"
 
 from .audio import load_audio, mulaw_decode, mulaw_encode, save_audio
 from .engines import SamplingParams, available_engines, generate, stream
-from .models import SampleTransformer, SampleTransformerConfig, WaveNet, WaveNetConfig, load_model, save_checkpoint
+from .models import (CodeLM, CodeLMConfig, SampleTransformer, SampleTransformerConfig, WaveNet, WaveNetConfig,
+                     load_model, save_checkpoint)
+from .tokenizer import CodeTokenizer, TokenizerConfig
 
-__all__ = ["SampleTransformer", "SampleTransformerConfig", "SamplingParams", "WaveNet", "WaveNetConfig", "available_engines", "generate", "load_audio",
-           "load_model", "mulaw_decode", "mulaw_encode", "save_audio", "save_checkpoint", "stream"]
+__all__ = ["CodeLM", "CodeLMConfig", "CodeTokenizer", "SampleTransformer", "SampleTransformerConfig", "SamplingParams",
+           "TokenizerConfig", "WaveNet", "WaveNetConfig", "available_engines", "generate", "load_audio", "load_model",
+           "mulaw_decode", "mulaw_encode", "save_audio", "save_checkpoint", "stream"]
