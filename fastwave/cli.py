@@ -1,4 +1,4 @@
-"""The `fastwave` command: info, generate, bench."""
+"""The `fastwave` command: info, generate, bench, and the code pipeline (``cli_codes``)."""
 from __future__ import annotations
 
 import argparse
@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="threads of the cpu engine (default: physical cores)")
     bench.add_argument("--json", metavar="PATH", help="also write the rows as a JSON list")
     _add_model_flags(bench)
+
+    from .cli_codes import add_commands
+    add_commands(sub, _csv)
     return parser
 
 
@@ -198,7 +201,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # recorded with benchmark results
-    handler = {"info": cmd_info, "generate": cmd_generate, "bench": cmd_bench}[args.command]
+    from .cli_codes import HANDLERS
+    handler = {"info": cmd_info, "generate": cmd_generate, "bench": cmd_bench, **HANDLERS}[args.command]
     try:
         return handler(args)
     except (ValueError, TypeError) as err:  # bad input: a message, not a traceback

@@ -329,3 +329,34 @@ def _check_clip(audio, sample_rate, config: TokenizerConfig) -> torch.Tensor:
                          f"(patch_frames {config.patch_frames} x hop_length {config.hop_length}) at "
                          f"{config.sample_rate} Hz")
     return tensor
+
+
+# ---- codes files ---------------------------------------------------------------------------------
+
+def save_codes(path, names, codes, classes: int) -> None:
+    """Write clips' code sequences to an .npz (no pickles): ``names`` (N,) str, ``codes`` the
+    sequences end to end, ``lengths`` (N,), ``classes`` the dictionary size."""
+    codes = [check_tokens(c, classes, f"codes[{i}]", rank=1) for i, c in enumerate(codes)]
+    if len(codes) != len(names):
+        raise ValueError(f"{len(names)} names for {len(codes)} code sequences")
+    flat = torch.cat(codes).numpy().astype(np.int32) if codes else np.zeros(0, np.int32)
+    with open(path, "wb") as f:  # a file object: numpy would append ".npz" to a bare path
+        np.savez(f, names=np.array([str(n) for n in names]), codes=flat,
+                 lengths=np.array([len(c) for c in codes], np.int64), classes=np.int64(classes))
+
+
+def load_codes(path) -> tuple[list[str], list[torch.Tensor], int]:
+    """-> (names, one int64 (T_i,) tensor per clip, classes) from ``save_codes``'s file."""
+    from ._checks import check_file
+
+    path = check_file(path, "path")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            names, flat, lengths, classes = (data["names"], data["codes"], data["lengths"], int(data["classes"]))
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"{path} is not a codes file written by `fastwave encode` / save_codes: {err}") from None
+    if lengths.sum() != len(flat) or len(names) != len(lengths):
+        raise ValueError(f"{path}: the lengths do not add up to the codes stored (truncated or edited file?)")
+    clips = list(torch.from_numpy(flat.astype(np.int64)).split(lengths.tolist()))
+    return [str(n) for n in names], [check_tokens(c, classes, f"{path} clip {i}", rank=1, allow_empty=True)
+                                     for i, c in enumerate(clips)], classes
