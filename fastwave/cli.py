@@ -79,6 +79,7 @@ def cmd_generate(args) -> int:
 
     import fastwave
     from fastwave.bench import build_model
+    from fastwave.models.sample_model import SampleModel
 
     device = _device(args.device)
     _check_seconds(args.seconds)
@@ -89,6 +90,9 @@ def cmd_generate(args) -> int:
             raise ValueError("--checkpoint fixes the model; its size flags ("
                              + ", ".join("--" + name.replace("_", "-") for name in sizes) + ") do not apply")
         model = fastwave.load_model(args.checkpoint, map_location=device)
+        if not isinstance(model, SampleModel):
+            raise TypeError(f"--checkpoint {args.checkpoint} holds a {model.model_type}, not a sample model "
+                            "(WaveNet or SampleTransformer) that generates audio")
     else:
         print(f"no --checkpoint: generating from a random-weight {args.model} (noise)", file=sys.stderr)
         model = build_model(args.model, device, seed=args.seed, **sizes)

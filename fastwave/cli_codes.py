@@ -22,12 +22,16 @@ def add_commands(sub, csv_list) -> None:
     fit.add_argument("--features", choices=["logmel", "stft"], default="logmel")
     fit.add_argument("--sample-rate", type=int, default=16000)
     fit.add_argument("--n-mels", type=int, default=64)
-    fit.add_argument("--patch-frames", type=int, default=4, help="10 ms frames per code (default 4: 40 ms)")
+    fit.add_argument("--n-fft", type=int, default=512, help="STFT frame in samples (default 512: 32 ms at 16 kHz)")
+    fit.add_argument("--hop-length", type=int, default=160, help="samples between frames (default 160: 10 ms at 16 kHz)")
+    fit.add_argument("--patch-frames", type=int, default=4, help="frames per code (default 4: 40 ms at 16 kHz)")
     fit.add_argument("--hidden", type=csv_list(int), default=[512, 256], metavar="W,W",
                      help="autoencoder widths between a patch and the bottleneck, mirrored (default 512,256)")
     fit.add_argument("--bottleneck", type=int, default=64)
     fit.add_argument("--steps", type=int, default=2000, help="autoencoder updates (default 2000)")
     fit.add_argument("--batch-size", type=int, default=256)
+    fit.add_argument("--lr", type=float, default=1e-3, help="the autoencoder's peak learning rate (Adam)")
+    fit.add_argument("--kmeans-iterations", type=int, default=100, help="at most this many Lloyd iterations")
     _common(fit)
 
     enc = sub.add_parser("encode", help="encode audio files to codes (.npz)",
@@ -85,9 +89,10 @@ def cmd_fit_tokenizer(args) -> int:
 
     _check_out(args.out)
     tokenizer = CodeTokenizer(codes=args.codes, features=args.features, sample_rate=args.sample_rate,
-                              n_mels=args.n_mels, patch_frames=args.patch_frames, hidden=tuple(args.hidden),
-                              bottleneck=args.bottleneck)
+                              n_fft=args.n_fft, hop_length=args.hop_length, n_mels=args.n_mels,
+                              patch_frames=args.patch_frames, hidden=tuple(args.hidden), bottleneck=args.bottleneck)
     result = tokenizer.to(_device(args.device)).fit(args.data, steps=args.steps, batch_size=args.batch_size,
+                                                    lr=args.lr, kmeans_iterations=args.kmeans_iterations,
                                                     seed=args.seed, progress=not args.quiet)
     tokenizer.save(args.out)
     losses = result["autoencoder_loss"]
@@ -106,7 +111,7 @@ def cmd_encode(args) -> int:
     _check_out(args.out)
     tokenizer = CodeTokenizer.load(args.tokenizer, map_location=_device(args.device))
     paths = audio_files(args.data)
-    codes = [_encode(tokenizer, path) for path in tqdm(paths, desc="encode", unit="file", disable=args.quiet)]
+    codes = [tokenizer.encode_item(path) for path in tqdm(paths, desc="encode", unit="file", disable=args.quiet)]
     save_codes(args.out, paths, codes, tokenizer.config.codes)
     print(f"wrote {args.out}: {len(paths)} files, {sum(len(c) for c in codes)} codes")
     return 0
@@ -161,6 +166,9 @@ def cmd_probe(args) -> int:
     lm = load_model(args.lm, map_location=device) if args.lm else None
     if lm is not None and not isinstance(lm, CodeLM):
         raise ValueError(f"--lm {args.lm} holds a {lm.model_type}, not a code LM")
+    if lm is not None and lm.config.classes != tokenizer.config.codes:
+        raise ValueError(f"--lm {args.lm} models {lm.config.classes} codes but --tokenizer {args.tokenizer} makes "
+                         f"{tokenizer.config.codes}: train the LM on this tokenizer's codes")
     clips = clips_from_csv(args.labels, args.data) if args.labels else clips_from_folders(args.data)
     splits = clip_splits(clips, seed=args.seed)
     print(f"{len(clips)} clips, {len(clips.vocabulary)} labels ({'multi-label' if clips.multi_label else 'multi-class'}); "
@@ -170,7 +178,7 @@ def cmd_probe(args) -> int:
         rows = codes_sweep(tokenizer, clips.paths, clips.targets(), splits, codes=args.sweep_codes,
                            lm_steps=args.lm_steps, lm_config=config, seed=args.seed, progress=not args.quiet)
     else:
-        codes = [_encode(tokenizer, p) for p in tqdm(clips.paths, desc="encode", unit="file", disable=args.quiet)]
+        codes = [tokenizer.encode_item(p) for p in tqdm(clips.paths, desc="encode", unit="file", disable=args.quiet)]
         rows = probe_report(lm, codes, clips.targets(), splits, supervised_steps=args.supervised_steps,
                             seed=args.seed, progress=not args.quiet)
     print(format_table(rows))
@@ -183,13 +191,6 @@ def cmd_probe(args) -> int:
 
 HANDLERS = {"fit-tokenizer": cmd_fit_tokenizer, "encode": cmd_encode, "train-code-lm": cmd_train_code_lm,
             "probe": cmd_probe}
-
-
-def _encode(tokenizer, path):
-    try:
-        return tokenizer.encode_item(path)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
 
 
 def _check_out(path: str) -> None:

@@ -31,12 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_int_arg
+from .data import SPLITS, check_splits
 from .linear_probe import chance_accuracy, evaluate_probe, fit_linear_probe
-from .metrics import accuracy, multilabel_metrics
-from .models.code_lm import CodeLM, CodeLMConfig, code_clips, code_lm_metrics, train_code_lm
+from .metrics import headline_metric, headline_score
+from .models.code_lm import CodeLM, CodeLMConfig, code_clips, code_lm_metrics, pad_clips, train_code_lm
 from .train import make_optimizer, seeded_rng
-
-SPLITS = ("train", "val", "test")
 
 
 def probe_report(lm: CodeLM, clip_codes, targets, splits: dict, *, supervised_steps: int = 500, seed: int = 0,
@@ -45,16 +44,17 @@ def probe_report(lm: CodeLM, clip_codes, targets, splits: dict, *, supervised_st
     the supervised model and (multi-class) chance; see the module docstring."""
     clips = code_clips(clip_codes, lm.config.classes, "clip_codes")
     targets, multi_label = _check_targets(targets, len(clips))
-    splits = _check_splits(splits, len(clips))
-    metric = "mAP" if multi_label else "accuracy"
+    splits = check_splits(splits, len(clips))
+    metric = headline_metric(multi_label)
+    device = next(lm.parameters()).device
     with seeded_rng(seed, torch.device("cpu")):
-        random_lm = CodeLM(lm.config).to(next(lm.parameters()).device)
+        random_lm = CodeLM(lm.config).to(device)
     rows = []
     for method, model in (("code LM probe", lm), ("random-weights probe", random_lm)):
         val, test = _probe(model.embed(clips), targets, splits, multi_label)
         rows.append({"method": method, "metric": metric, "val": val, "test": test})
     val, test = train_supervised(lm.config, clips, targets, splits, steps=supervised_steps, seed=seed,
-                                 progress=progress)
+                                 device=device, progress=progress)
     rows.append({"method": "supervised end to end", "metric": metric, "val": val, "test": test})
     if not multi_label:
         train_y = targets[splits["train"]]
@@ -65,27 +65,34 @@ def probe_report(lm: CodeLM, clip_codes, targets, splits: dict, *, supervised_st
 
 
 def codes_sweep(tokenizer, clip_audio, targets, splits: dict, *, codes=(16, 64, 256, 1024), lm_steps: int = 1000,
-                lm_config: dict | None = None, seed: int = 0, progress: bool = False) -> list[dict]:
+                lm_lr: float = 3e-4, lm_config: dict | None = None, seed: int = 0,
+                progress: bool = False) -> list[dict]:
     """For each dictionary size K: refit the tokenizer's k-means on the training clips
     (``with_codes``; the autoencoder is kept), encode every clip, train a CodeLM (``lm_config``
-    overrides its defaults) for ``lm_steps`` on the training clips, then report the next-code
-    perplexity and top-1 on the test clips and the probe's score.
+    overrides its defaults) for ``lm_steps`` at peak rate ``lm_lr`` on the training clips, then
+    report the next-code perplexity and top-1 on the test clips and the probe's score. The LMs train
+    on the tokenizer's device; each clip is read once.
     clip_audio: one clip per item as ``CodeTokenizer.features_of`` takes (arrays or paths).
     -> rows {"codes", "perplexity", "top1", "metric", "val", "test"}."""
     clip_audio = list(clip_audio)
     targets, multi_label = _check_targets(targets, len(clip_audio))
-    splits = _check_splits(splits, len(clip_audio))
+    splits = check_splits(splits, len(clip_audio))
+    device = tokenizer.centroids.device
+    # Each clip is read and put through the STFT once; every K reuses the patches.
+    patches = [tokenizer.clip_patches(item, index) for index, item in enumerate(clip_audio)]
+    train_patches = torch.cat([patches[i] for i in splits["train"]])
     rows = []
     for k in codes:
-        tok = tokenizer.with_codes(k, [clip_audio[i] for i in splits["train"]], seed=seed)
-        clips = [tok.encode_item(item) for item in clip_audio]
+        tok = tokenizer.with_codes(k, patches=train_patches, seed=seed)
+        clips = [tok.encode_patches(p) for p in patches]
         with seeded_rng(seed, torch.device("cpu")):
-            lm = CodeLM(**{**(lm_config or {}), "classes": k})
-        train_code_lm(lm, [clips[i] for i in splits["train"]], steps=lm_steps, seed=seed, progress=progress)
+            lm = CodeLM(**{**(lm_config or {}), "classes": k}).to(device)
+        train_code_lm(lm, [clips[i] for i in splits["train"]], steps=lm_steps, lr=lm_lr, seed=seed,
+                      progress=progress)
         heldout = code_lm_metrics(lm, [clips[i] for i in splits["test"] if len(clips[i]) >= 2])
         val, test = _probe(lm.embed(clips), targets, splits, multi_label)
         rows.append({"codes": k, "perplexity": heldout["perplexity"], "top1": heldout["top1"],
-                     "metric": "mAP" if multi_label else "accuracy", "val": val, "test": test})
+                     "metric": headline_metric(multi_label), "val": val, "test": test})
     return rows
 
 
@@ -103,40 +110,42 @@ class CodeClassifier(nn.Module):
 
 def train_supervised(config: CodeLMConfig, clip_codes, targets, splits: dict, *, steps: int = 500,
                      batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.01, eval_every: int = 50,
-                     seed: int = 0, progress: bool = False) -> tuple[float, float]:
-    """Train ``CodeClassifier(config)`` with the labels of the training clips (cross-entropy, or
-    binary cross-entropy for multi-hot targets); the weights of the best validation score (checked
-    every ``eval_every`` steps) are scored on test. -> (val, test)."""
+                     seed: int = 0, device=None, progress: bool = False) -> tuple[float, float]:
+    """Train ``CodeClassifier(config)`` on ``device`` (default CPU) with the labels of the training
+    clips (cross-entropy, or binary cross-entropy for multi-hot targets); the weights of the best
+    validation score (checked every ``eval_every`` steps) are scored on test. -> (val, test)."""
     from tqdm.auto import tqdm
 
     clips = code_clips(clip_codes, config.classes, "clip_codes")
     targets, multi_label = _check_targets(targets, len(clips))
-    splits = _check_splits(splits, len(clips))
+    splits = check_splits(splits, len(clips))
     steps, batch_size = check_int_arg(steps, "steps"), check_int_arg(batch_size, "batch_size")
+    eval_every = check_int_arg(eval_every, "eval_every")
+    device = torch.device(device or "cpu")
     num_classes = targets.shape[1] if multi_label else int(targets.max()) + 1
     generator = torch.Generator().manual_seed(seed)
     with seeded_rng(seed, torch.device("cpu")):
-        model = CodeClassifier(config, num_classes)
+        model = CodeClassifier(config, num_classes).to(device)
         optimizer = make_optimizer(model, lr=lr, weight_decay=weight_decay)
         train = torch.as_tensor(splits["train"])
         best, best_state = -math.inf, None
         for step in tqdm(range(steps), desc="supervised", disable=not progress):
             model.train()
             batch = train[torch.randint(len(train), (min(batch_size, len(train)),), generator=generator)].tolist()
-            rows, lengths = _padded([clips[i] for i in batch])
-            logits = model(rows, lengths)
-            target = torch.as_tensor(targets[batch])
+            rows, lengths = pad_clips([clips[i] for i in batch])
+            logits = model(rows.to(device), lengths)
+            target = torch.as_tensor(targets[batch], device=device)
             loss = (F.binary_cross_entropy_with_logits(logits, target.float()) if multi_label
                     else F.cross_entropy(logits, target.long()))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             if (step + 1) % eval_every == 0 or step + 1 == steps:
-                score = _score(_scores(model, clips, splits["val"]), targets[splits["val"]], multi_label)
+                score = headline_score(_scores(model, clips, splits["val"]), targets[splits["val"]], multi_label)
                 if score > best:
                     best, best_state = score, copy.deepcopy(model.state_dict())
         model.load_state_dict(best_state)
-    test = _score(_scores(model, clips, splits["test"]), targets[splits["test"]], multi_label)
+    test = headline_score(_scores(model, clips, splits["test"]), targets[splits["test"]], multi_label)
     return best, test
 
 
@@ -156,7 +165,7 @@ def _probe(embeddings, targets, splits, multi_label) -> tuple[float, float]:
     y = {name: targets[splits[name]] for name in SPLITS}
     probe = fit_linear_probe(x["train"], y["train"], x["val"], y["val"], multi_label=multi_label,
                              num_classes=targets.shape[1] if multi_label else int(targets.max()) + 1)
-    key = "mAP" if multi_label else "accuracy"
+    key = headline_metric(multi_label)
     return evaluate_probe(probe, x["val"], y["val"])[key], evaluate_probe(probe, x["test"], y["test"])[key]
 
 
@@ -164,22 +173,11 @@ def _probe(embeddings, targets, splits, multi_label) -> tuple[float, float]:
 def _scores(model, clips, indices, batch_size: int = 64) -> torch.Tensor:
     model.eval()
     out = []
+    device = next(model.parameters()).device
     for first in range(0, len(indices), batch_size):
-        rows, lengths = _padded([clips[i] for i in indices[first:first + batch_size]])
-        out.append(model(rows, lengths))
+        rows, lengths = pad_clips([clips[i] for i in indices[first:first + batch_size]])
+        out.append(model(rows.to(device), lengths).float().cpu())
     return torch.cat(out)
-
-
-def _score(scores, targets, multi_label: bool) -> float:
-    return multilabel_metrics(scores, targets).mAP if multi_label else accuracy(scores, targets)
-
-
-def _padded(clips) -> tuple[torch.Tensor, list[int]]:
-    lengths = [len(c) for c in clips]
-    rows = torch.zeros(len(clips), max(lengths), dtype=torch.int64)
-    for row, clip in enumerate(clips):
-        rows[row, :len(clip)] = clip
-    return rows, lengths
 
 
 def _check_targets(targets, n: int) -> tuple[np.ndarray, bool]:
@@ -187,15 +185,6 @@ def _check_targets(targets, n: int) -> tuple[np.ndarray, bool]:
     if targets.ndim not in (1, 2) or targets.shape[0] != n:
         raise ValueError(f"targets must be (N,) class ids or (N, C) multi-hot with N = {n} clips, "
                          f"got shape {targets.shape}")
+    if targets.ndim == 1 and (targets.dtype.kind not in "iu" or targets.min() < 0):
+        raise ValueError(f"targets (N,) must be class ids >= 0 (ints), got dtype {targets.dtype}")
     return targets, targets.ndim == 2
-
-
-def _check_splits(splits, n: int) -> dict:
-    if not isinstance(splits, dict) or set(splits) != set(SPLITS):
-        raise ValueError(f"splits must be a dict with keys {SPLITS} (fastwave.data.clip_splits), got "
-                         f"{sorted(splits) if isinstance(splits, dict) else type(splits).__name__}")
-    result = {name: np.asarray(splits[name], dtype=np.int64) for name in SPLITS}
-    for name, index in result.items():
-        if index.ndim != 1 or len(index) == 0 or index.min() < 0 or index.max() >= n:
-            raise ValueError(f"splits[{name!r}] must be non-empty clip indices in [0, {n})")
-    return result

@@ -395,3 +395,19 @@ def clip_splits(clips: LabelledClips, *, seed=0, fractions=(0.7, 0.15, 0.15)) ->
         for name, part in zip(["train"] + absent, parts):
             result[name] = train[part]
     return result
+
+
+def check_splits(splits, n: int) -> dict[str, np.ndarray]:
+    """{"train", "val", "test"} -> int64 index arrays into n items: each non-empty, in range, and no
+    item in two splits (a test item seen in training would inflate the score)."""
+    if not isinstance(splits, dict) or set(splits) != set(SPLITS):
+        raise ValueError(f"splits must be a dict with keys {SPLITS} (fastwave.data.clip_splits), got "
+                         f"{sorted(splits) if isinstance(splits, dict) else type(splits).__name__}")
+    result = {name: np.asarray(splits[name], dtype=np.int64) for name in SPLITS}
+    for name, index in result.items():
+        if index.ndim != 1 or len(index) == 0 or index.min() < 0 or index.max() >= n:
+            raise ValueError(f"splits[{name!r}] must be non-empty indices in [0, {n})")
+    every = np.concatenate(list(result.values()))
+    if len(np.unique(every)) != len(every):
+        raise ValueError("splits overlap (or repeat an index): each item must be in one split once")
+    return result

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import as_tensor, check_int_arg
-from .metrics import accuracy, multilabel_metrics
+from .metrics import accuracy, headline_score, multilabel_metrics
 
 STD_FLOOR = 1e-6  # a constant feature stays 0 after standardisation instead of dividing by 0
 
@@ -141,8 +141,7 @@ def fit_linear_probe(train_x, train_y, val_x, val_y, *, multi_label: bool = Fals
     for decay in sorted(decays):  # ascending with >=: a tie goes to the larger decay
         weight, bias = _fit_one(train_z, train_y, classes, decay, multi_label, max_iter)
         val_logits = val_z @ weight.T + bias
-        score = (multilabel_metrics(val_logits, val_y).mAP if multi_label
-                 else accuracy(val_logits, val_y))
+        score = headline_score(val_logits, val_y, multi_label)
         if best is None or score >= best[0]:
             best = (score, decay, weight, bias)
     _, decay, weight, bias = best

@@ -9,6 +9,8 @@ python floats out. Nothing passed in is modified.
   positives of the precision at each positive's rank.
 * ``roc_auc``: the Mann-Whitney statistic, P(score of a positive > score of a negative), a tie
   counting 1/2 (average ranks).
+* ``headline_score``: accuracy for multi-class data, mAP for multi-label data (one number to select
+  and report by).
 * ``multilabel_metrics`` (FSD50K / AudioSet convention): mAP is the macro mean of per-class AP over
   the classes with at least one positive; classes without positives are skipped and counted.
   micro AP pools every (clip, class) pair. d' = sqrt(2) * Phi^-1(macro AUC), the AUC averaged over
@@ -163,3 +165,14 @@ def multilabel_metrics(scores, targets) -> MultiLabelMetrics:
                              micro_ap=_ap(scores.ravel(), targets.ravel()),
                              d_prime=d_prime, classes_scored=int(scored.size),
                              classes_skipped=int(targets.shape[1] - scored.size))
+
+
+def headline_score(scores, targets, multi_label: bool) -> float:
+    """The one number a model is selected and reported by: ``accuracy`` of (N, C) scores against (N,)
+    class ids, or the ``multilabel_metrics`` mAP against (N, C) multi-hot targets."""
+    return multilabel_metrics(scores, targets).mAP if multi_label else accuracy(scores, targets)
+
+
+def headline_metric(multi_label: bool) -> str:
+    """The name of ``headline_score``'s number."""
+    return "mAP" if multi_label else "accuracy"

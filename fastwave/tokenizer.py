@@ -10,9 +10,11 @@ The pipeline: a log-mel (or log-magnitude STFT) spectrogram; non-overlapping pat
 fully connected autoencoder (``hidden`` then ``bottleneck`` on each side, GELU between layers)
 trained on them by mean squared error; k-means (``fastwave.kmeans``) over the bottleneck vectors. A
 patch's code is its nearest centroid; ``decode`` runs a centroid through the decoder, so
-reconstructions are the dictionary's spectrogram patches. Code i covers samples
-[i * patch_samples, (i + 1) * patch_samples) (frames centred on multiples of the hop); samples after
-the last whole patch are dropped.
+reconstructions are the dictionary's spectrogram patches. Code i is frames [i * patch_frames,
+(i + 1) * patch_frames), centred on samples i * patch_samples + j * hop_length: it stands for samples
+[i * patch_samples, (i + 1) * patch_samples) and its windows reach n_fft / 2 samples to either side
+(zero padding at the ends); samples after the last whole patch are dropped. Checkpoints are
+safetensors with the config inside (no pickled code runs on load); there is no torch.save format.
 
 Why these defaults: 10 ms hops and 4-frame patches give 25 codes per second, short enough that a
 code is one acoustic event and a 10 s clip is 250 codes; 16 codes is the paper's example dictionary
@@ -119,6 +121,7 @@ class CodeTokenizer(ConfiguredModule):
         self.register_buffer("patch_std", torch.ones(c.patch_size))
         self.register_buffer("centroids", torch.zeros(c.codes, c.bottleneck))
         self.register_buffer("fitted", torch.zeros(()))  # 1 once fit: a float, as checkpoints hold one dtype
+        self.eval()  # nothing here behaves differently in training; fit trains the autoencoder itself
 
     @property
     def sample_rate(self) -> int:
@@ -160,36 +163,38 @@ class CodeTokenizer(ConfiguredModule):
 
     def features_of(self, items, progress: bool = False) -> torch.Tensor:
         """Patches of every clip in ``items`` stacked: (sum of N_i, patch_size) on the tokenizer's
-        device. items: an iterable of audio arrays at the tokenizer's rate, (audio, sample_rate)
-        pairs, file paths (read and resampled to the tokenizer's rate) or folders (every audio file
-        under them, as ``fastwave.data.audio_files``)."""
+        device. items: a list (or iterable) of clips, each an audio array (T,) at the tokenizer's
+        rate, an (audio, sample_rate) pair, a file path (read and resampled to the tokenizer's rate)
+        or a folder (every audio file under it, as ``fastwave.data.audio_files``); or one array:
+        (T,) one clip, (B, T) B clips."""
         from tqdm.auto import tqdm
 
         from .data import audio_files
 
-        if isinstance(items, (str, os.PathLike)):
-            items = [items]
+        if isinstance(items, (str, os.PathLike, np.ndarray, torch.Tensor)):
+            items = list(items) if getattr(items, "ndim", 0) == 2 else [items]
         expanded = []
         for item in items:
             is_path = isinstance(item, (str, os.PathLike))
             expanded += audio_files(item) if is_path and os.path.isdir(item) else [item]
-        rows = []
-        for item in tqdm(expanded, desc="features", unit="clip", disable=not progress):
-            try:
-                rows.append(self.patches(*self._read(item)))
-            except ValueError as err:
-                name = item if isinstance(item, (str, os.PathLike)) else f"item {len(rows)}"
-                raise ValueError(f"{name}: {err}") from None
-        if not rows:
-            raise ValueError("no audio was given to fit the tokenizer on")
-        return torch.cat(rows)
+        if not expanded:
+            raise ValueError("no audio was given")
+        rows = [self.clip_patches(item, index)
+                for index, item in enumerate(tqdm(expanded, desc="features", unit="clip", disable=not progress))]
+        return torch.cat([r.reshape(-1, self.config.patch_size) for r in rows])
 
-    def _read(self, item):
-        if isinstance(item, (str, os.PathLike)):
-            return load_audio(item, sample_rate=self.sample_rate)[0], None
-        if isinstance(item, tuple) and len(item) == 2:
-            return item
-        return item, None
+    def clip_patches(self, item, index: int | None = None) -> torch.Tensor:
+        """Patches (N, patch_size) of one clip given as ``features_of`` takes it; errors name the file
+        (or ``item {index}``)."""
+        try:
+            if isinstance(item, (str, os.PathLike)):
+                return self.patches(load_audio(item, sample_rate=self.sample_rate)[0])
+            if isinstance(item, tuple) and len(item) == 2:
+                return self.patches(*item)
+            return self.patches(item)
+        except (ValueError, TypeError) as err:
+            name = os.fspath(item) if isinstance(item, (str, os.PathLike)) else f"item {index}"
+            raise type(err)(f"{name}: {err}") from None
 
     # ---- fitting ---------------------------------------------------------------------------------
 
@@ -202,12 +207,16 @@ class CodeTokenizer(ConfiguredModule):
         corpora both train enough. -> {"patches", "autoencoder_loss" (per step, on standardised
         patches), "kmeans_inertia", "kmeans_iterations"}. ValueError before any training if there
         are fewer patches than codes."""
-        from .train import seeded_rng
+        from .train import check_hyperparameters, seeded_rng
 
         steps, batch_size = check_int_arg(steps, "steps"), check_int_arg(batch_size, "batch_size")
-        seed = check_int_arg(seed, "seed", minimum=0)
+        kmeans_iterations = check_int_arg(kmeans_iterations, "kmeans_iterations", minimum=0)
+        check_hyperparameters(lr=lr, seed=seed)  # every argument checked before anything changes
+        if torch.is_inference_mode_enabled():
+            raise ValueError("CodeTokenizer.fit trains the autoencoder: call it outside torch.inference_mode()")
         patches = self.features_of(audio, progress)
         self._check_enough(patches)
+        self.fitted.fill_(0.0)  # until the dictionary matches the new autoencoder
         with seeded_rng(seed, patches.device):
             for module in self.autoencoder.modules():  # a fresh start from the seed on every fit
                 if isinstance(module, nn.Linear):
@@ -218,17 +227,21 @@ class CodeTokenizer(ConfiguredModule):
         result = self._fit_codebook(patches, kmeans_iterations, seed, progress)
         return {"patches": len(patches), "autoencoder_loss": losses, **result}
 
-    def with_codes(self, codes: int, audio, *, kmeans_iterations: int = 100, seed: int = 0,
+    def with_codes(self, codes: int, audio=None, *, patches=None, kmeans_iterations: int = 100, seed: int = 0,
                    progress: bool = False) -> CodeTokenizer:
         """A copy with the same features and autoencoder and a new dictionary of ``codes`` fitted on
-        ``audio``: a sweep over dictionary sizes trains the autoencoder once."""
+        ``audio`` (as ``features_of``) or on ``patches`` (N, patch_size) already computed: a sweep
+        over dictionary sizes trains the autoencoder and reads the audio once."""
         self._check_fitted()
+        codes = check_int_arg(codes, "codes", 2)
+        if (audio is None) == (patches is None):
+            raise ValueError("with_codes takes audio or patches (one of them)")
         other = copy.deepcopy(self)
-        other.config = TokenizerConfig(**{**self.config.to_dict(), "codes": check_int_arg(codes, "codes", 2)})
-        other.centroids = torch.zeros(other.config.codes, other.config.bottleneck, device=self.centroids.device)
-        patches = other.features_of(audio, progress)
+        other.config = TokenizerConfig(**{**self.config.to_dict(), "codes": codes})
+        other.centroids = torch.zeros(codes, other.config.bottleneck, device=self.centroids.device)
+        patches = other.features_of(audio, progress) if patches is None else _check_patches(patches, self.config)
         other._check_enough(patches)
-        other._fit_codebook(patches, kmeans_iterations, seed, progress)
+        other._fit_codebook(patches.to(self.centroids.device), kmeans_iterations, seed, progress)
         return other
 
     def _train_autoencoder(self, patches, steps, batch_size, lr, seed, progress) -> list[float]:
@@ -241,7 +254,8 @@ class CodeTokenizer(ConfiguredModule):
         batches = iter(())
         losses, running = [], None
         self.autoencoder.train()
-        with tqdm(range(steps), desc="autoencoder", disable=not progress) as bar:
+        # enable_grad: a caller's no_grad() must not silently stop training (inference_mode refuses).
+        with torch.enable_grad(), tqdm(range(steps), desc="autoencoder", disable=not progress) as bar:
             for step in bar:
                 index = next(batches, None)
                 if index is None:  # a new pass in a new order
@@ -283,19 +297,26 @@ class CodeTokenizer(ConfiguredModule):
     def _bottleneck(self, patches):
         return self.autoencoder.encoder(self._standardise(patches))
 
-    @torch.no_grad()
     def encode(self, audio, sample_rate: int | None = None) -> torch.Tensor:
         """audio (T,) or (B, T) at the tokenizer's rate -> codes (N,) or (B, N) int64 on the CPU,
         N = T // patch_samples >= 1; the nearest centroid of each patch (lowest index on ties)."""
         self._check_fitted()
-        patches = self.patches(audio, sample_rate)
-        codes, _ = nearest_centroid(self._bottleneck(patches.flatten(0, -2)), self.centroids)
-        return codes.reshape(patches.shape[:-1]).cpu()
+        return self.encode_patches(self.patches(audio, sample_rate))
 
     def encode_item(self, item) -> torch.Tensor:
         """One clip as ``features_of`` takes it (an array at the tokenizer's rate, an (audio,
-        sample_rate) pair, or a file path: resampled, channels mixed to mono) -> codes (N,)."""
-        return self.encode(*self._read(item))
+        sample_rate) pair, or a file path: resampled, channels mixed to mono) -> codes (N,); errors
+        name the file."""
+        self._check_fitted()
+        return self.encode_patches(self.clip_patches(item))
+
+    @torch.no_grad()
+    def encode_patches(self, patches) -> torch.Tensor:
+        """Patches (..., patch_size) from ``patches`` -> codes (...) int64 on the CPU."""
+        self._check_fitted()
+        patches = _check_patches(patches, self.config).to(self.centroids.device)
+        codes, _ = nearest_centroid(self._bottleneck(patches.reshape(-1, patches.shape[-1])), self.centroids)
+        return codes.reshape(patches.shape[:-1]).cpu()
 
     @torch.no_grad()
     def decode(self, codes) -> torch.Tensor:
@@ -310,6 +331,16 @@ class CodeTokenizer(ConfiguredModule):
     def _check_fitted(self) -> None:
         if not self.is_fitted:
             raise ValueError("this CodeTokenizer is not fitted: call fit(audio) or CodeTokenizer.load(path)")
+
+
+def _check_patches(patches, config: TokenizerConfig) -> torch.Tensor:
+    from ._checks import as_tensor
+
+    patches = as_tensor(patches, "patches")
+    if not patches.dtype.is_floating_point or patches.dim() < 1 or patches.shape[-1] != config.patch_size:
+        raise ValueError(f"patches must be floating (..., {config.patch_size}) from CodeTokenizer.patches, got "
+                         f"{patches.dtype} {tuple(patches.shape)}")
+    return patches
 
 
 def _check_clip(audio, sample_rate, config: TokenizerConfig) -> torch.Tensor:

@@ -28,6 +28,7 @@ from .evaluation import (
 )
 
 DEFAULT_SEGMENT = 4096
+PAD = -1  # a crop's positions past the end of a short stream: not fed (token 0), not scored
 
 
 def lr_at(step: int, *, lr: float, steps: int, warmup: int, min_lr_ratio: float = 0.1) -> float:
@@ -60,13 +61,17 @@ def sample_crops(streams: list[torch.Tensor], batch_size: int, length: int,
     """``batch_size`` random crops of ``length`` tokens -> (crops (B, length) int64, stream index (B,)).
 
     Every start position of the corpus is equally likely (a stream is picked in proportion to its
-    number of crop starts), so long and short streams are seen per token alike."""
-    starts_per_stream = torch.tensor([len(s) - length + 1 for s in streams])
+    number of crop starts), so long and short streams are seen per token alike. A stream shorter
+    than ``length`` has one crop, itself, padded with PAD (-1) at the end."""
+    starts_per_stream = torch.tensor([max(len(s) - length + 1, 1) for s in streams])
     offsets = torch.randint(int(starts_per_stream.sum()), (batch_size,), generator=generator)
     ends = starts_per_stream.cumsum(0)
     which = torch.searchsorted(ends, offsets, right=True)
     starts = offsets - (ends[which] - starts_per_stream[which])
-    crops = torch.stack([streams[i][s:s + length] for i, s in zip(which.tolist(), starts.tolist())])
+    crops = torch.full((batch_size, length), PAD, dtype=torch.int64)
+    for row, (i, s) in enumerate(zip(which.tolist(), starts.tolist())):
+        crop = streams[i][s:s + length]
+        crops[row, :len(crop)] = crop
     return crops, which
 
 
@@ -75,14 +80,13 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
                        min_lr_ratio: float = 0.1, grad_clip: float | None = 1.0, seed: int = 0,
                        cond: dict | None = None, eval_tokens=None, eval_cond: dict | None = None,
                        eval_every: int | None = None, eval_segment: int | None = None,
-                       progress: bool = True) -> dict:
+                       pad_short: bool = False, progress: bool = True) -> dict:
     """Train ``model`` in place by teacher forcing on random crops of ``tokens``.
 
     model: a sample model on the device to train on (``model.config.classes``;
       forward(tokens (B, T)) -> logits (B, classes, T), logits[:, :, t] predicting token t + 1).
     tokens: (T,), (N, T) or a list of 1-D streams of any lengths, each >= segment + 1 (+ the model's
-      burn_in) tokens; int in
-      [0, classes), numpy or torch.
+      burn_in) tokens (or >= 2 with ``pad_short``); int in [0, classes), numpy or torch.
     steps: optimizer updates. segment: the model's input length per crop (the crop is segment + 1).
     lr / warmup / min_lr_ratio: the schedule of ``lr_at``; warmup defaults to min(1000, steps // 10).
     grad_clip: max global gradient norm (None: no clipping).
@@ -91,6 +95,8 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
       initial weights give the same weights.
     cond: {"global_cond": ids (N,) or one id}, one id per training stream, for a WaveNet with global
       conditioning (eval_cond likewise for eval_tokens); models with local conditioning are refused.
+    pad_short: streams shorter than a crop (clips of codes) are taken whole, padded at the end, their
+      padded positions left out of the loss; the causal model never reads the padding.
     eval_tokens: streams for ``evaluate_sample_model`` (segment ``eval_segment``), run every
       ``eval_every`` steps (if given) and after the last step.
     -> {"loss": [float per step], "lr": [float per step], "eval": [{"step": s, "top1", "top5",
@@ -102,9 +108,12 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
     batch_size = check_int_arg(batch_size, "batch_size")
     segment = check_int_arg(segment, "segment")
     warmup = min(1000, steps // 10) if warmup is None else check_int_arg(warmup, "warmup", minimum=0)
-    _check_hyperparameters(lr, weight_decay, min_lr_ratio, grad_clip, seed)
+    check_hyperparameters(lr=lr, weight_decay=weight_decay, min_lr_ratio=min_lr_ratio, grad_clip=grad_clip,
+                          seed=seed)
     burn_in = getattr(model, "burn_in", 0)
-    streams = token_streams(tokens, classes, "tokens", min_length=burn_in + segment + 1)
+    if pad_short and burn_in:
+        raise ValueError("pad_short does not apply to a model with a burn_in (conditioned sample models)")
+    streams = token_streams(tokens, classes, "tokens", min_length=2 if pad_short else burn_in + segment + 1)
     global_ids = stream_global_cond(model, cond, len(streams))
     if eval_tokens is not None:  # validated now rather than after the first eval_every steps
         eval_tokens = token_streams(eval_tokens, classes, "eval_tokens", min_length=2)
@@ -150,12 +159,12 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
 def train_step(model, optimizer, crops: torch.Tensor, grad_clip: float | None, burn_in: int = 0,
                **cond) -> float:
     """One update on crops (B, burn_in + segment + 1) on the model's device -> the loss (nats per
-    target); the first ``burn_in`` predictions are context only."""
-    inputs, targets = crops[:, :-1], crops[:, 1:]
+    target); the first ``burn_in`` predictions are context only, PAD targets are not scored."""
+    inputs, targets = crops[:, :-1].clamp_min(0), crops[:, 1:]  # PAD is fed as token 0, never scored
     # bf16 autocast on CUDA (the parameters and the optimizer stay fp32); plain fp32 on the CPU.
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=crops.device.type == "cuda"):
         logits = model(inputs, **cond)
-    loss = F.cross_entropy(logits[:, :, burn_in:].float(), targets[:, burn_in:])
+    loss = F.cross_entropy(logits[:, :, burn_in:].float(), targets[:, burn_in:], ignore_index=PAD)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip is not None:
@@ -173,7 +182,9 @@ def seeded_rng(seed: int, device: torch.device):
         yield
 
 
-def _check_hyperparameters(lr, weight_decay, min_lr_ratio, grad_clip, seed) -> None:
+def check_hyperparameters(*, lr=1e-3, weight_decay=0.0, min_lr_ratio=0.0, grad_clip=None, seed=0) -> None:
+    """The optimiser settings every loop takes: lr > 0, weight_decay >= 0, min_lr_ratio in [0, 1],
+    grad_clip > 0 or None, seed an int >= 0 (finite numbers, bool refused)."""
     def number(value, name):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number, got {value!r}")

@@ -97,3 +97,16 @@ def test_command_errors(folder, tmp_path, capsys):
     assert "--lm is required" in capsys.readouterr().err
     assert main(["fit-tokenizer", str(folder), "--out", str(tmp_path / "no" / "t.safetensors")] + TOKENIZER) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_mismatched_or_foreign_checkpoints(folder, tmp_path, capsys):
+    tok, lm = tmp_path / "tok.safetensors", tmp_path / "lm.safetensors"
+    assert main(["fit-tokenizer", str(folder), "--out", str(tok)] + TOKENIZER) == 0
+    fastwave.CodeLM(classes=64, layers=1, heads=2, width=32).save(lm)
+    capsys.readouterr()
+    assert main(["probe", str(folder), "--tokenizer", str(tok), "--lm", str(lm), "--quiet"]) == 2
+    assert "models 64 codes but --tokenizer" in capsys.readouterr().err
+    assert main(["probe", str(folder), "--tokenizer", str(lm), "--lm", str(lm), "--quiet"]) == 2
+    assert "not a code tokenizer" in capsys.readouterr().err
+    assert main(["generate", "--checkpoint", str(lm), "--out", str(tmp_path / "x.wav"), "--quiet"]) == 2
+    assert "holds a code_lm, not a sample model" in capsys.readouterr().err

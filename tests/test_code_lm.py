@@ -93,3 +93,34 @@ def test_bad_codes():
         lm.embed([torch.tensor([1, 2]), torch.tensor([], dtype=torch.int64)])
     with pytest.raises(ValueError, match="at least 2"):
         train_code_lm(lm, [torch.tensor([1, 2, 3]), torch.tensor([4])], steps=1, progress=False)
+
+
+def test_one_short_clip_does_not_shorten_the_crops(monkeypatch):
+    import fastwave.train
+
+    lengths = []
+    real = fastwave.train.sample_crops
+
+    def spy(streams, batch_size, length, generator):
+        lengths.append(length)
+        return real(streams, batch_size, length, generator)
+
+    monkeypatch.setattr(fastwave.train, "sample_crops", spy)
+    lm = small_lm()
+    long = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7] * 10)
+    history = train_code_lm(lm, [long, long.flip(0), torch.tensor([2, 5])], steps=100, lr=3e-3, progress=False)
+    assert set(lengths) == {lm.config.context + 1}  # whole-context crops; the 2-code clip is padded
+    assert history["loss"][-1] < 0.5
+
+
+def test_pooled_lengths_and_empty_inputs():
+    lm = small_lm()
+    codes = torch.randint(8, (2, 5))
+    with pytest.raises(ValueError, match="lengths"):
+        lm.pooled(codes, [0, 5])
+    with pytest.raises(ValueError, match="lengths"):
+        lm.pooled(codes, [3, 6])
+    with pytest.raises(ValueError, match="no clips"):
+        code_lm_metrics(lm, [])
+    with pytest.raises(ValueError, match="at least 2"):
+        code_lm_metrics(lm, [torch.tensor([1])])

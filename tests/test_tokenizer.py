@@ -152,3 +152,39 @@ def test_bad_inputs(fitted, clips):
 def test_config_errors(overrides, message):
     with pytest.raises(ValueError, match=message):
         TokenizerConfig(**overrides)
+
+
+def test_a_refused_refit_keeps_the_fitted_tokenizer(fitted, clips):
+    tokenizer, _ = fitted
+    before = tokenizer.encode(clips[3])
+    state = {k: v.clone() for k, v in tokenizer.state_dict().items()}
+    for bad in ({"kmeans_iterations": -1}, {"lr": 0.0}, {"steps": 0}, {"seed": -1}):
+        with pytest.raises(ValueError):
+            tokenizer.fit(clips, progress=False, **bad)
+    assert tokenizer.is_fitted
+    assert all(torch.equal(v, state[k]) for k, v in tokenizer.state_dict().items())
+    torch.testing.assert_close(tokenizer.encode(clips[3]), before, rtol=0, atol=0)
+
+
+def test_fit_takes_arrays_and_works_under_no_grad(clips):
+    one = CodeTokenizer(**{**SMALL, "codes": 8})
+    with torch.no_grad():
+        history = one.fit(np.stack(clips[:4]), steps=100, batch_size=16, progress=False)  # (B, T): B clips
+    losses = history["autoencoder_loss"]
+    assert history["patches"] == 4 * 12 and sum(losses[-10:]) < 0.7 * sum(losses[:10])  # it trained
+    assert CodeTokenizer(**{**SMALL, "codes": 8}).fit(clips[0], steps=2, progress=False)["patches"] == 12
+    with torch.inference_mode(), pytest.raises(ValueError, match="inference_mode"):
+        CodeTokenizer(**SMALL).fit(clips, steps=2, progress=False)
+
+
+def test_with_codes_from_patches(fitted, clips):
+    tokenizer, _ = fitted
+    patches = tokenizer.features_of(clips)
+    other = tokenizer.with_codes(8, patches=patches)
+    torch.testing.assert_close(other.centroids, tokenizer.with_codes(8, clips).centroids, rtol=0, atol=0)
+    torch.testing.assert_close(other.encode_patches(tokenizer.patches(clips[0])), other.encode(clips[0]),
+                               rtol=0, atol=0)
+    with pytest.raises(ValueError, match="one of them"):
+        tokenizer.with_codes(8)
+    with pytest.raises(ValueError, match="patches must be"):
+        tokenizer.with_codes(8, patches=patches[:, :-1])

@@ -300,3 +300,24 @@ def test_training_refuses_bad_inputs():
         train(cond={"global_cond": 0})
     with pytest.raises(ValueError, match="unknown keys"):
         train(cond={"speaker": 0})
+
+
+def test_short_streams_are_padded_and_not_scored():
+    from fastwave.train import PAD, train_step
+
+    streams = [torch.arange(10), torch.tensor([3, 4])]
+    crops, which = sample_crops(streams, 400, 6, torch.Generator().manual_seed(0))
+    short = crops[which == 1]
+    assert len(short) > 0 and (short == torch.tensor([3, 4, PAD, PAD, PAD, PAD])).all()
+    assert (crops[which == 0] >= 0).all()
+    # The loss of a padded batch is the loss of its real targets alone.
+    torch.manual_seed(0)
+    model = fastwave.SampleTransformer(layers=1, heads=2, width=32, context=8, classes=16)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    padded = torch.tensor([[3, 4, 5, PAD, PAD, PAD]])
+    loss = train_step(model, optimizer, padded, None)
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model(torch.tensor([[3, 4]])), torch.tensor([[4, 5]]))
+    assert abs(loss - float(expected)) < 1e-5
+    with pytest.raises(ValueError, match="has 2 tokens"):
+        train_sample_model(model, streams, steps=1, segment=5, progress=False)

@@ -84,13 +84,16 @@ class CodeLM(ConfiguredModule):
         return self.head(self.hidden(codes)).transpose(1, 2)
 
     def pooled(self, codes, lengths=None) -> torch.Tensor:
-        """codes (B, T), the first ``lengths[b]`` of row b real -> (B, width), the mean hidden state
-        over those positions; differentiable (the supervised baseline trains through it). Padding
-        after a clip cannot change its states: attention is causal."""
+        """codes (B, T), the first ``lengths[b]`` (1 <= lengths[b] <= T) of row b real -> (B, width),
+        the mean hidden state over those positions; differentiable (the supervised baseline trains
+        through it). Padding after a clip cannot change its states: attention is causal."""
         states = self.hidden(codes)
         if lengths is None:
             return states.mean(1)
         lengths = torch.as_tensor(lengths, device=states.device)
+        if lengths.shape != (states.shape[0],) or bool((lengths < 1).any()) or bool((lengths > states.shape[1]).any()):
+            raise ValueError(f"lengths must be (B,) = ({states.shape[0]},) ints in [1, {states.shape[1]}], "
+                             f"got {lengths.tolist()}")
         mask = torch.arange(states.shape[1], device=states.device)[None, :] < lengths[:, None]
         return (states * mask[..., None]).sum(1) / lengths[:, None].to(states.dtype)
 
@@ -108,10 +111,7 @@ class CodeLM(ConfiguredModule):
             vectors = [None] * len(clips)
             for first in range(0, len(order), batch_size):
                 chunk = order[first:first + batch_size]
-                lengths = [len(clips[i]) for i in chunk]
-                rows = torch.zeros(len(chunk), max(lengths), dtype=torch.int64)
-                for row, i in enumerate(chunk):
-                    rows[row, :len(clips[i])] = clips[i]
+                rows, lengths = pad_clips([clips[i] for i in chunk])
                 pooled = self.pooled(rows.to(device), lengths).float().cpu()
                 for row, i in enumerate(chunk):
                     vectors[i] = pooled[row]
@@ -120,11 +120,23 @@ class CodeLM(ConfiguredModule):
         return torch.stack(vectors)
 
 
-def code_clips(codes, classes: int, name: str = "codes") -> list[torch.Tensor]:
-    """(T,), (N, T) or a list of 1-D code sequences -> list of int64 CPU tensors, each non-empty and
-    in [0, classes)."""
+def pad_clips(clips: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+    """1-D code clips -> (rows (N, longest) int64 padded with code 0 at the end, lengths)."""
+    lengths = [len(clip) for clip in clips]
+    rows = torch.zeros(len(clips), max(lengths), dtype=torch.int64)
+    for row, clip in enumerate(clips):
+        rows[row, :len(clip)] = clip
+    return rows, lengths
+
+
+def code_clips(codes, classes: int, name: str = "codes", min_length: int = 1) -> list[torch.Tensor]:
+    """(T,), (N, T) or a list of 1-D code sequences -> list of int64 CPU tensors, each at least
+    ``min_length`` long and in [0, classes)."""
     from ..evaluation import token_streams  # the same parsing as the sample models' token streams
-    return token_streams(codes, classes, name, min_length=1)
+
+    if isinstance(codes, (list, tuple)) and not codes:
+        raise ValueError(f"{name} holds no clips")
+    return token_streams(codes, classes, name, min_length=min_length)
 
 
 def code_lm_metrics(model: CodeLM, codes, segment: int | None = None) -> dict:
@@ -132,24 +144,20 @@ def code_lm_metrics(model: CodeLM, codes, segment: int | None = None) -> dict:
     "top5", "perplexity" (exp of the mean NLL per code), "nll_nats", "bits_per_code", "positions"}."""
     from ..evaluation import evaluate_sample_model
 
-    result = evaluate_sample_model(model, code_clips(codes, model.config.classes), segment=segment or model.config.context)
+    clips = code_clips(codes, model.config.classes, min_length=2)
+    result = evaluate_sample_model(model, clips, segment=segment or model.config.context)
     return {"top1": result["top1"], "top5": result["top5"], "perplexity": math.exp(result["nll_nats"]),
             "nll_nats": result["nll_nats"], "bits_per_code": result["bits_per_sample"],
             "positions": result["positions"]}
 
 
 def train_code_lm(model: CodeLM, codes, *, steps: int, segment: int | None = None, **kwargs) -> dict:
-    """Train ``model`` on clips of codes with ``fastwave.train.train_sample_model`` (teacher forcing
-    on random crops; its keyword arguments pass through). ``segment`` (the input length per crop)
-    defaults to the context, capped so the shortest clip still holds a crop; clips are not joined,
-    so no prediction reads across two recordings."""
+    """Train ``model`` on clips of codes (each >= 2) with ``fastwave.train.train_sample_model``
+    (teacher forcing on random crops; its keyword arguments pass through). ``segment``, the input
+    length per crop, defaults to the context; clips shorter than a crop are taken whole and padded
+    (``pad_short``), and clips are never joined, so no prediction reads across two recordings."""
     from ..train import train_sample_model
 
-    clips = code_clips(codes, model.config.classes)
-    shortest = min(len(clip) for clip in clips)
-    if segment is None:
-        if shortest < 2:
-            raise ValueError("codes holds a clip of 1 code: training needs at least 2 per clip "
-                             "(drop it or pass longer audio)")
-        segment = min(model.config.context, shortest - 1)
-    return train_sample_model(model, clips, steps=steps, segment=segment, **kwargs)
+    clips = code_clips(codes, model.config.classes, min_length=2)
+    return train_sample_model(model, clips, steps=steps, segment=segment or model.config.context, pad_short=True,
+                              **kwargs)
