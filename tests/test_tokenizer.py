@@ -188,3 +188,20 @@ def test_with_codes_from_patches(fitted, clips):
         tokenizer.with_codes(8)
     with pytest.raises(ValueError, match="patches must be"):
         tokenizer.with_codes(8, patches=patches[:, :-1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_tokenizer_and_code_lm_match_the_cpu(fitted, clips):
+    import copy
+
+    tokenizer, _ = fitted
+    gpu = copy.deepcopy(tokenizer).to("cuda")
+    cpu_codes = torch.cat([tokenizer.encode(clip) for clip in clips])
+    gpu_codes = torch.cat([gpu.encode(clip) for clip in clips])
+    assert (cpu_codes == gpu_codes).float().mean() > 0.95  # float rounding may flip a near-tie
+    refit = CodeTokenizer(**SMALL).to("cuda")
+    refit.fit(clips, steps=50, batch_size=32, progress=False)
+    assert refit.encode(clips[0]).device.type == "cpu" and refit.centroids.device.type == "cuda"
+    lm = fastwave.CodeLM(classes=16, layers=1, heads=2, width=32, context=16).cuda()
+    vectors = lm.embed([gpu_codes[:12], gpu_codes[12:30]])
+    torch.testing.assert_close(vectors, lm.cpu().embed([gpu_codes[:12], gpu_codes[12:30]]), rtol=1e-3, atol=1e-3)
