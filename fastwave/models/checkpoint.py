@@ -44,12 +44,17 @@ def register_model(cls):
     return cls
 
 
-def save_checkpoint(model, path) -> None:
-    from safetensors.torch import save_file
-
+def check_saveable(model) -> None:
+    """TypeError unless ``model`` is a registered fastwave model (so ``save_checkpoint`` can write it)."""
     if getattr(model, "model_type", None) not in _MODEL_TYPES:
         raise TypeError(f"model must be a fastwave model ({', '.join(sorted(_MODEL_TYPES))}), "
                         f"got {type(model).__name__}")
+
+
+def save_checkpoint(model, path) -> None:
+    from safetensors.torch import save_file
+
+    check_saveable(model)
     parent = os.path.dirname(os.path.abspath(os.fspath(path)))
     if not os.path.isdir(parent):
         raise ValueError(f"path: the folder {parent} does not exist")
