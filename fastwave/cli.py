@@ -196,8 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="PATH", help="also write the rows as a JSON list")
     _add_model_flags(bench)
 
-    from .cli_codes import add_commands
-    add_commands(sub, _csv)
+    from . import cli_classifier, cli_codes
+    cli_codes.add_commands(sub, _csv)
+    cli_classifier.add_commands(sub, _csv)
     return parser
 
 
@@ -205,8 +206,9 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # recorded with benchmark results
-    from .cli_codes import HANDLERS
-    handler = {"info": cmd_info, "generate": cmd_generate, "bench": cmd_bench, **HANDLERS}[args.command]
+    from . import cli_classifier, cli_codes
+    handler = {"info": cmd_info, "generate": cmd_generate, "bench": cmd_bench, **cli_codes.HANDLERS,
+               **cli_classifier.HANDLERS}[args.command]
     try:
         return handler(args)
     except (ValueError, TypeError) as err:  # bad input: a message, not a traceback

@@ -1,5 +1,7 @@
-"""Sample-level audio models and the code LM; every model saves with its config (``load_model``)."""
+"""Sample-level audio models, the code LM and the wavelet audio classifier; every model saves with its config
+(``load_model``)."""
 from .checkpoint import load_model, register_model, save_checkpoint
+from .classifier import WaveletClassifier, WaveletClassifierConfig
 from .code_lm import CodeLM, CodeLMConfig
 from .transformer import SampleTransformer, SampleTransformerConfig
 from .wavenet import WaveNet, WaveNetConfig
@@ -9,4 +11,4 @@ register_model(SampleTransformer)
 register_model(CodeLM)
 
 __all__ = ["CodeLM", "CodeLMConfig", "SampleTransformer", "SampleTransformerConfig", "WaveNet", "WaveNetConfig",
-           "load_model", "save_checkpoint"]
+           "WaveletClassifier", "WaveletClassifierConfig", "load_model", "save_checkpoint"]
