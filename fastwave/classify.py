@@ -80,9 +80,9 @@ def window_probabilities(model, windows: torch.Tensor, batch_size: int = 256) ->
     return torch.cat(out)
 
 
-def clip_probabilities(model, data: WindowedClips, batch_size: int = 256) -> torch.Tensor:
+def clip_probabilities(model, data: WindowedClips, batch_size: int = 256, name: str = "data") -> torch.Tensor:
     """(num_clips, C) fp32: each clip's window probabilities averaged over its windows."""
-    check_data(model, data)
+    check_data(model, data, name)
     scores = []
     for first in range(0, len(data), batch_size):
         windows, _ = data.batch(torch.arange(first, min(first + batch_size, len(data))))
@@ -135,9 +135,9 @@ class ClassifierReport:
         return dataclasses.asdict(self)
 
 
-def evaluate_classifier(model, data: WindowedClips, batch_size: int = 256) -> ClassifierReport:
+def evaluate_classifier(model, data: WindowedClips, batch_size: int = 256, name: str = "data") -> ClassifierReport:
     """Per-clip metrics of ``model`` on ``data`` (window probabilities averaged per clip)."""
-    scores = clip_probabilities(model, data, batch_size)
+    scores = clip_probabilities(model, data, batch_size, name)
     targets = data.targets
     if data.multi_label:
         result = multilabel_metrics(scores, targets)
@@ -153,7 +153,8 @@ def evaluate_classifier(model, data: WindowedClips, batch_size: int = 256) -> Cl
 def train_classifier(model, train: WindowedClips, val: WindowedClips | None = None, *, epochs: int = 10,
                      batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.01, warmup: int | None = None,
                      min_lr_ratio: float = 0.01, grad_clip: float | None = 1.0, seed: int = 0,
-                     checkpoint_dir=None, resume: bool = False, progress: bool = True) -> dict:
+                     checkpoint_dir=None, resume: bool = False, eval_batch_size: int = 256,
+                     progress: bool = True) -> dict:
     """Train ``model`` (in place, on its device) on the windows of ``train`` for ``epochs`` epochs.
 
     Each epoch visits every window once in an order fixed by (seed, epoch), in batches of
@@ -161,7 +162,8 @@ def train_classifier(model, train: WindowedClips, val: WindowedClips | None = No
     world of every batch. With ``val``, the model is evaluated after every epoch (per clip: mAP or
     accuracy) and the best epoch's weights are kept in ``checkpoint_dir``/best.safetensors. The
     schedule, checkpoints and exact resume are ``fastwave.trainer.run_training``'s; warmup defaults
-    to one epoch (capped at 1000 steps).
+    to one epoch (capped at 1000 steps). Under torchrun, move the model to
+    ``fastwave.trainer.training_device()`` (this rank's GPU) before calling.
 
     -> the history: {"loss", "lr" per step, "eval": [{"step", "epoch", metric...}], "best"}.
     """
@@ -191,7 +193,7 @@ def train_classifier(model, train: WindowedClips, val: WindowedClips | None = No
         return model.loss(trained(windows.to(device)).float(), targets.to(device))
 
     def evaluate(trained) -> dict:
-        report = evaluate_classifier(trained, val)
+        report = evaluate_classifier(trained, val, eval_batch_size, "val")
         return {k: v for k, v in report.metrics.items() if isinstance(v, float) and not math.isnan(v)}
 
     metric = headline_metric(model.config.multi_label)

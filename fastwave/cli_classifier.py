@@ -52,7 +52,8 @@ def add_commands(sub, csv_list) -> None:
     evaluate.add_argument("data", help="a folder of clips: labels from --labels, else from sub-folder names")
     evaluate.add_argument("--labels", metavar="CSV", help="FSD50K-style fname,labels[,split] CSV")
     evaluate.add_argument("--split", choices=["all", "train", "val", "test"], default="all",
-                          help="score one split (as train-classifier made it with the same --seed); default all")
+                          help="score one split as clip_splits draws it with --seed: the split train-classifier "
+                               "used when it ran without --test-data (its splits.json lists them); default all")
     evaluate.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     _common(evaluate)
 
@@ -73,25 +74,25 @@ def _common(parser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _clips(data: str, labels: str | None, vocabulary=None):
-    from .data import clips_from_csv, clips_from_folders
+def _clips(data: str, labels: str | None, vocabulary=None, multi_label: bool = False):
+    """Labelled clips from a CSV or sub-folders; with a ``vocabulary`` (a trained model's), its class
+    order; ``multi_label`` keeps multi-hot targets when every clip happens to have one label."""
+    from .data import LabelledClips, clips_from_csv, clips_from_folders
 
-    if labels:
-        return clips_from_csv(labels, data, vocabulary=vocabulary)
-    clips = clips_from_folders(data)
+    clips = clips_from_csv(labels, data, vocabulary=vocabulary) if labels else clips_from_folders(data)
     if vocabulary is not None:
         unknown = sorted(set(clips.vocabulary) - set(vocabulary))
         if unknown:
             raise ValueError(f"labels {unknown[:5]} are not in the model's vocabulary ({len(vocabulary)} labels)")
-        clips = type(clips)(clips.paths, clips.labels, list(vocabulary))
-    return clips
+    return LabelledClips(clips.paths, clips.labels, list(vocabulary or clips.vocabulary), clips.splits,
+                         force_multi_label=multi_label)
 
 
 def cmd_train_classifier(args) -> int:
     import numpy as np
     import torch
 
-    from .classify import evaluate_classifier, train_classifier
+    from .classify import check_data, evaluate_classifier, train_classifier
     from .clip_windows import WindowedClips
     from .data import clip_splits
     from .models.classifier import WaveletClassifier
@@ -106,9 +107,9 @@ def cmd_train_classifier(args) -> int:
     splits = clip_splits(clips, seed=args.seed)
     test_clips = None
     if args.test_data:
-        test_clips = _clips(args.test_data, args.test_labels, clips.vocabulary)
-        if clips.splits is None or "test" not in clips.splits:  # carved from train: give it back
-            splits["train"] = np.sort(np.concatenate([splits["train"], splits.pop("test")]))
+        test_clips = _clips(args.test_data, args.test_labels, clips.vocabulary, clips.multi_label)
+        # The separate set is the test: the clips carved (or marked) as test here are trained on.
+        splits["train"] = np.sort(np.concatenate([splits["train"], splits.pop("test")]))
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     model = WaveletClassifier(num_classes=len(clips.vocabulary), multi_label=clips.multi_label,
                               labels=tuple(clips.vocabulary), pooling=args.pooling, layers=args.layers,
@@ -117,9 +118,14 @@ def cmd_train_classifier(args) -> int:
     rate = model.config.sample_rate
     load = lambda subset, name: WindowedClips.from_clips(subset, sample_rate=rate, progress=not quiet,  # noqa: E731
                                                          min_samples=model.config.patch_size)
+    test = load(test_clips if test_clips is not None else clips.subset(splits["test"]), "test")
+    check_data(model, test, "test")  # now, not after training
     train = load(clips.subset(splits["train"]), "train")
     val = load(clips.subset(splits["val"]), "val")
-    test = load(test_clips if test_clips is not None else clips.subset(splits["test"]), "test")
+    if rank == 0:  # which files each split holds, for the record (evaluate --split redraws them)
+        os.makedirs(args.out_dir, exist_ok=True)
+        with open(os.path.join(args.out_dir, "splits.json"), "w") as handle:
+            json.dump({"train": train.paths, "val": val.paths, "test": test.paths}, handle, indent=0)
     if not quiet:
         print(f"{len(clips)} clips, {len(clips.vocabulary)} labels "
               f"({'multi-label' if clips.multi_label else 'multi-class'}); windows: train {len(train)}, val "
@@ -127,7 +133,7 @@ def cmd_train_classifier(args) -> int:
               f"pooling {args.pooling}, {world} process(es) on {device}")
     history = train_classifier(model, train, val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                weight_decay=args.weight_decay, seed=args.seed, checkpoint_dir=args.out_dir,
-                               resume=args.resume, progress=not quiet)
+                               resume=args.resume, eval_batch_size=args.batch_eval, progress=not quiet)
     if rank == 0:
         from .models.checkpoint import load_model
 
@@ -162,7 +168,7 @@ def cmd_evaluate(args) -> int:
     model = _load_classifier(args.checkpoint, training_device(args.device))
     if not model.config.labels:
         raise ValueError(f"{args.checkpoint} stores no label names, so CSV labels cannot be matched to its classes")
-    clips = _clips(args.data, args.labels, model.config.labels)
+    clips = _clips(args.data, args.labels, model.config.labels, model.config.multi_label)
     if args.split != "all":
         clips = clips.subset(clip_splits(clips, seed=args.seed)[args.split])
     data = WindowedClips.from_clips(clips, sample_rate=model.config.sample_rate, progress=not args.quiet,

@@ -83,7 +83,8 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
       ``eval_every`` steps (if given) and after the last step.
     checkpoint_dir / resume / checkpoint_every: ``fastwave.trainer.run_training``'s checkpoints; the
       best evaluation (lowest bits per sample) is kept as best.safetensors. Under torchrun each rank
-      takes batch_size / world of every step's crops.
+      takes batch_size / world of every step's crops; move the model to
+      ``fastwave.trainer.training_device()`` (this rank's GPU) first.
     -> {"loss": [float per step], "lr": [float per step], "eval": [{"step": s, "top1", "top5",
     "bits_per_sample", "nll_nats", "positions"}], "best"} where step s counts the updates made. The
     model is left in eval mode.

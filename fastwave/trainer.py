@@ -13,14 +13,16 @@ caller seeds it from (seed, step)), the learning rate a pure function of the ste
 holds the weights, AdamW's moments and the RNG state that dropout draws from. So a run stopped after
 any checkpoint and resumed gives the weights of a run that never stopped: bit for bit on the CPU.
 
-**Checkpoints** (``checkpoint_dir``): ``last.safetensors`` (the weights, loadable by
-``fastwave.load_model``), ``best.safetensors`` (with ``select``: the weights of the best evaluation),
-``train_state.pt`` (optimizer, step, RNG, history and the settings; read back with
-``torch.load(weights_only=True)``, so no pickled code runs) and ``history.json``. Files are written
-to a temporary name and renamed, so a run killed mid-write keeps the previous checkpoint. A
-checkpoint is written at every evaluation, every ``checkpoint_every`` steps, at the end, and when
-the run is interrupted (Ctrl-C). ``resume=True`` continues from ``checkpoint_dir`` when it holds a
-state (else starts afresh), and refuses a state written with other settings.
+**Checkpoints** (``checkpoint_dir``): ``train_state.pt`` (weights, optimizer, step, RNG, history
+and settings: all a resume reads, in one file, so it is always self-consistent; read back with
+``torch.load(weights_only=True)``, so no pickled code runs), ``last.safetensors`` (the same weights,
+loadable by ``fastwave.load_model``), ``best.safetensors`` (with ``select``: the weights of the best
+evaluation) and ``history.json``. Each file is written to a temporary name and renamed, so a run
+killed mid-write keeps the previous version. A checkpoint is written at every evaluation, every
+``checkpoint_every`` steps and at the end. Ctrl-C stops the run at the end of the current step and
+checkpoints it (a second Ctrl-C stops at once, without one); under torchrun, stop by killing the job
+and resume from the last periodic checkpoint. ``resume=True`` continues from ``checkpoint_dir`` when
+it holds a state (else starts afresh), and refuses a state written with other settings.
 
 **Multi-GPU.** Started under ``torchrun`` (WORLD_SIZE > 1), the loop joins the process group (NCCL on
 CUDA, gloo on the CPU), wraps the model in DistributedDataParallel and asks ``batch_at`` for this
@@ -33,7 +35,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from contextlib import nullcontext
+import sys
+from contextlib import contextmanager, nullcontext
 from typing import Callable
 
 import torch
@@ -132,7 +135,7 @@ def training_device(requested: str | None = None) -> torch.device:
     """The device to train on: this rank's GPU under torchrun with CUDA, else ``requested`` (default:
     CUDA when available, else the CPU)."""
     rank, world = init_distributed()
-    if world > 1 and torch.cuda.is_available():
+    if world > 1 and torch.cuda.is_available() and requested != "cpu":
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if requested is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -191,6 +194,10 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
         history = saved["history"]
     trained = model
     if world > 1:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if device.type == "cuda" and device.index != local:
+            raise ValueError(f"under torchrun, rank {rank} must train on cuda:{local} (its LOCAL_RANK), but the "
+                             f"model is on {device}: move it with model.to(fastwave.trainer.training_device())")
         from torch.nn.parallel import DistributedDataParallel
         trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     cuda_devices = [device] if device.type == "cuda" else []
@@ -211,7 +218,7 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
             else:
                 _set_rng(saved["rng"][rank], device)
             done = start
-            try:
+            with _deferred_interrupt(enabled=world == 1) as interrupted:
                 running = history["loss"][-1] if history["loss"] else None
                 for step in range(start, steps):
                     step_lr = lr_at(step, lr=lr, steps=steps, warmup=warmup, min_lr_ratio=min_lr_ratio)
@@ -220,6 +227,8 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
                     with autocast_for(device):
                         loss = loss_of(trained, batch_at(step, rank, world))
                     loss = apply_update(model, optimizer, loss.float(), grad_clip)
+                    if world > 1:  # record the whole batch's loss, not this rank's share
+                        loss = _mean_over_ranks(loss, device)
                     history["loss"].append(loss)
                     history["lr"].append(step_lr)
                     running = loss if running is None else 0.95 * running + 0.05 * loss  # smoothed for display
@@ -230,17 +239,49 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
                     if evaluating:
                         _evaluate(model, evaluate, done, history, select, rank, world, checkpoint_dir,
                                   bar if progress and rank == 0 else None, describe_eval)
-                    if evaluating or done == steps or (checkpoint_every and done % checkpoint_every == 0):
+                    stopping = interrupted()
+                    if evaluating or stopping or done == steps or (checkpoint_every and done % checkpoint_every == 0):
                         checkpoint(done)
-            except KeyboardInterrupt:
-                # Keep what was trained (inside the RNG fork, so its state is the one saved); under DDP
-                # the other ranks may be gone, so only a single process saves.
-                if world == 1 and done > start:
-                    checkpoint(done)
-                raise
+                    if stopping:
+                        raise KeyboardInterrupt
     finally:
         model.eval()  # also when a step raises or the run is interrupted
     return history
+
+
+@contextmanager
+def _deferred_interrupt(enabled: bool = True):
+    """Within: the first Ctrl-C (SIGINT) only raises a flag, read by calling the yielded function, so
+    the loop stops at the end of a whole step and saves it (a step cut in half, its dropout drawn or
+    some parameters updated, would not resume exactly); a second Ctrl-C interrupts at once. Outside
+    the main thread signals cannot be caught, and under torchrun (``enabled`` False) the launcher
+    handles them: there, Ctrl-C interrupts as usual."""
+    import signal
+    import threading
+
+    flag = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum, frame):
+        if flag:
+            raise KeyboardInterrupt
+        flag.append(signum)
+        print("\nfastwave: stopping after this step (Ctrl-C again to stop now, without a checkpoint)",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(flag)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _mean_over_ranks(value: float, device: torch.device) -> float:
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return float(tensor.item()) / dist.get_world_size()
 
 
 def _evaluate(model, evaluate, done, history, select, rank, world, checkpoint_dir, bar, describe) -> None:
@@ -256,10 +297,10 @@ def _evaluate(model, evaluate, done, history, select, rank, world, checkpoint_di
                 raise ValueError(f"select names {name!r} but evaluate returned {sorted(result)}")
             best = history["best"]
             better = best is None or (result[name] > best[name] if mode == "max" else result[name] < best[name])
-            if better:
-                history["best"] = {"step": done, name: result[name]}
+            if better:  # the file first: history never names weights that were not written
                 if checkpoint_dir is not None:
                     _atomic(os.path.join(checkpoint_dir, BEST), lambda path: _save_model(model, path))
+                history["best"] = {"step": done, name: result[name]}
         if bar is not None:
             line = describe(result) if describe else ", ".join(f"{k} {v:.4f}" for k, v in result.items())
             bar.write(f"step {done}: {line}")
@@ -301,12 +342,15 @@ def _save_model(model, path: str) -> None:
 
 
 def _save_state(folder: str, model, optimizer, step: int, history: dict, settings: dict, rng: list) -> None:
-    state = {"format": STATE_FORMAT, "step": step, "optimizer": optimizer.state_dict(), "rng": rng,
+    # The weights go into the state too: resuming reads this one file, so a run killed between the
+    # two renames cannot pair one step's weights with another step's optimizer.
+    weights = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
+    state = {"format": STATE_FORMAT, "step": step, "model": weights, "optimizer": optimizer.state_dict(), "rng": rng,
              "history": history, "settings": settings, "model_config": json.dumps(model.config.to_dict())}
     _atomic(os.path.join(folder, LAST), lambda path: _save_model(model, path))
     _atomic(os.path.join(folder, STATE), lambda path: torch.save(state, path))
-    with open(os.path.join(folder, HISTORY), "w") as handle:
-        json.dump({"step": step, "settings": settings, **history}, handle, indent=1)
+    text = json.dumps({"step": step, "settings": settings, **history}, indent=1)
+    _atomic(os.path.join(folder, HISTORY), lambda path: open(path, "w").write(text))
 
 
 def _load_state(folder: str, model, optimizer, settings: dict, world: int) -> dict | None:
@@ -330,8 +374,6 @@ def _load_state(folder: str, model, optimizer, settings: dict, world: int) -> di
                                    for k in differing))
     if len(state["rng"]) != world:
         raise ValueError(f"{folder} was written by {len(state['rng'])} processes; resume it with as many")
-    from safetensors.torch import load_file
-    weights = load_file(os.path.join(folder, LAST), device="cpu")
-    model.load_state_dict(weights, strict=True)
+    model.load_state_dict(state["model"], strict=True)
     optimizer.load_state_dict(state["optimizer"])
     return state

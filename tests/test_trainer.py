@@ -2,6 +2,7 @@
 data-parallel training under torchrun (gloo on the CPU) matching one process."""
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -83,20 +84,35 @@ def test_checkpoint_files_and_history(tmp_path):
     assert not model.training
 
 
-def test_resume_after_an_interruption_is_exact(tmp_path):
+def ctrl_c():
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("where", ["batch", "forward"])
+def test_ctrl_c_stops_after_the_step_and_resumes_exactly(tmp_path, where):
+    """Ctrl-C in the middle of update 3 (before its batch, or after the forward has drawn its
+    dropout): the step completes and is saved, and the resumed run ends where an uninterrupted one does."""
     straight = tiny_transformer()
     train(straight)
 
-    def stop_at_step_3(step, rank, world):
-        if step == 3:
-            raise KeyboardInterrupt
+    def batch_at(step, rank, world):
+        if step == 2 and where == "batch":
+            ctrl_c()
         return random_batch(step, rank, world)
 
-    first = tiny_transformer()
+    def interrupted_loss(model, crops):
+        loss = loss_of(model, crops)
+        if len(calls) == 2 and where == "forward":
+            ctrl_c()
+        calls.append(1)
+        return loss
+
+    calls = []
     with pytest.raises(KeyboardInterrupt):
-        run_training(first, steps=6, batch_at=stop_at_step_3, loss_of=loss_of, lr=1e-2, warmup=2, progress=False,
-                     checkpoint_dir=tmp_path)
+        run_training(tiny_transformer(), steps=6, batch_at=batch_at, loss_of=interrupted_loss, lr=1e-2, warmup=2,
+                     progress=False, checkpoint_dir=tmp_path)
     assert torch.load(tmp_path / STATE, weights_only=True)["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
     resumed = tiny_transformer(seed=123)  # other initial weights: all must come from the checkpoint
     history = train(resumed, checkpoint_dir=tmp_path, resume=True)
     assert_same(weights(resumed), weights(straight))  # dropout RNG, AdamW moments, schedule, data
@@ -168,8 +184,8 @@ def test_sample_model_training_resumes_exactly(tmp_path, monkeypatch):
 
     def interrupted(*a, **k):
         calls.append(1)
-        if len(calls) == 5:  # during update 4, after the checkpoint of the step-3 evaluation
-            raise KeyboardInterrupt
+        if len(calls) == 4:  # Ctrl-C during update 4, after the checkpoint of the step-3 evaluation
+            os.kill(os.getpid(), signal.SIGINT)
         return real(*a, **k)
 
     monkeypatch.setattr(fastwave.train, "sample_crops", interrupted)
