@@ -15,3 +15,14 @@ def fp32_exact():
     from fastwave.engines.step_engine import exact_fp32
     with exact_fp32():
         yield
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models and fits: thread hand-offs cost more than they save, and on a loaded machine
+    several times more (50x measured). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``;
+    the caller's setting is restored after the module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -22,12 +22,7 @@ from fastwave.trainer import STATE
 from synthetic_audio import SOUNDS, tagged_mixtures
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(pooling="wavelet", seed=0, **kw):

@@ -7,14 +7,7 @@ from fastwave.linear_probe import LinearProbe, chance_accuracy, evaluate_probe, 
 GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These fits are tiny: thread hand-offs cost more than they save, and on a loaded machine
-    several times more (50x measured). The caller's setting is restored."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blobs(rng, n, centers):

@@ -13,13 +13,7 @@ from fastwave.evaluation import (
 from fastwave.train import lr_at, sample_crops, train_sample_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread than on contended ones; the caller's setting restored."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_wavenet(seed=0, **kw):

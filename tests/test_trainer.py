@@ -16,12 +16,7 @@ from fastwave.trainer import BEST, HISTORY, LAST, STATE, lr_at, run_training, st
 HERE = os.path.dirname(__file__)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_transformer(seed=0, dropout=0.1):
