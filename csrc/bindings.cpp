@@ -24,7 +24,8 @@
 namespace py = pybind11;
 
 namespace fastwave {
-void register_wavenet_cpu(py::module_& m);  // bindings_wavenet_cpu.cpp
+void register_wavenet_cpu(py::module_& m);      // bindings_wavenet_cpu.cpp
+void register_transformer_cpu(py::module_& m);  // bindings_transformer_cpu.cpp
 }
 
 namespace {
@@ -242,6 +243,7 @@ PYBIND11_MODULE(_native, m) {
         "One token per row: logits float32 (B, A), u float32 (B,) in [0, 1), temperature >= 0 "
         "(0 = greedy), top_k >= 0 (0 = off), top_p in (0, 1] (1 = off) -> int64 (B,).");
   fastwave::register_wavenet_cpu(m);
+  fastwave::register_transformer_cpu(m);
   m.def("cuda_device_count", &cuda_device_count,
         "Number of visible CUDA devices; 0 without a CUDA build, driver or GPU.");
 #ifdef FASTWAVE_WITH_CUDA

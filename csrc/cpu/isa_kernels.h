@@ -1,9 +1,10 @@
 // The entry points each ISA variant of csrc/cpu/kernels provides (POD only: this header is compiled
-// into every variant; see wavenet_plan.h).
+// into every variant; see step_job.h).
 #pragma once
 
 #include <cstdint>
 
+#include "cpu/transformer_plan.h"
 #include "cpu/wavenet_plan.h"
 
 namespace fastwave {
@@ -14,6 +15,7 @@ struct IsaKernels {
   // Runs one member's share of a job. Throws nothing: every input was validated before the plan
   // was built.
   void (*run_wavenet_steps)(const WaveNetPlan& plan, MemberTask& task, const StepJob& job);
+  void (*run_transformer_steps)(const TransformerPlan& plan, TransformerTask& task, const StepJob& job);
   // Reads n floats `repeats` times with vector loads and returns their sum: a bandwidth probe.
   float (*read_floats)(const float* data, int64_t n, int64_t repeats);
 };

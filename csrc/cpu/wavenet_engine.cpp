@@ -18,58 +18,6 @@ namespace {
 
 constexpr int64_t kMaxKernelSize = 8;     // the step code keeps one operand per tap on the stack
 constexpr int64_t kMaxChannels = 1 << 16;
-constexpr int kMaxThreads = 1024;
-// Refuse states and buffers beyond 2^38 floats (1 TiB) up front, before any size can overflow.
-constexpr int64_t kMaxFloats = int64_t{1} << 38;
-
-int64_t round_up(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string text = "(";  // as Python prints a tuple
-  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
-  return text + (shape.size() == 1 ? ",)" : ")");
-}
-
-[[noreturn]] void refuse(const std::string& message) { throw std::invalid_argument(message); }
-
-void require_range(int64_t value, int64_t low, int64_t high, const std::string& name) {
-  if (value < low || value > high) {
-    refuse(name + " must be in [" + std::to_string(low) + ", " + std::to_string(high) + "], got " +
-           std::to_string(value));
-  }
-}
-
-// Multiplies sizes, refusing any product over kMaxFloats (so no int64 overflow downstream).
-int64_t checked_size(std::initializer_list<int64_t> factors, const std::string& what) {
-  int64_t total = 1;
-  for (int64_t f : factors) {
-    if (f != 0 && total > kMaxFloats / f) refuse(what + " would exceed 2**38 floats");
-    total *= f;
-  }
-  return total;
-}
-
-FloatBuffer allocate_floats(int64_t count) {
-  const size_t bytes = static_cast<size_t>(round_up(std::max<int64_t>(count, 1), 16)) * sizeof(float);
-  void* memory = std::aligned_alloc(64, bytes);
-  if (memory == nullptr) throw std::bad_alloc();
-  std::memset(memory, 0, bytes);  // zero padding is part of the layout (wavenet_plan.h)
-  return FloatBuffer(static_cast<float*>(memory));
-}
-
-// Hands out 64-byte aligned pieces of one allocation, in the order they were counted.
-class Arena {
- public:
-  int64_t reserve(int64_t floats) {
-    const int64_t offset = size_;
-    size_ = checked_size({1, size_ + round_up(floats, 16)}, "the engine's buffers");
-    return offset;
-  }
-  int64_t size() const { return size_; }
-
- private:
-  int64_t size_ = 0;
-};
 
 // Column of gate channel g in the packed conv layout: kBlock-wide [tanh | sigmoid] pairs.
 int64_t gate_column(int64_t g, int64_t half) {
@@ -77,16 +25,7 @@ int64_t gate_column(int64_t g, int64_t half) {
   return (c / kBlock) * 2 * kBlock + sigmoid * kBlock + c % kBlock;
 }
 
-// Splits [0, blocks) kBlock-blocks into `parts` near-equal ranges; returns part `index` in channels.
-std::pair<int64_t, int64_t> block_range(int64_t channels, int parts, int index) {
-  const int64_t blocks = channels / kBlock;
-  const int64_t begin = blocks * index / parts, end = blocks * (index + 1) / parts;
-  return {begin * kBlock, end * kBlock};
-}
-
 }  // namespace
-
-void FloatBufferFree::operator()(float* p) const { std::free(p); }
 
 WaveNetEngine::WaveNetEngine(const WaveNetShape& shape, const WeightMap& weights, int64_t batch,
                              int threads, const int64_t* global_ids, const float* local,
@@ -152,7 +91,7 @@ WaveNetEngine::WaveNetEngine(const WaveNetShape& shape, const WeightMap& weights
 
 void WaveNetEngine::validate(const WeightMap& weights) const {
   const WaveNetShape& s = shape_;
-  std::map<std::string, std::vector<int64_t>> expected{
+  WeightShapes expected{
       {"embedding", {s.classes, s.residual}},
       {"head.0.weight", {s.skip, s.skip}},
       {"head.0.bias", {s.skip}},
@@ -173,26 +112,7 @@ void WaveNetEngine::validate(const WeightMap& weights) const {
     if (s.global_classes > 0) expected[p + "global_weight"] = {s.gate, s.global_channels};
     if (s.local_channels > 0) expected[p + "local_weight"] = {s.gate, s.local_channels};
   }
-  for (const auto& [name, view] : weights) {
-    if (expected.count(name) == 0) refuse("weights has an unexpected entry '" + name + "' for this config");
-  }
-  for (const auto& [name, shape] : expected) {
-    const auto found = weights.find(name);
-    if (found == weights.end()) refuse("weights is missing '" + name + "'");
-    if (found->second.shape != shape) {
-      refuse("weights['" + name + "'] must have shape " + shape_text(shape) + ", got " +
-             shape_text(found->second.shape));
-    }
-    int64_t count = 1;
-    for (int64_t d : shape) count *= d;
-    const float* data = found->second.data;
-    for (int64_t i = 0; i < count; ++i) {
-      if (!std::isfinite(data[i])) {
-        refuse("weights['" + name + "'] must be finite, got " + std::to_string(data[i]) +
-               " at flat index " + std::to_string(i));
-      }
-    }
-  }
+  validate_weights(weights, expected);
 }
 
 void WaveNetEngine::pack_weights(const WeightMap& weights, const int64_t* global_ids) {
@@ -225,7 +145,7 @@ void WaveNetEngine::pack_weights(const WeightMap& weights, const int64_t* global
       for (int64_t i = 0; i < cols; ++i) dst[i * ld + o] = src[o * cols + i];
   };
   const float* h0w = w("head.0.weight");  // (S out, S in) -> each member's (Sp in, s1 - s0 out)
-  for (int m = 0; m < members_; ++m) {
+  for (int m = 0; m < threads_.members; ++m) {
     const auto [s0, s1] = hidden_slices_[m];
     for (int64_t o = s0; o < std::min(s1, S); ++o)
       for (int64_t i = 0; i < S; ++i) base[head0 + Sp_ * s0 + i * (s1 - s0) + (o - s0)] = h0w[o * S + i];
@@ -309,11 +229,10 @@ void WaveNetEngine::pack_weights(const WeightMap& weights, const int64_t* global
 }
 
 void WaveNetEngine::plan_threads(int threads) {
-  groups_count_ = static_cast<int>(std::min<int64_t>(batch_, threads));
-  members_ = threads / groups_count_;
-  for (int m = 0; m < members_; ++m) {
-    gate_slices_.push_back(block_range(Hp_, members_, m));
-    hidden_slices_.push_back(block_range(Sp_, members_, m));
+  threads_ = cpu::plan_threads(batch_, threads);
+  for (int m = 0; m < threads_.members; ++m) {
+    gate_slices_.push_back(split_range(Hp_, kBlock, threads_.members, m));
+    hidden_slices_.push_back(split_range(Sp_, kBlock, threads_.members, m));
   }
 }
 
@@ -327,17 +246,15 @@ int64_t WaveNetEngine::sliced_index(int64_t rows, int64_t row, int64_t column) c
 }
 
 void WaveNetEngine::build_tasks() {
-  const int groups = groups_count_, members = members_;
+  const int groups = threads_.groups, members = threads_.members;
   const int64_t largest_rows = (batch_ + groups - 1) / groups;
-  const int64_t part_floats = largest_rows * std::max({Rp_, Sp_, Ap_});
-  exchange_flags_.reset(new uint64_t[static_cast<size_t>(groups * members * kFlagStride)]());
-  exchange_parts_ = allocate_floats(checked_size({int64_t{groups}, 2, members, part_floats}, "the exchange buffers"));
+  exchange_ = std::make_unique<ExchangeBuffers>(threads_, largest_rows * std::max({Rp_, Sp_, Ap_}));
 
   Arena arena;
   struct Offsets { int64_t x, z, h, skip, hidden, logits, local; };
   std::vector<Offsets> offsets;
   for (int g = 0; g < groups; ++g) {
-    const int64_t rows = batch_ * (g + 1) / groups - batch_ * g / groups;
+    const int64_t rows = threads_.rows(g, batch_);
     for (int m = 0; m < members; ++m) {
       const auto [h0, h1] = gate_slices_[m];
       offsets.push_back({arena.reserve(rows * Rp_), arena.reserve(rows * 2 * (h1 - h0)),
@@ -349,12 +266,9 @@ void WaveNetEngine::build_tasks() {
   scratch_ = allocate_floats(arena.size());
   float* base = scratch_.get();
 
-  groups_.assign(groups, GroupExchange{});
   tasks_.clear();
   for (int g = 0; g < groups; ++g) {
-    groups_[g] = {members, exchange_flags_.get() + g * members * kFlagStride,
-                  exchange_parts_.get() + g * 2 * members * part_floats, part_floats};
-    const int64_t row0 = batch_ * g / groups, rows = batch_ * (g + 1) / groups - row0;
+    const int64_t row0 = threads_.row0(g, batch_), rows = threads_.rows(g, batch_);
     for (int m = 0; m < members; ++m) {
       const Offsets& o = offsets[tasks_.size()];
       MemberTask task{};
@@ -362,8 +276,7 @@ void WaveNetEngine::build_tasks() {
       task.rows = rows;
       std::tie(task.h0, task.h1) = gate_slices_[m];
       std::tie(task.s0, task.s1) = hidden_slices_[m];
-      task.member = m;
-      task.exchange = &groups_[g];
+      task.seat = {&exchange_->groups[g], m, 0};
       task.frame = -1;
       task.x = base + o.x;
       task.z = base + o.z;
@@ -372,11 +285,7 @@ void WaveNetEngine::build_tasks() {
       task.hidden = base + o.hidden;
       task.logits = base + o.logits;
       task.local_column = base + o.local;
-      sampling_.push_back(std::make_unique<SamplingScratch>());
-      sampling_.back()->scaled.reserve(static_cast<size_t>(shape_.classes));  // no allocation per step
-      sampling_.back()->weights.reserve(static_cast<size_t>(shape_.classes));
-      sampling_.back()->kept.reserve(static_cast<size_t>(shape_.classes));
-      sampling_.back()->ranked.reserve(static_cast<size_t>(shape_.classes));
+      sampling_.push_back(make_sampling_scratch(shape_.classes));
       task.scratch = sampling_.back().get();
       sampled_.push_back(std::make_unique<int64_t[]>(static_cast<size_t>(rows)));
       task.sampled = sampled_.back().get();
@@ -401,16 +310,9 @@ void WaveNetEngine::check_local_coverage(uint64_t end_position, const char* what
 }
 
 void WaveNetEngine::prefill(const int64_t* prompt, int64_t length, float* logits_out) {
-  std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
-  if (!lock.owns_lock()) throw std::runtime_error("this engine is already running in another thread");
+  const auto lock = claim(busy_);
   require_range(length, 1, kMaxFloats, "prompt length");
-  const int64_t count = checked_size({batch_, length}, "prompt");
-  for (int64_t i = 0; i < count; ++i) {
-    if (prompt[i] < 0 || prompt[i] >= shape_.classes) {
-      refuse("prompt tokens must be in [0, " + std::to_string(shape_.classes) + "), got " +
-             std::to_string(prompt[i]) + " at flat index " + std::to_string(i));
-    }
-  }
+  check_tokens(prompt, checked_size({batch_, length}, "prompt"), shape_.classes, "prompt");
   check_local_coverage(static_cast<uint64_t>(length), "the prompt");
   // Zero rings are the causal padding. Without logits to return, positions more than a receptive
   // field before the end cannot reach the final state: start there, from zeros.
@@ -432,15 +334,8 @@ void WaveNetEngine::prefill(const int64_t* prompt, int64_t length, float* logits
 
 void WaveNetEngine::generate(int64_t n, uint64_t seed, uint32_t step0, const SamplingParams& params,
                              bool final, int64_t* tokens_out) {
-  std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
-  if (!lock.owns_lock()) throw std::runtime_error("this engine is already running in another thread");
-  if (!has_logits_) refuse("generate() needs prefill() first (and again after a final generate())");
-  fastwave::validate(params);
-  require_range(n, 0, kMaxFloats, "n");
-  checked_size({batch_, n}, "the generated tokens");
-  if (static_cast<uint64_t>(step0) + static_cast<uint64_t>(n) > (uint64_t{1} << 32)) {
-    refuse("step0 + n must be <= 2**32: the Philox counter holds the step in 32 bits");
-  }
+  const auto lock = claim(busy_);
+  check_generate(n, batch_, step0, params, has_logits_);
   if (n == 0) return;
   const uint64_t fed = static_cast<uint64_t>(n) - (final ? 1 : 0);
   check_local_coverage(position_ + fed, "generate()");

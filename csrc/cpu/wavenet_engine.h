@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/sampling.h"
+#include "cpu/engine_support.h"
 #include "cpu/isa_kernels.h"
 #include "cpu/wavenet_plan.h"
 #include "cpu/worker_pool.h"
@@ -33,18 +34,6 @@ struct WaveNetShape {
   int64_t global_classes = 0, global_channels = 0, local_channels = 0, hop = 1;
   std::vector<int64_t> dilations;
 };
-
-// A float32 C-contiguous array the caller owns for the duration of the constructor.
-struct WeightView {
-  const float* data;
-  std::vector<int64_t> shape;
-};
-using WeightMap = std::map<std::string, WeightView>;
-
-struct FloatBufferFree {
-  void operator()(float* p) const;
-};
-using FloatBuffer = std::unique_ptr<float[], FloatBufferFree>;
 
 class WaveNetEngine {
  public:
@@ -87,15 +76,14 @@ class WaveNetEngine {
   WaveNetShape shape_;
   int64_t batch_, Rp_, Hp_, Sp_, Ap_, receptive_field_ = 1, frames_ = 0;
   int64_t ring_floats_ = 0;
-  int groups_count_ = 1, members_ = 1;
+  ThreadPlan threads_;
   // Each member's gate channels [h0, h1) and head hidden channels [s0, s1); the same in every group.
   std::vector<std::pair<int64_t, int64_t>> gate_slices_, hidden_slices_;
   const IsaKernels* kernels_;
-  FloatBuffer weights_, rings_, local_, scratch_, exchange_parts_;
-  std::unique_ptr<uint64_t[]> exchange_flags_;
+  FloatBuffer weights_, rings_, local_, scratch_;
+  std::unique_ptr<ExchangeBuffers> exchange_;
   std::vector<WaveNetLayerPlan> layers_;
   WaveNetPlan plan_{};
-  std::vector<GroupExchange> groups_;
   std::vector<MemberTask> tasks_;
   std::vector<std::unique_ptr<SamplingScratch>> sampling_;
   std::vector<std::unique_ptr<int64_t[]>> sampled_;

@@ -11,12 +11,10 @@
 
 #include <cstdint>
 
-#include "common/sampling.h"
+#include "cpu/step_job.h"
 
 namespace fastwave {
 namespace cpu {
-
-constexpr int64_t kBlock = 16;  // channel padding and the unit of work split between threads
 
 struct WaveNetLayerPlan {
   // Gate columns come in kBlock pairs [tanh block q | sigmoid block q], so the thread that owns gate
@@ -52,26 +50,13 @@ struct WaveNetPlan {
   int64_t local_channels, frames, hop;
 };
 
-// Partial sums that the threads of one group hand each other once per layer. Two buffers,
-// alternating: a thread may start writing exchange n + 1 while a slower one still reads exchange n,
-// but never n + 2, which it cannot reach before everyone has signalled n + 1.
-struct GroupExchange {
-  int members;
-  uint64_t* flags;     // flags[member * kFlagStride]: how many exchanges that member has published
-  float* parts;        // [2][members][part_floats]
-  int64_t part_floats;
-};
-constexpr int64_t kFlagStride = 16;  // one 64-byte cache line per flag: no false sharing
-
 // One thread's share: a group of threads runs a range of rows together, each thread a slice of
 // the gate channels and of the head's hidden channels. Buffers are the thread's own.
 struct MemberTask {
   int64_t row0, rows;
   int64_t h0, h1;  // gate channels [h0, h1), multiples of kBlock
   int64_t s0, s1;  // head hidden channels [s0, s1), multiples of kBlock
-  int member;
-  GroupExchange* exchange;
-  uint64_t exchanges_done;  // this member's count; every member of a group makes the same calls
+  ExchangeSeat seat;
   int64_t frame;            // local frame whose projection is in gate_bias (-1: none yet)
   float* x;                 // (rows, Rp) the current layer input
   float* z;                 // (rows, 2 * (h1 - h0)) conv output for the owned gate channels
@@ -82,24 +67,6 @@ struct MemberTask {
   float* local_column;      // (local_channels,) one frame's features, gathered
   int64_t* sampled;         // (rows,) the tokens just sampled
   SamplingScratch* scratch;
-};
-
-// One call's work for every member: feed `count` positions starting at `position`. Teacher-forced
-// (tokens != nullptr: token i of row b at tokens[b * tokens_stride + i]) or free-running (sample each token from the
-// current logits with Philox step step0 + i, stream = row, then feed it; the last token of a
-// `final` call is not fed).
-struct StepJob {
-  const int64_t* tokens;
-  int64_t tokens_stride;
-  int64_t count;
-  uint64_t position;
-  bool need_logits_every_step;  // teacher-forced: compute the head at every position, not only the last
-  float* logits_out;            // (batch, count, classes) or nullptr
-  int64_t* tokens_out;          // (batch, count) when free-running
-  uint64_t seed;
-  uint32_t step0;
-  SamplingParams params;
-  bool final;
 };
 
 }  // namespace cpu

@@ -1,0 +1,134 @@
+#include "cpu/engine_support.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+namespace fastwave {
+namespace cpu {
+
+void FloatBufferFree::operator()(float* p) const { std::free(p); }
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string text = "(";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + (shape.size() == 1 ? ",)" : ")");
+}
+
+void refuse(const std::string& message) { throw std::invalid_argument(message); }
+
+void require_range(int64_t value, int64_t low, int64_t high, const std::string& name) {
+  if (value < low || value > high) {
+    refuse(name + " must be in [" + std::to_string(low) + ", " + std::to_string(high) + "], got " +
+           std::to_string(value));
+  }
+}
+
+int64_t checked_size(std::initializer_list<int64_t> factors, const std::string& what) {
+  int64_t total = 1;
+  for (int64_t f : factors) {
+    if (f != 0 && total > kMaxFloats / f) refuse(what + " would exceed 2**38 floats");
+    total *= f;
+  }
+  return total;
+}
+
+FloatBuffer allocate_floats(int64_t count) {
+  const size_t bytes = static_cast<size_t>(round_up(std::max<int64_t>(count, 1), 16)) * sizeof(float);
+  void* memory = std::aligned_alloc(64, bytes);
+  if (memory == nullptr) throw std::bad_alloc();
+  std::memset(memory, 0, bytes);
+  return FloatBuffer(static_cast<float*>(memory));
+}
+
+void validate_weights(const WeightMap& weights, const WeightShapes& expected) {
+  for (const auto& [name, view] : weights) {
+    if (expected.count(name) == 0) refuse("weights has an unexpected entry '" + name + "' for this config");
+  }
+  for (const auto& [name, shape] : expected) {
+    const auto found = weights.find(name);
+    if (found == weights.end()) refuse("weights is missing '" + name + "'");
+    if (found->second.shape != shape) {
+      refuse("weights['" + name + "'] must have shape " + shape_text(shape) + ", got " +
+             shape_text(found->second.shape));
+    }
+    int64_t count = 1;
+    for (int64_t d : shape) count *= d;
+    const float* data = found->second.data;
+    for (int64_t i = 0; i < count; ++i) {
+      if (!std::isfinite(data[i])) {
+        refuse("weights['" + name + "'] must be finite, got " + std::to_string(data[i]) +
+               " at flat index " + std::to_string(i));
+      }
+    }
+  }
+}
+
+int64_t Arena::reserve(int64_t floats) {
+  const int64_t offset = size_;
+  size_ = checked_size({1, size_ + round_up(floats, 16)}, "the engine's buffers");
+  return offset;
+}
+
+std::pair<int64_t, int64_t> split_range(int64_t total, int64_t unit, int parts, int index) {
+  const int64_t units = total / unit;
+  return {units * index / parts * unit, units * (index + 1) / parts * unit};
+}
+
+ThreadPlan plan_threads(int64_t batch, int threads) {
+  ThreadPlan plan;
+  plan.groups = static_cast<int>(std::min<int64_t>(batch, threads));
+  plan.members = threads / plan.groups;
+  return plan;
+}
+
+ExchangeBuffers::ExchangeBuffers(const ThreadPlan& plan, int64_t part_floats) {
+  const int groups = plan.groups, members = plan.members;
+  flags.reset(new uint64_t[static_cast<size_t>(groups * members * kFlagStride)]());
+  parts = allocate_floats(checked_size({int64_t{groups}, 2, members, part_floats}, "the exchange buffers"));
+  for (int g = 0; g < groups; ++g) {
+    this->groups.push_back({members, flags.get() + g * members * kFlagStride,
+                            parts.get() + g * 2 * members * part_floats, part_floats});
+  }
+}
+
+void check_tokens(const int64_t* tokens, int64_t count, int64_t classes, const std::string& name) {
+  for (int64_t i = 0; i < count; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= classes) {
+      refuse(name + " tokens must be in [0, " + std::to_string(classes) + "), got " +
+             std::to_string(tokens[i]) + " at flat index " + std::to_string(i));
+    }
+  }
+}
+
+void check_generate(int64_t n, int64_t batch, uint32_t step0, const SamplingParams& params, bool has_logits) {
+  if (!has_logits) refuse("generate() needs prefill() first (and again after a final generate())");
+  fastwave::validate(params);
+  require_range(n, 0, kMaxFloats, "n");
+  checked_size({batch, n}, "the generated tokens");
+  if (static_cast<uint64_t>(step0) + static_cast<uint64_t>(n) > (uint64_t{1} << 32)) {
+    refuse("step0 + n must be <= 2**32: the Philox counter holds the step in 32 bits");
+  }
+}
+
+std::unique_lock<std::mutex> claim(std::mutex& busy) {
+  std::unique_lock<std::mutex> lock(busy, std::try_to_lock);
+  if (!lock.owns_lock()) throw std::runtime_error("this engine is already running in another thread");
+  return lock;
+}
+
+std::unique_ptr<SamplingScratch> make_sampling_scratch(int64_t classes) {
+  auto scratch = std::make_unique<SamplingScratch>();
+  const size_t n = static_cast<size_t>(classes);
+  scratch->scaled.reserve(n);
+  scratch->weights.reserve(n);
+  scratch->kept.reserve(n);
+  scratch->ranked.reserve(n);
+  return scratch;
+}
+
+}  // namespace cpu
+}  // namespace fastwave

@@ -1,0 +1,35 @@
+// This ISA variant's entry points (isa_kernels.h), and the bandwidth probe.
+#include <cstdint>
+
+#include "cpu/isa_kernels.h"
+#include "cpu/kernels/vector_ops.h"
+
+namespace fastwave {
+namespace cpu {
+namespace FASTWAVE_ISA {
+
+void run_wavenet_steps(const WaveNetPlan& plan, MemberTask& task, const StepJob& job);             // wavenet_steps.cpp
+void run_transformer_steps(const TransformerPlan& plan, TransformerTask& task, const StepJob& job);  // transformer_steps.cpp
+
+namespace {
+
+float read_floats(const float* data, int64_t n, int64_t repeats) {
+  V acc[4] = {};
+  for (int64_t rep = 0; rep < repeats; ++rep) {
+    for (int64_t i = 0; i + 4 * kLanes <= n; i += 4 * kLanes) {
+      for (int j = 0; j < 4; ++j) acc[j] += load(data + i + j * kLanes);
+    }
+  }
+  return horizontal_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
+}
+
+}  // namespace
+
+#define FASTWAVE_STRINGIFY(name) FASTWAVE_STRINGIFY_VALUE(name)
+#define FASTWAVE_STRINGIFY_VALUE(name) #name
+extern const IsaKernels kernels{FASTWAVE_STRINGIFY(FASTWAVE_ISA), &run_wavenet_steps, &run_transformer_steps,
+                                &read_floats};
+
+}  // namespace FASTWAVE_ISA
+}  // namespace cpu
+}  // namespace fastwave

@@ -1,0 +1,328 @@
+// The sample-Transformer step loop of the C++ engine, compiled once per instruction set like
+// wavenet_steps.cpp. One pass feeds n positions of every row of a member's group (prefill: up to
+// `chunk` positions at once, so the projections are matrix products; decoding: one):
+//   x = embedding[token] (+ the block's latent, conditioned variant)
+//   per layer: h = LN1(x);  q, k, v = h @ Wqkv + b for the owned heads;  rotate q and k;
+//              per position, in order: write k, v to the cache, then attend over the window
+//              x += out_b + attended @ Wout                     (partials summed across the group)
+//              x += proj_b + gelu(LN2(x) @ Wfc + fc_b) @ Wproj  (the same)
+//   logits = head_b + LN(x) @ Whead                             (owned columns, gathered)
+// Writing position t's keys before attending from t, one position at a time, is what lets a pass
+// of many positions share the ring with the window: the slot t overwrites held position
+// t - context, which no position from t on attends to.
+#include <cstdint>
+
+#include "cpu/isa_kernels.h"
+#include "cpu/kernels/vector_ops.h"
+#include "cpu/transformer_plan.h"
+
+namespace fastwave {
+namespace cpu {
+namespace FASTWAVE_ISA {
+namespace {
+
+constexpr int kVectorsPerBlock = kBlock / kLanes;
+// Independent accumulator chains the attention loops keep in flight: about 8 hides the latency of
+// the multiply-adds on every ISA (8 blocks of one vector, 4 of two, 2 of four).
+constexpr int kChains = 8 / kVectorsPerBlock;
+constexpr float kMasked = -3.0e38f;
+
+enum class HeadRows { kNone, kLast, kEvery };
+
+// LayerNorm (eps 1e-5) of `rows` rows of x (row stride ldx) over their first W features -> y
+// (rows, Wp). The padded features of x are 0, so they add nothing to the sum; their share of the
+// squared deviations, (Wp - W) mean^2, is taken back out. Padded outputs are 0 (zero gain and bias).
+void layer_norm(const float* x, int64_t ldx, float* y, int64_t rows, const TransformerPlan& p,
+                const float* gain, const float* bias) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    float* yr = y + r * p.Wp;
+    V sum{};
+    for (int64_t i = 0; i < p.Wp; i += kLanes) sum += load(xr + i);
+    const float mean = horizontal_sum(sum) / static_cast<float>(p.W);
+    const V centre = splat(mean);
+    V squares{};
+    for (int64_t i = 0; i < p.Wp; i += kLanes) {
+      const V d = load(xr + i) - centre;
+      squares += d * d;
+    }
+    float variance = (horizontal_sum(squares) - static_cast<float>(p.Wp - p.W) * mean * mean) /
+                     static_cast<float>(p.W);
+    variance = variance > 0.0f ? variance : 0.0f;
+    const V scale = splat(1.0f / __builtin_sqrtf(variance + 1e-5f));
+    for (int64_t i = 0; i < p.Wp; i += kLanes) {
+      store(yr + i, (load(xr + i) - centre) * scale * load(gain + i) + load(bias + i));
+    }
+  }
+}
+
+// y (rows, cols) = bias broadcast, then += x @ w.
+void affine(float* y, int64_t rows, int64_t cols, const float* bias, const float* x, int64_t ldx,
+            const float* w, int64_t in) {
+  if (cols == 0) return;
+  for (int64_t r = 0; r < rows; ++r) copy_floats(y + r * cols, bias, cols);
+  product1(y, cols, rows, cols, x, ldx, w, in, cols);
+}
+
+// x (rows, Wp) += bias + in @ w, where each member of the group holds its own share of the input
+// features (its heads, its hidden units) and w's matching rows: the partial products are exchanged
+// and added in member order, so every member ends with the same bits.
+void add_projection(const TransformerPlan& p, TransformerTask& m, int64_t rows, const float* in,
+                    int64_t in_count, const float* w, const float* bias) {
+  if (m.seat.group->members == 1) {
+    add_bias(m.x, bias, rows, p.Wp);
+    if (in_count > 0) product1(m.x, p.Wp, rows, p.Wp, in, in_count, w, in_count, p.Wp);
+    return;
+  }
+  float* part = my_part(m.seat);
+  fill_zero(part, rows * p.Wp);
+  if (in_count > 0) product1(part, p.Wp, rows, p.Wp, in, in_count, w, in_count, p.Wp);
+  exchange(m.seat);
+  add_bias(m.x, bias, rows, p.Wp);
+  for (int k = 0; k < m.seat.group->members; ++k) add(m.x, part_of(m.seat, k), rows * p.Wp);
+}
+
+// The conditioned variant's CNN, one patch for every row: x = gelu(patch_b + wave @ patch), then per
+// layer x += gelu(conv_b + Σ_taps ring @ conv_k + x @ conv_last) with the layer's input saved in its
+// ring, and latent = proj_b + x @ proj: the latent of the block that starts after this patch.
+void context_step(const TransformerPlan& p, TransformerTask& m) {
+  const ContextPlan& c = p.context_cnn;
+  const int64_t rows = m.rows, Cp = c.Cp;
+  affine(m.cond_x, rows, Cp, c.patch_bias, m.wave, c.hop, c.patch, c.hop);
+  gelu(m.cond_x, rows * Cp);
+  const uint64_t patch = m.cond_patches_fed++;
+  float* ring = m.cond_rings;
+  for (int64_t j = 0; j < c.layers; ++j) {
+    const int64_t d = c.dilations[j], slots = (c.kernel - 1) * d;
+    const float* conv = c.conv + j * c.kernel * Cp * Cp;
+    Operand ops[8];  // the engine refuses kernels above 8
+    int n_ops = 0;
+    for (int64_t k = 0; k + 1 < c.kernel; ++k) {  // taps at patch - (K-1-k) d, oldest first
+      const uint64_t back = static_cast<uint64_t>((c.kernel - 1 - k) * d);
+      const int64_t slot = static_cast<int64_t>((patch + slots - back) % static_cast<uint64_t>(slots));
+      ops[n_ops++] = {ring + slot * rows * Cp, Cp, conv + k * Cp * Cp, Cp};
+    }
+    ops[n_ops++] = {m.cond_x, Cp, conv + (c.kernel - 1) * Cp * Cp, Cp};
+    for (int64_t r = 0; r < rows; ++r) copy_floats(m.cond_z + r * Cp, c.conv_bias + j * Cp, Cp);
+    product(m.cond_z, Cp, rows, Cp, ops, n_ops, Cp);
+    copy_floats(ring + static_cast<int64_t>(patch % static_cast<uint64_t>(slots)) * rows * Cp, m.cond_x, rows * Cp);
+    gelu(m.cond_z, rows * Cp);
+    add(m.cond_x, m.cond_z, rows * Cp);
+    ring += slots * rows * Cp;
+  }
+  affine(m.latent, rows, p.Wp, c.proj_bias, m.cond_x, Cp, c.proj, Cp);
+}
+
+// At the origin the CNN has heard silence: the model pads the waveform with cond_patches patches of
+// zeros, so feed exactly those (the engine zeroed the state).
+void start_context(const TransformerPlan& p, TransformerTask& m) {
+  if (p.context_cnn.hop == 0) return;
+  fill_zero(m.wave, m.rows * p.context_cnn.hop);
+  for (int64_t i = 0; i < p.context_cnn.patches; ++i) context_step(p, m);
+}
+
+// x[b * n + i] = embedding[token of row b at position t0 + i] (+ the row's latent); the conditioned
+// variant also records each token's sample and runs the CNN when a patch completes.
+void embed(const TransformerPlan& p, TransformerTask& m, const int64_t* tokens, int64_t stride,
+           uint64_t t0, int64_t n) {
+  const ContextPlan& c = p.context_cnn;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t since_origin = t0 + static_cast<uint64_t>(i) - p.origin;
+    for (int64_t b = 0; b < m.rows; ++b) {
+      const int64_t token = tokens[b * stride + i];
+      float* x = m.x + (b * n + i) * p.Wp;
+      copy_floats(x, p.embedding + token * p.Wp, p.Wp);
+      if (c.hop == 0) continue;
+      add(x, m.latent + b * p.Wp, p.Wp);
+      m.wave[b * c.hop + static_cast<int64_t>(since_origin % static_cast<uint64_t>(c.hop))] = c.amplitude[token];
+    }
+    if (c.hop != 0 && (since_origin + 1) % static_cast<uint64_t>(c.hop) == 0) context_step(p, m);
+  }
+}
+
+// Rotary positions on the q and k of every owned head: features d and d + D/2 by the angles of the
+// row's position (m.rope, filled per pass).
+void rotate(const TransformerPlan& p, TransformerTask& m, int64_t n) {
+  const int64_t half = p.D / 2, ld = 3 * p.Dq * (m.e1 - m.e0);
+  for (int64_t r = 0; r < m.rows * n; ++r) {
+    const float* cosines = m.rope + (r % n) * p.D;
+    const float* sines = cosines + half;
+    for (int64_t e = 0; e < m.e1 - m.e0; ++e) {
+      for (int which = 0; which < 2; ++which) {  // q, then k
+        float* v = m.qkv + r * ld + e * 3 * p.Dq + which * p.Dq;
+        for (int64_t d = 0; d < half; ++d) {
+          const float a = v[d], b = v[d + half];
+          v[d] = a * cosines[d] - b * sines[d];
+          v[d + half] = b * cosines[d] + a * sines[d];
+        }
+      }
+    }
+  }
+}
+
+// scores[c kBlock ...] of G blocks starting at block c: scale * q . key, for kBlock slots per block.
+template <int G>
+void score_blocks(const float* q, const float* keys, int64_t D, float scale, float* scores, int64_t c) {
+  V acc[G][kVectorsPerBlock] = {};
+  const float* block = keys + c * D * kBlock;
+  for (int64_t d = 0; d < D; ++d) {
+    const V qd = splat(q[d]);
+    for (int g = 0; g < G; ++g)
+      for (int j = 0; j < kVectorsPerBlock; ++j) acc[g][j] += qd * load(block + (g * D + d) * kBlock + j * kLanes);
+  }
+  for (int g = 0; g < G; ++g)
+    for (int j = 0; j < kVectorsPerBlock; ++j) store(scores + (c + g) * kBlock + j * kLanes, acc[g][j] * scale);
+}
+
+// out[d0 + u] = Σ_slots probs[slot] * value[slot][d0 + u] for u < ND, over `blocks` blocks.
+template <int ND>
+void weigh_values(const float* probs, const float* values, int64_t D, int64_t blocks, int64_t d0, float* out) {
+  V acc[ND][kVectorsPerBlock] = {};
+  for (int64_t c = 0; c < blocks; ++c) {
+    const float* block = values + (c * D + d0) * kBlock;
+    for (int j = 0; j < kVectorsPerBlock; ++j) {
+      const V pj = load(probs + c * kBlock + j * kLanes);
+      for (int u = 0; u < ND; ++u) acc[u][j] += pj * load(block + u * kBlock + j * kLanes);
+    }
+  }
+  for (int u = 0; u < ND; ++u) {
+    V total = acc[u][0];
+    for (int j = 1; j < kVectorsPerBlock; ++j) total += acc[u][j];
+    out[d0 + u] = horizontal_sum(total);
+  }
+}
+
+// One head of one row at position t: store its key and value in the cache, then softmax-attend
+// over the window -> out (D,).
+void attend_head(const TransformerPlan& p, float* keys, float* values, const float* q, const float* k,
+                 const float* v, uint64_t t, float* scores, float* out) {
+  const uint64_t since_origin = t - p.origin;
+  const int64_t slot = static_cast<int64_t>(since_origin % static_cast<uint64_t>(p.context));
+  const int64_t filled = since_origin + 1 < static_cast<uint64_t>(p.context) ? static_cast<int64_t>(since_origin + 1) : p.context;
+  float* key_slot = keys + (slot / kBlock) * p.D * kBlock + slot % kBlock;
+  float* value_slot = values + (slot / kBlock) * p.D * kBlock + slot % kBlock;
+  for (int64_t d = 0; d < p.D; ++d) {
+    key_slot[d * kBlock] = k[d];
+    value_slot[d * kBlock] = v[d];
+  }
+  const int64_t blocks = (filled + kBlock - 1) / kBlock, padded = blocks * kBlock;
+  int64_t c = 0;
+  for (; c + kChains <= blocks; c += kChains) score_blocks<kChains>(q, keys, p.D, p.scale, scores, c);
+  for (; c < blocks; ++c) score_blocks<1>(q, keys, p.D, p.scale, scores, c);
+  for (int64_t s = filled; s < padded; ++s) scores[s] = kMasked;  // slots not written yet
+  V best = splat(kMasked);
+  for (int64_t s = 0; s < padded; s += kLanes) best = vmax(best, load(scores + s));
+  const V top = splat(horizontal_max(best));
+  for (int64_t s = 0; s < padded; s += kLanes) store(scores + s, exp_v(load(scores + s) - top));
+  for (int64_t s = filled; s < padded; ++s) scores[s] = 0.0f;  // exp_v clamps: make them exactly 0
+  V sum{};
+  for (int64_t s = 0; s < padded; s += kLanes) sum += load(scores + s);
+  int64_t d = 0;
+  for (; d + kChains <= p.D; d += kChains) weigh_values<kChains>(scores, values, p.D, blocks, d, out);
+  for (; d < p.D; ++d) weigh_values<1>(scores, values, p.D, blocks, d, out);
+  const float inverse = 1.0f / horizontal_sum(sum);
+  for (int64_t i = 0; i < p.D; ++i) out[i] *= inverse;
+}
+
+// Every owned head of every row, position by position (see the file comment for why in order).
+void attend(const TransformerPlan& p, const TransformerLayerPlan& layer, TransformerTask& m,
+            uint64_t t0, int64_t n) {
+  const int64_t heads = m.e1 - m.e0, ld_qkv = 3 * p.Dq * heads, ld_out = p.Dq * heads;
+  const int64_t cache_floats = (p.Kp / kBlock) * p.D * kBlock;  // one (row, head)
+  for (int64_t b = 0; b < m.rows; ++b) {
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t r = b * n + i;
+      for (int64_t e = 0; e < heads; ++e) {
+        const float* qkv = m.qkv + r * ld_qkv + e * 3 * p.Dq;
+        const int64_t cache = ((m.row0 + b) * p.heads + m.e0 + e) * cache_floats;
+        attend_head(p, layer.keys + cache, layer.values + cache, qkv, qkv + p.Dq, qkv + 2 * p.Dq,
+                    t0 + static_cast<uint64_t>(i), m.scores, m.attended + r * ld_out + e * p.Dq);
+      }
+    }
+  }
+}
+
+// The final LayerNorm and the head: logits of every position (kEvery, rows b * n + i) or of the
+// last position of each row (kLast, rows b), complete in every member.
+void run_head(const TransformerPlan& p, TransformerTask& m, int64_t n, HeadRows which) {
+  const bool every = which == HeadRows::kEvery;
+  const int64_t rows = every ? m.rows * n : m.rows;
+  layer_norm(every ? m.x : m.x + (n - 1) * p.Wp, every ? p.Wp : n * p.Wp, m.normed, rows, p,
+             p.norm_weight, p.norm_bias);
+  const int64_t width = m.a1 - m.a0;
+  if (m.seat.group->members == 1) {
+    affine(m.logits, rows, p.Ap, p.head_bias, m.normed, p.Wp, p.head, p.Wp);
+    return;
+  }
+  affine(my_part(m.seat), rows, width, p.head_bias + m.a0, m.normed, p.Wp, p.head + p.Wp * m.a0, p.Wp);
+  exchange(m.seat);
+  for (int k = 0; k < m.seat.group->members; ++k) {
+    const int64_t a0 = p.logit_bounds[k], columns = p.logit_bounds[k + 1] - a0;
+    const float* part = part_of(m.seat, k);
+    for (int64_t r = 0; r < rows; ++r) copy_floats(m.logits + r * p.Ap + a0, part + r * columns, columns);
+  }
+}
+
+// Feeds positions t0 .. t0 + n - 1 (n <= chunk) of every row: the token of row b at position t0 + i
+// is tokens[b * stride + i].
+void run_pass(const TransformerPlan& p, TransformerTask& m, const int64_t* tokens, int64_t stride,
+              uint64_t t0, int64_t n, HeadRows head) {
+  const int64_t rows = m.rows * n, heads = m.e1 - m.e0, hidden = m.f1 - m.f0;
+  for (int64_t i = 0; i < n; ++i) rope_angles(t0 + static_cast<uint64_t>(i), p.inv_freq, p.D / 2, m.rope + i * p.D);
+  embed(p, m, tokens, stride, t0, n);
+  for (int64_t l = 0; l < p.layers; ++l) {
+    const TransformerLayerPlan& layer = p.layer[l];
+    layer_norm(m.x, p.Wp, m.normed, rows, p, layer.norm1_weight, layer.norm1_bias);
+    affine(m.qkv, rows, 3 * p.Dq * heads, layer.qkv_bias + 3 * p.Dq * m.e0, m.normed, p.Wp,
+           layer.qkv + p.Wp * 3 * p.Dq * m.e0, p.Wp);
+    rotate(p, m, n);
+    attend(p, layer, m, t0, n);
+    add_projection(p, m, rows, m.attended, p.Dq * heads, layer.out + m.e0 * p.Dq * p.Wp, layer.out_bias);
+    layer_norm(m.x, p.Wp, m.normed, rows, p, layer.norm2_weight, layer.norm2_bias);
+    affine(m.hidden, rows, hidden, layer.fc_bias + m.f0, m.normed, p.Wp, layer.fc + p.Wp * m.f0, p.Wp);
+    gelu(m.hidden, rows * hidden);
+    add_projection(p, m, rows, m.hidden, hidden, layer.proj + m.f0 * p.Wp, layer.proj_bias);
+  }
+  if (head != HeadRows::kNone) run_head(p, m, n, head);
+}
+
+}  // namespace
+
+void run_transformer_steps(const TransformerPlan& p, TransformerTask& m, const StepJob& job) {
+  const bool writes = m.seat.member == 0;  // every member computes the same values; one writes them
+  if (job.tokens != nullptr) {  // prefill: the state starts at the origin
+    start_context(p, m);
+    for (int64_t i0 = 0; i0 < job.count; i0 += m.chunk) {
+      const int64_t n = job.count - i0 < m.chunk ? job.count - i0 : m.chunk;
+      const bool last = i0 + n == job.count;
+      const HeadRows head = job.need_logits_every_step ? HeadRows::kEvery : last ? HeadRows::kLast : HeadRows::kNone;
+      run_pass(p, m, job.tokens + m.row0 * job.tokens_stride + i0, job.tokens_stride,
+               job.position + static_cast<uint64_t>(i0), n, head);
+      if (writes && job.logits_out != nullptr) {
+        for (int64_t b = 0; b < m.rows; ++b)
+          for (int64_t i = 0; i < n; ++i)
+            copy_floats(job.logits_out + ((m.row0 + b) * job.count + i0 + i) * p.classes,
+                        m.logits + (b * n + i) * p.Ap, p.classes);
+      }
+      if (last && head == HeadRows::kEvery && n > 1) {  // sampling reads row b's next logits at row b
+        for (int64_t b = 0; b < m.rows; ++b) copy_floats(m.logits + b * p.Ap, m.logits + (b * n + n - 1) * p.Ap, p.Ap);
+      }
+    }
+    return;
+  }
+  for (int64_t i = 0; i < job.count; ++i) {
+    for (int64_t r = 0; r < m.rows; ++r) {
+      const float u = sampling_uniform(job.seed, job.step0 + static_cast<uint32_t>(i),
+                                       static_cast<uint32_t>(m.row0 + r));
+      m.sampled[r] = sample_token(m.logits + r * p.Ap, p.classes, u, job.params, *m.scratch);
+      if (writes) job.tokens_out[(m.row0 + r) * job.count + i] = m.sampled[r];
+    }
+    if (i + 1 < job.count || !job.final) {
+      run_pass(p, m, m.sampled, 1, job.position + static_cast<uint64_t>(i), 1, HeadRows::kLast);
+    }
+  }
+}
+
+}  // namespace FASTWAVE_ISA
+}  // namespace cpu
+}  // namespace fastwave

@@ -1,0 +1,273 @@
+// Vector arithmetic shared by the per-ISA step loops (csrc/cpu/kernels/*.cpp): vectors of the
+// widest float type the ISA has, exp / tanh / sigmoid / GELU to about an ulp, register-tiled products
+// y += x @ w over rows, and the exchange between the threads of a group (step_job.h).
+//
+// Every function sits in an anonymous namespace inside the ISA's namespace, so each variant's copy
+// has internal linkage: an inline function with external linkage instantiated in the AVX-512 copy
+// would be a weak symbol the linker may pick for every caller, crashing older CPUs. For the same
+// reason nothing here calls an inline function of a shared header (no STL, no <cmath>).
+#pragma once
+
+#include <sched.h>
+
+#include <cstdint>
+
+#include "cpu/step_job.h"
+
+#ifndef FASTWAVE_ISA
+#error "FASTWAVE_ISA must name the variant's namespace (avx512, avx2 or generic)"
+#endif
+
+namespace fastwave {
+namespace cpu {
+namespace FASTWAVE_ISA {
+namespace {
+
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+constexpr int kMaxAccumulators = 16;  // of 32 vector registers, leaving room for weights
+#elif defined(__AVX2__) || defined(__AVX__)
+constexpr int kLanes = 8;
+constexpr int kMaxAccumulators = 8;  // of 16
+#else
+constexpr int kLanes = 4;  // SSE2 / NEON / any target GCC or Clang vectorises
+constexpr int kMaxAccumulators = 8;
+#endif
+static_assert(kBlock % kLanes == 0, "a channel block must hold whole vectors");
+
+typedef float V __attribute__((vector_size(kLanes * sizeof(float))));
+typedef int32_t VI __attribute__((vector_size(kLanes * sizeof(float))));
+
+inline V load(const float* p) {
+  V v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store(float* p, V v) { __builtin_memcpy(p, &v, sizeof v); }
+inline V splat(float value) {  // not V{} + value: 0.0f + -0.0f is +0.0f
+  V v;
+  for (int i = 0; i < kLanes; ++i) v[i] = value;
+  return v;
+}
+inline V select(VI mask, V a, V b) { return (V)((mask & (VI)a) | (~mask & (VI)b)); }
+inline V vmin(V a, V b) { return select(a < b, a, b); }
+inline V vmax(V a, V b) { return select(a > b, a, b); }
+
+inline void copy_floats(float* dst, const float* src, int64_t n) {
+  __builtin_memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+}
+inline void fill_zero(float* dst, int64_t n) { __builtin_memset(dst, 0, static_cast<size_t>(n) * sizeof(float)); }
+
+// e^x for float32, Cephes' expf: x = n ln2 + r with |r| <= ln2 / 2, a degree-6 polynomial in r,
+// then 2^n through the exponent bits. About 1 ulp; x is clamped so 2^n stays a normal float.
+inline V exp_v(V x) {
+  x = vmin(vmax(x, splat(-87.3f)), splat(88.3f));
+  const V magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to the nearest integer
+  const V n = (x * 1.44269504088896341f + magic) - magic;
+  V r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  V p = splat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  const VI exponent = (__builtin_convertvector(n, VI) + 127) << 23;
+  return p * (V)exponent;
+}
+
+inline V sigmoid_v(V x) { return 1.0f / (1.0f + exp_v(-x)); }
+
+// tanh for float32, Cephes' tanhf: an odd polynomial below |x| = 0.625 (where 1 - 2 / (e^2x + 1)
+// would cancel), that formula above it. A few ulp over the whole range.
+inline V tanh_v(V x) {
+  const VI sign = (VI)x & (VI)splat(-0.0f);
+  const V a = (V)((VI)x & ~(VI)splat(-0.0f));
+  const V a2 = a * a;
+  V small = splat(-5.70498872745e-3f);
+  small = small * a2 + 2.06390887954e-2f;
+  small = small * a2 - 5.37397155531e-2f;
+  small = small * a2 + 1.33314422036e-1f;
+  small = small * a2 - 3.33332819422e-1f;
+  small = small * a2 * a + a;
+  const V large = 1.0f - 2.0f / (exp_v(a + a) + 1.0f);
+  return (V)((VI)select(a < splat(0.625f), small, large) | sign);
+}
+
+// erf for float32: Abramowitz & Stegun 7.1.26 with the exp above, about 1.5e-7 absolute error
+// (the form PyTorch's vectorised CPU erf uses).
+inline V erf_v(V x) {
+  const VI sign = (VI)x & (VI)splat(-0.0f);
+  const V a = (V)((VI)x & ~(VI)splat(-0.0f));
+  const V t = 1.0f / (a * 0.3275911f + 1.0f);
+  V r = t * 1.061405429f - 1.453152027f;
+  r = r * t + 1.421413741f;
+  r = r * t - 0.284496736f;
+  r = r * t + 0.254829592f;
+  const V y = 1.0f - r * t * exp_v(-(a * a));
+  return (V)((VI)y | sign);
+}
+
+// GELU, erf form (torch.nn.functional.gelu's default), in place over n floats (n a multiple of kLanes).
+inline void gelu(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; i += kLanes) {
+    const V v = load(x + i);
+    store(x + i, 0.5f * v * (1.0f + erf_v(v * 0.70710678118654752f)));
+  }
+}
+
+inline float horizontal_sum(V v) {
+  float total = 0.0f;
+  for (int i = 0; i < kLanes; ++i) total += v[i];
+  return total;
+}
+
+inline float horizontal_max(V v) {
+  float best = v[0];
+  for (int i = 1; i < kLanes; ++i) best = v[i] > best ? v[i] : best;
+  return best;
+}
+
+// One input of a product: x (rows, in) with row stride ldx, times w (in, cols) with row stride ldw.
+struct Operand {
+  const float* x;
+  int64_t ldx;
+  const float* w;
+  int64_t in;
+};
+
+// y[NB rows][NT vectors] += Σ_ops x @ w, with the accumulators in registers and every weight vector
+// loaded once for all NB rows.
+template <int NB, int NT>
+inline void product_tile(float* y, int64_t ldy, const Operand* ops, int n_ops, int64_t ldw, int64_t row,
+                  int64_t col) {
+  V acc[NB][NT];
+  for (int b = 0; b < NB; ++b)
+    for (int j = 0; j < NT; ++j) acc[b][j] = load(y + b * ldy + j * kLanes);
+  for (int o = 0; o < n_ops; ++o) {
+    const float* x = ops[o].x + row * ops[o].ldx;
+    const int64_t ldx = ops[o].ldx;
+    const float* w = ops[o].w + col;
+    for (int64_t i = 0; i < ops[o].in; ++i, w += ldw) {
+      V wv[NT];
+      for (int j = 0; j < NT; ++j) wv[j] = load(w + j * kLanes);
+      for (int b = 0; b < NB; ++b) {
+        const float xb = x[b * ldx + i];
+        for (int j = 0; j < NT; ++j) acc[b][j] += xb * wv[j];
+      }
+    }
+  }
+  for (int b = 0; b < NB; ++b)
+    for (int j = 0; j < NT; ++j) store(y + b * ldy + j * kLanes, acc[b][j]);
+}
+
+// y (rows, cols; row stride ldy) += Σ_ops x @ w. cols is a multiple of kBlock; tiles are as wide as
+// the registers allow, so at batch 1 many independent accumulators hide the FMA latency.
+inline void product(float* y, int64_t ldy, int64_t rows, int64_t cols, const Operand* ops, int n_ops,
+             int64_t ldw) {
+  for (int64_t col = 0; col < cols;) {
+    const int64_t vectors = (cols - col) / kLanes;
+    const int widest = rows <= 2 ? 8 : 4;
+    const int nt = vectors >= 8 && widest >= 8 ? 8 : vectors >= 4 ? 4 : vectors >= 2 ? 2 : 1;
+    for (int64_t row = 0; row < rows;) {
+      int64_t nb = rows - row;
+      if (nb > 4) nb = 4;
+      if (nb * nt > kMaxAccumulators) nb = kMaxAccumulators / nt;
+      float* tile = y + row * ldy + col;
+      switch (nt * 8 + static_cast<int>(nb)) {
+#define FASTWAVE_TILE(NB, NT) \
+  case NT * 8 + NB: product_tile<NB, NT>(tile, ldy, ops, n_ops, ldw, row, col); break;
+        FASTWAVE_TILE(1, 1) FASTWAVE_TILE(2, 1) FASTWAVE_TILE(3, 1) FASTWAVE_TILE(4, 1)
+        FASTWAVE_TILE(1, 2) FASTWAVE_TILE(2, 2) FASTWAVE_TILE(3, 2) FASTWAVE_TILE(4, 2)
+        FASTWAVE_TILE(1, 4) FASTWAVE_TILE(2, 4) FASTWAVE_TILE(3, 4) FASTWAVE_TILE(4, 4)
+        FASTWAVE_TILE(1, 8) FASTWAVE_TILE(2, 8)
+#undef FASTWAVE_TILE
+        default: __builtin_unreachable();
+      }
+      row += nb;
+    }
+    col += nt * kLanes;
+  }
+}
+
+inline void product1(float* y, int64_t ldy, int64_t rows, int64_t cols, const float* x, int64_t ldx,
+              const float* w, int64_t in, int64_t ldw) {
+  const Operand op{x, ldx, w, in};
+  product(y, ldy, rows, cols, &op, 1, ldw);
+}
+
+inline void relu(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; i += kLanes) store(x + i, vmax(load(x + i), V{}));
+}
+
+inline void add(float* y, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; i += kLanes) store(y + i, load(y + i) + load(x + i));
+}
+
+// y (rows, n) = bias (n,) broadcast + y, for row-contiguous y.
+inline void add_bias(float* y, const float* bias, int64_t rows, int64_t n) {
+  for (int64_t r = 0; r < rows; ++r) add(y + r * n, bias, n);
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+// The buffer this member writes its next part into.
+inline float* my_part(ExchangeSeat& m) {
+  const GroupExchange& ex = *m.group;
+  return ex.parts + ((m.done & 1) * ex.members + m.member) * ex.part_floats;
+}
+
+// Member `member`'s part of the exchange just completed.
+inline const float* part_of(const ExchangeSeat& m, int member) {
+  const GroupExchange& ex = *m.group;
+  return ex.parts + (((m.done - 1) & 1) * ex.members + member) * ex.part_floats;
+}
+
+// Tells the group this member's part of the next exchange is written.
+inline void publish(ExchangeSeat& m) {
+  __atomic_store_n(&m.group->flags[m.member * kFlagStride], ++m.done, __ATOMIC_RELEASE);
+}
+
+// Waits until every member has published the exchange this member published last. Spins bare first
+// (the others are on their own cores, usually less than one pause instruction away: ~140 cycles on
+// recent Intel cores), then with pauses, then yields so an oversubscribed machine still progresses.
+inline void wait_for_group(const ExchangeSeat& m) {
+  const GroupExchange& ex = *m.group;
+  for (int other = 0; other < ex.members; ++other) {
+    if (other == m.member) continue;
+    const uint64_t* flag = &ex.flags[other * kFlagStride];
+    for (int spins = 0; __atomic_load_n(flag, __ATOMIC_ACQUIRE) < m.done; ++spins) {
+      if (spins < 4096) continue;
+      if (spins < 16384) {
+        cpu_relax();
+      } else {
+        sched_yield();
+      }
+    }
+  }
+}
+
+inline void exchange(ExchangeSeat& m) {
+  publish(m);
+  wait_for_group(m);
+}
+
+// dst (rows, n) = Σ over members of their parts (rows, n), in member order: every member computes
+// the same bits.
+inline void sum_parts(const ExchangeSeat& m, float* dst, int64_t n) {
+  copy_floats(dst, part_of(m, 0), n);
+  for (int k = 1; k < m.group->members; ++k) add(dst, part_of(m, k), n);
+}
+
+
+}  // namespace
+}  // namespace FASTWAVE_ISA
+}  // namespace cpu
+}  // namespace fastwave
