@@ -48,12 +48,13 @@ cpu::TransformerShape shape_from(py::handle config_arg) {
 }
 
 std::unique_ptr<TransformerEngine> make_engine(py::handle config, py::handle weights_arg, py::handle batch_arg,
-                                               py::handle threads_arg, const std::string& isa) {
+                                               py::handle threads_arg, const std::string& isa,
+                                               const std::string& precision) {
   const cpu::TransformerShape shape = shape_from(config);
   WeightArrays weights(weights_arg, "SampleTransformer");
   const int64_t batch = batch_arg_value(batch_arg);
   const int threads = threads_arg_value(threads_arg);
-  return std::make_unique<TransformerEngine>(shape, weights.map, batch, threads, isa);
+  return std::make_unique<TransformerEngine>(shape, weights.map, batch, threads, isa, precision);
 }
 
 }  // namespace
@@ -64,9 +65,11 @@ void register_transformer_cpu(py::module_& m) {
                                     "SampleTransformer.export_weights(); see csrc/cpu/transformer_engine.h. "
                                     "Not for concurrent use from several threads.");
   cls.def(py::init(&make_engine), py::arg("config"), py::arg("weights"), py::arg("batch"), py::arg("threads"),
-          py::arg("isa") = "auto",
+          py::arg("isa") = "auto", py::arg("precision") = "fp32",
           "config, weights: SampleTransformer.export_weights() (either variant); batch >= 1 streams; "
-          "threads >= 1; isa 'auto' (or $FASTWAVE_ISA) or one of cpu_isas().")
+          "threads >= 1; isa 'auto' (or $FASTWAVE_ISA) or one of cpu_isas(); precision 'fp32' or "
+          "'fp16' (matrices and KV cache stored as half, arithmetic in float).")
+      .def_property_readonly("precision", &TransformerEngine::precision)
       .def_property_readonly("context", &TransformerEngine::context, "Positions each position attends to.")
       .def_property_readonly("state_bytes", &TransformerEngine::state_bytes,
                              "Bytes of generation state (the KV caches, and the CNN's rings).");

@@ -233,9 +233,9 @@ def test_streaming_chunks_do_not_change_the_audio():
 
 def test_engines_and_refusals():
     model = make_model()
-    assert fastwave.available_engines(model) == ["naive", "torch"]  # no C++ transformer engine yet
-    with pytest.raises(ValueError, match="cpu"):
-        fastwave.generate(model, 4, engine="cpu")
+    assert fastwave.available_engines(model) == ["naive", "torch", "cpu"]
+    with pytest.raises(ValueError, match="precision"):
+        fastwave.generate(model, 4, engine="torch", precision="fp16")  # only the C++ engine stores half
     with pytest.raises(ValueError, match="takes no cond"):
         fastwave.generate(model, 4, cond={"global_cond": 1})
     with pytest.raises(ValueError, match="fp32"):

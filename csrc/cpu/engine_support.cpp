@@ -10,7 +10,7 @@
 namespace fastwave {
 namespace cpu {
 
-void FloatBufferFree::operator()(float* p) const { std::free(p); }
+void BufferFree::operator()(void* p) const { std::free(p); }
 
 std::string shape_text(const std::vector<int64_t>& shape) {
   std::string text = "(";
@@ -42,6 +42,25 @@ FloatBuffer allocate_floats(int64_t count) {
   if (memory == nullptr) throw std::bad_alloc();
   std::memset(memory, 0, bytes);
   return FloatBuffer(static_cast<float*>(memory));
+}
+
+HalfBuffer allocate_halves(int64_t count) {
+  const size_t bytes = static_cast<size_t>(round_up(std::max<int64_t>(count, 1), 32)) * sizeof(uint16_t);
+  void* memory = std::aligned_alloc(64, bytes);
+  if (memory == nullptr) throw std::bad_alloc();
+  std::memset(memory, 0, bytes);
+  return HalfBuffer(static_cast<uint16_t*>(memory));
+}
+
+void to_half(const float* src, int64_t count, uint16_t* dst, const std::string& what) {
+  for (int64_t i = 0; i < count; ++i) {
+    if (std::fabs(src[i]) > 65504.0f) {
+      refuse(what + " holds " + std::to_string(src[i]) + ", beyond half precision's range (65504): "
+             "use precision='fp32'");
+    }
+    const _Float16 h = static_cast<_Float16>(src[i]);
+    std::memcpy(dst + i, &h, sizeof h);
+  }
 }
 
 void validate_weights(const WeightMap& weights, const WeightShapes& expected) {

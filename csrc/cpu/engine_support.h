@@ -30,10 +30,11 @@ struct WeightView {
 using WeightMap = std::map<std::string, WeightView>;
 using WeightShapes = std::map<std::string, std::vector<int64_t>>;
 
-struct FloatBufferFree {
-  void operator()(float* p) const;
+struct BufferFree {
+  void operator()(void* p) const;
 };
-using FloatBuffer = std::unique_ptr<float[], FloatBufferFree>;
+using FloatBuffer = std::unique_ptr<float[], BufferFree>;
+using HalfBuffer = std::unique_ptr<uint16_t[], BufferFree>;  // IEEE binary16 bits
 
 inline int64_t round_up(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
 
@@ -49,6 +50,11 @@ int64_t checked_size(std::initializer_list<int64_t> factors, const std::string& 
 
 // count floats (at least one), 64-byte aligned and zeroed: zero padding is part of every layout.
 FloatBuffer allocate_floats(int64_t count);
+HalfBuffer allocate_halves(int64_t count);
+
+// dst[i] = src[i] rounded to IEEE half (nearest even), refusing values beyond its range (65504),
+// naming `what`.
+void to_half(const float* src, int64_t count, uint16_t* dst, const std::string& what);
 
 // Refuses unexpected or missing names, wrong shapes and non-finite values, naming the entry.
 void validate_weights(const WeightMap& weights, const WeightShapes& expected);

@@ -15,7 +15,8 @@ struct IsaKernels {
   // Runs one member's share of a job. Throws nothing: every input was validated before the plan
   // was built.
   void (*run_wavenet_steps)(const WaveNetPlan& plan, MemberTask& task, const StepJob& job);
-  void (*run_transformer_steps)(const TransformerPlan& plan, TransformerTask& task, const StepJob& job);
+  void (*run_transformer_steps)(const TransformerPlan<float>& plan, TransformerTask& task, const StepJob& job);
+  void (*run_transformer_steps_half)(const TransformerPlan<uint16_t>& plan, TransformerTask& task, const StepJob& job);
   // Reads n floats `repeats` times with vector loads and returns their sum: a bandwidth probe.
   float (*read_floats)(const float* data, int64_t n, int64_t repeats);
 };

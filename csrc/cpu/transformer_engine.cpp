@@ -28,9 +28,11 @@ void rope_angles(uint64_t position, const double* inv_freq, int64_t half, float*
 }
 
 TransformerEngine::TransformerEngine(const TransformerShape& shape, const WeightMap& weights, int64_t batch,
-                                     int threads, const std::string& isa)
+                                     int threads, const std::string& isa, const std::string& precision)
     : shape_(shape), batch_(batch) {
   const TransformerShape& s = shape_;
+  if (precision != "fp32" && precision != "fp16") refuse("precision must be 'fp32' or 'fp16', got '" + precision + "'");
+  half_ = precision == "fp16";
   require_range(s.layers, 1, 4096, "config['layers']");
   require_range(s.heads, 1, 4096, "config['heads']");
   require_range(s.width, 2, kMaxChannels, "config['width']");
@@ -152,7 +154,8 @@ void TransformerEngine::pack_weights(const WeightMap& weights) {
                          Cp_ * Wp_ + Wp_}, "the context CNN")
       : 0;
   const int64_t context = arena.reserve(context_floats);
-  weights_ = allocate_floats(arena.size());
+  weight_floats_ = arena.size();
+  weights_ = allocate_floats(weight_floats_);
   float* base = weights_.get();
 
   // Copies a vector of n into its zero-padded slot.
@@ -190,10 +193,10 @@ void TransformerEngine::pack_weights(const WeightMap& weights) {
   };
   std::vector<std::pair<int64_t, int64_t>> qkv_slices;
   for (const auto& [e0, e1] : head_slices_) qkv_slices.push_back({3 * Dq * e0, 3 * Dq * e1});
-  layers_.assign(L, TransformerLayerPlan{});
+  layers_.assign(L, TransformerLayerPlan<float>{});
   for (int64_t i = 0; i < L; ++i) {
     const Offsets& o = offsets[i];
-    TransformerLayerPlan& layer = layers_[i];
+    TransformerLayerPlan<float>& layer = layers_[i];
     copy(o.norm1_weight, w(layer_name(i, "norm1_weight")), W);
     copy(o.norm1_bias, w(layer_name(i, "norm1_bias")), W);
     copy(o.norm2_weight, w(layer_name(i, "norm2_weight")), W);
@@ -217,14 +220,17 @@ void TransformerEngine::pack_weights(const WeightMap& weights) {
 
   // The caches: (batch, heads, Kp / kBlock, D, kBlock) keys and values per layer.
   const int64_t cache_floats = checked_size({batch_, H, Kp_, D}, "the KV cache");
-  caches_ = allocate_floats(checked_size({L, 2, cache_floats}, "the KV caches"));
-  state_floats_ = L * 2 * cache_floats;
-  for (int64_t i = 0; i < L; ++i) {
-    layers_[i].keys = caches_.get() + (2 * i) * cache_floats;
-    layers_[i].values = caches_.get() + (2 * i + 1) * cache_floats;
+  const int64_t cache_count = checked_size({L, 2, cache_floats}, "the KV caches");
+  state_bytes_ = cache_count * (half_ ? 2 : 4);
+  if (!half_) {
+    caches_ = allocate_floats(cache_count);
+    for (int64_t i = 0; i < L; ++i) {
+      layers_[i].keys = caches_.get() + (2 * i) * cache_floats;
+      layers_[i].values = caches_.get() + (2 * i + 1) * cache_floats;
+    }
   }
 
-  TransformerPlan& p = plan_;
+  TransformerPlan<float>& p = plan_;
   p.layers = L;
   p.batch = batch_;
   p.W = W;
@@ -291,6 +297,34 @@ void TransformerEngine::pack_weights(const WeightMap& weights) {
     std::memcpy(c, w("context.proj_bias"), W * sizeof(float));
     cnn.proj_bias = c;
   }
+  if (half_) make_half_plan(cache_floats);
+}
+
+// The fp16 plan: the packed float layout converted to half at the same offsets, for the matrices;
+// the vectors (and the float plan's other fields) are shared.
+void TransformerEngine::make_half_plan(int64_t cache_floats) {
+  const float* base = weights_.get();
+  half_weights_ = allocate_halves(weight_floats_);
+  auto convert = [&](const float* matrix, int64_t count, const std::string& what) -> const uint16_t* {
+    uint16_t* dst = half_weights_.get() + (matrix - base);
+    to_half(matrix, count, dst, "weights['" + what + "']");
+    return dst;
+  };
+  const int64_t L = shape_.layers, H = shape_.heads;
+  half_caches_ = allocate_halves(checked_size({L, 2, cache_floats}, "the KV caches"));
+  half_layers_.clear();
+  for (int64_t i = 0; i < L; ++i) {
+    const TransformerLayerPlan<float>& f = layers_[i];
+    const std::string name = "layers." + std::to_string(i) + ".";
+    half_layers_.push_back({f.norm1_weight, f.norm1_bias, convert(f.qkv, Wp_ * 3 * Dq_ * H, name + "qkv_weight"),
+                            f.qkv_bias, convert(f.out, H * Dq_ * Wp_, name + "out_weight"), f.out_bias,
+                            f.norm2_weight, f.norm2_bias, convert(f.fc, Wp_ * Fp_, name + "fc_weight"), f.fc_bias,
+                            convert(f.proj, Fp_ * Wp_, name + "proj_weight"), f.proj_bias,
+                            half_caches_.get() + (2 * i) * cache_floats, half_caches_.get() + (2 * i + 1) * cache_floats});
+  }
+  static_cast<TransformerPlanBase&>(half_plan_) = plan_;
+  half_plan_.layer = half_layers_.data();
+  half_plan_.head = convert(plan_.head, Wp_ * Ap_, "head_weight");
 }
 
 void TransformerEngine::build_tasks() {
@@ -324,7 +358,7 @@ void TransformerEngine::build_tasks() {
   }
   scratch_ = allocate_floats(arena.size());
   float* base = scratch_.get();
-  if (conditioned) state_floats_ += batch_ * (s.cond_hop + ring_slots * Cp_ + Wp_);
+  if (conditioned) state_bytes_ += batch_ * (s.cond_hop + ring_slots * Cp_ + Wp_) * static_cast<int64_t>(sizeof(float));
 
   tasks_.clear();
   for (int g = 0; g < groups; ++g) {
@@ -362,7 +396,11 @@ void TransformerEngine::build_tasks() {
 }
 
 void TransformerEngine::run(const StepJob& job) {
-  pool_->run([&](int index) { kernels_->run_transformer_steps(plan_, tasks_[index], job); });
+  if (half_) {
+    pool_->run([&](int index) { kernels_->run_transformer_steps_half(half_plan_, tasks_[index], job); });
+  } else {
+    pool_->run([&](int index) { kernels_->run_transformer_steps(plan_, tasks_[index], job); });
+  }
 }
 
 void TransformerEngine::prefill(const int64_t* prompt, int64_t length, float* logits_out) {
@@ -379,7 +417,7 @@ void TransformerEngine::prefill(const int64_t* prompt, int64_t length, float* lo
     std::memset(task.cond_rings, 0, static_cast<size_t>(cond_ring_slots_ * task.rows * Cp_) * sizeof(float));
     task.cond_patches_fed = 0;
   }
-  plan_.origin = static_cast<uint64_t>(start);
+  plan_.origin = half_plan_.origin = static_cast<uint64_t>(start);
   StepJob job{};
   job.tokens = prompt + start;
   job.tokens_stride = length;

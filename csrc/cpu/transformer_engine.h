@@ -42,8 +42,10 @@ struct TransformerShape {
 
 class TransformerEngine {
  public:
+  // precision "fp32" (parity with the torch engine) or "fp16": the matrices and the KV cache stored
+  // as IEEE half, every product and sum in float -- half the bytes a step streams.
   TransformerEngine(const TransformerShape& shape, const WeightMap& weights, int64_t batch, int threads,
-                    const std::string& isa);
+                    const std::string& isa, const std::string& precision);
 
   // Resets the state and feeds prompt (batch, length) row-major, tokens in [0, classes), in passes
   // of many positions. With logits_out (batch, length, classes) every position's next-sample logits
@@ -64,28 +66,33 @@ class TransformerEngine {
   uint64_t position() const { return position_; }
   int64_t receptive_field() const { return receptive_field_; }
   int64_t context() const { return shape_.context; }
+  const char* precision() const { return half_ ? "fp16" : "fp32"; }
   // Bytes of the generation state for the batch: the KV caches (and the CNN's rings).
-  int64_t state_bytes() const { return state_floats_ * static_cast<int64_t>(sizeof(float)); }
+  int64_t state_bytes() const { return state_bytes_; }
 
  private:
   void validate(const WeightMap& weights) const;
   void pack_weights(const WeightMap& weights);
-  void pack_context(const WeightMap& weights);
+  void make_half_plan(int64_t cache_floats);
   void build_tasks();
   void run(const StepJob& job);
 
   TransformerShape shape_;
   int64_t batch_, D_, Dq_, Wp_, Fp_, Ap_, Kp_, Cp_ = 0, cond_ring_slots_ = 0;
-  int64_t receptive_field_ = 0, state_floats_ = 0;
+  int64_t receptive_field_ = 0, state_bytes_ = 0, weight_floats_ = 0;
+  bool half_ = false;
   ThreadPlan threads_;
   std::vector<std::pair<int64_t, int64_t>> head_slices_, hidden_slices_, logit_slices_;
   std::vector<int64_t> logit_bounds_;
   std::vector<double> inv_freq_;
   const IsaKernels* kernels_;
   FloatBuffer weights_, caches_, scratch_;
+  HalfBuffer half_weights_, half_caches_;
   std::unique_ptr<ExchangeBuffers> exchange_;
-  std::vector<TransformerLayerPlan> layers_;
-  TransformerPlan plan_{};
+  std::vector<TransformerLayerPlan<float>> layers_;
+  std::vector<TransformerLayerPlan<uint16_t>> half_layers_;
+  TransformerPlan<float> plan_{};
+  TransformerPlan<uint16_t> half_plan_{};
   std::vector<TransformerTask> tasks_;
   std::vector<std::unique_ptr<SamplingScratch>> sampling_;
   std::vector<std::unique_ptr<int64_t[]>> sampled_;

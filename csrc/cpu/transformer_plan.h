@@ -24,21 +24,25 @@
 namespace fastwave {
 namespace cpu {
 
+// Storage: float, or uint16_t holding IEEE half bits (the fp16 mode: the matrices and the KV cache
+// stored in half precision, every product and sum still in float). Vectors (norms, biases), the
+// embedding and the conditioning CNN stay float in both.
+template <typename T>
 struct TransformerLayerPlan {
   const float* norm1_weight;  // (Wp,) LayerNorm over the first W features, eps 1e-5
   const float* norm1_bias;
-  const float* qkv;           // (Wp, 3 Dq (e1 - e0)) at Wp * 3 Dq * e0: per owned head [q | k | v]
+  const T* qkv;           // (Wp, 3 Dq (e1 - e0)) at Wp * 3 Dq * e0: per owned head [q | k | v]
   const float* qkv_bias;      // (heads * 3 Dq,) in the same column order
-  const float* out;           // (heads * Dq, Wp): head e's features are rows e * Dq ...
+  const T* out;           // (heads * Dq, Wp): head e's features are rows e * Dq ...
   const float* out_bias;      // (Wp,)
   const float* norm2_weight;
   const float* norm2_bias;
-  const float* fc;            // (Wp, f1 - f0) at Wp * f0
+  const T* fc;            // (Wp, f1 - f0) at Wp * f0
   const float* fc_bias;       // (Fp,)
-  const float* proj;          // (Fp, Wp)
+  const T* proj;          // (Fp, Wp)
   const float* proj_bias;     // (Wp,)
-  float* keys;                // cache (batch, heads, Kp / kBlock, D, kBlock), rotated keys
-  float* values;              // same layout
+  T* keys;                // cache (batch, heads, Kp / kBlock, D, kBlock), rotated keys
+  T* values;              // same layout
 };
 
 // The conditioned variant's causal CNN over the past waveform (cond_hop == 0: none). Each member
@@ -52,23 +56,28 @@ struct ContextPlan {
   const float* conv;          // per layer (kernel * Cp, Cp) at layer * kernel * Cp * Cp; tap k reads
                               // the layer input at patch p - (kernel - 1 - k) * dilation
   const float* conv_bias;     // (layers, Cp)
-  const float* proj;          // (Cp, Wp)
+  const float* proj;      // (Cp, Wp)
   const float* proj_bias;     // (Wp,)
 };
 
-struct TransformerPlan {
+// The fields that do not depend on the storage type.
+struct TransformerPlanBase {
   int64_t layers, batch, W, Wp, heads, D, Dq, context, Kp, Fp, classes, Ap;
   float scale;                       // 1 / sqrt(D)
-  const TransformerLayerPlan* layer; // [layers]
   const float* embedding;            // (classes, Wp)
   const float* norm_weight;          // (Wp,) the final LayerNorm
   const float* norm_bias;
-  const float* head;                 // (Wp, a1 - a0) at Wp * a0
   const float* head_bias;            // (Ap,)
   const int64_t* logit_bounds;       // [members + 1]: member k owns logits [bounds[k], bounds[k + 1])
   const double* inv_freq;            // (D / 2,) rope_base ** (-2 d / D)
   uint64_t origin;                   // the first position of the caches (set by prefill)
   ContextPlan context_cnn;
+};
+
+template <typename T>
+struct TransformerPlan : TransformerPlanBase {
+  const TransformerLayerPlan<T>* layer;  // [layers]
+  const T* head;                         // (Wp, a1 - a0) at Wp * a0
 };
 
 // One thread's share: a group of threads runs a range of rows together, each thread some heads,

@@ -9,7 +9,8 @@ namespace cpu {
 namespace FASTWAVE_ISA {
 
 void run_wavenet_steps(const WaveNetPlan& plan, MemberTask& task, const StepJob& job);             // wavenet_steps.cpp
-void run_transformer_steps(const TransformerPlan& plan, TransformerTask& task, const StepJob& job);  // transformer_steps.cpp
+void run_transformer_steps(const TransformerPlan<float>& plan, TransformerTask& task, const StepJob& job);  // transformer_steps.cpp
+void run_transformer_steps_half(const TransformerPlan<uint16_t>& plan, TransformerTask& task, const StepJob& job);
 
 namespace {
 
@@ -28,7 +29,7 @@ float read_floats(const float* data, int64_t n, int64_t repeats) {
 #define FASTWAVE_STRINGIFY(name) FASTWAVE_STRINGIFY_VALUE(name)
 #define FASTWAVE_STRINGIFY_VALUE(name) #name
 extern const IsaKernels kernels{FASTWAVE_STRINGIFY(FASTWAVE_ISA), &run_wavenet_steps, &run_transformer_steps,
-                                &read_floats};
+                                &run_transformer_steps_half, &read_floats};
 
 }  // namespace FASTWAVE_ISA
 }  // namespace cpu

@@ -32,7 +32,8 @@ enum class HeadRows { kNone, kLast, kEvery };
 // LayerNorm (eps 1e-5) of `rows` rows of x (row stride ldx) over their first W features -> y
 // (rows, Wp). The padded features of x are 0, so they add nothing to the sum; their share of the
 // squared deviations, (Wp - W) mean^2, is taken back out. Padded outputs are 0 (zero gain and bias).
-void layer_norm(const float* x, int64_t ldx, float* y, int64_t rows, const TransformerPlan& p,
+template <typename T>
+void layer_norm(const float* x, int64_t ldx, float* y, int64_t rows, const TransformerPlan<T>& p,
                 const float* gain, const float* bias) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * ldx;
@@ -57,8 +58,9 @@ void layer_norm(const float* x, int64_t ldx, float* y, int64_t rows, const Trans
 }
 
 // y (rows, cols) = bias broadcast, then += x @ w.
+template <typename W>
 void affine(float* y, int64_t rows, int64_t cols, const float* bias, const float* x, int64_t ldx,
-            const float* w, int64_t in) {
+            const W* w, int64_t in) {
   if (cols == 0) return;
   for (int64_t r = 0; r < rows; ++r) copy_floats(y + r * cols, bias, cols);
   product1(y, cols, rows, cols, x, ldx, w, in, cols);
@@ -67,8 +69,9 @@ void affine(float* y, int64_t rows, int64_t cols, const float* bias, const float
 // x (rows, Wp) += bias + in @ w, where each member of the group holds its own share of the input
 // features (its heads, its hidden units) and w's matching rows: the partial products are exchanged
 // and added in member order, so every member ends with the same bits.
-void add_projection(const TransformerPlan& p, TransformerTask& m, int64_t rows, const float* in,
-                    int64_t in_count, const float* w, const float* bias) {
+template <typename T>
+void add_projection(const TransformerPlan<T>& p, TransformerTask& m, int64_t rows, const float* in,
+                    int64_t in_count, const T* w, const float* bias) {
   if (m.seat.group->members == 1) {
     add_bias(m.x, bias, rows, p.Wp);
     if (in_count > 0) product1(m.x, p.Wp, rows, p.Wp, in, in_count, w, in_count, p.Wp);
@@ -85,7 +88,8 @@ void add_projection(const TransformerPlan& p, TransformerTask& m, int64_t rows, 
 // The conditioned variant's CNN, one patch for every row: x = gelu(patch_b + wave @ patch), then per
 // layer x += gelu(conv_b + Σ_taps ring @ conv_k + x @ conv_last) with the layer's input saved in its
 // ring, and latent = proj_b + x @ proj: the latent of the block that starts after this patch.
-void context_step(const TransformerPlan& p, TransformerTask& m) {
+template <typename T>
+void context_step(const TransformerPlan<T>& p, TransformerTask& m) {
   const ContextPlan& c = p.context_cnn;
   const int64_t rows = m.rows, Cp = c.Cp;
   affine(m.cond_x, rows, Cp, c.patch_bias, m.wave, c.hop, c.patch, c.hop);
@@ -115,7 +119,8 @@ void context_step(const TransformerPlan& p, TransformerTask& m) {
 
 // At the origin the CNN has heard silence: the model pads the waveform with cond_patches patches of
 // zeros, so feed exactly those (the engine zeroed the state).
-void start_context(const TransformerPlan& p, TransformerTask& m) {
+template <typename T>
+void start_context(const TransformerPlan<T>& p, TransformerTask& m) {
   if (p.context_cnn.hop == 0) return;
   fill_zero(m.wave, m.rows * p.context_cnn.hop);
   for (int64_t i = 0; i < p.context_cnn.patches; ++i) context_step(p, m);
@@ -123,7 +128,8 @@ void start_context(const TransformerPlan& p, TransformerTask& m) {
 
 // x[b * n + i] = embedding[token of row b at position t0 + i] (+ the row's latent); the conditioned
 // variant also records each token's sample and runs the CNN when a patch completes.
-void embed(const TransformerPlan& p, TransformerTask& m, const int64_t* tokens, int64_t stride,
+template <typename T>
+void embed(const TransformerPlan<T>& p, TransformerTask& m, const int64_t* tokens, int64_t stride,
            uint64_t t0, int64_t n) {
   const ContextPlan& c = p.context_cnn;
   for (int64_t i = 0; i < n; ++i) {
@@ -142,7 +148,8 @@ void embed(const TransformerPlan& p, TransformerTask& m, const int64_t* tokens, 
 
 // Rotary positions on the q and k of every owned head: features d and d + D/2 by the angles of the
 // row's position (m.rope, filled per pass).
-void rotate(const TransformerPlan& p, TransformerTask& m, int64_t n) {
+template <typename T>
+void rotate(const TransformerPlan<T>& p, TransformerTask& m, int64_t n) {
   const int64_t half = p.D / 2, ld = 3 * p.Dq * (m.e1 - m.e0);
   for (int64_t r = 0; r < m.rows * n; ++r) {
     const float* cosines = m.rope + (r % n) * p.D;
@@ -161,10 +168,10 @@ void rotate(const TransformerPlan& p, TransformerTask& m, int64_t n) {
 }
 
 // scores[c kBlock ...] of G blocks starting at block c: scale * q . key, for kBlock slots per block.
-template <int G>
-void score_blocks(const float* q, const float* keys, int64_t D, float scale, float* scores, int64_t c) {
+template <int G, typename T>
+void score_blocks(const float* q, const T* keys, int64_t D, float scale, float* scores, int64_t c) {
   V acc[G][kVectorsPerBlock] = {};
-  const float* block = keys + c * D * kBlock;
+  const T* block = keys + c * D * kBlock;
   for (int64_t d = 0; d < D; ++d) {
     const V qd = splat(q[d]);
     for (int g = 0; g < G; ++g)
@@ -175,11 +182,11 @@ void score_blocks(const float* q, const float* keys, int64_t D, float scale, flo
 }
 
 // out[d0 + u] = Σ_slots probs[slot] * value[slot][d0 + u] for u < ND, over `blocks` blocks.
-template <int ND>
-void weigh_values(const float* probs, const float* values, int64_t D, int64_t blocks, int64_t d0, float* out) {
+template <int ND, typename T>
+void weigh_values(const float* probs, const T* values, int64_t D, int64_t blocks, int64_t d0, float* out) {
   V acc[ND][kVectorsPerBlock] = {};
   for (int64_t c = 0; c < blocks; ++c) {
-    const float* block = values + (c * D + d0) * kBlock;
+    const T* block = values + (c * D + d0) * kBlock;
     for (int j = 0; j < kVectorsPerBlock; ++j) {
       const V pj = load(probs + c * kBlock + j * kLanes);
       for (int u = 0; u < ND; ++u) acc[u][j] += pj * load(block + u * kBlock + j * kLanes);
@@ -194,16 +201,17 @@ void weigh_values(const float* probs, const float* values, int64_t D, int64_t bl
 
 // One head of one row at position t: store its key and value in the cache, then softmax-attend
 // over the window -> out (D,).
-void attend_head(const TransformerPlan& p, float* keys, float* values, const float* q, const float* k,
+template <typename T>
+void attend_head(const TransformerPlan<T>& p, T* keys, T* values, const float* q, const float* k,
                  const float* v, uint64_t t, float* scores, float* out) {
   const uint64_t since_origin = t - p.origin;
   const int64_t slot = static_cast<int64_t>(since_origin % static_cast<uint64_t>(p.context));
   const int64_t filled = since_origin + 1 < static_cast<uint64_t>(p.context) ? static_cast<int64_t>(since_origin + 1) : p.context;
-  float* key_slot = keys + (slot / kBlock) * p.D * kBlock + slot % kBlock;
-  float* value_slot = values + (slot / kBlock) * p.D * kBlock + slot % kBlock;
+  T* key_slot = keys + (slot / kBlock) * p.D * kBlock + slot % kBlock;
+  T* value_slot = values + (slot / kBlock) * p.D * kBlock + slot % kBlock;
   for (int64_t d = 0; d < p.D; ++d) {
-    key_slot[d * kBlock] = k[d];
-    value_slot[d * kBlock] = v[d];
+    store_scalar(key_slot + d * kBlock, k[d]);
+    store_scalar(value_slot + d * kBlock, v[d]);
   }
   const int64_t blocks = (filled + kBlock - 1) / kBlock, padded = blocks * kBlock;
   int64_t c = 0;
@@ -225,7 +233,8 @@ void attend_head(const TransformerPlan& p, float* keys, float* values, const flo
 }
 
 // Every owned head of every row, position by position (see the file comment for why in order).
-void attend(const TransformerPlan& p, const TransformerLayerPlan& layer, TransformerTask& m,
+template <typename T>
+void attend(const TransformerPlan<T>& p, const TransformerLayerPlan<T>& layer, TransformerTask& m,
             uint64_t t0, int64_t n) {
   const int64_t heads = m.e1 - m.e0, ld_qkv = 3 * p.Dq * heads, ld_out = p.Dq * heads;
   const int64_t cache_floats = (p.Kp / kBlock) * p.D * kBlock;  // one (row, head)
@@ -244,7 +253,8 @@ void attend(const TransformerPlan& p, const TransformerLayerPlan& layer, Transfo
 
 // The final LayerNorm and the head: logits of every position (kEvery, rows b * n + i) or of the
 // last position of each row (kLast, rows b), complete in every member.
-void run_head(const TransformerPlan& p, TransformerTask& m, int64_t n, HeadRows which) {
+template <typename T>
+void run_head(const TransformerPlan<T>& p, TransformerTask& m, int64_t n, HeadRows which) {
   const bool every = which == HeadRows::kEvery;
   const int64_t rows = every ? m.rows * n : m.rows;
   layer_norm(every ? m.x : m.x + (n - 1) * p.Wp, every ? p.Wp : n * p.Wp, m.normed, rows, p,
@@ -265,13 +275,14 @@ void run_head(const TransformerPlan& p, TransformerTask& m, int64_t n, HeadRows 
 
 // Feeds positions t0 .. t0 + n - 1 (n <= chunk) of every row: the token of row b at position t0 + i
 // is tokens[b * stride + i].
-void run_pass(const TransformerPlan& p, TransformerTask& m, const int64_t* tokens, int64_t stride,
+template <typename T>
+void run_pass(const TransformerPlan<T>& p, TransformerTask& m, const int64_t* tokens, int64_t stride,
               uint64_t t0, int64_t n, HeadRows head) {
   const int64_t rows = m.rows * n, heads = m.e1 - m.e0, hidden = m.f1 - m.f0;
   for (int64_t i = 0; i < n; ++i) rope_angles(t0 + static_cast<uint64_t>(i), p.inv_freq, p.D / 2, m.rope + i * p.D);
   embed(p, m, tokens, stride, t0, n);
   for (int64_t l = 0; l < p.layers; ++l) {
-    const TransformerLayerPlan& layer = p.layer[l];
+    const TransformerLayerPlan<T>& layer = p.layer[l];
     layer_norm(m.x, p.Wp, m.normed, rows, p, layer.norm1_weight, layer.norm1_bias);
     affine(m.qkv, rows, 3 * p.Dq * heads, layer.qkv_bias + 3 * p.Dq * m.e0, m.normed, p.Wp,
            layer.qkv + p.Wp * 3 * p.Dq * m.e0, p.Wp);
@@ -286,9 +297,8 @@ void run_pass(const TransformerPlan& p, TransformerTask& m, const int64_t* token
   if (head != HeadRows::kNone) run_head(p, m, n, head);
 }
 
-}  // namespace
-
-void run_transformer_steps(const TransformerPlan& p, TransformerTask& m, const StepJob& job) {
+template <typename T>
+void run_steps(const TransformerPlan<T>& p, TransformerTask& m, const StepJob& job) {
   const bool writes = m.seat.member == 0;  // every member computes the same values; one writes them
   if (job.tokens != nullptr) {  // prefill: the state starts at the origin
     start_context(p, m);
@@ -321,6 +331,16 @@ void run_transformer_steps(const TransformerPlan& p, TransformerTask& m, const S
       run_pass(p, m, m.sampled, 1, job.position + static_cast<uint64_t>(i), 1, HeadRows::kLast);
     }
   }
+}
+
+}  // namespace
+
+void run_transformer_steps(const TransformerPlan<float>& plan, TransformerTask& task, const StepJob& job) {
+  run_steps(plan, task, job);
+}
+
+void run_transformer_steps_half(const TransformerPlan<uint16_t>& plan, TransformerTask& task, const StepJob& job) {
+  run_steps(plan, task, job);
 }
 
 }  // namespace FASTWAVE_ISA

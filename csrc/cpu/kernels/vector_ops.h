@@ -12,6 +12,10 @@
 
 #include <cstdint>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 #include "cpu/step_job.h"
 
 #ifndef FASTWAVE_ISA
@@ -44,6 +48,31 @@ inline V load(const float* p) {
   return v;
 }
 inline void store(float* p, V v) { __builtin_memcpy(p, &v, sizeof v); }
+
+// Half-precision storage (IEEE binary16 bits in uint16_t; the engines' fp16 mode): loads widen to
+// float (one instruction with F16C, which x86-64-v3 and v4 have), stores round to nearest even.
+// GCC 12 turns __builtin_convertvector on _Float16 vectors into one scalar conversion per lane, so
+// the F16C intrinsics are called directly where the ISA has them (they are always-inline: no
+// out-of-line copies for the linker to mix up).
+inline V load(const uint16_t* p) {
+#if defined(__AVX512F__)
+  return (V)_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+#elif defined(__F16C__) && defined(__AVX__)
+  return (V)_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+#else
+  typedef _Float16 VH __attribute__((vector_size(kLanes * sizeof(_Float16))));
+  VH h;
+  __builtin_memcpy(&h, p, sizeof h);
+  return __builtin_convertvector(h, V);
+#endif
+}
+inline void store_scalar(float* p, float value) { *p = value; }
+inline void store_scalar(uint16_t* p, float value) {
+  // Saturate rather than overflow to inf: a cached key of inf would turn every score into NaN.
+  value = value > 65504.0f ? 65504.0f : value < -65504.0f ? -65504.0f : value;
+  const _Float16 h = static_cast<_Float16>(value);
+  __builtin_memcpy(p, &h, sizeof h);
+}
 inline V splat(float value) {  // not V{} + value: 0.0f + -0.0f is +0.0f
   V v;
   for (int i = 0; i < kLanes; ++i) v[i] = value;
@@ -130,25 +159,28 @@ inline float horizontal_max(V v) {
 }
 
 // One input of a product: x (rows, in) with row stride ldx, times w (in, cols) with row stride ldw.
-struct Operand {
+// Weights are float, or uint16_t holding half-precision bits; x and y are always float.
+template <typename T>
+struct OperandOf {
   const float* x;
   int64_t ldx;
-  const float* w;
+  const T* w;
   int64_t in;
 };
+using Operand = OperandOf<float>;
 
 // y[NB rows][NT vectors] += Σ_ops x @ w, with the accumulators in registers and every weight vector
 // loaded once for all NB rows.
-template <int NB, int NT>
-inline void product_tile(float* y, int64_t ldy, const Operand* ops, int n_ops, int64_t ldw, int64_t row,
-                  int64_t col) {
+template <int NB, int NT, typename T>
+inline void product_tile(float* y, int64_t ldy, const OperandOf<T>* ops, int n_ops, int64_t ldw, int64_t row,
+                         int64_t col) {
   V acc[NB][NT];
   for (int b = 0; b < NB; ++b)
     for (int j = 0; j < NT; ++j) acc[b][j] = load(y + b * ldy + j * kLanes);
   for (int o = 0; o < n_ops; ++o) {
     const float* x = ops[o].x + row * ops[o].ldx;
     const int64_t ldx = ops[o].ldx;
-    const float* w = ops[o].w + col;
+    const T* w = ops[o].w + col;
     for (int64_t i = 0; i < ops[o].in; ++i, w += ldw) {
       V wv[NT];
       for (int j = 0; j < NT; ++j) wv[j] = load(w + j * kLanes);
@@ -164,8 +196,9 @@ inline void product_tile(float* y, int64_t ldy, const Operand* ops, int n_ops, i
 
 // y (rows, cols; row stride ldy) += Σ_ops x @ w. cols is a multiple of kBlock; tiles are as wide as
 // the registers allow, so at batch 1 many independent accumulators hide the FMA latency.
-inline void product(float* y, int64_t ldy, int64_t rows, int64_t cols, const Operand* ops, int n_ops,
-             int64_t ldw) {
+template <typename T>
+inline void product(float* y, int64_t ldy, int64_t rows, int64_t cols, const OperandOf<T>* ops, int n_ops,
+                    int64_t ldw) {
   for (int64_t col = 0; col < cols;) {
     const int64_t vectors = (cols - col) / kLanes;
     const int widest = rows <= 2 ? 8 : 4;
@@ -191,9 +224,10 @@ inline void product(float* y, int64_t ldy, int64_t rows, int64_t cols, const Ope
   }
 }
 
+template <typename T>
 inline void product1(float* y, int64_t ldy, int64_t rows, int64_t cols, const float* x, int64_t ldx,
-              const float* w, int64_t in, int64_t ldw) {
-  const Operand op{x, ldx, w, in};
+                     const T* w, int64_t in, int64_t ldw) {
+  const OperandOf<T> op{x, ldx, w, in};
   product(y, ldy, rows, cols, &op, 1, ldw);
 }
 

@@ -1,0 +1,24 @@
+"""The C++ CPU engine for the sample Transformer and its conditioned variant (``engine="cpu"``):
+KV-cache decoding in ``csrc/cpu`` (``transformer_engine.h``); the Python side is
+``cpu_native.NativeCpuEngine``."""
+from __future__ import annotations
+
+from .cpu_native import NativeCpuEngine, _native, default_threads
+
+
+class CpuTransformerEngine(NativeCpuEngine):
+    """``cond`` is empty (the sample Transformer takes none; the conditioned variant reads its own past).
+
+    threads: worker threads (default: physical cores). With batch >= threads each thread runs its
+      own streams; with fewer streams than threads, threads share each layer's heads and MLP units.
+    isa: "auto" (the best the CPU supports, or $FASTWAVE_ISA) or one of ``_native.cpu_isas()``.
+    precision: "fp32" (parity with the torch engine) or "fp16" (matrices and KV cache stored in half
+      precision, arithmetic in fp32: half the bytes each step streams).
+    """
+
+    def __init__(self, model, batch: int, cond: dict, threads: int | None = None, isa: str = "auto",
+                 precision: str = "fp32"):
+        config, weights = model.export_weights()
+        self.native = _native().TransformerCpuEngine(
+            config, weights, batch, default_threads() if threads is None else threads, isa=isa,
+            precision=precision)
