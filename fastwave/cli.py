@@ -116,7 +116,8 @@ def cmd_generate(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from fastwave.bench import environment, format_table, run_bench, write_json
+    from fastwave.bench import (build_model, cost_by_fill, environment, fill_table_batch, format_fill_table,
+                                format_table, run_bench, write_json)
 
     device = _device(args.device)
     _check_seconds(args.seconds)
@@ -131,6 +132,12 @@ def cmd_bench(args) -> int:
     print(f"model {args.model} {sizes or '(default sizes)'} on {device} ({env['processor']}, torch {env['torch']}, "
           f"{env['threads']} threads); median of {args.repeats} runs after a warm-up")
     print(format_table(rows))
+    if args.model == "transformer":  # its step grows with the cache: the cost at a few fills
+        model = build_model(args.model, "cpu", **sizes)
+        costs = cost_by_fill(model, batch=fill_table_batch(args.batch))
+        print(f"\ncost per sample as the context fills (context {model.config.context}; weights read once per "
+              "step for the batch, keys and values once per stream)")
+        print(format_fill_table(costs))
     if args.json:
         write_json([{**row, "environment": env, "command": " ".join(["fastwave"] + args.argv)} for row in rows], args.json)
         print(f"wrote {args.json}")
@@ -184,16 +191,22 @@ def build_parser() -> argparse.ArgumentParser:
                     "the model's sample rate, speedup over the torch engine, and the per-sample floor "
                     "(FLOPs and fp32 weight bytes of one incremental step, per stream, and the bytes of "
                     "cached state it reads: ring-buffer taps for WaveNet, keys and values with the context "
-                    "full for the transformer). The naive engine is timed on fewer samples; rates are "
-                    "per second either way.")
-    bench.add_argument("--engines", type=_csv(str), default=None, help="comma-separated (default: all available)")
+                    "full for the transformer). For the C++ engine, the bandwidth floor: the samples/s "
+                    "the read bandwidth of its threads allows, each streaming its share of the weights "
+                    "and, for the transformer, of the keys and values. For the transformer, a second "
+                    "table: FLOPs and bytes per sample as the context fills (1 position, 25%, 50%, "
+                    "100%), at batch 1 and per stream at the largest --batch (16 if only 1), where the "
+                    "weights are shared by the batch; --json adds it to each row as \"cost_by_fill\". "
+                    "The naive engine is timed on fewer samples; rates are per second either way.")
+    bench.add_argument("--engines", type=_csv(str), default=None, help="comma-separated: naive, torch, cpu, and for the transformer cpu-fp16 (the C++ engine storing weights and KV cache in half precision); default: all available")
     bench.add_argument("--batch", type=_csv(int), default=[1], help="comma-separated batch sizes (default 1)")
     bench.add_argument("--seconds", type=float, default=0.25, help="audio generated per measurement (default 0.25)")
     bench.add_argument("--repeats", type=int, default=5, help="timed runs per engine; the median is reported")
     bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     bench.add_argument("--threads", type=int, default=None,
                        help="threads of the cpu engine (default: physical cores)")
-    bench.add_argument("--json", metavar="PATH", help="also write the rows as a JSON list")
+    bench.add_argument("--json", metavar="PATH", help="also write the rows as a JSON list (transformer rows "
+                                                       "carry the fill table at their batch as \"cost_by_fill\")")
     _add_model_flags(bench)
 
     from . import cli_classifier, cli_codes

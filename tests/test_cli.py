@@ -44,10 +44,14 @@ def test_bench_and_generate_a_transformer(tmp_path, capsys):
     path = tmp_path / "bench.json"
     assert main(["bench", "--seconds", "0.003", "--repeats", "2", "--json", str(path)] + TINY_TRANSFORMER) == 0
     rows = json.loads(path.read_text())
-    assert [r["engine"] for r in rows] == ["naive", "torch"] and all(r["model"] == "transformer" for r in rows)
+    assert [r["engine"] for r in rows] == ["naive", "torch", "cpu", "cpu-fp16"] and all(r["model"] == "transformer" for r in rows)
     torch_row = rows[1]
     # the decode step reads every layer's keys and values with the context full: 1 * 2 * 16 * 32 fp32
     assert torch_row["state_bytes_per_sample"] == 1 * 2 * 16 * 32 * 4 and torch_row["samples_per_s"] > 0
+    # ... and fewer while the cache fills: 1, 4, 8 and 16 of the 16 positions
+    assert [c["filled"] for c in torch_row["cost_by_fill"]] == [1, 4, 8, 16]
+    assert torch_row["cost_by_fill"][-1]["kv_bytes_per_stream"] == torch_row["state_bytes_per_sample"]
+    assert "cost per sample as the context fills" in capsys.readouterr().out
     out = tmp_path / "t.wav"
     assert main(["generate", "--seconds", "0.002", "--out", str(out), "--quiet", "--cond-window", "32"]
                 + TINY_TRANSFORMER) == 0

@@ -133,6 +133,30 @@ void check_generate(int64_t n, int64_t batch, uint32_t step0, const SamplingPara
   }
 }
 
+StepJob prefill_job(const int64_t* prompt, int64_t length, int64_t start, float* logits_out) {
+  StepJob job{};
+  job.tokens = prompt + start;
+  job.tokens_stride = length;
+  job.count = length - start;
+  job.position = static_cast<uint64_t>(start);
+  job.need_logits_every_step = logits_out != nullptr;
+  job.logits_out = logits_out;
+  return job;
+}
+
+StepJob generate_job(int64_t n, uint64_t position, uint64_t seed, uint32_t step0, const SamplingParams& params,
+                     bool final, int64_t* tokens_out) {
+  StepJob job{};
+  job.count = n;
+  job.position = position;
+  job.tokens_out = tokens_out;
+  job.seed = seed;
+  job.step0 = step0;
+  job.params = params;
+  job.final = final;
+  return job;
+}
+
 std::unique_lock<std::mutex> claim(std::mutex& busy) {
   std::unique_lock<std::mutex> lock(busy, std::try_to_lock);
   if (!lock.owns_lock()) throw std::runtime_error("this engine is already running in another thread");

@@ -96,6 +96,12 @@ void check_tokens(const int64_t* tokens, int64_t count, int64_t classes, const s
 // generate()'s checks, common to the engines: a prefill first, n in range, the Philox step in 32 bits.
 void check_generate(int64_t n, int64_t batch, uint32_t step0, const SamplingParams& params, bool has_logits);
 
+// The jobs prefill() and generate() hand the step loops (step_job.h): feed prompt positions
+// [start, length) teacher-forced, or sample n tokens from `position` on.
+StepJob prefill_job(const int64_t* prompt, int64_t length, int64_t start, float* logits_out);
+StepJob generate_job(int64_t n, uint64_t position, uint64_t seed, uint32_t step0, const SamplingParams& params,
+                     bool final, int64_t* tokens_out);
+
 // Locks an engine for one call, refusing (std::runtime_error) a second thread that calls meanwhile.
 std::unique_lock<std::mutex> claim(std::mutex& busy);
 

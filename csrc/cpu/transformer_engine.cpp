@@ -418,15 +418,8 @@ void TransformerEngine::prefill(const int64_t* prompt, int64_t length, float* lo
     task.cond_patches_fed = 0;
   }
   plan_.origin = half_plan_.origin = static_cast<uint64_t>(start);
-  StepJob job{};
-  job.tokens = prompt + start;
-  job.tokens_stride = length;
-  job.count = length - start;
-  job.position = static_cast<uint64_t>(start);
-  job.need_logits_every_step = logits_out != nullptr;
-  job.logits_out = logits_out;
   has_logits_ = false;
-  run(job);
+  run(prefill_job(prompt, length, start, logits_out));
   position_ = static_cast<uint64_t>(length);
   has_logits_ = true;
 }
@@ -436,15 +429,7 @@ void TransformerEngine::generate(int64_t n, uint64_t seed, uint32_t step0, const
   const auto lock = claim(busy_);
   check_generate(n, batch_, step0, params, has_logits_);
   if (n == 0) return;
-  StepJob job{};
-  job.count = n;
-  job.position = position_;
-  job.tokens_out = tokens_out;
-  job.seed = seed;
-  job.step0 = step0;
-  job.params = params;
-  job.final = final;
-  run(job);
+  run(generate_job(n, position_, seed, step0, params, final, tokens_out));
   position_ += static_cast<uint64_t>(n) - (final ? 1 : 0);
   has_logits_ = !final;
 }

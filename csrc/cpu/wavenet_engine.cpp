@@ -319,15 +319,8 @@ void WaveNetEngine::prefill(const int64_t* prompt, int64_t length, float* logits
   std::memset(rings_.get(), 0, static_cast<size_t>(ring_floats_) * sizeof(float));
   for (MemberTask& task : tasks_) task.frame = -1;
   const int64_t start = logits_out != nullptr ? 0 : std::max<int64_t>(0, length - receptive_field_);
-  StepJob job{};
-  job.tokens = prompt + start;
-  job.tokens_stride = length;
-  job.count = length - start;
-  job.position = static_cast<uint64_t>(start);
-  job.need_logits_every_step = logits_out != nullptr;
-  job.logits_out = logits_out;
   has_logits_ = false;
-  run(job);
+  run(prefill_job(prompt, length, start, logits_out));
   position_ = static_cast<uint64_t>(length);
   has_logits_ = true;
 }
@@ -339,15 +332,7 @@ void WaveNetEngine::generate(int64_t n, uint64_t seed, uint32_t step0, const Sam
   if (n == 0) return;
   const uint64_t fed = static_cast<uint64_t>(n) - (final ? 1 : 0);
   check_local_coverage(position_ + fed, "generate()");
-  StepJob job{};
-  job.count = n;
-  job.position = position_;
-  job.tokens_out = tokens_out;
-  job.seed = seed;
-  job.step0 = step0;
-  job.params = params;
-  job.final = final;
-  run(job);
+  run(generate_job(n, position_, seed, step0, params, final, tokens_out));
   position_ += fed;
   has_logits_ = !final;
 }
