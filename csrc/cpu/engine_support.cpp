@@ -7,6 +7,10 @@
 #include <new>
 #include <stdexcept>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace fastwave {
 namespace cpu {
 
@@ -36,20 +40,36 @@ int64_t checked_size(std::initializer_list<int64_t> factors, const std::string& 
   return total;
 }
 
-FloatBuffer allocate_floats(int64_t count) {
-  const size_t bytes = static_cast<size_t>(round_up(std::max<int64_t>(count, 1), 16)) * sizeof(float);
-  void* memory = std::aligned_alloc(64, bytes);
+namespace {
+
+// Zeroed memory for `bytes`. Buffers of 1 MB and more (the weights, the KV caches: streamed every
+// step) are 2 MB-aligned and asked for transparent huge pages: with 4 KB pages a step's walk over
+// them misses the TLB hundreds of times, and scattered physical pages share out the L2's sets
+// unevenly, so one thread of a group misses more than the other and the group waits on it.
+void* allocate_zeroed(size_t bytes) {
+  constexpr size_t kHugePage = size_t{2} << 20;
+  const bool large = bytes >= kHugePage / 2;
+  const size_t alignment = large ? kHugePage : 64;
+  bytes = (bytes + alignment - 1) / alignment * alignment;
+  void* memory = std::aligned_alloc(alignment, bytes);
   if (memory == nullptr) throw std::bad_alloc();
-  std::memset(memory, 0, bytes);
-  return FloatBuffer(static_cast<float*>(memory));
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (large) madvise(memory, bytes, MADV_HUGEPAGE);  // a hint: where huge pages are off, 4 KB pages
+#endif
+  std::memset(memory, 0, bytes);  // after the advice: the first touch decides the page size
+  return memory;
+}
+
+}  // namespace
+
+FloatBuffer allocate_floats(int64_t count) {
+  const size_t count16 = static_cast<size_t>(round_up(std::max<int64_t>(count, 1), 16));
+  return FloatBuffer(static_cast<float*>(allocate_zeroed(count16 * sizeof(float))));
 }
 
 HalfBuffer allocate_halves(int64_t count) {
-  const size_t bytes = static_cast<size_t>(round_up(std::max<int64_t>(count, 1), 32)) * sizeof(uint16_t);
-  void* memory = std::aligned_alloc(64, bytes);
-  if (memory == nullptr) throw std::bad_alloc();
-  std::memset(memory, 0, bytes);
-  return HalfBuffer(static_cast<uint16_t*>(memory));
+  const size_t count32 = static_cast<size_t>(round_up(std::max<int64_t>(count, 1), 32));
+  return HalfBuffer(static_cast<uint16_t*>(allocate_zeroed(count32 * sizeof(uint16_t))));
 }
 
 void to_half(const float* src, int64_t count, uint16_t* dst, const std::string& what) {

@@ -76,7 +76,7 @@ TransformerEngine::TransformerEngine(const TransformerShape& shape, const Weight
   Wp_ = round_up(s.width, kBlock);
   Fp_ = round_up(s.width * s.mlp_ratio, kBlock);
   Ap_ = round_up(s.classes, kBlock);
-  Kp_ = round_up(s.context, kBlock);
+  Kp_ = round_up(s.context, kKeySpan);
   receptive_field_ = s.layers * (s.context - 1) + 1;
   if (s.cond_window > 0) {
     Cp_ = round_up(s.cond_channels, kBlock);
@@ -218,15 +218,16 @@ void TransformerEngine::pack_weights(const WeightMap& weights) {
              base + o.proj, base + o.proj_bias, nullptr, nullptr};
   }
 
-  // The caches: (batch, heads, Kp / kBlock, D, kBlock) keys and values per layer.
-  const int64_t cache_floats = checked_size({batch_, H, Kp_, D}, "the KV cache");
-  const int64_t cache_count = checked_size({L, 2, cache_floats}, "the KV caches");
+  // The caches, per layer its keys then its values (layouts in transformer_plan.h).
+  key_count_ = checked_size({batch_, H, Kp_, D}, "the KV cache");
+  const int64_t layer_count = key_count_ + checked_size({batch_, H, Kp_, Dq}, "the KV cache");
+  const int64_t cache_count = checked_size({L, layer_count}, "the KV caches");
   state_bytes_ = cache_count * (half_ ? 2 : 4);
   if (!half_) {
     caches_ = allocate_floats(cache_count);
     for (int64_t i = 0; i < L; ++i) {
-      layers_[i].keys = caches_.get() + (2 * i) * cache_floats;
-      layers_[i].values = caches_.get() + (2 * i + 1) * cache_floats;
+      layers_[i].keys = caches_.get() + i * layer_count;
+      layers_[i].values = layers_[i].keys + key_count_;
     }
   }
 
@@ -297,12 +298,12 @@ void TransformerEngine::pack_weights(const WeightMap& weights) {
     std::memcpy(c, w("context.proj_bias"), W * sizeof(float));
     cnn.proj_bias = c;
   }
-  if (half_) make_half_plan(cache_floats);
+  if (half_) make_half_plan(cache_count);
 }
 
 // The fp16 plan: the packed float layout converted to half at the same offsets, for the matrices;
 // the vectors (and the float plan's other fields) are shared.
-void TransformerEngine::make_half_plan(int64_t cache_floats) {
+void TransformerEngine::make_half_plan(int64_t cache_count) {
   const float* base = weights_.get();
   half_weights_ = allocate_halves(weight_floats_);
   auto convert = [&](const float* matrix, int64_t count, const std::string& what) -> const uint16_t* {
@@ -311,7 +312,8 @@ void TransformerEngine::make_half_plan(int64_t cache_floats) {
     return dst;
   };
   const int64_t L = shape_.layers, H = shape_.heads;
-  half_caches_ = allocate_halves(checked_size({L, 2, cache_floats}, "the KV caches"));
+  half_caches_ = allocate_halves(cache_count);
+  const int64_t layer_count = cache_count / L;
   half_layers_.clear();
   for (int64_t i = 0; i < L; ++i) {
     const TransformerLayerPlan<float>& f = layers_[i];
@@ -320,7 +322,7 @@ void TransformerEngine::make_half_plan(int64_t cache_floats) {
                             f.qkv_bias, convert(f.out, H * Dq_ * Wp_, name + "out_weight"), f.out_bias,
                             f.norm2_weight, f.norm2_bias, convert(f.fc, Wp_ * Fp_, name + "fc_weight"), f.fc_bias,
                             convert(f.proj, Fp_ * Wp_, name + "proj_weight"), f.proj_bias,
-                            half_caches_.get() + (2 * i) * cache_floats, half_caches_.get() + (2 * i + 1) * cache_floats});
+                            half_caches_.get() + i * layer_count, half_caches_.get() + i * layer_count + key_count_});
   }
   static_cast<TransformerPlanBase&>(half_plan_) = plan_;
   half_plan_.layer = half_layers_.data();

@@ -73,13 +73,13 @@ class TransformerEngine {
  private:
   void validate(const WeightMap& weights) const;
   void pack_weights(const WeightMap& weights);
-  void make_half_plan(int64_t cache_floats);
+  void make_half_plan(int64_t cache_count);
   void build_tasks();
   void run(const StepJob& job);
 
   TransformerShape shape_;
   int64_t batch_, D_, Dq_, Wp_, Fp_, Ap_, Kp_, Cp_ = 0, cond_ring_slots_ = 0;
-  int64_t receptive_field_ = 0, state_bytes_ = 0, weight_floats_ = 0;
+  int64_t receptive_field_ = 0, state_bytes_ = 0, weight_floats_ = 0, key_count_ = 0;
   bool half_ = false;
   ThreadPlan threads_;
   std::vector<std::pair<int64_t, int64_t>> head_slices_, hidden_slices_, logit_slices_;

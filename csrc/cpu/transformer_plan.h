@@ -10,11 +10,13 @@
 //
 // The KV cache: position t of a row lives in slot s = (t - origin) % context, where origin is the
 // first position prefill() fed; attention at t reads slots [0, min(t - origin + 1, context)), so
-// once the context is full each new position overwrites the oldest (a sliding window). Keys and
-// values are stored in blocks of kBlock slots, feature-major inside a block:
-//   cache (batch, heads, Kp / kBlock, D, kBlock), Kp = context rounded up to kBlock,
-// so a score is a broadcast multiply-add over kBlock slots per feature (no horizontal sums), and
-// the weighted sum of values streams the same way. Both are read front to back once per step.
+// once the context is full each new position overwrites the oldest (a sliding window). Both caches
+// are read front to back once per step, each as one stream:
+//   keys   (batch, heads, Kp / kKeySpan, D, kKeySpan): spans of kKeySpan slots, feature-major, so
+//          scores are broadcast multiply-adds over 8 vectors of slots at a time (no horizontal sums);
+//   values (batch, heads, Kp, Dq): one row per slot, so the weighted sum is a broadcast of each
+//          slot's probability times its row, summed into Dq features (again no horizontal sums);
+// Kp = context rounded up to kKeySpan.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +25,8 @@
 
 namespace fastwave {
 namespace cpu {
+
+constexpr int64_t kKeySpan = 128;  // a multiple of 8 vectors on every ISA (16, 8 or 4 lanes)
 
 // Storage: float, or uint16_t holding IEEE half bits (the fp16 mode: the matrices and the KV cache
 // stored in half precision, every product and sum still in float). Vectors (norms, biases), the
@@ -41,8 +45,8 @@ struct TransformerLayerPlan {
   const float* fc_bias;       // (Fp,)
   const T* proj;          // (Fp, Wp)
   const float* proj_bias;     // (Wp,)
-  T* keys;                // cache (batch, heads, Kp / kBlock, D, kBlock), rotated keys
-  T* values;              // same layout
+  T* keys;                // (batch, heads, Kp / kKeySpan, D, kKeySpan), rotated keys
+  T* values;              // (batch, heads, Kp, Dq), padded features 0
 };
 
 // The conditioned variant's causal CNN over the past waveform (cond_hop == 0: none). Each member

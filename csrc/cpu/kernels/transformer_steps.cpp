@@ -21,10 +21,6 @@ namespace cpu {
 namespace FASTWAVE_ISA {
 namespace {
 
-constexpr int kVectorsPerBlock = kBlock / kLanes;
-// Independent accumulator chains the attention loops keep in flight: about 8 hides the latency of
-// the multiply-adds on every ISA (8 blocks of one vector, 4 of two, 2 of four).
-constexpr int kChains = 8 / kVectorsPerBlock;
 constexpr float kMasked = -3.0e38f;
 
 enum class HeadRows { kNone, kLast, kEvery };
@@ -167,69 +163,150 @@ void rotate(const TransformerPlan<T>& p, TransformerTask& m, int64_t n) {
   }
 }
 
-// scores[c kBlock ...] of G blocks starting at block c: scale * q . key, for kBlock slots per block.
+// scores[0, G kLanes) = scale * q . key for G vectors of slots inside one span of keys (`keys`
+// points at the first: the span's feature-0 row, offset to the group), G chains in flight. Slots
+// from `valid` on (counted from the group's first) are not written yet: stored as kMasked. Returns
+// the lane-wise max of what it stored.
 template <int G, typename T>
-void score_blocks(const float* q, const T* keys, int64_t D, float scale, float* scores, int64_t c) {
-  V acc[G][kVectorsPerBlock] = {};
-  const T* block = keys + c * D * kBlock;
+V score_vectors(const float* q, const T* keys, int64_t D, float scale, int64_t valid, float* scores) {
+  V acc[G] = {};
   for (int64_t d = 0; d < D; ++d) {
     const V qd = splat(q[d]);
-    for (int g = 0; g < G; ++g)
-      for (int j = 0; j < kVectorsPerBlock; ++j) acc[g][j] += qd * load(block + (g * D + d) * kBlock + j * kLanes);
+    for (int g = 0; g < G; ++g) acc[g] += qd * load(keys + d * kKeySpan + g * kLanes);
   }
-  for (int g = 0; g < G; ++g)
-    for (int j = 0; j < kVectorsPerBlock; ++j) store(scores + (c + g) * kBlock + j * kLanes, acc[g][j] * scale);
+  V best = splat(kMasked);
+  for (int g = 0; g < G; ++g) {
+    V score = acc[g] * scale;
+    const int64_t left = valid - g * kLanes;
+    if (left < kLanes) {
+      VI lane;
+      for (int i = 0; i < kLanes; ++i) lane[i] = i;
+      score = select(lane < static_cast<int32_t>(left), score, splat(kMasked));
+    }
+    store(scores + g * kLanes, score);
+    best = vmax(best, score);
+  }
+  return best;
 }
 
-// out[d0 + u] = Σ_slots probs[slot] * value[slot][d0 + u] for u < ND, over `blocks` blocks.
-template <int ND, typename T>
-void weigh_values(const float* probs, const T* values, int64_t D, int64_t blocks, int64_t d0, float* out) {
-  V acc[ND][kVectorsPerBlock] = {};
-  for (int64_t c = 0; c < blocks; ++c) {
-    const T* block = values + (c * D + d0) * kBlock;
-    for (int j = 0; j < kVectorsPerBlock; ++j) {
-      const V pj = load(probs + c * kBlock + j * kLanes);
-      for (int u = 0; u < ND; ++u) acc[u][j] += pj * load(block + u * kBlock + j * kLanes);
+// scores[s] = scale * q . key[s] for the slots [0, filled) (rounded up to whole vectors, the rest
+// kMasked), 8 vectors (8 chains) at a time; a group never straddles spans (kKeySpan holds a multiple
+// of 8 vectors on every ISA). Returns the largest score.
+template <typename T>
+float score_slots(const float* q, const T* keys, int64_t D, float scale, int64_t filled, float* scores) {
+  constexpr int64_t kPerSpan = kKeySpan / kLanes;
+  static_assert(kPerSpan % 8 == 0, "a span must hold whole groups of 8 vectors");
+  const int64_t vectors = (filled + kLanes - 1) / kLanes;
+  V best = splat(kMasked);
+  for (int64_t v = 0; v < vectors;) {
+    const T* k = keys + (v / kPerSpan) * D * kKeySpan + (v % kPerSpan) * kLanes;
+    float* out = scores + v * kLanes;
+    const int64_t valid = filled - v * kLanes;
+    const int64_t group = vectors - v < 8 ? vectors - v : 8;
+    switch (group) {
+      case 8: best = vmax(best, score_vectors<8>(q, k, D, scale, valid, out)); break;
+      case 7: best = vmax(best, score_vectors<7>(q, k, D, scale, valid, out)); break;
+      case 6: best = vmax(best, score_vectors<6>(q, k, D, scale, valid, out)); break;
+      case 5: best = vmax(best, score_vectors<5>(q, k, D, scale, valid, out)); break;
+      case 4: best = vmax(best, score_vectors<4>(q, k, D, scale, valid, out)); break;
+      case 3: best = vmax(best, score_vectors<3>(q, k, D, scale, valid, out)); break;
+      case 2: best = vmax(best, score_vectors<2>(q, k, D, scale, valid, out)); break;
+      default: best = vmax(best, score_vectors<1>(q, k, D, scale, valid, out)); break;
+    }
+    v += group;
+  }
+  return horizontal_max(best);
+}
+
+// probs[s] = exp(scores[s] - top) in place for the slots [0, filled) rounded up to whole vectors
+// (the unwritten ones set to exactly 0); returns their sum. Two sums in flight.
+inline float exponentiate(float* probs, int64_t filled, float top) {
+  const V shift = splat(top);
+  const int64_t whole = filled / kLanes * kLanes;
+  V sums[2] = {};
+  int64_t s = 0;
+  for (; s + 2 * kLanes <= whole; s += 2 * kLanes) {
+    for (int u = 0; u < 2; ++u) {
+      const V e = exp_v(load(probs + s + u * kLanes) - shift);
+      store(probs + s + u * kLanes, e);
+      sums[u] += e;
     }
   }
-  for (int u = 0; u < ND; ++u) {
-    V total = acc[u][0];
-    for (int j = 1; j < kVectorsPerBlock; ++j) total += acc[u][j];
-    out[d0 + u] = horizontal_sum(total);
+  for (; s < whole; s += kLanes) {
+    const V e = exp_v(load(probs + s) - shift);
+    store(probs + s, e);
+    sums[0] += e;
+  }
+  if (whole < filled) {  // the last vector: exp_v clamps, so its unwritten slots are zeroed by hand
+    store(probs + whole, exp_v(load(probs + whole) - shift));
+    for (int64_t i = filled; i < whole + kLanes; ++i) probs[i] = 0.0f;
+    sums[1] += load(probs + whole);
+  }
+  return horizontal_sum(sums[0] + sums[1]);
+}
+
+// out[f0, f0 + G kLanes) = Σ_{s < filled} probs[s] * value[s][f0 ...]: P = 8 / G slots in flight,
+// each a broadcast times G vectors of its row, so the values stream front to back once.
+template <int G, typename T>
+void weigh_rows(const float* probs, const T* values, int64_t Dq, int64_t filled, int64_t f0, float* out) {
+  constexpr int P = 8 / G;
+  V acc[P][G] = {};
+  const T* row = values + f0;
+  int64_t s = 0;
+  for (; s + P <= filled; s += P) {
+    for (int u = 0; u < P; ++u) {
+      const V pu = splat(probs[s + u]);
+      for (int g = 0; g < G; ++g) acc[u][g] += pu * load(row + (s + u) * Dq + g * kLanes);
+    }
+  }
+  for (; s < filled; ++s) {
+    const V ps = splat(probs[s]);
+    for (int g = 0; g < G; ++g) acc[0][g] += ps * load(row + s * Dq + g * kLanes);
+  }
+  for (int g = 0; g < G; ++g) {
+    V total = acc[0][g];
+    for (int u = 1; u < P; ++u) total += acc[u][g];
+    store(out + f0 + g * kLanes, total);
+  }
+}
+
+template <typename T>
+void weigh_values(const float* probs, const T* values, int64_t Dq, int64_t filled, float* out) {
+  for (int64_t f = 0; f < Dq;) {
+    const int64_t left = (Dq - f) / kLanes;
+    if (left >= 8) {
+      weigh_rows<8>(probs, values, Dq, filled, f, out);
+      f += 8 * kLanes;
+    } else if (left >= 4) {
+      weigh_rows<4>(probs, values, Dq, filled, f, out);
+      f += 4 * kLanes;
+    } else if (left >= 2) {
+      weigh_rows<2>(probs, values, Dq, filled, f, out);
+      f += 2 * kLanes;
+    } else {
+      weigh_rows<1>(probs, values, Dq, filled, f, out);
+      f += kLanes;
+    }
   }
 }
 
 // One head of one row at position t: store its key and value in the cache, then softmax-attend
-// over the window -> out (D,).
+// over the window -> out (Dq,), padded features 0.
 template <typename T>
 void attend_head(const TransformerPlan<T>& p, T* keys, T* values, const float* q, const float* k,
                  const float* v, uint64_t t, float* scores, float* out) {
   const uint64_t since_origin = t - p.origin;
   const int64_t slot = static_cast<int64_t>(since_origin % static_cast<uint64_t>(p.context));
   const int64_t filled = since_origin + 1 < static_cast<uint64_t>(p.context) ? static_cast<int64_t>(since_origin + 1) : p.context;
-  T* key_slot = keys + (slot / kBlock) * p.D * kBlock + slot % kBlock;
-  T* value_slot = values + (slot / kBlock) * p.D * kBlock + slot % kBlock;
-  for (int64_t d = 0; d < p.D; ++d) {
-    store_scalar(key_slot + d * kBlock, k[d]);
-    store_scalar(value_slot + d * kBlock, v[d]);
-  }
-  const int64_t blocks = (filled + kBlock - 1) / kBlock, padded = blocks * kBlock;
-  int64_t c = 0;
-  for (; c + kChains <= blocks; c += kChains) score_blocks<kChains>(q, keys, p.D, p.scale, scores, c);
-  for (; c < blocks; ++c) score_blocks<1>(q, keys, p.D, p.scale, scores, c);
-  for (int64_t s = filled; s < padded; ++s) scores[s] = kMasked;  // slots not written yet
-  V best = splat(kMasked);
-  for (int64_t s = 0; s < padded; s += kLanes) best = vmax(best, load(scores + s));
-  const V top = splat(horizontal_max(best));
-  for (int64_t s = 0; s < padded; s += kLanes) store(scores + s, exp_v(load(scores + s) - top));
-  for (int64_t s = filled; s < padded; ++s) scores[s] = 0.0f;  // exp_v clamps: make them exactly 0
-  V sum{};
-  for (int64_t s = 0; s < padded; s += kLanes) sum += load(scores + s);
-  int64_t d = 0;
-  for (; d + kChains <= p.D; d += kChains) weigh_values<kChains>(scores, values, p.D, blocks, d, out);
-  for (; d < p.D; ++d) weigh_values<1>(scores, values, p.D, blocks, d, out);
-  const float inverse = 1.0f / horizontal_sum(sum);
-  for (int64_t i = 0; i < p.D; ++i) out[i] *= inverse;
+  T* key_slot = keys + (slot / kKeySpan) * p.D * kKeySpan + slot % kKeySpan;
+  for (int64_t d = 0; d < p.D; ++d) store_scalar(key_slot + d * kKeySpan, k[d]);
+  T* value_row = values + slot * p.Dq;
+  for (int64_t d = 0; d < p.Dq; ++d) store_scalar(value_row + d, v[d]);
+  const float top = score_slots(q, keys, p.D, p.scale, filled, scores);
+  const float sum = exponentiate(scores, filled, top);
+  weigh_values(scores, values, p.Dq, filled, out);
+  const float inverse = 1.0f / sum;
+  for (int64_t i = 0; i < p.Dq; ++i) out[i] *= inverse;
 }
 
 // Every owned head of every row, position by position (see the file comment for why in order).
@@ -237,14 +314,14 @@ template <typename T>
 void attend(const TransformerPlan<T>& p, const TransformerLayerPlan<T>& layer, TransformerTask& m,
             uint64_t t0, int64_t n) {
   const int64_t heads = m.e1 - m.e0, ld_qkv = 3 * p.Dq * heads, ld_out = p.Dq * heads;
-  const int64_t cache_floats = (p.Kp / kBlock) * p.D * kBlock;  // one (row, head)
+  const int64_t key_count = p.Kp * p.D, value_count = p.Kp * p.Dq;  // one (row, head)
   for (int64_t b = 0; b < m.rows; ++b) {
     for (int64_t i = 0; i < n; ++i) {
       const int64_t r = b * n + i;
       for (int64_t e = 0; e < heads; ++e) {
         const float* qkv = m.qkv + r * ld_qkv + e * 3 * p.Dq;
-        const int64_t cache = ((m.row0 + b) * p.heads + m.e0 + e) * cache_floats;
-        attend_head(p, layer.keys + cache, layer.values + cache, qkv, qkv + p.Dq, qkv + 2 * p.Dq,
+        const int64_t cache = (m.row0 + b) * p.heads + m.e0 + e;
+        attend_head(p, layer.keys + cache * key_count, layer.values + cache * value_count, qkv, qkv + p.Dq, qkv + 2 * p.Dq,
                     t0 + static_cast<uint64_t>(i), m.scores, m.attended + r * ld_out + e * p.Dq);
       }
     }
