@@ -31,7 +31,7 @@ SHAPE_IDS = ["tiny", "odd", "conditioned", "conditioned-odd", "wide"]
 
 
 def kv_slots(context):
-    """The slots the C++ engine's KV cache holds per stream: the context in spans of 128."""
+    """The key slots the C++ engine's cache holds per stream and head: the context in spans of 128."""
     return -(-context // 128) * 128
 
 
@@ -183,8 +183,8 @@ def test_auto_picks_the_cpu_engine_and_the_properties_describe_the_model():
             assert native.receptive_field == m.receptive_field
             assert native.context == c.context
             assert native.batch == batch
-            # keys (slots, head_dim) and values (slots, head_dim padded to 16)
-            kv_bytes = c.layers * batch * c.heads * kv_slots(c.context) * (c.head_dim + ceil16(c.head_dim)) * 4
+            # keys (slots in whole spans, head_dim) and values (context, head_dim padded to 16)
+            kv_bytes = c.layers * batch * c.heads * (kv_slots(c.context) * c.head_dim + c.context * ceil16(c.head_dim)) * 4
             if c.cond_window:  # the KV caches and the CNN's rings
                 assert native.state_bytes > kv_bytes
             else:
@@ -396,7 +396,7 @@ def test_fp16_storage_stays_within_the_half_precision_tolerance(shape, fp32_exac
             assert 1e-6 < error < 1e-2, (isa, threads, error)  # lossy, but within half's tolerance
     full = CpuTransformerEngine(model, 2, {}, threads=1).native.state_bytes
     half = CpuTransformerEngine(model, 2, {}, threads=1, precision="fp16").native.state_bytes
-    cnn = full - 2 * c.layers * c.heads * kv_slots(c.context) * (c.head_dim + ceil16(c.head_dim)) * 4
+    cnn = full - 2 * c.layers * c.heads * (kv_slots(c.context) * c.head_dim + c.context * ceil16(c.head_dim)) * 4
     assert half - cnn == (full - cnn) // 2
 
 

@@ -220,7 +220,7 @@ void TransformerEngine::pack_weights(const WeightMap& weights) {
 
   // The caches, per layer its keys then its values (layouts in transformer_plan.h).
   key_count_ = checked_size({batch_, H, Kp_, D}, "the KV cache");
-  const int64_t layer_count = key_count_ + checked_size({batch_, H, Kp_, Dq}, "the KV cache");
+  const int64_t layer_count = key_count_ + checked_size({batch_, H, s.context, Dq}, "the KV cache");
   const int64_t cache_count = checked_size({L, layer_count}, "the KV caches");
   state_bytes_ = cache_count * (half_ ? 2 : 4);
   if (!half_) {

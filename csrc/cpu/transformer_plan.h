@@ -14,9 +14,9 @@
 // are read front to back once per step, each as one stream:
 //   keys   (batch, heads, Kp / kKeySpan, D, kKeySpan): spans of kKeySpan slots, feature-major, so
 //          scores are broadcast multiply-adds over 8 vectors of slots at a time (no horizontal sums);
-//   values (batch, heads, Kp, Dq): one row per slot, so the weighted sum is a broadcast of each
+//   values (batch, heads, context, Dq): one row per slot, so the weighted sum is a broadcast of each
 //          slot's probability times its row, summed into Dq features (again no horizontal sums);
-// Kp = context rounded up to kKeySpan.
+// Kp = context rounded up to kKeySpan (whole spans of keys; values need no rounding).
 #pragma once
 
 #include <cstdint>
@@ -46,7 +46,7 @@ struct TransformerLayerPlan {
   const T* proj;          // (Fp, Wp)
   const float* proj_bias;     // (Wp,)
   T* keys;                // (batch, heads, Kp / kKeySpan, D, kKeySpan), rotated keys
-  T* values;              // (batch, heads, Kp, Dq), padded features 0
+  T* values;              // (batch, heads, context, Dq), padded features 0
 };
 
 // The conditioned variant's causal CNN over the past waveform (cond_hop == 0: none). Each member

@@ -314,7 +314,7 @@ template <typename T>
 void attend(const TransformerPlan<T>& p, const TransformerLayerPlan<T>& layer, TransformerTask& m,
             uint64_t t0, int64_t n) {
   const int64_t heads = m.e1 - m.e0, ld_qkv = 3 * p.Dq * heads, ld_out = p.Dq * heads;
-  const int64_t key_count = p.Kp * p.D, value_count = p.Kp * p.Dq;  // one (row, head)
+  const int64_t key_count = p.Kp * p.D, value_count = p.context * p.Dq;  // one (row, head)
   for (int64_t b = 0; b < m.rows; ++b) {
     for (int64_t i = 0; i < n; ++i) {
       const int64_t r = b * n + i;
