@@ -340,7 +340,7 @@ void TransformerEngine::build_tasks() {
   const bool conditioned = s.cond_window > 0;
 
   Arena arena;
-  struct Offsets { int64_t x, normed, qkv, attended, hidden, logits, scores, rope, wave, cond_x, cond_z, rings, latent; };
+  struct Offsets { int64_t x, normed, qkv, attended, hidden, logits, scores, rope, token_qkv, wave, cond_x, cond_z, rings, latent; };
   std::vector<Offsets> offsets;
   for (int g = 0; g < groups; ++g) {
     const int64_t rows = threads_.rows(g, batch_), pass = rows * chunk;
@@ -352,6 +352,7 @@ void TransformerEngine::build_tasks() {
                          arena.reserve(pass * Dq_ * heads), arena.reserve(checked_size({pass, hidden}, "the pass buffers")),
                          arena.reserve(checked_size({pass, Ap_}, "the pass buffers")), arena.reserve(Kp_),
                          arena.reserve(chunk * D_),
+                         arena.reserve(conditioned ? 0 : checked_size({s.classes, 3 * Dq_, heads}, "the token table")),
                          arena.reserve(conditioned ? checked_size({rows, s.cond_hop}, "the context CNN") : 0),
                          arena.reserve(conditioned ? rows * Cp_ : 0), arena.reserve(conditioned ? rows * Cp_ : 0),
                          arena.reserve(conditioned ? checked_size({ring_slots, rows, Cp_}, "the context CNN") : 0),
@@ -382,6 +383,8 @@ void TransformerEngine::build_tasks() {
       task.logits = base + o.logits;
       task.scores = base + o.scores;
       task.rope = base + o.rope;
+      task.token_qkv = conditioned ? nullptr : base + o.token_qkv;
+      task.token_qkv_ready = false;
       task.wave = base + o.wave;
       task.cond_x = base + o.cond_x;
       task.cond_z = base + o.cond_z;

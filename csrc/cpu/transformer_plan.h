@@ -101,6 +101,12 @@ struct TransformerTask {
   float* logits;         // (rows * chunk, Ap) complete logits, identical in every member
   float* scores;         // (Kp,)
   float* rope;           // (chunk, D): cos then sin of each position's angles
+  // Unconditioned models: layer 0's input is the token's embedding alone, so its q, k, v (before the
+  // rotation) are a function of the token: a table of them, filled on the first pass, replaces
+  // layer 0's LayerNorm and projection (the same kernels compute it, so the same bits). nullptr for
+  // the conditioned variant, whose layer-0 input also carries the latent.
+  float* token_qkv;      // (classes, 3 Dq (e1 - e0))
+  bool token_qkv_ready;
   // Conditioned variant only: this member's copy of the CNN state.
   float* wave;           // (rows, hop) the samples of the patch being filled
   float* cond_x;         // (rows, Cp)

@@ -142,6 +142,28 @@ void embed(const TransformerPlan<T>& p, TransformerTask& m, const int64_t* token
   }
 }
 
+// Layer 0's LayerNorm and q, k, v projection (this member's heads) of `rows` rows of x -> qkv.
+template <typename T>
+void project_qkv(const TransformerPlan<T>& p, const TransformerLayerPlan<T>& layer, TransformerTask& m,
+                 const float* x, int64_t rows, float* qkv) {
+  const int64_t heads = m.e1 - m.e0;
+  layer_norm(x, p.Wp, m.normed, rows, p, layer.norm1_weight, layer.norm1_bias);
+  affine(qkv, rows, 3 * p.Dq * heads, layer.qkv_bias + 3 * p.Dq * m.e0, m.normed, p.Wp,
+         layer.qkv + p.Wp * 3 * p.Dq * m.e0, p.Wp);
+}
+
+// Fills m.token_qkv: every token's embedding through project_qkv, as many tokens per call as a pass
+// has rows. Each output is the same chain of operations as when a step computes it.
+template <typename T>
+void fill_token_qkv(const TransformerPlan<T>& p, TransformerTask& m) {
+  const int64_t per_call = m.rows * m.chunk, ld = 3 * p.Dq * (m.e1 - m.e0);
+  for (int64_t c0 = 0; c0 < p.classes; c0 += per_call) {
+    const int64_t count = p.classes - c0 < per_call ? p.classes - c0 : per_call;
+    project_qkv(p, p.layer[0], m, p.embedding + c0 * p.Wp, count, m.token_qkv + c0 * ld);
+  }
+  m.token_qkv_ready = true;
+}
+
 // Rotary positions on the q and k of every owned head: features d and d + D/2 by the angles of the
 // row's position (m.rope, filled per pass).
 template <typename T>
@@ -360,9 +382,14 @@ void run_pass(const TransformerPlan<T>& p, TransformerTask& m, const int64_t* to
   embed(p, m, tokens, stride, t0, n);
   for (int64_t l = 0; l < p.layers; ++l) {
     const TransformerLayerPlan<T>& layer = p.layer[l];
-    layer_norm(m.x, p.Wp, m.normed, rows, p, layer.norm1_weight, layer.norm1_bias);
-    affine(m.qkv, rows, 3 * p.Dq * heads, layer.qkv_bias + 3 * p.Dq * m.e0, m.normed, p.Wp,
-           layer.qkv + p.Wp * 3 * p.Dq * m.e0, p.Wp);
+    if (l == 0 && m.token_qkv != nullptr) {  // row b * n + i is token tokens[b * stride + i]
+      const int64_t ld = 3 * p.Dq * heads;
+      for (int64_t b = 0; b < m.rows; ++b)
+        for (int64_t i = 0; i < n; ++i)
+          copy_floats(m.qkv + (b * n + i) * ld, m.token_qkv + tokens[b * stride + i] * ld, ld);
+    } else {
+      project_qkv(p, layer, m, m.x, rows, m.qkv);
+    }
     rotate(p, m, n);
     attend(p, layer, m, t0, n);
     add_projection(p, m, rows, m.attended, p.Dq * heads, layer.out + m.e0 * p.Dq * p.Wp, layer.out_bias);
@@ -377,6 +404,7 @@ void run_pass(const TransformerPlan<T>& p, TransformerTask& m, const int64_t* to
 template <typename T>
 void run_steps(const TransformerPlan<T>& p, TransformerTask& m, const StepJob& job) {
   const bool writes = m.seat.member == 0;  // every member computes the same values; one writes them
+  if (m.token_qkv != nullptr && !m.token_qkv_ready) fill_token_qkv(p, m);
   if (job.tokens != nullptr) {  // prefill: the state starts at the origin
     start_context(p, m);
     for (int64_t i0 = 0; i0 < job.count; i0 += m.chunk) {
