@@ -5,6 +5,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
 
 #include "bind_checks.h"
@@ -76,6 +77,16 @@ std::unique_ptr<WaveNetEngine> make_engine(py::handle config, py::handle weights
   return std::make_unique<WaveNetEngine>(shape, weights.map, batch, threads, global_ids, local, frames, isa);
 }
 
+// e^x of a float64 array as the C++ engines' sampling computes it, for the tests of its accuracy.
+py::array_t<double> cpu_exp(py::handle x_arg, const std::string& isa) {
+  const auto x = checked_array<double>(x_arg, "x", "float64");
+  const cpu::IsaKernels& kernels = cpu::select_isa(isa);
+  py::array_t<double> result(x.request().shape);
+  std::copy(x.data(), x.data() + x.size(), result.mutable_data());
+  kernels.exp_doubles(result.mutable_data(), static_cast<int64_t>(result.size()));
+  return result;
+}
+
 }  // namespace
 
 void register_wavenet_cpu(py::module_& m) {
@@ -95,6 +106,9 @@ void register_wavenet_cpu(py::module_& m) {
         "Instruction-set variants compiled in and supported by this CPU, best first.");
   m.def("physical_cores", &cpu::physical_cores,
         "Physical cores this process may run on (the C++ engine's default thread count).");
+  m.def("cpu_exp", &cpu_exp, py::arg("x"), py::arg("isa") = "auto",
+        "e^x of a float64 array (a new array of its shape) as the C++ engines' sampling computes it "
+        "with the given instruction-set variant: within an ulp of libm's exp.");
   m.def("read_bandwidth", &cpu::read_bandwidth, py::arg("bytes_per_thread"), py::arg("threads"),
         py::arg("seconds") = 0.2, py::arg("isa") = "auto",
         "Aggregate bytes/s of `threads` threads each re-reading its own buffer of bytes_per_thread.");

@@ -1,4 +1,5 @@
 """The C++ CPU engine (engine="cpu") against the torch reference engine: logits, tokens, state, memory."""
+import math
 import os
 
 import numpy as np
@@ -233,6 +234,39 @@ def test_native_helpers_refuse_malformed_input():
         _native.read_bandwidth(1 << 16, 1, seconds=-1.0)
     with pytest.raises(ValueError, match="isa"):
         _native.read_bandwidth(1 << 16, 1, isa="mmx")
+
+
+def ulps_apart(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance in units in the last place between float64 arrays of one sign (or zeros)."""
+    return np.abs(a.view(np.int64) - b.view(np.int64))
+
+
+def libm_exp(x: float) -> float:
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_sampling_exp_is_within_an_ulp_of_libm(isa):
+    # The engines' sampler exponentiates with this (common/sampling.h): the contract allows it to
+    # differ from std::exp / torch.exp in the last bit only.
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(-750.0, 712.0, 100_000), rng.uniform(-40.0, 0.0, 100_000),
+                        rng.uniform(-1e-3, 1e-3, 10_000), -rng.exponential(5.0, 100_000),
+                        [0.0, -0.0, -745.2, -745.1, -708.4, -700.0, -1e-300, 709.77, 1.0, -1.0]])
+    expected = np.array([libm_exp(v) for v in x])
+    got = _native.cpu_exp(x, isa)
+    assert got.shape == x.shape and got.dtype == np.float64
+    assert ulps_apart(got, expected).max() <= 1
+    ends = np.array([-np.inf, -1e6, -746.0, 710.0, 1e6])
+    assert _native.cpu_exp(ends, isa).tolist() == [0.0, 0.0, 0.0, math.inf, math.inf]
+    assert np.isnan(_native.cpu_exp(np.array([np.nan]), isa)[0])
+    assert _native.cpu_exp(x[::7], isa).tolist() == got[::7].tolist()  # strided input: copied
+    assert _native.cpu_exp(x[:13].reshape(13, 1), isa).shape == (13, 1)
+    with pytest.raises(TypeError, match="float64"):
+        _native.cpu_exp(x.astype(np.float32), isa)
 
 
 def test_generate_refuses_bad_threads():

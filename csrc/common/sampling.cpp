@@ -74,17 +74,35 @@ void keep_top_p(const double* weights, double top_p, std::vector<int64_t>& kept,
   std::sort(kept.begin(), kept.end());
 }
 
-// Inverse-CDF draw over the kept classes in ascending index order.
-int64_t draw_kept(const double* weights, const std::vector<int64_t>& kept, float u) {
-  double total = 0.0;
-  for (int64_t i : kept) total += weights[i];
-  const double threshold = static_cast<double>(u) * total;
-  double running = 0.0;  // recomputed, not stored: the same additions give the same bits
-  for (int64_t i : kept) {
-    running += weights[i];
-    if (running > threshold) return i;
+// Inverse-CDF draw over the kept classes in ascending index order. `running` (room for every class)
+// receives the left-to-right running sums, so the search re-adds nothing: the same bits as summing
+// twice.
+int64_t draw_kept(const double* weights, const std::vector<int64_t>& kept, float u, double* running) {
+  const size_t count = kept.size();
+  double sum = 0.0;
+  for (size_t j = 0; j < count; ++j) running[j] = sum += weights[kept[j]];
+  const double threshold = static_cast<double>(u) * sum;
+  for (size_t j = 0; j < count; ++j) {
+    if (running[j] > threshold) return kept[j];
   }
   return kept.back();
+}
+
+// The largest of z[i] over the kept classes. Four running maxima: the max of finite values is the
+// same whatever the order (a tie of 0.0 and -0.0 may pick either, and z - m is the same for both).
+double max_kept(const double* z, const std::vector<int64_t>& kept) {
+  const size_t count = kept.size();
+  double best[4] = {z[kept[0]], z[kept[0]], z[kept[0]], z[kept[0]]};
+  size_t j = 0;
+  for (; j + 4 <= count; j += 4) {
+    for (size_t k = 0; k < 4; ++k) best[k] = std::max(best[k], z[kept[j + k]]);
+  }
+  for (; j < count; ++j) best[0] = std::max(best[0], z[kept[j]]);
+  return std::max(std::max(best[0], best[1]), std::max(best[2], best[3]));
+}
+
+void exp_with_libm(double* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = std::exp(x[i]);
 }
 
 }  // namespace
@@ -94,15 +112,17 @@ float sampling_uniform(uint64_t seed, uint32_t step, uint32_t stream) {
 }
 
 int64_t sample_token(const float* logits, int64_t num_classes, float u,
-                     const SamplingParams& params, SamplingScratch& scratch) {
+                     const SamplingParams& params, SamplingScratch& scratch, ExpInPlace exp_in_place) {
   if (params.greedy()) return argmax_lowest_index(logits, num_classes);
 
   const size_t n = static_cast<size_t>(num_classes);
   scratch.scaled.resize(n);
   scratch.weights.resize(n);
   scratch.kept.resize(n);
+  scratch.work.resize(n);
   double* scaled = scratch.scaled.data();
   double* weights = scratch.weights.data();
+  double* work = scratch.work.data();
   for (size_t i = 0; i < n; ++i) scaled[i] = static_cast<double>(logits[i]);
   std::iota(scratch.kept.begin(), scratch.kept.end(), int64_t{0});
 
@@ -110,14 +130,21 @@ int64_t sample_token(const float* logits, int64_t num_classes, float u,
     keep_top_k(scaled, params.top_k, scratch.kept, scratch.ranked);
   }
 
-  double max_kept = scaled[scratch.kept.front()];
-  for (int64_t i : scratch.kept) max_kept = std::max(max_kept, scaled[i]);
   // Subtract before dividing: (z - m) / T is 0 for the max and -inf or finite otherwise, so a tiny
-  // temperature degrades to greedy instead of overflowing into inf - inf = NaN.
-  for (int64_t i : scratch.kept) weights[i] = std::exp((scaled[i] - max_kept) / params.temperature);
+  // temperature degrades to greedy instead of overflowing into inf - inf = NaN. x / 1 is x, so the
+  // common temperature 1 skips the divisions.
+  const double top = max_kept(scaled, scratch.kept);
+  const size_t count = scratch.kept.size();
+  const int64_t* kept = scratch.kept.data();
+  for (size_t j = 0; j < count; ++j) work[j] = scaled[kept[j]] - top;
+  if (params.temperature != 1.0) {
+    for (size_t j = 0; j < count; ++j) work[j] /= params.temperature;
+  }
+  (exp_in_place != nullptr ? exp_in_place : exp_with_libm)(work, static_cast<int64_t>(count));
+  for (size_t j = 0; j < count; ++j) weights[kept[j]] = work[j];
 
   if (params.top_p < 1.0) keep_top_p(weights, params.top_p, scratch.kept, scratch.ranked);
-  return draw_kept(weights, scratch.kept, u);
+  return draw_kept(weights, scratch.kept, u, work);
 }
 
 }  // namespace fastwave

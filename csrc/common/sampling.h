@@ -11,8 +11,9 @@
 //   classes in ascending index order, the token is the first whose running sum of w exceeds
 //   u * (the total), or the last kept class if rounding leaves none.
 // Every sum is a plain left-to-right double sum in both implementations. They still agree token for
-// token only up to DESIGN's exception: std::exp and torch.exp may differ in the last bit, which can
-// change a token only when u (or p) lands within rounding of a running-sum boundary.
+// token only up to DESIGN's exception: the exponentials may differ in the last bit (std::exp,
+// torch.exp and the CPU engines' vectorised exp each round their own way), which can change a token
+// only when u (or p) lands within rounding of a running-sum boundary.
 #pragma once
 
 #include <cstdint>
@@ -46,7 +47,12 @@ struct SamplingScratch {
   std::vector<double> weights;  // w_i = exp((z_i - m) / temperature), by class (kept classes only)
   std::vector<int64_t> kept;    // kept classes, ascending index order
   std::vector<RankedClass> ranked;  // classes being ranked by top-k or top-p
+  std::vector<double> work;     // exponents, then running sums, in kept order
 };
+
+// x[i] = e^x[i] for i < n, in place: how sample_token exponentiates. nullptr = std::exp; the CPU
+// engines pass their vectorised exp (csrc/cpu/kernels/vector_ops.h, within an ulp of std::exp).
+using ExpInPlace = void (*)(double* x, int64_t n);
 
 // philox_uniform(seed, step, stream) as an out-of-line function: code compiled for a wider ISA
 // (csrc/cpu/kernels) calls this instead of instantiating the header's inline version, whose
@@ -56,6 +62,7 @@ float sampling_uniform(uint64_t seed, uint32_t step, uint32_t stream);
 // One token in [0, num_classes). Preconditions, checked by the callers at the native boundary:
 // num_classes >= 1, every logit finite, 0 <= u < 1, validate(params) passes.
 int64_t sample_token(const float* logits, int64_t num_classes, float u,
-                     const SamplingParams& params, SamplingScratch& scratch);
+                     const SamplingParams& params, SamplingScratch& scratch,
+                     ExpInPlace exp_in_place = nullptr);
 
 }  // namespace fastwave

@@ -190,6 +190,7 @@ std::unique_ptr<SamplingScratch> make_sampling_scratch(int64_t classes) {
   scratch->weights.reserve(n);
   scratch->kept.reserve(n);
   scratch->ranked.reserve(n);
+  scratch->work.reserve(n);
   return scratch;
 }
 

@@ -19,6 +19,8 @@ struct IsaKernels {
   void (*run_transformer_steps_half)(const TransformerPlan<uint16_t>& plan, TransformerTask& task, const StepJob& job);
   // Reads n floats `repeats` times with vector loads and returns their sum: a bandwidth probe.
   float (*read_floats)(const float* data, int64_t n, int64_t repeats);
+  // x[i] = e^x[i] for i < n: the exponential the engines' sampling uses (vector_ops.h).
+  void (*exp_doubles)(double* x, int64_t n);
 };
 
 // One definition per compiled variant (CMake defines FASTWAVE_HAVE_<ISA> for each).

@@ -1,4 +1,5 @@
-// This ISA variant's entry points (isa_kernels.h), and the bandwidth probe.
+// This ISA variant's entry points (isa_kernels.h): the step loops, the bandwidth probe and the
+// sampler's exponential.
 #include <cstdint>
 
 #include "cpu/isa_kernels.h"
@@ -29,7 +30,7 @@ float read_floats(const float* data, int64_t n, int64_t repeats) {
 #define FASTWAVE_STRINGIFY(name) FASTWAVE_STRINGIFY_VALUE(name)
 #define FASTWAVE_STRINGIFY_VALUE(name) #name
 extern const IsaKernels kernels{FASTWAVE_STRINGIFY(FASTWAVE_ISA), &run_wavenet_steps, &run_transformer_steps,
-                                &run_transformer_steps_half, &read_floats};
+                                &run_transformer_steps_half, &read_floats, &exp_doubles};
 
 }  // namespace FASTWAVE_ISA
 }  // namespace cpu

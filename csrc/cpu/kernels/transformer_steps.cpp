@@ -429,7 +429,7 @@ void run_steps(const TransformerPlan<T>& p, TransformerTask& m, const StepJob& j
     for (int64_t r = 0; r < m.rows; ++r) {
       const float u = sampling_uniform(job.seed, job.step0 + static_cast<uint32_t>(i),
                                        static_cast<uint32_t>(m.row0 + r));
-      m.sampled[r] = sample_token(m.logits + r * p.Ap, p.classes, u, job.params, *m.scratch);
+      m.sampled[r] = sample_token(m.logits + r * p.Ap, p.classes, u, job.params, *m.scratch, exp_doubles);
       if (writes) job.tokens_out[(m.row0 + r) * job.count + i] = m.sampled[r];
     }
     if (i + 1 < job.count || !job.final) {

@@ -135,6 +135,73 @@ inline V exp_v(V x) {
 #endif
 }
 
+// Doubles, for the sampler's weights (common/sampling.h): vectors as wide as V.
+typedef double VD __attribute__((vector_size(kLanes * sizeof(float))));
+typedef int64_t VL __attribute__((vector_size(kLanes * sizeof(float))));
+constexpr int kDoubleLanes = kLanes / 2;
+
+inline VD splat_double(double value) { return value - VD{}; }
+inline VD select_double(VL mask, VD a, VD b) { return (VD)((mask & (VL)a) | (~mask & (VL)b)); }
+
+// e^x for float64, within an ulp of a correctly rounded exp: x = n ln2 + r (Cody & Waite's two-part
+// ln2, so r is exact to far below an ulp; |r| <= ln2 / 2), e^r by its Taylor series to r^13 (the
+// first term left out is < 2^-57 relative), then 2^n in one rounding. x is clamped to [-746, 710],
+// outside which e^x rounds to 0 (-inf included) or overflows to inf; NaN is not expected.
+inline VD exp_vd(VD x) {
+  x = select_double(x < splat_double(-746.0), splat_double(-746.0), x);
+  x = select_double(x > splat_double(710.0), splat_double(710.0), x);
+  const VD magic = splat_double(6755399441055744.0);  // 1.5 * 2^52: adding it rounds to an integer
+  const VD shifted = x * 1.4426950408889634074 + magic;
+  const VD n = shifted - magic;
+  VD r = x - n * 6.93147180369123816490e-01;  // ln2's leading 32 bits: n * this is exact
+  r = r - n * 1.90821492927058770002e-10;     // the rest of ln2
+  VD p = splat_double(1.0 / 6227020800.0);    // 1 / 13!
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * (r * r) + r + 1.0;
+#if defined(__AVX512F__)
+  return (VD)_mm512_scalef_pd((__m512d)p, (__m512d)n);
+#else
+  // 2^n as 2^h * 2^(n - h), both normal for |n| <= 1077: the first product is exact, so the second
+  // is the one rounding (to a subnormal, 0 or inf where e^x is one), as with a single scaling.
+  const VL k = (VL)shifted - (VL)magic;   // n as an integer (the low bits of `shifted`)
+  const VL h = ((k + 2048) >> 1) - 1024;  // floor(n / 2), shifting a non-negative number
+  const VD first = (VD)((h + 1023) << 52), second = (VD)((k - h + 1023) << 52);
+  return p * first * second;
+#endif
+}
+
+// x[i] = e^x[i] for i < n, kDoubleLanes at a time (the tail through a padded copy). The generic
+// variant (two lanes, no FMA) would be slower than libm's exp, so it calls that.
+inline void exp_doubles(double* x, int64_t n) {
+#if !defined(__AVX2__) && !defined(__AVX512F__)
+  for (int64_t i = 0; i < n; ++i) x[i] = __builtin_exp(x[i]);
+  return;
+#endif
+  int64_t i = 0;
+  for (; i + kDoubleLanes <= n; i += kDoubleLanes) {
+    VD v;
+    __builtin_memcpy(&v, x + i, sizeof v);
+    v = exp_vd(v);
+    __builtin_memcpy(x + i, &v, sizeof v);
+  }
+  if (i < n) {
+    VD v = VD{};
+    __builtin_memcpy(&v, x + i, static_cast<size_t>(n - i) * sizeof(double));
+    v = exp_vd(v);
+    __builtin_memcpy(x + i, &v, static_cast<size_t>(n - i) * sizeof(double));
+  }
+}
+
 inline V sigmoid_v(V x) { return 1.0f / (1.0f + exp_v(-x)); }
 
 // tanh for float32, Cephes' tanhf: an odd polynomial below |x| = 0.625 (where 1 - 2 / (e^2x + 1)

@@ -197,7 +197,7 @@ void run_wavenet_steps(const WaveNetPlan& p, MemberTask& m, const StepJob& job) 
     for (int64_t r = 0; r < m.rows; ++r) {
       const float u = sampling_uniform(job.seed, job.step0 + static_cast<uint32_t>(i),
                                        static_cast<uint32_t>(m.row0 + r));
-      sampled[r] = sample_token(m.logits + r * p.Ap, p.classes, u, job.params, *m.scratch);
+      sampled[r] = sample_token(m.logits + r * p.Ap, p.classes, u, job.params, *m.scratch, exp_doubles);
       if (writes) job.tokens_out[(m.row0 + r) * job.count + i] = sampled[r];
     }
     if (i + 1 < job.count || !job.final) step(p, m, sampled, 1, t, true);
