@@ -13,7 +13,7 @@ context the window slides), the weights read once per step for the whole batch, 
 once per stream.
 
 For the C++ engine the floor is also a rate: each thread streams, once per step, its share of the
-weights (a group of threads splits them) and, for the sample Transformer, the keys and values of its
+weights it reads (``cpu_weight_bytes``; a group of threads splits them) and, for the sample Transformer, the keys and values of its
 heads for every row of its group (the group splits the heads); the read bandwidth of the same
 threads over buffers of that size, measured here, caps the steps per second
 (``floor_samples_per_s``); ``fraction_of_floor`` says how close the engine gets. WaveNet's
@@ -119,6 +119,16 @@ def cpu_floor(weight_bytes: int, batch: int, threads: int, state_bytes: int = 0,
             "floor_samples_per_s": batch * bandwidth / (used * per_thread)}
 
 
+def cpu_weight_bytes(model, weight_bytes: int) -> int:
+    """The fp32 weight bytes the C++ engine streams per step: all of them, except that for an
+    unconditioned sample Transformer a per-token table (one row read per step) replaces layer 0's
+    q, k, v projection, whose input is the token's embedding alone."""
+    config = model.config
+    if model.model_type == "transformer" and config.cond_window == 0:
+        return weight_bytes - 4 * 3 * config.width * config.width
+    return weight_bytes
+
+
 def fill_points(context: int) -> list[int]:
     """The cache fills ``cost_by_fill`` reports by default: 1 position, a quarter, half and all of
     the context (fewer when the context is too short for them to differ)."""
@@ -205,7 +215,8 @@ def run_bench(model_name="wavenet", engines=None, batches=(1,), seconds=0.25, de
             if base_engine == "cpu":
                 # The transformer's threads also stream their heads' keys and values of every row.
                 state = (int(stored * model.state_bytes()), model.config.heads) if transformer else (0, 1)
-                row.update(cpu_floor(int(stored * weight_bytes), batch, threads or default_threads(), *state))
+                row.update(cpu_floor(int(stored * cpu_weight_bytes(model, weight_bytes)), batch,
+                                     threads or default_threads(), *state))
                 row["fraction_of_floor"] = row["samples_per_s"] / row["floor_samples_per_s"]
             if transformer:
                 row["cost_by_fill"] = cost_by_fill(model, batch=batch)

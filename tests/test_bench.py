@@ -5,7 +5,7 @@ import json
 import pytest
 
 import fastwave
-from fastwave.bench import cost_by_fill, cpu_floor, fill_points, fill_table_batch, thread_step_bytes
+from fastwave.bench import cost_by_fill, cpu_floor, cpu_weight_bytes, fill_points, fill_table_batch, thread_step_bytes
 from fastwave.cli import main
 
 # The paper's model (the defaults): 3 layers, width 128, 4 heads, MLP ratio 4, context 1600, 256 classes.
@@ -80,6 +80,16 @@ def test_thread_step_bytes():
     assert thread_step_bytes(weights, 1, 8, kv, 4) == (8, weights / 8 + kv / 4)  # one head at most
 
 
+def test_cpu_weight_bytes_leave_out_the_tabled_layer_0_projection(paper_model):
+    # The unconditioned Transformer's layer-0 q, k, v come from a per-token table in the C++ engine.
+    _, weights = paper_model.step_cost()
+    assert cpu_weight_bytes(paper_model, weights) == weights - 4 * 3 * 128 * 128
+    conditioned = fastwave.SampleTransformer.conditioned(layers=1, heads=1, width=16, context=8)
+    assert cpu_weight_bytes(conditioned, 1000) == 1000
+    wavenet = fastwave.WaveNet(layers=2, cycles=1, residual_channels=4, gate_channels=4, skip_channels=4)
+    assert cpu_weight_bytes(wavenet, 1000) == 1000
+
+
 def test_wavenet_floor_counts_the_weights_only():
     floor = cpu_floor(1_000_000, 4, 2)
     # two groups of one thread: each streams all the weights per step, for 2 of the 4 rows
@@ -99,9 +109,11 @@ def test_bench_prints_the_fill_table(tmp_path, capsys):
     assert lines[-1][2:] == ["3.703", "2490.4", "4915.2", "7405.6", f"{(2_490_368 / 16 + 4_915_200) / 1e3:.1f}"]
     (row,) = json.loads(path.read_text())
     assert row["engine"] == "cpu" and row["batch"] == 1 and row["samples_per_s"] > 0
-    # the floor counts the keys and values each thread streams, not the weights alone
+    # the floor counts the keys and values each thread streams, not the weights alone (less layer
+    # 0's q, k, v matrix, which the engine replaces by a per-token table)
     threads = row["threads"]
-    assert row["thread_bytes_per_step"] == thread_step_bytes(2_490_368, 1, threads, 4_915_200, 4)[1]
+    weights = 2_490_368 - 4 * 3 * 128 * 128
+    assert row["thread_bytes_per_step"] == thread_step_bytes(weights, 1, threads, 4_915_200, 4)[1]
     assert row["thread_bytes_per_step"] > 2_490_368 / threads
     assert [c["filled"] for c in row["cost_by_fill"]] == [1, 400, 800, 1600]
     assert row["cost_by_fill"][-1]["bytes_per_sample"] == 7_405_568  # at the row's batch, 1

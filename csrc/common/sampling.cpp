@@ -88,8 +88,9 @@ int64_t draw_kept(const double* weights, const std::vector<int64_t>& kept, float
   return kept.back();
 }
 
-// The largest of z[i] over the kept classes. Four running maxima: the max of finite values is the
-// same whatever the order (a tie of 0.0 and -0.0 may pick either, and z - m is the same for both).
+// The largest of z[i] over the kept classes, in four running maxima: the max of finite values does
+// not depend on the order, except that a tie of 0.0 and -0.0 may pick either, and then z - m differs
+// at most in the sign of a zero, which exp maps to 1 either way.
 double max_kept(const double* z, const std::vector<int64_t>& kept) {
   const size_t count = kept.size();
   double best[4] = {z[kept[0]], z[kept[0]], z[kept[0]], z[kept[0]]};

@@ -20,7 +20,8 @@ Policy, on float32 logits z of A classes:
   or the last kept class if rounding leaves none.
 
 Every sum is a sequential left-to-right float64 ``cumsum``, as in the C++ code (on the CPU; a CUDA
-scan may round differently). ``torch.exp`` and ``std::exp`` can differ in the last bit, so the two
+scan may round differently). ``torch.exp``, ``std::exp`` and the C++ engines' vectorised exp
+(``fastwave._native.cpu_exp``, within an ulp of libm) can differ in the last bit, so they all
 agree token for token except where u (or top_p) lands within rounding of a running-sum boundary,
 the contract's one exception (not met once in the tests' 156,000 random draws). Classes that are
 dropped get weight 0, which leaves every running sum bit-identical to summing the kept classes alone.

@@ -142,7 +142,7 @@ void embed(const TransformerPlan<T>& p, TransformerTask& m, const int64_t* token
   }
 }
 
-// Layer 0's LayerNorm and q, k, v projection (this member's heads) of `rows` rows of x -> qkv.
+// A layer's LayerNorm and q, k, v projection (this member's heads) of `rows` rows of x -> qkv.
 template <typename T>
 void project_qkv(const TransformerPlan<T>& p, const TransformerLayerPlan<T>& layer, TransformerTask& m,
                  const float* x, int64_t rows, float* qkv) {
