@@ -209,9 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "carry the fill table at their batch as \"cost_by_fill\")")
     _add_model_flags(bench)
 
-    from . import cli_classifier, cli_codes
+    from . import cli_classifier, cli_codes, cli_corpus
     cli_codes.add_commands(sub, _csv)
     cli_classifier.add_commands(sub, _csv)
+    cli_corpus.add_commands(sub, _csv)
     return parser
 
 
@@ -219,9 +220,9 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # recorded with benchmark results
-    from . import cli_classifier, cli_codes
+    from . import cli_classifier, cli_codes, cli_corpus
     handler = {"info": cmd_info, "generate": cmd_generate, "bench": cmd_bench, **cli_codes.HANDLERS,
-               **cli_classifier.HANDLERS}[args.command]
+               **cli_classifier.HANDLERS, **cli_corpus.HANDLERS}[args.command]
     try:
         return handler(args)
     except (ValueError, TypeError) as err:  # bad input: a message, not a traceback

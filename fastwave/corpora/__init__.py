@@ -1,0 +1,21 @@
+"""Real-instrument corpora rendered from a General MIDI SoundFont, deterministic from a seed.
+
+* ``notes``: NSynth-like single notes (1 s or 2 s, 16 kHz) over the 128 GM programs, labelled by
+  instrument family (the 16 GM families): multi-class.
+* ``mixtures``: 1 s clips mixing 1-3 notes or short phrases from different families at random
+  gains, labelled with every family present: multi-label, an FSD50K-style CSV.
+* ``piano``: phrases (melodies over chords, dynamics) on the acoustic pianos, for sample models.
+
+Splits hold out whole programs (``plans.program_splits``, ``plans.PIANO_SPLITS``): the test set is
+instruments no model heard. ``plan_corpus`` decides every note from the seed (no audio, no
+SoundFont needed); ``SoundFontRenderer`` plays plans with FluidR3_GM through tinysoundfont;
+``write_corpus`` writes the WAVs, ``labels.csv`` (read by ``fastwave.data.clips_from_csv``) and
+``corpus.json``. The command: ``fastwave corpus {notes,mixtures,piano} --out DIR``.
+"""
+from .build import KINDS, plan_corpus, write_corpus
+from .gm import FAMILIES, family
+from .plans import PIANO_SPLITS, Clip, Note, Source, program_splits
+from .render import DEFAULT_SOUNDFONT, SoundFontRenderer
+
+__all__ = ["DEFAULT_SOUNDFONT", "FAMILIES", "KINDS", "PIANO_SPLITS", "Clip", "Note", "SoundFontRenderer", "Source",
+           "family", "plan_corpus", "program_splits", "write_corpus"]

@@ -1,0 +1,67 @@
+"""Writing a corpus: plans rendered to 16-bit WAV files, a CSV of labels and splits, and a JSON
+record of how it was made."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from .plans import SPLITS, Clip, plan_mixtures, plan_notes
+from .piano import plan_piano
+
+KINDS = ("notes", "mixtures", "piano")
+# FluidR3 plays a piano phrase at a median peak of about 0.2: the piano corpus is rendered 6 dB
+# louder so mu-law's 256 levels cover it (the loudest few phrases are then limited to PEAK).
+GAIN_DB = {"notes": 0.0, "mixtures": 0.0, "piano": 6.0}
+
+
+def plan_corpus(kind: str, *, seed: int = 0, count: int | None = None, minutes: float | None = None,
+                seconds: float | None = None) -> list[Clip]:
+    """The clips of a corpus. notes / mixtures: ``count`` clips (default 1,000) of ``seconds``
+    (notes: 1 or 2, default 1; mixtures: default 1); piano: phrases until ``minutes`` (default 10)."""
+    if kind == "notes":
+        return plan_notes(1000 if count is None else count, seed, 1.0 if seconds is None else seconds)
+    if kind == "mixtures":
+        return plan_mixtures(1000 if count is None else count, seed, 1.0 if seconds is None else seconds)
+    if kind == "piano":
+        if count is not None or seconds is not None:
+            raise ValueError("the piano corpus is sized by minutes, not count / seconds")
+        return plan_piano(10.0 if minutes is None else minutes, seed)
+    raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+
+
+def write_corpus(clips: list[Clip], out_dir, renderer, *, kind: str, seed: int, command: str = "",
+                 progress: bool = True) -> dict:
+    """Renders every clip (GAIN_DB[kind] louder) to ``out_dir/<split>/<name>.wav`` and writes ``out_dir/labels.csv``
+    (``fname,labels,split``: fastwave.data.clips_from_csv reads it; labels are GM family names) and
+    ``out_dir/corpus.json`` (kind, seed, counts and seconds per split, the programs of each split,
+    the SoundFont, the sample rate, the command and the wall time). Returns that record."""
+    from tqdm import tqdm
+
+    from ..audio import save_audio
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    out_dir = os.fspath(out_dir)
+    started = time.perf_counter()
+    rows, counts, seconds, programs = [], dict.fromkeys(SPLITS, 0), dict.fromkeys(SPLITS, 0.0), {s: set() for s in SPLITS}
+    for clip in tqdm(clips, desc=f"rendering {kind}", unit="clip", disable=not progress):
+        fname = f"{clip.split}/{clip.name}.wav"
+        os.makedirs(os.path.join(out_dir, clip.split), exist_ok=True)
+        audio = renderer.render(clip, gain_db=GAIN_DB[kind])
+        save_audio(os.path.join(out_dir, fname), audio, renderer.sample_rate, subtype="PCM_16")
+        rows.append((fname, ",".join(clip.labels), clip.split))
+        counts[clip.split] += 1
+        seconds[clip.split] += clip.seconds
+        programs[clip.split].update(source.program for source in clip.sources)
+    with open(os.path.join(out_dir, "labels.csv"), "w", encoding="utf-8") as f:
+        f.write("fname,labels,split\n")
+        f.writelines(f'{fname},"{labels}",{split}\n' for fname, labels, split in rows)
+    record = {"kind": kind, "seed": seed, "gain_db": GAIN_DB[kind], "clips": counts, "seconds": {s: round(v, 3) for s, v in seconds.items()},
+              "programs": {s: sorted(p) for s, p in programs.items()}, "sample_rate": renderer.sample_rate,
+              "soundfont": renderer.soundfont, "soundfont_bytes": os.path.getsize(renderer.soundfont)
+              if os.path.isfile(renderer.soundfont) else None,
+              "command": command, "wall_seconds": round(time.perf_counter() - started, 3)}
+    with open(os.path.join(out_dir, "corpus.json"), "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1)
+    return record

@@ -1,0 +1,134 @@
+"""What each corpus clip plays, decided from a seed before any audio is rendered.
+
+A clip is a few sources mixed at gains; a source is one GM program playing notes. Plans are plain
+data, so a corpus is reproducible from (kind, size, seed) and testable without a synthesizer.
+
+Splits hold out whole programs: within every family, a seeded shuffle gives 6 programs to train,
+1 to val and 1 to test, and a clip uses only programs of its split, so the test set is made of
+instruments the models never heard. The piano corpus uses the four acoustic-sounding pianos
+(programs 0-3): 0 and 3 train, 2 val, 1 test.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from . import gm
+
+SPLITS = ("train", "val", "test")
+PIANO_SPLITS = {"train": (0, 3), "val": (2,), "test": (1,)}
+NSYNTH_VELOCITIES = (25, 50, 75, 100, 127)
+
+
+@dataclasses.dataclass(frozen=True)
+class Note:
+    pitch: int        # MIDI note number
+    velocity: int     # 1..127
+    start: float      # seconds from the clip's start
+    duration: float   # seconds held before the note-off (the release rings on after it)
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    program: int               # GM program, 0..127
+    notes: tuple[Note, ...]
+    gain: float = 1.0          # linear, applied when mixing
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip:
+    name: str                  # file name without extension
+    seconds: float
+    sources: tuple[Source, ...]
+    labels: tuple[str, ...]    # GM family names, sorted
+    split: str
+
+
+def program_splits(seed: int) -> dict[str, tuple[int, ...]]:
+    """Programs of each split: per family 6 train, 1 val, 1 test, shuffled by ``seed``."""
+    rng = np.random.default_rng([seed, 1])
+    chosen = {split: [] for split in SPLITS}
+    for name in gm.FAMILIES:
+        programs = rng.permutation(gm.family_programs(name)).tolist()
+        chosen["train"] += programs[:6]
+        chosen["val"].append(programs[6])
+        chosen["test"].append(programs[7])
+    return {split: tuple(sorted(programs)) for split, programs in chosen.items()}
+
+
+def _check_count(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def _draw_split(rng: np.random.Generator, fractions=(0.7, 0.15, 0.15)) -> str:
+    return SPLITS[int(rng.choice(3, p=fractions))]
+
+
+def _pitch(rng: np.random.Generator, program: int) -> int:
+    low, high = gm.PITCH_RANGES[gm.family(program)]
+    return int(rng.integers(low, high + 1))
+
+
+def plan_notes(count: int, seed: int = 0, seconds: float = 1.0) -> list[Clip]:
+    """NSynth-like single notes: ``count`` clips of ``seconds`` (1 or 2), one note held for three
+    quarters of the clip, program uniform over the clip's split (so the 16 families about evenly),
+    pitch uniform in the family's range, velocity one of NSynth's five. Label: the family."""
+    _check_count(count, "count")
+    if seconds not in (1.0, 2.0):
+        raise ValueError(f"seconds must be 1 or 2 (NSynth-like notes), got {seconds!r}")
+    splits = program_splits(seed)
+    rng = np.random.default_rng([seed, 2])
+    clips = []
+    for i in range(count):
+        split = _draw_split(rng)
+        program = int(rng.choice(splits[split]))
+        pitch = _pitch(rng, program)
+        velocity = int(rng.choice(NSYNTH_VELOCITIES))
+        note = Note(pitch, velocity, 0.0, 0.75 * seconds)
+        clips.append(Clip(f"note_{i:06d}_p{program:03d}_m{pitch:03d}_v{velocity:03d}", seconds,
+                          (Source(program, (note,)),), (gm.family(program),), split))
+    return clips
+
+
+def _phrase(rng: np.random.Generator, program: int, seconds: float) -> tuple[Note, ...]:
+    """A short phrase for a mixture: 2-4 notes stepping through a scale, inside the clip."""
+    count = int(rng.integers(2, 5))
+    low, high = gm.PITCH_RANGES[gm.family(program)]
+    pitch = int(rng.integers(low, high + 1))
+    start, notes = float(rng.uniform(0.0, 0.3 * seconds)), []
+    step = (seconds - start) / count
+    for _ in range(count):
+        notes.append(Note(pitch, int(rng.integers(50, 128)), round(start, 4), round(0.8 * step, 4)))
+        pitch = int(np.clip(pitch + rng.choice([-4, -3, -2, -1, 1, 2, 3, 4]), low, high))
+        start += step
+    return tuple(notes)
+
+
+def plan_mixtures(count: int, seed: int = 0, seconds: float = 1.0) -> list[Clip]:
+    """FSD50K-like multi-label clips: 1-3 sources from different families, each a single note or a
+    short phrase, at gains from -12 to 0 dB. Labels: every family present."""
+    _check_count(count, "count")
+    if not (isinstance(seconds, (int, float)) and 0.25 <= seconds <= 10.0):
+        raise ValueError(f"seconds must be in [0.25, 10], got {seconds!r}")
+    splits = program_splits(seed)
+    rng = np.random.default_rng([seed, 3])
+    clips = []
+    for i in range(count):
+        split = _draw_split(rng)
+        families = rng.choice(len(gm.FAMILIES), size=int(rng.integers(1, 4)), replace=False)
+        sources = []
+        for f in sorted(families.tolist()):
+            program = int(rng.choice([p for p in splits[split] if p // 8 == f]))
+            if rng.random() < 0.5:
+                onset = float(rng.uniform(0.0, 0.5 * seconds))
+                duration = float(rng.uniform(0.3, 0.9)) * (seconds - onset)
+                notes = (Note(_pitch(rng, program), int(rng.integers(50, 128)), round(onset, 4), round(duration, 4)),)
+            else:
+                notes = _phrase(rng, program, seconds)
+            sources.append(Source(program, notes, round(float(10 ** (rng.uniform(-12.0, 0.0) / 20)), 4)))
+        labels = tuple(sorted(gm.FAMILIES[f] for f in families.tolist()))
+        clips.append(Clip(f"mix_{i:06d}", float(seconds), tuple(sources), labels, split))
+    return clips

@@ -1,0 +1,72 @@
+"""Rendering clip plans to audio with a General MIDI SoundFont.
+
+The default SoundFont is FluidR3_GM (148 MB of sampled instruments: Debian's `fluid-soundfont-gm`
+puts it at /usr/share/sounds/sf2/FluidR3_GM.sf2), played in-process by `tinysoundfont`
+(`pip install --no-deps tinysoundfont`: its pyaudio dependency is for playback only). Rendering is
+deterministic: the same plan gives the same samples.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .._checks import MissingFileError
+from .plans import Clip, Source
+
+DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+PEAK = 0.99  # a clip louder than this is scaled down to it (whole clip: the mix keeps its balance)
+
+
+class SoundFontRenderer:
+    """Renders a Clip to mono float32 at ``sample_rate``: each source alone on a fresh voice set,
+    summed at its gain; stereo output is averaged to mono.
+
+    Args:
+        soundfont: path of an .sf2 file (default: FluidR3_GM where Debian installs it).
+        sample_rate: Hz (default 16,000).
+    """
+
+    def __init__(self, soundfont: str | os.PathLike | None = None, sample_rate: int = 16000):
+        try:
+            import tinysoundfont
+        except ImportError as err:
+            raise ImportError("rendering corpora needs tinysoundfont: pip install --no-deps tinysoundfont") from err
+        path = os.fspath(soundfont) if soundfont is not None else DEFAULT_SOUNDFONT
+        if not os.path.isfile(path):
+            hint = " (Debian: apt install fluid-soundfont-gm)" if soundfont is None else ""
+            raise MissingFileError(2, f"soundfont: no such file{hint}", path)
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or not 8000 <= sample_rate <= 96000:
+            raise ValueError(f"sample_rate must be an int in [8000, 96000], got {sample_rate!r}")
+        self.soundfont, self.sample_rate = path, sample_rate
+        self._synth = tinysoundfont.Synth(samplerate=sample_rate)
+        self._font = self._synth.sfload(path)
+
+    def _source(self, source: Source, samples: int) -> np.ndarray:
+        synth = self._synth
+        synth.sounds_off()
+        synth.program_select(0, self._font, 0, source.program)
+        events = sorted([(round(n.start * self.sample_rate), 1, n.pitch, n.velocity) for n in source.notes]
+                        + [(round((n.start + n.duration) * self.sample_rate), 0, n.pitch, 0) for n in source.notes])
+        out, done = np.zeros(samples, dtype=np.float32), 0
+        for at, on, pitch, velocity in events + [(samples, -1, 0, 0)]:
+            at = min(at, samples)
+            if at > done:
+                stereo = np.frombuffer(synth.generate(at - done), dtype=np.float32)
+                out[done:at] = stereo.reshape(-1, 2).mean(axis=1)
+                done = at
+            if on == 1:
+                synth.noteon(0, pitch, velocity)
+            elif on == 0:
+                synth.noteoff(0, pitch)
+        return out
+
+    def render(self, clip: Clip, gain_db: float = 0.0) -> np.ndarray:
+        """The clip's audio, ``gain_db`` louder than the SoundFont plays it: float32
+        (round(seconds * sample_rate),), peak at most PEAK."""
+        samples = round(clip.seconds * self.sample_rate)
+        mix = np.zeros(samples, dtype=np.float32)
+        for source in clip.sources:
+            mix += source.gain * 10.0 ** (gain_db / 20.0) * self._source(source, samples)
+        peak = float(np.abs(mix).max()) if samples else 0.0
+        return mix * (PEAK / peak) if peak > PEAK else mix
