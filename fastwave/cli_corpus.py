@@ -39,7 +39,10 @@ def cmd_corpus(args) -> int:
     if args.kind != "piano" and args.minutes is not None:
         raise ValueError(f"the {args.kind} corpus is sized by --count, not --minutes")
     clips = plan_corpus(args.kind, seed=args.seed, count=args.count, minutes=args.minutes, seconds=args.seconds)
-    renderer = SoundFontRenderer(args.soundfont, args.sample_rate)
+    try:
+        renderer = SoundFontRenderer(args.soundfont, args.sample_rate)
+    except ImportError as err:  # a missing optional dependency: a message, not a traceback
+        raise ValueError(str(err)) from err
     record = write_corpus(clips, args.out, renderer, kind=args.kind, seed=args.seed,
                           command=shlex.join(["fastwave", *args.argv]), progress=not args.quiet)
     print(json.dumps({k: record[k] for k in ("kind", "clips", "seconds", "wall_seconds")}))

@@ -128,6 +128,14 @@ def test_corpus_command(tmp_path, monkeypatch, capsys):
     assert "minutes" in capsys.readouterr().err
     assert main(["corpus", "notes", "--out", str(tmp_path / "n"), "--minutes", "3"]) == 2
 
+    def no_tinysoundfont(soundfont, rate):
+        raise ImportError("rendering corpora needs tinysoundfont: pip install --no-deps tinysoundfont")
+
+    monkeypatch.setattr(corpora, "SoundFontRenderer", no_tinysoundfont)
+    capsys.readouterr()
+    assert main(["corpus", "notes", "--out", str(tmp_path / "n"), "--count", "2"]) == 2
+    assert "pip install --no-deps tinysoundfont" in capsys.readouterr().err
+
 
 def test_renderer_explains_what_is_missing(tmp_path):
     try:

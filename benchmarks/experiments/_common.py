@@ -1,0 +1,58 @@
+"""What the experiment scripts share: the corpus they read (rendered when missing), its mu-law
+token streams, and the record every result carries (command, seed, machine, wall time)."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import platform
+import shlex
+import sys
+
+import torch
+
+import fastwave
+
+
+def ensure_corpus(kind: str, folder: str, seed: int, **size) -> dict:
+    """Renders ``fastwave corpus KIND`` into ``folder`` unless it is there -> its corpus.json."""
+    if not os.path.isfile(os.path.join(folder, "corpus.json")):
+        from fastwave.cli import main
+
+        flags = [f"--{name}={value}" for name, value in size.items()]
+        if main(["corpus", kind, "--out", folder, "--seed", str(seed), *flags]) != 0:
+            raise SystemExit(f"could not render the {kind} corpus into {folder}")
+    with open(os.path.join(folder, "corpus.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def token_split(folder: str, split: str, classes: int = 256, limit: int | None = None) -> list[torch.Tensor]:
+    """The mu-law tokens (int64 (T_i,)) of the split's files, in file order (the first ``limit``)."""
+    paths = sorted(glob.glob(os.path.join(folder, split, "*.wav")))[:limit]
+    if not paths:
+        raise SystemExit(f"no {split} audio under {folder}")
+    streams = []
+    for path in paths:
+        audio, _ = fastwave.load_audio(path, sample_rate=16000)
+        streams.append(fastwave.mulaw_encode(torch.as_tensor(audio), classes=classes).reshape(-1))
+    return streams
+
+
+def parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def run_record(seed: int, device: str, wall_seconds: float) -> dict:
+    """Where and how a result was made."""
+    return {"command": shlex.join(["python", *sys.argv]), "seed": seed, "device": device,
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+            "torch": torch.__version__, "fastwave": fastwave.__version__, "wall_seconds": round(wall_seconds, 1)}
+
+
+def write_results(stem: str, record: dict, markdown: str) -> None:
+    """benchmarks/results/<stem>.json and .md."""
+    results = os.path.join(os.path.dirname(__file__), "..", "results")
+    with open(os.path.join(results, stem + ".json"), "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1)
+    with open(os.path.join(results, stem + ".md"), "w", encoding="utf-8") as f:
+        f.write(markdown)
