@@ -1,0 +1,81 @@
+"""Experiment B: linear probe of code-LM features on `notes` (instrument family), against a random-
+weights probe and the same network trained end to end, and the sweep over the number of codes
+(Verma & Smith, 2020: 71.3% supervised, 60.1% code-LM probe, 55.6% SimCLR).
+
+The pipeline is fastwave's own commands on the rendered notes corpus: fit-tokenizer on the training
+notes, encode them, train-code-lm, probe (splits from labels.csv: test notes are GM programs no model
+heard), probe --sweep-codes.
+
+    python benchmarks/experiments/linear_probe.py             # CPU (meant to fit in an hour; not yet timed)
+    python benchmarks/experiments/linear_probe.py --scale 8 --device cuda
+
+Results: benchmarks/results/experiment_b_linear_probe.{md,json}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import ensure_corpus, run_record, write_results  # noqa: E402
+from fastwave.cli import main as fastwave  # noqa: E402
+
+PAPER = {"supervised end to end": 0.713, "code LM probe": 0.601}
+
+
+def run(*argv: str) -> None:
+    if fastwave(list(argv)) != 0:
+        raise SystemExit(f"fastwave {' '.join(argv)} failed")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/notes")
+    parser.add_argument("--work", default="runs/experiment_b", help="tokenizer, codes and LM files")
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--sweep", default="16,64,256", help="dictionary sizes of the sweep")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    corpus = ensure_corpus("notes", args.data, args.seed, count=max(200, round(2000 * args.scale)))
+    os.makedirs(args.work, exist_ok=True)
+    steps = str(max(20, round(1000 * args.scale)))
+    common = ["--device", args.device, "--seed", str(args.seed), "--quiet"]
+    tok, codes, lm = (os.path.join(args.work, name) for name in ("tok.safetensors", "codes.npz", "lm.safetensors"))
+    run("fit-tokenizer", os.path.join(args.data, "train"), "--out", tok, "--codes", "64", "--steps", steps, *common)
+    run("encode", os.path.join(args.data, "train"), "--tokenizer", tok, "--out", codes, "--device", args.device, "--quiet")
+    run("train-code-lm", codes, "--out", lm, "--steps", steps, "--context", "128", *common)
+    probe_json, sweep_json = os.path.join(args.work, "probe.json"), os.path.join(args.work, "sweep.json")
+    labels = os.path.join(args.data, "labels.csv")
+    run("probe", args.data, "--tokenizer", tok, "--lm", lm, "--labels", labels, "--json", probe_json,
+        "--supervised-steps", str(max(20, round(500 * args.scale))), *common)
+    run("probe", args.data, "--tokenizer", tok, "--lm", lm, "--labels", labels, "--json", sweep_json,
+        "--sweep-codes", args.sweep, "--lm-steps", str(max(20, round(500 * args.scale))), *common)
+    with open(probe_json, encoding="utf-8") as f:
+        probe = json.load(f)["rows"]
+    with open(sweep_json, encoding="utf-8") as f:
+        sweep = json.load(f)["rows"]
+
+    record = {"experiment": "B: linear probe on notes (instrument family)", "scale": args.scale,
+              "data": {k: corpus[k] for k in ("seed", "clips", "seconds", "programs")},
+              "probe": probe, "sweep": sweep, **run_record(args.seed, args.device, time.perf_counter() - started)}
+    lines = ["# Experiment B: linear probe on notes (GM instrument family, 16 classes)", "",
+             f"Command: `{record['command']}`; {record['machine']}, torch {record['torch']}, "
+             f"{record['wall_seconds']:.0f} s. Test notes are GM programs held out of training.", "",
+             "| method | metric | val | test | paper |", "|---|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['metric']} | {r['val']:.3f} | {r['test']:.3f} | "
+              f"{PAPER.get(r['method'], float('nan')):.3f} |".replace("nan", "–") for r in probe]
+    lines += ["", "| codes | perplexity | top-1 | probe val | probe test |", "|---|---|---|---|---|"]
+    lines += [f"| {r['codes']} | {r['perplexity']:.2f} | {r['top1']:.3f} | {r['val']:.3f} | {r['test']:.3f} |"
+              for r in sweep]
+    write_results("experiment_b_linear_probe", record, "\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
