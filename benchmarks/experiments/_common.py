@@ -23,7 +23,13 @@ def ensure_corpus(kind: str, folder: str, seed: int, **size) -> dict:
         if main(["corpus", kind, "--out", folder, "--seed", str(seed), *flags]) != 0:
             raise SystemExit(f"could not render the {kind} corpus into {folder}")
     with open(os.path.join(folder, "corpus.json"), encoding="utf-8") as f:
-        return json.load(f)
+        record = json.load(f)
+    clips, seconds = sum(record["clips"].values()), sum(record["seconds"].values())
+    if (record["kind"] != kind or record["seed"] != seed or ("count" in size and clips != size["count"])
+            or ("minutes" in size and not 0 <= seconds - 60 * size["minutes"] < 30)):
+        raise SystemExit(f"{folder} holds a different corpus ({record['kind']}, seed {record['seed']}, {clips} clips, "
+                         f"{seconds:.0f} s) than asked for ({kind}, seed {seed}, {size}): pass another --data")
+    return record
 
 
 def token_split(folder: str, split: str, classes: int = 256, limit: int | None = None) -> list[torch.Tensor]:

@@ -46,7 +46,7 @@ def models() -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="data/piano")
+    parser.add_argument("--data", default=None, help="the piano corpus (default data/piano_<minutes>min)")
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--models", default=",".join(models()), help="comma-separated subset")
     parser.add_argument("--device", default="cpu")
@@ -54,7 +54,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    corpus = ensure_corpus("piano", args.data, args.seed, minutes=max(10.0, 60.0 * args.scale))
+    minutes = max(10.0, 60.0 * args.scale)
+    args.data = args.data or f"data/piano_{minutes:g}min"
+    corpus = ensure_corpus("piano", args.data, args.seed, minutes=minutes)
     train = token_split(args.data, "train")
     test = token_split(args.data, "test", limit=max(2, round(4 * args.scale)))
     steps, batch_size, segment = max(10, round(300 * args.scale)), 8, 1024
