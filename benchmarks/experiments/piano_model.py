@@ -37,6 +37,8 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--eval-phrases", type=int, default=8, help="val phrases scored at each evaluation")
+    parser.add_argument("--init", default=None, help="start from this saved WaveNet's weights (e.g. an earlier "
+                                                    "run's best.safetensors) instead of random ones")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -45,6 +47,8 @@ def main(argv=None) -> int:
     corpus = ensure_corpus("piano", args.data, args.seed, minutes=args.minutes)
     torch.manual_seed(args.seed)
     model = fastwave.WaveNet().to(args.device)  # 20 layers in 2 cycles, 64 / 128 / 128 channels
+    if args.init:  # ignored when resuming: the checkpoint's weights win
+        model.load_state_dict(fastwave.load_model(args.init).state_dict())
     train, val = token_split(args.data, "train"), token_split(args.data, "val", limit=args.eval_phrases)
     history = train_sample_model(model, train, steps=args.steps, batch_size=args.batch_size, segment=args.segment,
                                  lr=args.lr, warmup=min(200, args.steps // 10), seed=args.seed, eval_tokens=val,
@@ -58,7 +62,8 @@ def main(argv=None) -> int:
               "data": {"folder": args.data, "corpus": {k: corpus[k] for k in ("seed", "clips", "seconds", "programs")},
                        "train_phrases": len(train), "train_samples": sum(len(s) for s in train),
                        "val_phrases_scored": len(val), "val_samples_scored": sum(len(s) for s in val)},
-              "training": {"steps": args.steps, "batch_size": args.batch_size, "segment": args.segment, "lr": args.lr},
+              "training": {"steps": args.steps, "batch_size": args.batch_size, "segment": args.segment, "lr": args.lr,
+                           "init": args.init},
               "eval": history["eval"], "best": history.get("best"),
               **run_record(args.seed, args.device, time.perf_counter() - started)}
     with open(args.record, "w", encoding="utf-8") as f:
