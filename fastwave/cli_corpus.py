@@ -20,7 +20,7 @@ def add_commands(sub, csv_list) -> None:
                     "tinysoundfont (pip install --no-deps tinysoundfont) and a SoundFont (default: "
                     "FluidR3_GM from Debian's fluid-soundfont-gm).")
     corpus.add_argument("kind", choices=["notes", "mixtures", "piano"])
-    corpus.add_argument("--out", required=True, help="output folder (created)")
+    corpus.add_argument("--out", required=True, help="output folder: new or empty")
     corpus.add_argument("--count", type=int, default=None, help="clips, notes / mixtures (default 1000)")
     corpus.add_argument("--seconds", type=float, default=None,
                         help="clip length: notes 1 or 2 (default 1), mixtures (default 1)")

@@ -113,7 +113,10 @@ def test_write_corpus_writes_wavs_labels_and_a_record(tmp_path):
         assert held <= set(corpora.program_splits(2)[split])
         assert len(os.listdir(tmp_path / split)) == record["clips"][split]
     with pytest.raises(ValueError, match="kind"):
-        corpora.write_corpus(clips, tmp_path, SineRenderer(), kind="drums", seed=2)
+        corpora.write_corpus(clips, tmp_path / "new", SineRenderer(), kind="drums", seed=2)
+    with pytest.raises(ValueError, match="not empty"):  # stale clips would mix into a new corpus
+        corpora.write_corpus(clips[:3], tmp_path, SineRenderer(), kind="mixtures", seed=2)
+    assert len(read.paths) == 40
 
 
 def test_corpus_command(tmp_path, monkeypatch, capsys):

@@ -43,6 +43,8 @@ def write_corpus(clips: list[Clip], out_dir, renderer, *, kind: str, seed: int, 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     out_dir = os.fspath(out_dir)
+    if os.path.isdir(out_dir) and os.listdir(out_dir):  # stale clips would join the split folders
+        raise ValueError(f"out_dir {out_dir} is not empty: write a corpus into a new or empty folder")
     started = time.perf_counter()
     rows, counts, seconds, programs = [], dict.fromkeys(SPLITS, 0), dict.fromkeys(SPLITS, 0.0), {s: set() for s in SPLITS}
     for clip in tqdm(clips, desc=f"rendering {kind}", unit="clip", disable=not progress):
