@@ -60,7 +60,7 @@ def test_notes_are_single_labelled_notes_of_their_splits_programs():
         assert clip.seconds == 2.0 and note.start == 0.0 and note.duration == 1.5
     assert {c.split for c in clips} == set(SPLITS)
     assert len({c.labels for c in clips}) == 16  # every family appears in 400 clips
-    for bad in [dict(count=0), dict(count=2.0), dict(count=3, seconds=1.5)]:
+    for bad in [dict(count=0), dict(count=2.0), dict(count=3, seconds=1.5), dict(count=3, seconds=True)]:
         with pytest.raises(ValueError):
             plan_notes(**bad)
 
@@ -98,6 +98,10 @@ def test_piano_phrases_fill_the_minutes_on_the_split_pianos():
         corpora.plan_corpus("piano", count=3)
     with pytest.raises(ValueError, match="kind"):
         corpora.plan_corpus("drums")
+    with pytest.raises(ValueError, match="count"):
+        corpora.plan_corpus("mixtures", minutes=2)
+    with pytest.raises(ValueError, match="seconds"):
+        plan_mixtures(2, seconds=True)
 
 
 def test_write_corpus_writes_wavs_labels_and_a_record(tmp_path):

@@ -19,6 +19,8 @@ def plan_corpus(kind: str, *, seed: int = 0, count: int | None = None, minutes: 
                 seconds: float | None = None) -> list[Clip]:
     """The clips of a corpus. notes / mixtures: ``count`` clips (default 1,000) of ``seconds``
     (notes: 1 or 2, default 1; mixtures: default 1); piano: phrases until ``minutes`` (default 10)."""
+    if kind in ("notes", "mixtures") and minutes is not None:
+        raise ValueError(f"the {kind} corpus is sized by count (and seconds), not minutes")
     if kind == "notes":
         return plan_notes(1000 if count is None else count, seed, 1.0 if seconds is None else seconds)
     if kind == "mixtures":

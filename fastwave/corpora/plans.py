@@ -14,6 +14,7 @@ import dataclasses
 
 import numpy as np
 
+from .._checks import check_int_arg
 from . import gm
 
 SPLITS = ("train", "val", "test")
@@ -57,12 +58,6 @@ def program_splits(seed: int) -> dict[str, tuple[int, ...]]:
     return {split: tuple(sorted(programs)) for split, programs in chosen.items()}
 
 
-def _check_count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
-
-
 def _draw_split(rng: np.random.Generator, fractions=(0.7, 0.15, 0.15)) -> str:
     return SPLITS[int(rng.choice(3, p=fractions))]
 
@@ -76,8 +71,8 @@ def plan_notes(count: int, seed: int = 0, seconds: float = 1.0) -> list[Clip]:
     """NSynth-like single notes: ``count`` clips of ``seconds`` (1 or 2), one note held for three
     quarters of the clip, program uniform over the clip's split (so the 16 families about evenly),
     pitch uniform in the family's range, velocity one of NSynth's five. Label: the family."""
-    _check_count(count, "count")
-    if seconds not in (1.0, 2.0):
+    count = check_int_arg(count, "count")
+    if isinstance(seconds, bool) or seconds not in (1.0, 2.0):
         raise ValueError(f"seconds must be 1 or 2 (NSynth-like notes), got {seconds!r}")
     splits = program_splits(seed)
     rng = np.random.default_rng([seed, 2])
@@ -110,8 +105,8 @@ def _phrase(rng: np.random.Generator, program: int, seconds: float) -> tuple[Not
 def plan_mixtures(count: int, seed: int = 0, seconds: float = 1.0) -> list[Clip]:
     """FSD50K-like multi-label clips: 1-3 sources from different families, each a single note or a
     short phrase, at gains from -12 to 0 dB. Labels: every family present."""
-    _check_count(count, "count")
-    if not (isinstance(seconds, (int, float)) and 0.25 <= seconds <= 10.0):
+    count = check_int_arg(count, "count")
+    if isinstance(seconds, bool) or not (isinstance(seconds, (int, float)) and 0.25 <= seconds <= 10.0):
         raise ValueError(f"seconds must be in [0.25, 10], got {seconds!r}")
     splits = program_splits(seed)
     rng = np.random.default_rng([seed, 3])

@@ -185,8 +185,7 @@ inline VD exp_vd(VD x) {
 inline void exp_doubles(double* x, int64_t n) {
 #if !defined(__AVX2__) && !defined(__AVX512F__)
   for (int64_t i = 0; i < n; ++i) x[i] = __builtin_exp(x[i]);
-  return;
-#endif
+#else
   int64_t i = 0;
   for (; i + kDoubleLanes <= n; i += kDoubleLanes) {
     VD v;
@@ -200,6 +199,7 @@ inline void exp_doubles(double* x, int64_t n) {
     v = exp_vd(v);
     __builtin_memcpy(x + i, &v, static_cast<size_t>(n - i) * sizeof(double));
   }
+#endif
 }
 
 inline V sigmoid_v(V x) { return 1.0f / (1.0f + exp_v(-x)); }
