@@ -7,16 +7,17 @@
     tokenizer = fastwave.CodeTokenizer(codes=16)    # audio -> codes (spectrogram patches, autoencoder, k-means)
     lm = fastwave.CodeLM(classes=16)                # a GPT over the codes; lm.embed(codes) -> one vector per clip
     clf = fastwave.WaveletClassifier()              # Audio Transformer classifier: (B, 16000) audio -> (B, 200) logits
+    cnn = fastwave.LogMelCNN(num_classes=16)       # the log-mel CNN baseline, trained the same way
 """
 __version__ = "0.1.0"
 
 from .audio import load_audio, mulaw_decode, mulaw_encode, save_audio
 from .engines import SamplingParams, available_engines, generate, stream
-from .models import (CodeLM, CodeLMConfig, SampleTransformer, SampleTransformerConfig, WaveNet, WaveNetConfig,
+from .models import (CodeLM, CodeLMConfig, LogMelCNN, LogMelCNNConfig, SampleTransformer, SampleTransformerConfig, WaveNet, WaveNetConfig,
                      WaveletClassifier, WaveletClassifierConfig, load_model, save_checkpoint)
 from .tokenizer import CodeTokenizer, TokenizerConfig
 
-__all__ = ["CodeLM", "CodeLMConfig", "CodeTokenizer", "SampleTransformer", "SampleTransformerConfig", "SamplingParams",
+__all__ = ["CodeLM", "CodeLMConfig", "CodeTokenizer", "LogMelCNN", "LogMelCNNConfig", "SampleTransformer", "SampleTransformerConfig", "SamplingParams",
            "TokenizerConfig", "WaveNet", "WaveNetConfig", "WaveletClassifier", "WaveletClassifierConfig",
            "available_engines", "generate", "load_audio", "load_model", "mulaw_decode", "mulaw_encode", "save_audio",
            "save_checkpoint", "stream"]

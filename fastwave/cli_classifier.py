@@ -16,8 +16,8 @@ POOLINGS = ("none", "avg", "wavelet")
 
 def add_commands(sub, csv_list) -> None:
     train = sub.add_parser(
-        "train-classifier", help="train the raw-waveform Audio Transformer on labelled clips",
-        description="Train a WaveletClassifier on 1 s windows of labelled clips (resampled to 16 kHz). Clips "
+        "train-classifier", help="train the raw-waveform Audio Transformer (or the log-mel CNN) on labelled clips",
+        description="Train a WaveletClassifier (--arch cnn: the LogMelCNN baseline) on 1 s windows of labelled clips (resampled to 16 kHz). Clips "
                     "are split train / val / test first (a CSV's split column, else at random; a missing val or "
                     "test is carved from train), then cut into windows. Evaluates per clip (window scores "
                     "averaged) after every epoch, keeps the best epoch, and prints the test table. Checkpoints "
@@ -29,13 +29,18 @@ def add_commands(sub, csv_list) -> None:
                        "then no test split is carved from the training clips")
     train.add_argument("--test-labels", metavar="CSV", help="the CSV of --test-data")
     train.add_argument("--out-dir", required=True, help="checkpoints, history.json and report.json")
+    train.add_argument("--arch", choices=["transformer", "cnn"], default="transformer",
+                       help="the wavelet Audio Transformer on raw audio (default), or the log-mel CNN baseline "
+                            "(which reads --channels and --dropout only)")
+    train.add_argument("--channels", type=csv_list(int), default=[32, 64, 128, 256], metavar="N[,N]",
+                       help="the CNN's conv block widths (default 32,64,128,256)")
     train.add_argument("--pooling", choices=POOLINGS, default="wavelet", help="between layers (default wavelet)")
     train.add_argument("--layers", type=int, default=6)
     train.add_argument("--width", type=int, default=64)
     train.add_argument("--heads", type=int, default=4)
     train.add_argument("--frontend", type=csv_list(int), default=[2048], metavar="N[,N]",
                        help="hidden widths of the dense front end (default 2048)")
-    train.add_argument("--dropout", type=float, default=0.1)
+    train.add_argument("--dropout", type=float, default=None, help="default 0.1 (transformer), 0.2 (cnn)")
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=64, help="windows per update, over all processes")
     train.add_argument("--lr", type=float, default=1e-3)
@@ -95,7 +100,6 @@ def cmd_train_classifier(args) -> int:
     from .classify import check_data, evaluate_classifier, train_classifier
     from .clip_windows import WindowedClips
     from .data import clip_splits
-    from .models.classifier import WaveletClassifier
     from .trainer import BEST, init_distributed, training_device
 
     rank, world = init_distributed()
@@ -111,10 +115,8 @@ def cmd_train_classifier(args) -> int:
         # The separate set is the test: the clips carved (or marked) as test here are trained on.
         splits["train"] = np.sort(np.concatenate([splits["train"], splits.pop("test")]))
     torch.manual_seed(args.seed)  # the same initial weights on every rank
-    model = WaveletClassifier(num_classes=len(clips.vocabulary), multi_label=clips.multi_label,
-                              labels=tuple(clips.vocabulary), pooling=args.pooling, layers=args.layers,
-                              width=args.width, heads=args.heads, frontend=tuple(args.frontend),
-                              dropout=args.dropout).to(device)
+    model = _new_classifier(args, num_classes=len(clips.vocabulary), multi_label=clips.multi_label,
+                            labels=tuple(clips.vocabulary)).to(device)
     rate = model.config.sample_rate
     load = lambda subset, name: WindowedClips.from_clips(subset, sample_rate=rate, progress=not quiet,  # noqa: E731
                                                          min_samples=model.config.patch_size)
@@ -148,13 +150,28 @@ def cmd_train_classifier(args) -> int:
     return 0
 
 
-def _load_classifier(path: str, device: str = "cpu"):
+def _new_classifier(args, **task):
+    """The model --arch names, from its flags (``task``: num_classes, multi_label, labels)."""
+    from .models.classifier import WaveletClassifier
+    from .models.mel_cnn import LogMelCNN
+
+    if args.arch == "cnn":
+        return LogMelCNN(channels=tuple(args.channels), dropout=0.2 if args.dropout is None else args.dropout, **task)
+    return WaveletClassifier(pooling=args.pooling, layers=args.layers, width=args.width, heads=args.heads,
+                             frontend=tuple(args.frontend), dropout=0.1 if args.dropout is None else args.dropout,
+                             **task)
+
+
+def _load_classifier(path: str, device: str = "cpu", transformer_only: bool = False):
     from .models.checkpoint import load_model
     from .models.classifier import WaveletClassifier
+    from .models.clip_classifier import ClipClassifier
 
     model = load_model(path, map_location=device)
-    if not isinstance(model, WaveletClassifier):
-        raise ValueError(f"{path} holds a {model.model_type}, not a classifier (train one with "
+    wanted = WaveletClassifier if transformer_only else ClipClassifier
+    if not isinstance(model, wanted):
+        raise ValueError(f"{path} holds a {model.model_type}, not a "
+                         f"{'wavelet Audio Transformer' if transformer_only else 'classifier'} (train one with "
                          "`fastwave train-classifier`)")
     return model
 
@@ -186,7 +203,7 @@ def cmd_evaluate(args) -> int:
 def cmd_analyze_frontend(args) -> int:
     from .frontend_analysis import analyze_frontend, plot_frontend
 
-    analysis = analyze_frontend(_load_classifier(args.checkpoint))
+    analysis = analyze_frontend(_load_classifier(args.checkpoint, transformer_only=True))
     plot_frontend(analysis, args.out, examples=args.examples)
     print(analysis.summary())
     print(f"wrote {args.out}")

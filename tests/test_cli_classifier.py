@@ -109,3 +109,20 @@ def test_clip_shorter_than_a_patch_is_refused(dataset, tmp_path, capsys):
     code = main(["train-classifier", str(audio), "--labels", str(tmp_path / "labels.csv"), "--out-dir",
                  str(tmp_path / "run"), "--epochs", "1", "--quiet"])
     assert code == 2 and "tiny.wav" in capsys.readouterr().err
+
+
+def test_the_cnn_baseline_trains_and_evaluates_through_the_same_commands(dataset, tmp_path, capsys):
+    out = tmp_path / "cnn"
+    code = main(["train-classifier", str(dataset / "audio"), "--labels", str(dataset / "labels.csv"),
+                 "--out-dir", str(out), "--arch", "cnn", "--channels", "4,8", "--epochs", "2", "--batch-size", "8",
+                 "--device", "cpu", "--quiet"])
+    assert code == 0
+    model = fastwave.load_model(out / "best.safetensors")
+    assert isinstance(model, fastwave.LogMelCNN) and model.config.channels == (4, 8)
+    assert model.config.dropout == 0.2 and model.config.labels == tuple(sorted(SOUNDS))
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "best.safetensors"), str(dataset / "audio"),
+                 "--labels", str(dataset / "labels.csv"), "--quiet"]) == 0
+    assert "mAP (macro, per class)" in capsys.readouterr().out
+    assert main(["analyze-frontend", str(out / "best.safetensors"), "--out", str(tmp_path / "f.png")]) == 2
+    assert "not a wavelet Audio Transformer" in capsys.readouterr().err

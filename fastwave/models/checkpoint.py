@@ -99,7 +99,7 @@ def load_model(path, map_location="cpu"):
         _check_shapes(skeleton.state_dict(), state)
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: the weights do not match the stored {model_type} config: {err}") from None
-    model = cls(config).to(next(iter(state.values())).dtype)
+    model = cls(config).to(next(t.dtype for t in state.values() if t.is_floating_point()))
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
 
@@ -111,5 +111,7 @@ def _check_shapes(expected: dict, stored: dict) -> None:
     for name, tensor in expected.items():
         if tuple(stored[name].shape) != tuple(tensor.shape):
             raise ValueError(f"{name} has shape {tuple(stored[name].shape)}, expected {tuple(tensor.shape)}")
-    if len({t.dtype for t in stored.values()}) != 1:
-        raise ValueError("weights of mixed dtypes")
+    # Integer buffers (BatchNorm's num_batches_tracked) keep their own dtype; the weights share one.
+    floating = {t.dtype for t in stored.values() if t.is_floating_point()}
+    if len(floating) != 1:
+        raise ValueError("weights of mixed dtypes" if floating else "no floating-point weights")

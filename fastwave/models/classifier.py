@@ -34,7 +34,8 @@ from torch import nn
 
 from .._checks import check_config_ints
 from .blocks import MLP, init_gpt_weights
-from .checkpoint import ConfiguredModule, register_model
+from .checkpoint import register_model
+from .clip_classifier import ClipClassifier, ClipTaskConfig
 from .pooling import (
     DEFAULT_WAVELET_FRACTIONS,
     average_pool_time,
@@ -47,7 +48,7 @@ POOLINGS = ("none", "avg", "wavelet")
 
 
 @dataclass
-class WaveletClassifierConfig:
+class WaveletClassifierConfig(ClipTaskConfig):
     num_classes: int = 200  # FSD50K's vocabulary
     sample_rate: int = 16000
     clip_samples: int = 16000  # the longest input: 1 s at 16 kHz
@@ -67,12 +68,8 @@ class WaveletClassifierConfig:
         model = "WaveletClassifier"
         check_config_ints(self, model, ("sample_rate", "clip_samples", "patch_size", "width", "heads", "layers",
                                         "mlp_ratio"))
-        if not isinstance(self.multi_label, bool):
-            raise ValueError(f"{model} multi_label must be True or False, got {self.multi_label!r}")
-        # One class is a valid multi-label task (present / absent); a softmax needs two.
-        check_config_ints(self, model, ("num_classes",), 1 if self.multi_label else 2,
-                          what="" if self.multi_label else " (single-label)")
-        self._check_frontend(model)
+        self._check_task(model)
+        self._check_tuple_of_ints("frontend", model, "hidden widths")
         if self.clip_samples % self.patch_size:
             raise ValueError(f"{model} clip_samples ({self.clip_samples}) must be a multiple of patch_size "
                              f"({self.patch_size})")
@@ -83,27 +80,6 @@ class WaveletClassifierConfig:
         self.wavelet_fractions = check_wavelet_fractions(self.wavelet_fractions, f"{model} wavelet_fractions")
         if self.pooling == "wavelet":  # the split must leave every scale a channel at this width
             wavelet_channel_split(self.width, self.wavelet_fractions, name=f"{model} wavelet_fractions")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"{model} dropout must be in [0, 1), got {self.dropout!r}")
-        self._check_labels(model)
-
-    def _check_labels(self, model: str) -> None:
-        if self.labels is None:
-            return
-        if isinstance(self.labels, str) or not isinstance(self.labels, (list, tuple)):
-            raise ValueError(f"{model} labels must be a tuple of class names, got {type(self.labels).__name__}")
-        self.labels = tuple(self.labels)
-        if not all(isinstance(name, str) and name for name in self.labels) or len(set(self.labels)) != len(self.labels):
-            raise ValueError(f"{model} labels must be distinct non-empty names (str)")
-        if len(self.labels) != self.num_classes:
-            raise ValueError(f"{model} has {self.num_classes} classes but {len(self.labels)} labels")
-
-    def _check_frontend(self, model: str) -> None:
-        if not isinstance(self.frontend, (list, tuple)):
-            raise ValueError(f"{model} frontend must be a tuple of hidden widths, got {self.frontend!r}")
-        self.frontend = tuple(self.frontend)  # a JSON round trip gives a list
-        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.frontend):
-            raise ValueError(f"{model} frontend must hold positive ints, got {list(self.frontend)}")
 
     @property
     def frames(self) -> int:
@@ -152,7 +128,7 @@ class EncoderBlock(nn.Module):
 
 
 @register_model
-class WaveletClassifier(ConfiguredModule):
+class WaveletClassifier(ClipClassifier):
     """Audio Transformer over 25 ms patches; see the module docstring.
     ``WaveletClassifier(pooling="avg", num_classes=10)`` or from a config."""
 
@@ -182,28 +158,8 @@ class WaveletClassifier(ConfiguredModule):
         """waveform (B, S) float -> (B, S // patch_size, patch_size) in the model's dtype (a view when
         the dtype already matches). S must be a multiple of patch_size in [patch_size, clip_samples]."""
         c = self.config
-        if not isinstance(waveform, torch.Tensor):
-            raise TypeError(f"waveform must be a torch.Tensor, got {type(waveform).__name__}")
-        if not waveform.dtype.is_floating_point:
-            raise TypeError(f"waveform must be floating point audio, got dtype {waveform.dtype}")
-        if waveform.dim() != 2:
-            raise ValueError(f"waveform must be (B, S) samples, got shape {tuple(waveform.shape)}")
+        waveform = self.check_waveform(waveform)
         batch, samples = waveform.shape
-        if samples < c.patch_size:
-            raise ValueError(f"waveform of {samples} samples is shorter than one patch of {c.patch_size} samples "
-                             f"({1000 * c.patch_size / c.sample_rate:g} ms at {c.sample_rate / 1000:g} kHz)")
-        if samples % c.patch_size:
-            raise ValueError(f"waveform length {samples} is not a multiple of patch_size {c.patch_size}; "
-                             f"trim or pad it to {samples - samples % c.patch_size} or "
-                             f"{samples - samples % c.patch_size + c.patch_size} samples")
-        if samples > c.clip_samples:
-            raise ValueError(f"waveform of {samples} samples is longer than clip_samples ({c.clip_samples}, "
-                             f"{c.clip_samples / c.sample_rate:g} s): the model has positions for "
-                             f"{c.frames} patches only")
-        # One host sync; skipped while torch.compile traces, where a data-dependent branch would
-        # break the graph.
-        if not torch.compiler.is_compiling() and not bool(torch.isfinite(waveform).all()):
-            raise ValueError("waveform holds non-finite values (NaN or inf)")
         return waveform.to(self.positions.dtype).reshape(batch, samples // c.patch_size, c.patch_size)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
@@ -225,31 +181,10 @@ class WaveletClassifier(ConfiguredModule):
                 x = self.pool(x)
         return self.norm(x).mean(1)
 
-    def forward(self, waveform) -> torch.Tensor:
-        """waveform (B, S) float, S a multiple of patch_size in [patch_size, clip_samples] -> logits
-        (B, num_classes), before any sigmoid / softmax."""
-        return self.head(self.features(waveform))
-
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean loss of logits (B, num_classes): multi-label, targets (B, num_classes) in [0, 1] and
-        binary cross-entropy on the sigmoid; single-label, targets (B,) class ids and cross-entropy."""
-        if self.config.multi_label:
-            if targets.shape != logits.shape:
-                raise ValueError(f"targets must be (B, num_classes) = {tuple(logits.shape)} for a multi-label "
-                                 f"model, got shape {tuple(targets.shape)}")
-            return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype))
-        if targets.shape != logits.shape[:1] or targets.dtype.is_floating_point:
-            raise ValueError(f"targets must be (B,) = ({logits.shape[0]},) class ids for a single-label model, "
-                             f"got shape {tuple(targets.shape)} of dtype {targets.dtype}")
-        return F.cross_entropy(logits, targets.long())
-
     def frontend_filters(self) -> torch.Tensor:
         """The first dense layer's weights, (frontend[0], patch_size) float32 on the CPU (width rows
         when there is no hidden front-end layer), a copy: each row is a learned 25 ms FIR filter."""
         return self.frontend[0].weight.detach().to("cpu", torch.float32, copy=True)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
 
 def parameter_count(config: WaveletClassifierConfig) -> int:
