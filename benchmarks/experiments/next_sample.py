@@ -4,7 +4,7 @@ Five sample models of comparable size (about 0.33-0.42 M parameters) train on th
 train phrases with the same budget (updates x crops x crop length) and are scored, teacher-forced,
 on its test phrases (a piano preset none of them heard): top-1 / top-5 accuracy and bits per sample.
 
-    python benchmarks/experiments/next_sample.py              # CPU (meant to fit in an hour; not yet timed)
+    python benchmarks/experiments/next_sample.py              # CPU: 45 minutes on 2 cores
     python benchmarks/experiments/next_sample.py --scale 8 --device cuda
 
 --scale multiplies the updates, the corpus and the test audio scored. Results:

@@ -59,6 +59,10 @@ def main(argv=None) -> int:
         ax.bar([i + 0.2 for i in x], [p or 0 for p in paper], 0.4, label="paper", color="tab:gray")
         for i, value in enumerate(ours):
             ax.text(i - 0.2, value + 0.01, f"{value:.2f}", ha="center", fontsize=7)
+        if "chance_test_mAP" in record:
+            ax.axhline(record["chance_test_mAP"], color="tab:red", linestyle="--", linewidth=1)
+            ax.text(len(labels) - 0.5, record["chance_test_mAP"] + 0.01, "chance", ha="right", fontsize=7,
+                    color="tab:red")
         ax.set_xticks(list(x), [label.replace("_", "\n", 1).replace(" ", "\n", 1) for label in labels], fontsize=7)
         ax.text(0.01, 0.97, f"scale {record.get('scale', 1):g}, {record['wall_seconds'] / 60:.0f} min on {record['device']}",
                 transform=ax.transAxes, va="top", fontsize=7)
