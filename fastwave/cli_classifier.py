@@ -40,7 +40,7 @@ def add_commands(sub, csv_list) -> None:
     train.add_argument("--heads", type=int, default=4)
     train.add_argument("--frontend", type=csv_list(int), default=[2048], metavar="N[,N]",
                        help="hidden widths of the dense front end (default 2048)")
-    train.add_argument("--dropout", type=float, default=None, help="default 0.1 (transformer), 0.2 (cnn)")
+    train.add_argument("--dropout", type=float, default=None, help="default: the model's (0.1 transformer, 0.2 cnn)")
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=64, help="windows per update, over all processes")
     train.add_argument("--lr", type=float, default=1e-3)
@@ -155,11 +155,12 @@ def _new_classifier(args, **task):
     from .models.classifier import WaveletClassifier
     from .models.mel_cnn import LogMelCNN
 
+    if args.dropout is not None:  # else each model's config default
+        task["dropout"] = args.dropout
     if args.arch == "cnn":
-        return LogMelCNN(channels=tuple(args.channels), dropout=0.2 if args.dropout is None else args.dropout, **task)
+        return LogMelCNN(channels=tuple(args.channels), **task)
     return WaveletClassifier(pooling=args.pooling, layers=args.layers, width=args.width, heads=args.heads,
-                             frontend=tuple(args.frontend), dropout=0.1 if args.dropout is None else args.dropout,
-                             **task)
+                             frontend=tuple(args.frontend), **task)
 
 
 def _load_classifier(path: str, device: str = "cpu", transformer_only: bool = False):

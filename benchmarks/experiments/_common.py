@@ -32,6 +32,21 @@ def ensure_corpus(kind: str, folder: str, seed: int, **size) -> dict:
     return record
 
 
+def add_run_flags(parser) -> None:
+    """The flags every experiment takes: --scale, --device, --seed."""
+    parser.add_argument("--scale", type=float, default=1.0, help="grows the data and the training")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def clip_corpus(kind: str, args, clips: int = 2000) -> dict:
+    """The notes or mixtures corpus of ``clips`` x ``args.scale`` clips (at least 200) in ``args.data``
+    (default data/<kind>_<count>, set on ``args``), rendered if missing -> its corpus.json."""
+    count = max(200, round(clips * args.scale))
+    args.data = args.data or f"data/{kind}_{count}"
+    return ensure_corpus(kind, args.data, args.seed, count=count)
+
+
 def token_split(folder: str, split: str, classes: int = 256, limit: int | None = None) -> list[torch.Tensor]:
     """The mu-law tokens (int64 (T_i,)) of the split's files, in file order (the first ``limit``)."""
     paths = sorted(glob.glob(os.path.join(folder, split, "*.wav")))[:limit]

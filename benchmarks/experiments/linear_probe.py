@@ -20,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import ensure_corpus, run_record, write_results  # noqa: E402
+from _common import add_run_flags, clip_corpus, run_record, write_results  # noqa: E402
 from fastwave.cli import main as fastwave  # noqa: E402
 
 PAPER = {"supervised end to end": 0.713, "code LM probe": 0.601}
@@ -35,16 +35,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="the notes corpus (default data/notes_<count>; rendered if missing)")
     parser.add_argument("--work", default="runs/experiment_b", help="tokenizer, codes and LM files")
-    parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--sweep", default="16,64,256", help="dictionary sizes of the sweep")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    add_run_flags(parser)
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    count = max(200, round(2000 * args.scale))
-    args.data = args.data or f"data/notes_{count}"
-    corpus = ensure_corpus("notes", args.data, args.seed, count=count)
+    corpus = clip_corpus("notes", args)
     os.makedirs(args.work, exist_ok=True)
     steps = str(max(20, round(1000 * args.scale)))
     common = ["--device", args.device, "--seed", str(args.seed), "--quiet"]

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fastwave  # noqa: E402
-from _common import ensure_corpus, parameters, run_record, token_split, write_results  # noqa: E402
+from _common import add_run_flags, ensure_corpus, parameters, run_record, token_split, write_results  # noqa: E402
 from fastwave.evaluation import evaluate_sample_model  # noqa: E402
 from fastwave.train import train_sample_model  # noqa: E402
 
@@ -47,10 +47,8 @@ def models() -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="the piano corpus (default data/piano_<minutes>min)")
-    parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--models", default=",".join(models()), help="comma-separated subset")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    add_run_flags(parser)
     args = parser.parse_args(argv)
 
     started = time.perf_counter()

@@ -6,7 +6,7 @@ programs no model heard. Paper, FSD50K: CNNs 0.373-0.434, Transformers 0.469 (no
 Every model trains through `fastwave train-classifier` on the same clips, epochs, batch size and
 learning rate; the best epoch by validation mAP is scored on the test split.
 
-    python benchmarks/experiments/tagging.py                  # CPU: about 20 minutes on 2 cores
+    python benchmarks/experiments/tagging.py                  # CPU: 8 minutes on 2 cores
     python benchmarks/experiments/tagging.py --scale 8 --device cuda
 
 --scale multiplies the clips and the epochs. Results: benchmarks/results/experiment_c_tagging.{md,json}.
@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fastwave  # noqa: E402
-from _common import ensure_corpus, parameters, run_record, write_results  # noqa: E402
+from _common import add_run_flags, clip_corpus, parameters, run_record, write_results  # noqa: E402
 from fastwave.cli import main as fastwave_cli  # noqa: E402
 
 # The Transformers: a 256-unit front end, 4 layers of width 64 (about 0.32 M parameters); the CNN:
@@ -54,18 +54,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="the mixtures corpus (default data/mixtures_<count>)")
     parser.add_argument("--work", default="runs/experiment_c", help="one checkpoint folder per model")
-    parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset")
     parser.add_argument("--lr", type=float, default=1e-3, help="every model's peak learning rate")
     parser.add_argument("--epochs", type=int, default=None, help="default 20 x scale")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    add_run_flags(parser)
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    count = max(200, round(2000 * args.scale))
-    args.data = args.data or f"data/mixtures_{count}"
-    corpus = ensure_corpus("mixtures", args.data, args.seed, count=count)
+    corpus = clip_corpus("mixtures", args)
     epochs = args.epochs or max(2, round(20 * args.scale))
     rows = []
     for name in args.models.split(","):
