@@ -21,7 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import as_tensor, check_global_cond, check_int_arg, check_tokens
+from ._checks import as_tensor, check_int_arg, check_tokens
+from .stream_cond import stream_cond
 
 DEFAULT_SEGMENT = 4096  # model input length per evaluation window; at 16 kHz, 256 ms
 
@@ -98,8 +99,9 @@ def evaluate_sample_model(model, tokens, *, segment: int | None = None, burn_in:
       ``burn_in + 1`` input tokens or the whole past. With burn_in >= receptive_field - 1 a WaveNet
       scores every target on its full receptive field (or the whole past), so the result does not
       depend on ``segment`` or ``batch_size`` (up to float rounding).
-    cond: {"global_cond": ids (N,) or one id} for a WaveNet with global conditioning (one id per
-      stream); local conditioning is not supported here.
+    cond: a conditioned WaveNet's {"global_cond": ids (N,) or one id, "local_cond": one (channels, F_i)
+      array per stream} (fastwave.stream_cond); with local features, ``segment - burn_in`` must be a
+      multiple of ``cond_hop`` so that every window starts on a frame.
     -> {"top1", "top5", "bits_per_sample", "nll_nats", "positions"}; the model runs in eval mode under
     torch.no_grad on its device (in its own dtype), and its training mode is restored afterwards.
     """
@@ -110,7 +112,10 @@ def evaluate_sample_model(model, tokens, *, segment: int | None = None, burn_in:
     if burn_in >= segment:
         raise ValueError(f"burn_in ({burn_in}) must be < segment ({segment}): each window must score a target")
     batch_size = check_int_arg(batch_size, "batch_size")
-    global_ids = stream_global_cond(model, cond, len(streams))
+    conds = stream_cond(model, cond, streams)
+    if (segment - burn_in) % conds.hop:
+        raise ValueError(f"segment - burn_in ({segment - burn_in}) must be a multiple of the model's cond_hop "
+                         f"({conds.hop}): every window has to start on a local-conditioning frame")
     windows = _windows(streams, segment, burn_in)
     # Batches of equal-length windows: no padding, so nothing relies on the model being causal.
     windows.sort(key=lambda w: (-w[2], w[3]))
@@ -123,7 +128,7 @@ def evaluate_sample_model(model, tokens, *, segment: int | None = None, burn_in:
         with torch.no_grad(), tqdm(total=sum(w[2] - w[3] for w in windows), unit="sample",
                                    disable=not progress, desc="evaluate") as bar:
             for batch in _equal_length_batches(windows, batch_size):
-                metrics = metrics.merge(_score_batch(model, streams, batch, global_ids, device))
+                metrics = metrics.merge(_score_batch(model, streams, batch, conds, device))
                 bar.update(sum(w[2] - w[3] for w in batch))
     finally:
         model.train(was_training)
@@ -158,9 +163,9 @@ def _equal_length_batches(windows, batch_size: int):
         yield batch
 
 
-def _score_batch(model, streams, batch, global_ids, device) -> SampleMetrics:
+def _score_batch(model, streams, batch, conds, device) -> SampleMetrics:
     rows = torch.stack([streams[i][start:start + n + 1] for i, start, n, _ in batch]).to(device)
-    kwargs = {} if global_ids is None else {"global_cond": global_ids[[w[0] for w in batch]].to(device)}
+    kwargs = conds.for_windows([w[0] for w in batch], [w[1] for w in batch], rows.shape[1] - 1, device)
     logits = model(rows[:, :-1], **kwargs)
     _check_logits(logits, rows.shape[0], model_classes(model), rows.shape[1] - 1)
     skip = batch[0][3]  # the same for the whole batch
@@ -200,24 +205,3 @@ def token_streams(tokens, classes: int, name: str = "tokens", min_length: int = 
             which = name if len(streams) == 1 else f"{name} stream {i}"
             raise ValueError(f"{which} has {len(stream)} tokens; at least {min_length} are needed")
     return [s.cpu() for s in streams]
-
-
-def stream_global_cond(model, cond, n_streams: int) -> torch.Tensor | None:
-    """Per-stream global conditioning ids (N,) int64 on the CPU, or None for an unconditioned model.
-    Local conditioning would need features cropped with the tokens: refused."""
-    config = model.config
-    if cond is not None and not isinstance(cond, dict):
-        raise TypeError(f"cond must be a dict like {{'global_cond': ids}}, got {type(cond).__name__}")
-    cond = cond or {}
-    unknown = set(cond) - {"global_cond"}
-    if getattr(config, "local_channels", 0) or "local_cond" in unknown:
-        raise ValueError("local conditioning is not supported by fastwave's training / evaluation loops "
-                         "(features must be cropped with the tokens, aligned to cond_hop): write a custom loop")
-    if unknown:
-        raise ValueError(f"cond has unknown keys {sorted(unknown)}; only 'global_cond' (ids per stream) is taken")
-    global_classes = getattr(config, "global_classes", 0)
-    if not global_classes:
-        if cond.get("global_cond") is not None:
-            raise ValueError("cond['global_cond'] was given but this model has no global conditioning")
-        return None
-    return check_global_cond(cond.get("global_cond"), n_streams, global_classes, "cpu")

@@ -19,12 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_int_arg
-from .evaluation import (
-    model_classes,
-    evaluate_sample_model,
-    stream_global_cond,
-    token_streams,
-)
+from .evaluation import model_classes, evaluate_sample_model, token_streams
+from .stream_cond import stream_cond
 from .trainer import (  # noqa: F401  (re-exported: the schedule and optimizer every loop here uses)
     apply_update,
     check_hyperparameters,
@@ -38,23 +34,25 @@ DEFAULT_SEGMENT = 4096
 PAD = -1  # a crop's positions past the end of a short stream: not fed (token 0), not scored
 
 
-def sample_crops(streams: list[torch.Tensor], batch_size: int, length: int,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``batch_size`` random crops of ``length`` tokens -> (crops (B, length) int64, stream index (B,)).
+def sample_crops(streams: list[torch.Tensor], batch_size: int, length: int, generator: torch.Generator,
+                 align: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``batch_size`` random crops of ``length`` tokens -> (crops (B, length) int64, stream index (B,),
+    start position (B,)).
 
-    Every start position of the corpus is equally likely (a stream is picked in proportion to its
+    Every start position of the corpus that is a multiple of ``align`` (a locally conditioned model's
+    cond_hop: crops start on a frame) is equally likely (a stream is picked in proportion to its
     number of crop starts), so long and short streams are seen per token alike. A stream shorter
     than ``length`` has one crop, itself, padded with PAD (-1) at the end."""
-    starts_per_stream = torch.tensor([max(len(s) - length + 1, 1) for s in streams])
+    starts_per_stream = torch.tensor([max((len(s) - length) // align + 1, 1) for s in streams])
     offsets = torch.randint(int(starts_per_stream.sum()), (batch_size,), generator=generator)
     ends = starts_per_stream.cumsum(0)
     which = torch.searchsorted(ends, offsets, right=True)
-    starts = offsets - (ends[which] - starts_per_stream[which])
+    starts = (offsets - (ends[which] - starts_per_stream[which])) * align
     crops = torch.full((batch_size, length), PAD, dtype=torch.int64)
     for row, (i, s) in enumerate(zip(which.tolist(), starts.tolist())):
         crop = streams[i][s:s + length]
         crops[row, :len(crop)] = crop
-    return crops, which
+    return crops, which, starts
 
 
 def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segment: int = DEFAULT_SEGMENT,
@@ -75,8 +73,9 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
     grad_clip: max global gradient norm (None: no clipping).
     seed: fixes the crops and dropout: on the CPU the same seed and initial weights give the same
       weights (the caller's RNG state is left alone).
-    cond: {"global_cond": ids (N,) or one id}, one id per training stream, for a WaveNet with global
-      conditioning (eval_cond likewise for eval_tokens); models with local conditioning are refused.
+    cond: a conditioned WaveNet's {"global_cond": ids (N,) or one id, "local_cond": one (channels, F_i)
+      array per training stream} (fastwave.stream_cond; eval_cond likewise for eval_tokens). With
+      local features every crop starts on a frame (a multiple of cond_hop).
     pad_short: streams shorter than a crop (clips of codes) are taken whole, padded at the end, their
       padded positions left out of the loss; the causal model never reads the padding.
     eval_tokens: streams for ``evaluate_sample_model`` (segment ``eval_segment``), run every
@@ -96,10 +95,10 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
     if pad_short and burn_in:
         raise ValueError("pad_short does not apply to a model with a burn_in (conditioned sample models)")
     streams = token_streams(tokens, classes, "tokens", min_length=2 if pad_short else burn_in + segment + 1)
-    global_ids = stream_global_cond(model, cond, len(streams))
+    conds = stream_cond(model, cond, streams)
     if eval_tokens is not None:  # validated now rather than after the first eval_every steps
         eval_tokens = token_streams(eval_tokens, classes, "eval_tokens", min_length=2)
-        stream_global_cond(model, eval_cond, len(eval_tokens))
+        stream_cond(model, eval_cond, eval_tokens)
     elif eval_cond is not None:
         raise ValueError("eval_cond was given without eval_tokens")
     device = next(model.parameters()).device
@@ -107,12 +106,13 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
     def batch_at(step: int, rank: int, world: int):
         if batch_size % world:
             raise ValueError(f"batch_size {batch_size} must split evenly over {world} processes")
-        crops, which = sample_crops(streams, batch_size, burn_in + segment + 1, step_generator(seed, step))
-        return crops[rank::world], which[rank::world]
+        crops, which, starts = sample_crops(streams, batch_size, burn_in + segment + 1, step_generator(seed, step),
+                                            align=conds.hop)
+        return crops[rank::world], which[rank::world], starts[rank::world]
 
     def loss_of(trained, batch) -> torch.Tensor:
-        crops, which = batch
-        kwargs = {} if global_ids is None else {"global_cond": global_ids[which].to(device)}
+        crops, which, starts = batch
+        kwargs = conds.for_windows(which, starts, crops.shape[1] - 1, device)
         return crop_loss(trained, crops.to(device), burn_in, **kwargs)
 
     def evaluate(trained) -> dict:

@@ -214,7 +214,8 @@ def test_lr_schedule():
 
 def test_sample_crops_are_slices_weighted_by_starts():
     streams = [torch.arange(100, 110), torch.arange(0, 40)]  # 7 and 37 starts for length 4
-    crops, which = sample_crops(streams, 4000, 4, torch.Generator().manual_seed(0))
+    crops, which, starts = sample_crops(streams, 4000, 4, torch.Generator().manual_seed(0))
+    assert bool((crops[:, 0] == torch.where(which == 0, 100, 0) + starts).all())
     assert crops.shape == (4000, 4) and bool((crops.diff(dim=1) == 1).all())
     assert bool(((crops[:, 0] >= 100) == (which == 0)).all())
     assert bool((crops[:, -1] < 40).sum() == (which == 1).sum())
@@ -261,6 +262,75 @@ def test_training_with_global_conditioning():
     assert right["nll_nats"] != swapped["nll_nats"]
 
 
+def test_sample_crops_start_on_frames_when_aligned():
+    streams = [torch.arange(0, 100), torch.arange(1000, 1030)]
+    crops, which, starts = sample_crops(streams, 2000, 9, torch.Generator().manual_seed(0), align=8)
+    assert bool((starts % 8 == 0).all()) and set(starts[which == 1].tolist()) == {0, 8, 16}
+    assert set(starts[which == 0].tolist()) == set(range(0, 92, 8))  # every frame start that fits 9 tokens
+    first = torch.where(which == 0, 0, 1000)
+    assert bool((crops[:, 0] == first + starts).all()) and bool((crops.diff(dim=1) == 1).all())
+
+
+def frame_label_streams(lengths, hop, classes, seed):
+    """Streams that repeat, one position late, a random label per frame, and one-hot features of those
+    labels: the target of input position t is the label of t's own frame. At a frame's first position
+    that label is new, so only a model that reads its features can predict it."""
+    g = torch.Generator().manual_seed(seed)
+    streams, feats = [], []
+    for n in lengths:
+        labels = torch.randint(classes, (-(-n // hop),), generator=g)
+        streams.append(torch.cat([labels[:1], labels.repeat_interleave(hop)])[:n])
+        feats.append(torch.nn.functional.one_hot(labels, classes).T.float())
+    return streams, feats
+
+
+def test_training_with_local_conditioning_learns_from_the_features():
+    hop, classes = 4, 16
+    streams, feats = frame_label_streams([400, 300], hop, classes, seed=0)
+    held_out, held_out_feats = frame_label_streams([200], hop, classes, seed=1)
+    model = tiny_wavenet(local_channels=classes, cond_hop=hop)
+
+    def evaluate(local_cond, segment=32):
+        return evaluate_sample_model(model, held_out, segment=segment, cond={"local_cond": local_cond})
+
+    before = evaluate(held_out_feats)
+    train_sample_model(model, streams, steps=150, batch_size=8, segment=32, lr=1e-2, warmup=10,
+                       cond={"local_cond": feats}, eval_tokens=held_out, eval_cond={"local_cond": held_out_feats},
+                       eval_every=50, progress=False)
+    after = evaluate(held_out_feats)
+    assert after["positions"] == before["positions"] == 199
+    assert after["top1"] > 0.98 and after["bits_per_sample"] < 0.2 < 3.0 < before["bits_per_sample"]
+    # With another stream's features the new label of each frame's first position is missed.
+    _, wrong_feats = frame_label_streams([200], hop, classes, seed=2)
+    assert evaluate(wrong_feats)["top1"] < 0.85
+    # With burn_in >= the receptive field the score does not depend on how the stream is cut into
+    # windows: each window reads the frames of its own positions.
+    scores = [evaluate_sample_model(model, held_out, segment=segment, burn_in=16,
+                                    cond={"local_cond": held_out_feats})["nll_nats"] for segment in (32, 64, 200)]
+    assert scores == pytest.approx([scores[-1]] * 3, rel=1e-5)
+
+
+def test_local_conditioning_refuses_bad_features():
+    hop = 4
+    streams, feats = frame_label_streams([41, 20], hop, 3, seed=0)
+    model = tiny_wavenet(local_channels=3, cond_hop=hop)
+
+    def evaluate(local_cond, segment=16):
+        evaluate_sample_model(model, streams, segment=segment, cond={"local_cond": local_cond})
+
+    with pytest.raises(ValueError, match="features for 1 streams, but there are 2"):
+        evaluate(feats[:1])
+    with pytest.raises(ValueError, match=r"local_cond\[1\] must be float \(3, frames\)"):
+        evaluate([feats[0], feats[1][:2]])
+    with pytest.raises(ValueError, match=r"local_cond\[0\] has 9 frames; its stream's 40 inputs at cond_hop=4 need 10"):
+        evaluate([feats[0][:, :9], feats[1]])
+    with pytest.raises(ValueError, match="non-finite"):
+        evaluate([feats[0], feats[1] * float("nan")])
+    with pytest.raises(ValueError, match="multiple of the model's cond_hop"):
+        evaluate(feats, segment=18)
+    evaluate([feats[0][:, :10], feats[1]])  # exactly enough frames
+
+
 def test_training_refuses_bad_inputs():
     model = tiny_wavenet()
     tokens = torch.randint(0, 16, (50,))
@@ -286,8 +356,10 @@ def test_training_refuses_bad_inputs():
         train(grad_clip=0.0)
     with pytest.raises(ValueError, match="eval_tokens has 1 tokens"):
         train(eval_tokens=tokens[:1])
-    with pytest.raises(ValueError, match="local conditioning is not supported"):
+    with pytest.raises(ValueError, match=r"local_cond'\] is required"):
         train(model=tiny_wavenet(local_channels=3))
+    with pytest.raises(ValueError, match="no local conditioning"):
+        train(cond={"local_cond": [torch.zeros(3, 50)]})
     with pytest.raises(ValueError, match="global_cond is required"):
         train(model=tiny_wavenet(global_classes=2))
     with pytest.raises(ValueError, match="no global conditioning"):
@@ -300,7 +372,7 @@ def test_short_streams_are_padded_and_not_scored():
     from fastwave.train import PAD, train_step
 
     streams = [torch.arange(10), torch.tensor([3, 4])]
-    crops, which = sample_crops(streams, 400, 6, torch.Generator().manual_seed(0))
+    crops, which, _ = sample_crops(streams, 400, 6, torch.Generator().manual_seed(0))
     short = crops[which == 1]
     assert len(short) > 0 and (short == torch.tensor([3, 4, PAD, PAD, PAD, PAD])).all()
     assert (crops[which == 0] >= 0).all()

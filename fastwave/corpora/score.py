@@ -1,0 +1,61 @@
+"""Piano rolls: the notes a piano phrase plays, as the local conditioning of a WaveNet.
+
+The shipped piano WaveNet (fastwave.pretrained) plays a score, as MIDI-conditioned WaveNets do
+(Hawthorne et al., 2019): at every frame of ``ROLL_HOP`` samples it reads, per key of C3..B6 (the
+corpus's range, MIDI 48-95), whether the key is held and whether it is struck in that frame, each as
+the note's velocity / 127. ``random_score`` draws phrases from the piano corpus's generator, so
+``fastwave generate`` can play something new for every seed.
+
+    roll = piano_roll(notes, samples)          # (ROLL_CHANNELS, ceil(samples / ROLL_HOP)) float32
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .piano import plan_phrase
+from .plans import Note
+
+LOWEST_KEY, KEYS = 48, 48          # C3 .. B6
+ROLL_HOP = 64                      # samples per frame: 4 ms at 16 kHz
+ROLL_CHANNELS = 2 * KEYS           # rows [0, KEYS): held; rows [KEYS, 2 KEYS): struck in this frame
+
+
+def piano_roll(notes, samples: int, sample_rate: int = 16000, hop: int = ROLL_HOP) -> np.ndarray:
+    """Notes (fastwave.corpora.plans.Note: pitch, velocity, start, duration in seconds) of a clip of
+    ``samples`` samples -> its roll (ROLL_CHANNELS, ceil(samples / hop)) float32.
+
+    A note sounds from sample round(start * sample_rate) (as the renderer plays it) until its
+    note-off; its held row is velocity / 127 on every frame that overlaps that span, its struck row
+    on the frame of its first sample. Keys outside C3..B6 are refused rather than dropped."""
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise ValueError(f"samples must be a positive int, got {samples!r}")
+    frames = -(-int(samples) // hop)
+    roll = np.zeros((ROLL_CHANNELS, frames), np.float32)
+    for note in notes:
+        key = note.pitch - LOWEST_KEY
+        if not 0 <= key < KEYS:
+            raise ValueError(f"pitch {note.pitch} is outside the roll's keys {LOWEST_KEY}..{LOWEST_KEY + KEYS - 1}")
+        on = round(note.start * sample_rate)
+        off = max(round((note.start + note.duration) * sample_rate), on + 1)
+        if on >= samples:
+            continue
+        level = note.velocity / 127.0
+        first, last = on // hop, min((off - 1) // hop, frames - 1)
+        roll[key, first:last + 1] = np.maximum(roll[key, first:last + 1], level)
+        roll[KEYS + key, first] = max(roll[KEYS + key, first], level)
+    return roll
+
+
+def random_score(seconds: float, seed: int = 0) -> tuple[Note, ...]:
+    """Piano phrases from the corpus's generator (fastwave.corpora.piano.plan_phrase), one after
+    another until ``seconds`` are filled; notes that would start after the end are left out."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
+        raise ValueError(f"seconds must be a number in (0, 3600], got {seconds!r}")
+    rng = np.random.default_rng([seed, 5])
+    notes, offset = [], 0.0
+    while offset < seconds:
+        phrase, length = plan_phrase(rng)
+        notes += [Note(n.pitch, n.velocity, round(offset + n.start, 4), n.duration)
+                  for n in phrase if offset + n.start < seconds]
+        offset += length
+    return tuple(notes)
