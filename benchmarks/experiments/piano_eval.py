@@ -1,0 +1,107 @@
+"""How piano-like the shipped piano WaveNet sounds, in numbers and in the README's picture.
+
+For held-out phrases of the piano corpus (test split: a piano preset the model never heard), the
+model plays each phrase's score (its piano roll, fastwave.corpora.score) with the C++ engine, and the
+result is compared with the real recording of that phrase:
+
+- spectral flatness (fastwave.audio_measures): about 0.002 for real piano, 1 for white noise;
+- pitch-class agreement: the mean cosine of the 12-bin chroma of the generated and the real audio,
+  frame by frame, against the same for the real audio of another phrase (chance level);
+- RMS level.
+
+It also draws benchmarks/results/piano_spectrograms.png: the real phrase, the model playing its
+score, and what `fastwave generate --seconds 4` writes (random score 0).
+
+    python benchmarks/experiments/piano_eval.py [--model fastwave/assets/piano_wavenet.safetensors]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import fastwave  # noqa: E402
+from _common import run_record  # noqa: E402
+from fastwave.corpora.piano import plan_piano  # noqa: E402
+from fastwave.audio import log_spectrogram  # noqa: E402
+from fastwave.audio_measures import chroma_agreement, spectral_flatness  # noqa: E402
+from fastwave.corpora.score import piano_roll  # noqa: E402
+from fastwave.pretrained import PIANO_WAVENET, piano_cond  # noqa: E402
+
+def draw(panels, sample_rate: int, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), sharey=True)
+    for ax, (title, audio) in zip(axes, panels):
+        spec = 20 / np.log(10) * log_spectrogram(audio, n_fft=1024, hop_length=128, eps=1e-6).numpy()  # dB
+        ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", vmin=spec.max() - 80, vmax=spec.max(),
+                  extent=[0, len(audio) / sample_rate, 0, sample_rate / 2000])
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("seconds")
+    axes[0].set_ylabel("kHz")
+    axes[0].set_ylim(0, 4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=PIANO_WAVENET)
+    parser.add_argument("--data", default="data/piano", help="the rendered piano corpus")
+    parser.add_argument("--minutes", type=float, default=60.0, help="the corpus's size (to rebuild its plan)")
+    parser.add_argument("--phrases", type=int, default=6, help="held-out phrases played")
+    parser.add_argument("--seconds", type=float, default=4.0, help="of each phrase")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--figure", default="benchmarks/results/piano_spectrograms.png")
+    parser.add_argument("--record", default="benchmarks/results/piano_model_audio.json")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    model = fastwave.load_model(args.model).eval()
+    rate = model.sample_rate
+    n = round(args.seconds * rate)
+    clips = sorted((c for c in plan_piano(args.minutes, args.seed) if c.split == "test"), key=lambda c: c.name)
+    rows = []
+    for clip in clips[:args.phrases]:
+        real, _ = fastwave.load_audio(os.path.join(args.data, "test", clip.name + ".wav"), sample_rate=rate)
+        real = np.asarray(real).reshape(-1)[:n]
+        roll = torch.from_numpy(piano_roll(clip.sources[0].notes, len(real), rate))[None]
+        tokens = fastwave.generate(model, len(real), cond={"local_cond": roll}, seed=args.seed, engine="cpu",
+                                   temperature=args.temperature)
+        rows.append({"phrase": clip.name, "real": real, "generated": fastwave.mulaw_decode(tokens[0]).numpy()})
+    for i, row in enumerate(rows):  # "another phrase": the next one's real audio, same length cut
+        other = rows[(i + 1) % len(rows)]["real"]
+        m = min(len(other), len(row["real"]))
+        row.update(flatness_generated=spectral_flatness(row["generated"]), flatness_real=spectral_flatness(row["real"]),
+                   chroma_generated=chroma_agreement(row["generated"], row["real"]),
+                   chroma_other_phrase=chroma_agreement(other[:m], row["real"][:m]),
+                   rms_generated=float(row["generated"].std()), rms_real=float(row["real"].std()))
+    keys = ["flatness_generated", "flatness_real", "chroma_generated", "chroma_other_phrase", "rms_generated",
+            "rms_real"]
+    default = fastwave.mulaw_decode(fastwave.generate(model, n, cond=piano_cond(n, [args.seed]), seed=args.seed,
+                                                      engine="cpu")[0]).numpy()
+    draw([(f"real: {rows[0]['phrase']} (held-out piano preset)", rows[0]["real"]),
+          ("the model playing that phrase's score", rows[0]["generated"]),
+          (f"fastwave generate --seconds {args.seconds:g} (random score {args.seed})", default)], rate, args.figure)
+    record = {"model": os.path.relpath(args.model), "phrases": [{k: r[k] for k in ["phrase"] + keys} for r in rows],
+              "mean": {k: float(np.mean([r[k] for r in rows])) for k in keys},
+              "seconds_per_phrase": args.seconds, "temperature": args.temperature,
+              **run_record(args.seed, "cpu", time.perf_counter() - started)}
+    with open(args.record, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1)
+    print(json.dumps(record["mean"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
