@@ -1,0 +1,48 @@
+"""Models that ship inside the package.
+
+``piano_wavenet()``: a score-conditioned WaveNet (20 layers in 2 cycles, 64 / 128 / 128 channels,
+16 kHz, 256 mu-law levels, reading a piano roll of ``fastwave.corpora.score`` every 64 samples)
+trained on the piano corpus (``fastwave corpus piano``) by ``benchmarks/experiments/piano_model.py``;
+its record is ``benchmarks/results/piano_model.json``. ``piano_cond`` draws the scores it plays:
+
+    model = fastwave.pretrained.piano_wavenet()
+    tokens = fastwave.generate(model, 64000, batch=2, cond=fastwave.pretrained.piano_cond(64000, [0, 1]))
+
+It is what ``fastwave generate`` plays when given no model, on the score of ``--seed``.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from ._checks import MissingFileError
+
+PIANO_WAVENET = os.path.join(os.path.dirname(__file__), "assets", "piano_wavenet.safetensors")
+
+
+def piano_wavenet(map_location="cpu"):
+    """The shipped piano WaveNet, in eval mode on ``map_location``."""
+    from .models.checkpoint import load_model
+
+    if not os.path.isfile(PIANO_WAVENET):
+        raise MissingFileError(2, "this install has no shipped piano model (train it with "
+                                  "benchmarks/experiments/piano_model.py)", PIANO_WAVENET)
+    return load_model(PIANO_WAVENET, map_location=map_location).eval()
+
+
+def piano_cond(samples: int, seeds, sample_rate: int = 16000) -> dict:
+    """Random piano scores (fastwave.corpora.score.random_score), one per seed, covering ``samples``
+    positions (prompt included) -> {"local_cond": (len(seeds), ROLL_CHANNELS, frames) float32}, the
+    ``cond`` of fastwave.generate for the shipped piano WaveNet."""
+    from .corpora.score import piano_roll, random_score
+
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise ValueError(f"samples must be a positive int, got {samples!r}")
+    seeds = [seeds] if isinstance(seeds, (int, np.integer)) else list(seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one score")
+    seconds = samples / sample_rate
+    rolls = [piano_roll(random_score(seconds, int(seed)), int(samples), sample_rate) for seed in seeds]
+    return {"local_cond": torch.from_numpy(np.stack(rolls))}
