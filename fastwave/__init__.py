@@ -4,6 +4,9 @@
     tokens = fastwave.generate(model, 16000, seed=0)  # (1, 16000) mu-law tokens
     audio = fastwave.mulaw_decode(tokens)
 
+    piano = fastwave.pretrained.piano_wavenet()     # shipped: a WaveNet that plays piano scores
+    tokens = fastwave.generate(piano, 64000, cond=fastwave.pretrained.piano_cond(64000, [0]))  # random score 0
+
     tokenizer = fastwave.CodeTokenizer(codes=16)    # audio -> codes (spectrogram patches, autoencoder, k-means)
     lm = fastwave.CodeLM(classes=16)                # a GPT over the codes; lm.embed(codes) -> one vector per clip
     clf = fastwave.WaveletClassifier()              # Audio Transformer classifier: (B, 16000) audio -> (B, 200) logits
@@ -16,8 +19,9 @@ from .engines import SamplingParams, available_engines, generate, stream
 from .models import (CodeLM, CodeLMConfig, LogMelCNN, LogMelCNNConfig, SampleTransformer, SampleTransformerConfig, WaveNet, WaveNetConfig,
                      WaveletClassifier, WaveletClassifierConfig, load_model, save_checkpoint)
 from .tokenizer import CodeTokenizer, TokenizerConfig
+from . import pretrained  # the shipped models: fastwave.pretrained.piano_wavenet()
 
 __all__ = ["CodeLM", "CodeLMConfig", "CodeTokenizer", "LogMelCNN", "LogMelCNNConfig", "SampleTransformer", "SampleTransformerConfig", "SamplingParams",
            "TokenizerConfig", "WaveNet", "WaveNetConfig", "WaveletClassifier", "WaveletClassifierConfig",
-           "available_engines", "generate", "load_audio", "load_model", "mulaw_decode", "mulaw_encode", "save_audio",
+           "available_engines", "generate", "load_audio", "pretrained", "load_model", "mulaw_decode", "mulaw_encode", "save_audio",
            "save_checkpoint", "stream"]

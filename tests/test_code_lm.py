@@ -101,9 +101,9 @@ def test_one_short_clip_does_not_shorten_the_crops(monkeypatch):
     lengths = []
     real = fastwave.train.sample_crops
 
-    def spy(streams, batch_size, length, generator):
+    def spy(streams, batch_size, length, generator, align=1):
         lengths.append(length)
-        return real(streams, batch_size, length, generator)
+        return real(streams, batch_size, length, generator, align)
 
     monkeypatch.setattr(fastwave.train, "sample_crops", spy)
     lm = small_lm()

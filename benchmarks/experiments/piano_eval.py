@@ -63,6 +63,7 @@ def main(argv=None) -> int:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--figure", default="benchmarks/results/piano_spectrograms.png")
     parser.add_argument("--record", default="benchmarks/results/piano_model_audio.json")
+    parser.add_argument("--threads", type=int, default=None, help="of the C++ engine (default: physical cores)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
         real = np.asarray(real).reshape(-1)[:n]
         roll = torch.from_numpy(piano_roll(clip.sources[0].notes, len(real), rate))[None]
         tokens = fastwave.generate(model, len(real), cond={"local_cond": roll}, seed=args.seed, engine="cpu",
-                                   temperature=args.temperature)
+                                   temperature=args.temperature, threads=args.threads)
         rows.append({"phrase": clip.name, "real": real, "generated": fastwave.mulaw_decode(tokens[0]).numpy()})
     for i, row in enumerate(rows):  # "another phrase": the next one's real audio, same length cut
         other = rows[(i + 1) % len(rows)]["real"]
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
     keys = ["flatness_generated", "flatness_real", "chroma_generated", "chroma_other_phrase", "rms_generated",
             "rms_real"]
     default = fastwave.mulaw_decode(fastwave.generate(model, n, cond=piano_cond(n, [args.seed]), seed=args.seed,
-                                                      engine="cpu")[0]).numpy()
+                                                      engine="cpu", threads=args.threads)[0]).numpy()
     draw([(f"real: {rows[0]['phrase']} (held-out piano preset)", rows[0]["real"]),
           ("the model playing that phrase's score", rows[0]["generated"]),
           (f"fastwave generate --seconds {args.seconds:g} (random score {args.seed})", default)], rate, args.figure)
