@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ._checks import as_tensor, check_global_cond
 
@@ -37,8 +38,10 @@ class StreamCond:
             kwargs["global_cond"] = self.global_ids[which].to(device)
         if self.local_feats is not None:
             frames = -(-length // self.hop)
-            kwargs["local_cond"] = torch.stack([self.local_feats[i][:, int(s) // self.hop:int(s) // self.hop + frames]
-                                                for i, s in zip(which, starts)]).to(device)
+            cut = [self.local_feats[i][:, int(s) // self.hop:int(s) // self.hop + frames] for i, s in zip(which, starts)]
+            # A padded crop of a short stream (pad_short) runs past its features: zeros there, at
+            # positions that are never scored and that a causal model's scored positions never read.
+            kwargs["local_cond"] = torch.stack([F.pad(f, (0, frames - f.shape[1])) for f in cut]).to(device)
         return kwargs
 
 

@@ -387,3 +387,11 @@ def test_short_streams_are_padded_and_not_scored():
     assert abs(loss - float(expected)) < 1e-5
     with pytest.raises(ValueError, match="has 2 tokens"):
         train_sample_model(model, streams, steps=1, segment=5, progress=False)
+
+
+def test_padded_crops_of_short_streams_get_zero_features_past_the_end():
+    from fastwave.stream_cond import StreamCond
+    feats = [torch.arange(6.0).reshape(2, 3)]  # 3 frames of a 10-token stream at hop 4
+    cut = StreamCond(None, feats, hop=4).for_windows([0, 0], [0, 4], 16, "cpu")["local_cond"]
+    assert cut.shape == (2, 2, 4)
+    assert cut[0].tolist() == [[0, 1, 2, 0], [3, 4, 5, 0]] and cut[1].tolist() == [[1, 2, 0, 0], [4, 5, 0, 0]]
