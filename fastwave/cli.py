@@ -15,11 +15,11 @@ def _csv(kind):
     return parse
 
 
-def _add_model_flags(parser, checkpoint_note=""):
+def _add_model_flags(parser, checkpoint_note="", default_help="default wavenet"):
     from fastwave.bench import MODEL_SIZES, MODELS
 
-    parser.add_argument("--model", default="wavenet", choices=list(MODELS),
-                        help="the random-weight model to build (default wavenet)" + checkpoint_note)
+    parser.add_argument("--model", default=None, choices=list(MODELS),
+                        help=f"the random-weight model to build ({default_help}){checkpoint_note}")
     group = parser.add_argument_group("model size (defaults: WaveNet 20 layers in 2 cycles, residual 64, gate "
                                       "128, skip 128; transformer: the paper's 3 layers, 4 heads, width 128, "
                                       "context 1600; --cond-window 4000 makes it the conditioned variant)")
@@ -36,10 +36,11 @@ def _sizes(args) -> dict:
 
     given = {name: getattr(args, name) for sizes in MODEL_SIZES.values() for name in sizes
              if getattr(args, name) is not None}
-    foreign = sorted(set(given) - set(MODEL_SIZES[args.model]))
+    model = args.model or "wavenet"
+    foreign = sorted(set(given) - set(MODEL_SIZES[model]))
     if foreign:
         flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
-        raise ValueError(f"{flags} do not apply to --model {args.model}")
+        raise ValueError(f"{flags} do not apply to --model {model}")
     return given
 
 
@@ -85,6 +86,7 @@ def cmd_generate(args) -> int:
     _check_seconds(args.seconds)
     fastwave.audio.audio_file_subtype(args.out)  # a bad --out fails now, not after generating
     sizes = _sizes(args)
+    shipped = not args.checkpoint and args.model is None and not sizes  # nothing asked for: the piano model
     if args.checkpoint:
         if sizes:
             raise ValueError("--checkpoint fixes the model; its size flags ("
@@ -93,18 +95,32 @@ def cmd_generate(args) -> int:
         if not isinstance(model, SampleModel):
             raise TypeError(f"--checkpoint {args.checkpoint} holds a {model.model_type}, not a sample model "
                             "(WaveNet or SampleTransformer) that generates audio")
+    elif shipped:
+        print(f"no --checkpoint or --model: the shipped piano WaveNet plays random score {args.seed} "
+              "(--seed picks another)", file=sys.stderr)
+        from fastwave.pretrained import piano_wavenet
+
+        model = piano_wavenet(map_location=device)
     else:
-        print(f"no --checkpoint: generating from a random-weight {args.model} (noise)", file=sys.stderr)
-        model = build_model(args.model, device, seed=args.seed, **sizes)
-    if getattr(model.config, "global_classes", 0) or getattr(model.config, "local_channels", 0):
+        name = args.model or "wavenet"
+        print(f"no --checkpoint: generating from a random-weight {name} (noise)", file=sys.stderr)
+        model = build_model(name, device, seed=args.seed, **sizes)
+    if not shipped and (getattr(model.config, "global_classes", 0) or getattr(model.config, "local_channels", 0)):
         raise ValueError("this checkpoint is conditioned (global_classes / local_channels); generate from "
-                         "Python with fastwave.generate(model, n, cond={...})")
+                         "Python with fastwave.generate(model, n, cond={...}) (for a piano-score WaveNet trained "
+                         "like the shipped one, cond=fastwave.pretrained.piano_cond(n, seeds))")
     n = max(1, round(args.seconds * model.sample_rate))
     prompt = None
     if args.prompt:  # continue a recording: the model's rate, mono, mu-law tokens
         audio, _ = fastwave.load_audio(args.prompt, sample_rate=model.sample_rate)
         prompt = fastwave.mulaw_encode(audio, classes=model.config.classes)
-    tokens = fastwave.generate(model, n, batch=args.batch, prompt=prompt, temperature=args.temperature,
+    cond = None
+    if shipped:  # stream b plays score seed + b, over the prompt and the generated audio
+        from fastwave.pretrained import piano_cond
+
+        covered = n + (0 if prompt is None else int(prompt.shape[-1]))
+        cond = piano_cond(covered, [args.seed + b for b in range(args.batch)], model.sample_rate)
+    tokens = fastwave.generate(model, n, batch=args.batch, prompt=prompt, cond=cond, temperature=args.temperature,
                                top_k=args.top_k, top_p=args.top_p, seed=args.seed, engine=args.engine,
                                threads=args.threads, progress=not args.quiet)
     audio = fastwave.mulaw_decode(tokens, classes=model.config.classes)
@@ -116,6 +132,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    args.model = args.model or "wavenet"
     from fastwave.bench import (build_model, cost_by_fill, environment, fill_table_batch, format_fill_table,
                                 format_table, run_bench, write_json)
 
@@ -172,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seconds", type=float, default=1.0, help="audio per stream (default 1.0)")
     gen.add_argument("--out", required=True, help="output audio file (format from the extension, e.g. .wav)")
     gen.add_argument("--checkpoint", help="a model saved with model.save() (WaveNet with global / local "
-                                         "conditioning generates from Python); default: a random-weight --model")
+                                         "conditioning generates from Python); default: the shipped piano "
+                                         "WaveNet playing random score --seed, or a random-weight --model")
     gen.add_argument("--prompt", metavar="AUDIO", help="an audio file to continue (resampled, mu-law encoded)")
     gen.add_argument("--engine", default="auto", help="naive, torch, cpu or auto (default: the fastest here)")
     gen.add_argument("--threads", type=int, default=None, help="threads of the cpu engine (default: physical cores)")
@@ -181,9 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
     gen.add_argument("--top-k", type=int, default=None)
     gen.add_argument("--top-p", type=float, default=None)
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--seed", type=int, default=0, help="sampling seed; with the shipped piano WaveNet also "
+                                                         "the score it plays (stream b: seed + b)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_model_flags(gen, "; ignored with --checkpoint")
+    _add_model_flags(gen, "; ignored with --checkpoint",
+                     "default: with no --checkpoint, --model or size flag, the shipped piano WaveNet")
 
     bench = sub.add_parser(
         "bench", help="generation speed of each engine",

@@ -4,11 +4,13 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import fastwave
 from fastwave import load_audio
 from fastwave.cli import main
+from fastwave.corpora.score import ROLL_CHANNELS, ROLL_HOP
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["--layers", "4", "--cycles", "2", "--residual-channels", "8", "--gate-channels", "8",
@@ -65,6 +67,29 @@ def test_generate_writes_audio(tmp_path, capsys):
     assert main(["generate", "--seconds", "0.01", "--out", str(out), "--quiet", "--temperature", "0.5"] + TINY) == 0
     audio, rate = load_audio(out)
     assert rate == 16000 and audio.shape == (160,)
+
+
+def test_generate_with_no_model_plays_the_shipped_piano_wavenet(tmp_path, capsys, monkeypatch):
+    from fastwave import pretrained
+    model = pretrained.piano_wavenet()
+    assert isinstance(model, fastwave.WaveNet) and model.config.classes == 256 and model.sample_rate == 16000
+    assert pathlib.Path(pretrained.PIANO_WAVENET).stat().st_size <= 10 * 2 ** 20  # the 10 MB
+    assert model.config.local_channels == ROLL_CHANNELS and model.config.cond_hop == ROLL_HOP
+    out = tmp_path / "piano.wav"
+    assert main(["generate", "--seconds", "0.01", "--out", str(out), "--quiet"]) == 0
+    assert "shipped piano WaveNet plays random score 0" in capsys.readouterr().err
+    # the CLI plays score --seed: the same audio as the Python API with that score
+    cond = pretrained.piano_cond(160, [0])
+    fastwave.save_audio(tmp_path / "api.wav", fastwave.mulaw_decode(fastwave.generate(model, 160, cond=cond))[0], 16000)
+    assert np.array_equal(load_audio(out)[0], load_audio(tmp_path / "api.wav")[0])
+    assert main(["generate", "--seconds", "0.01", "--out", str(out), "--quiet", "--seed", "1"]) == 0
+    assert not np.array_equal(load_audio(out)[0], load_audio(tmp_path / "api.wav")[0])
+    # a size flag (or --model) still asks for a random-weight model
+    assert main(["generate", "--seconds", "0.01", "--out", str(out), "--quiet"] + TINY) == 0
+    assert "random-weight wavenet" in capsys.readouterr().err
+    monkeypatch.setattr(pretrained, "PIANO_WAVENET", str(tmp_path / "absent.safetensors"))
+    assert main(["generate", "--seconds", "0.01", "--out", str(out), "--quiet"]) == 2
+    assert "no shipped piano model" in capsys.readouterr().err
 
 
 def test_generate_continues_a_prompt_file(tmp_path):
