@@ -8,16 +8,16 @@ and writes the last weights (--ship best: the best by validation bits per sample
 record (command, seed, data size, machine, wall time, the evaluations).
 
 Why a score: an unconditioned WaveNet of this size, after 2,700 updates on this corpus, still made
-noise with faint tones (spectral flatness 0.05-0.08 against 0.002 for
-the real phrases). Told which keys are struck, the model only has to learn how a piano sounds, not
+noise with faint tones (spectral flatness 0.05-0.08 against 0.002 for the real phrases). Told which keys are struck, the model only has to learn how a piano sounds, not
 also when and what it plays, which is what MIDI-conditioned WaveNets do (Hawthorne et al., 2019).
 
 The token embedding starts as a linear function of each level's amplitude (plus small noise) rather
 than at random, so the first layer reads the waveform's values from the first step: over 300 updates
 on this corpus that gave a training loss of 3.36 against 3.46 nats, validation 5.71 against 6.25 bits.
 
-    python benchmarks/experiments/piano_model.py --steps 2000            # the shipped model, CPU
-    python benchmarks/experiments/piano_model.py --steps 20000 --minutes 240 --device cuda   # larger
+    python benchmarks/experiments/piano_model.py --steps 4000 --lr 1e-3 --eval-every 500   # the shipped model, CPU
+    python benchmarks/experiments/piano_model.py --steps 40000 --lr 1e-3 --minutes 240 --data data/piano_240 \
+        --runs runs/piano_240 --device cuda                                                 # larger
 """
 from __future__ import annotations
 
