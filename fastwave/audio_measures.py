@@ -34,7 +34,10 @@ def spectral_flatness(audio) -> float:
 
 def chroma(audio, sample_rate: int = 16000) -> np.ndarray:
     """(T,) audio -> (frames, 12) pitch-class energies (class 0 = C), each frame of unit length."""
-    power = power_frames(audio)
+    return _chroma_of(power_frames(audio), sample_rate)
+
+
+def _chroma_of(power: np.ndarray, sample_rate: int) -> np.ndarray:
     freqs = np.fft.rfftfreq(FRAME, 1 / sample_rate)
     keep = (freqs > 60) & (freqs < 4000)
     pitch_class = np.round(12 * np.log2(freqs[keep] / 440.0) + 69).astype(int) % 12
@@ -46,7 +49,8 @@ def chroma_agreement(audio, reference, sample_rate: int = 16000) -> float:
     """Mean cosine of the chroma of ``audio`` and ``reference`` over the frames where the reference's
     energy is within 40 dB of its loudest frame (the common length of the two)."""
     n = min(len(audio), len(reference))
-    ours, theirs = chroma(audio[:n], sample_rate), chroma(reference[:n], sample_rate)
-    energy = power_frames(reference[:n]).sum(1)
+    reference_power = power_frames(reference[:n])  # once: for its chroma and for its loud frames
+    ours, theirs = chroma(audio[:n], sample_rate), _chroma_of(reference_power, sample_rate)
+    energy = reference_power.sum(1)
     loud = energy > 1e-4 * energy.max()
     return float(np.mean((ours * theirs).sum(1)[loud]))

@@ -44,5 +44,5 @@ def piano_cond(samples: int, seeds, sample_rate: int = 16000) -> dict:
     if not seeds:
         raise ValueError("seeds must name at least one score")
     seconds = samples / sample_rate
-    rolls = [piano_roll(random_score(seconds, int(seed)), int(samples), sample_rate) for seed in seeds]
+    rolls = [piano_roll(random_score(seconds, seed), int(samples), sample_rate) for seed in seeds]
     return {"local_cond": torch.from_numpy(np.stack(rolls))}

@@ -44,3 +44,6 @@ def test_random_score_fills_the_time_deterministically():
     assert long[:len(score)] == score and max(n.start for n in long) > 20
     with pytest.raises(ValueError, match="seconds"):
         random_score(0)
+    for seed in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="seed must be an int >= 0"):
+            random_score(1.0, seed)

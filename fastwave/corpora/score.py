@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_int_arg
 from .piano import plan_phrase
 from .plans import Note
 
@@ -51,6 +52,7 @@ def random_score(seconds: float, seed: int = 0) -> tuple[Note, ...]:
     another until ``seconds`` are filled; notes that would start after the end are left out."""
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
         raise ValueError(f"seconds must be a number in (0, 3600], got {seconds!r}")
+    seed = check_int_arg(seed, "seed", minimum=0)
     rng = np.random.default_rng([seed, 5])
     notes, offset = [], 0.0
     while offset < seconds:
