@@ -21,7 +21,9 @@ from .wavenet_cpu import CpuWaveNetEngine
 from .wavenet_torch import TorchWaveNetEngine
 
 ENGINES = ("naive", "torch", "cpu")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
+# The weight precisions each model's C++ engine ("cpu") stores; every other engine is fp32 only.
+CPU_PRECISIONS = {"wavenet": ("fp32",), "transformer": ("fp32", "fp16")}
 _CACHED_TORCH_ENGINES = {"wavenet": TorchWaveNetEngine, "transformer": TorchTransformerEngine}
 _CPU_ENGINES = {"wavenet": CpuWaveNetEngine, "transformer": CpuTransformerEngine}
 DEFAULT_CHUNK = 1600  # 100 ms at 16 kHz: the streaming latency
@@ -38,6 +40,11 @@ def available_engines(model) -> list[str]:
     if model.model_type in _CPU_ENGINES and next(model.parameters()).device.type == "cpu":
         names.append("cpu")
     return names
+
+
+def cpu_precisions(model) -> tuple[str, ...]:
+    """The precisions ``generate(..., engine="cpu", precision=...)`` takes for this model."""
+    return CPU_PRECISIONS.get(getattr(model, "model_type", None), ("fp32",))
 
 
 def resolve_engine(model, engine: str) -> str:
@@ -96,9 +103,10 @@ def stream(model, n_samples: int, *, batch: int = 1, prompt=None, temperature: f
     name = resolve_engine(model, engine)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision != "fp32" and not (name == "cpu" and model.model_type == "transformer"):
-        raise ValueError(f"precision {precision!r} needs engine='cpu' and a SampleTransformer "
-                         f"(got engine {name!r}, a {type(model).__name__})")
+    if precision not in cpu_precisions(model) or (precision != "fp32" and name != "cpu"):
+        raise ValueError(f"precision {precision!r} needs engine='cpu' and a model whose C++ engine stores it "
+                         f"(got engine {name!r}, a {type(model).__name__}, which takes "
+                         f"{', '.join(cpu_precisions(model))} on 'cpu' and fp32 elsewhere)")
     check_finite_parameters(model)
     if model.training and any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
         # The parallel passes would drop activations and the cached steps would not: the same seed
