@@ -127,10 +127,12 @@ ThreadPlan plan_threads(int64_t batch, int threads) {
 ExchangeBuffers::ExchangeBuffers(const ThreadPlan& plan, int64_t part_floats) {
   const int groups = plan.groups, members = plan.members;
   flags.reset(new uint64_t[static_cast<size_t>(groups * members * kFlagStride)]());
+  wake.reset(new uint32_t[static_cast<size_t>(groups * 4 * kFlagStride)]());
   parts = allocate_floats(checked_size({int64_t{groups}, 2, members, part_floats}, "the exchange buffers"));
   for (int g = 0; g < groups; ++g) {
     this->groups.push_back({members, flags.get() + g * members * kFlagStride,
-                            parts.get() + g * 2 * members * part_floats, part_floats});
+                            parts.get() + g * 2 * members * part_floats, part_floats,
+                            wake.get() + g * 4 * kFlagStride});
   }
 }
 

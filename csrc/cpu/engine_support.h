@@ -85,6 +85,7 @@ ThreadPlan plan_threads(int64_t batch, int threads);
 // Group exchange buffers (step_job.h) for `groups` groups of `members`, each part `part_floats`.
 struct ExchangeBuffers {
   std::unique_ptr<uint64_t[]> flags;
+  std::unique_ptr<uint32_t[]> wake;  // per group: the wake word and the sleeper count, a line apart
   FloatBuffer parts;
   std::vector<GroupExchange> groups;
   ExchangeBuffers(const ThreadPlan& plan, int64_t part_floats);

@@ -15,11 +15,17 @@ constexpr int64_t kBlock = 16;  // channel padding and the unit of work split be
 // Partial sums that the threads of one group hand each other a few times per step. Two buffers,
 // alternating: a thread may start writing exchange n + 1 while a slower one still reads exchange n,
 // but never n + 2, which it cannot reach before everyone has signalled n + 1.
+//
+// A member that finds a partner late spins for a few microseconds, then sleeps on the group's wake
+// word (cpu/wait.h): a partner descheduled by a busy machine then costs a wake-up, not a burned
+// core. A publisher wakes the word only when someone sleeps (`sleepers`), so the common case stays
+// one store.
 struct GroupExchange {
   int members;
   uint64_t* flags;     // flags[member * kFlagStride]: how many exchanges that member has published
   float* parts;        // [2][members][part_floats]
   int64_t part_floats;
+  uint32_t* wake;      // wake[0]: bumped by a publisher that saw sleepers; wake[kFlagStride]: sleepers
 };
 constexpr int64_t kFlagStride = 16;  // one 64-byte cache line per flag: no false sharing
 
@@ -27,7 +33,8 @@ constexpr int64_t kFlagStride = 16;  // one 64-byte cache line per flag: no fals
 struct ExchangeSeat {
   GroupExchange* group;
   int member;
-  uint64_t done;  // exchanges this member has published
+  uint64_t done;   // exchanges this member has published
+  uint64_t slept;  // waits that ended in a sleep (a partner was late): the engine's load signal
 };
 
 // One call's work for every member: feed `count` positions starting at `position`. Teacher-forced

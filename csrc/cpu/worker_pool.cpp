@@ -5,6 +5,8 @@
 #include <string>
 #include <utility>
 
+#include "cpu/wait.h"
+
 #if defined(__linux__)
 #include <sched.h>
 #endif
@@ -30,7 +32,7 @@ void WorkerPool::run(const std::function<void(int)>& work) {
     work(0);
     return;
   }
-  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  __atomic_store_n(&pending_, static_cast<uint32_t>(workers_.size()), __ATOMIC_RELAXED);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     work_ = &work;
@@ -38,10 +40,12 @@ void WorkerPool::run(const std::function<void(int)>& work) {
   }
   wake_.notify_all();
   work(0);
-  // The workers finish within microseconds of the caller: spin, then yield.
-  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
-    if (spins > 4096) std::this_thread::yield();
+  // The workers usually finish within microseconds of the caller: spin, then sleep until the last
+  // one is done (a busy machine may have descheduled it).
+  for (int spins = 0; spins < 4096; ++spins) {
+    if (__atomic_load_n(&pending_, __ATOMIC_ACQUIRE) == 0) return;
   }
+  for (uint32_t left; (left = __atomic_load_n(&pending_, __ATOMIC_ACQUIRE)) != 0;) sleep_while_equal(&pending_, left);
 }
 
 void WorkerPool::worker_loop(int index) {
@@ -56,7 +60,7 @@ void WorkerPool::worker_loop(int index) {
       work = work_;
     }
     (*work)(index);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    if (__atomic_sub_fetch(&pending_, 1u, __ATOMIC_ACQ_REL) == 0) wake_all(&pending_);
   }
 }
 

@@ -3,7 +3,6 @@
 // threads synchronise among themselves (GroupExchange), not through the pool.
 #pragma once
 
-#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -33,7 +32,7 @@ class WorkerPool {
   const std::function<void(int)>* work_ = nullptr;
   uint64_t generation_ = 0;
   bool stopping_ = false;
-  std::atomic<int> pending_{0};
+  uint32_t pending_ = 0;  // workers still running the current call (__atomic; a futex word)
 };
 
 // Physical cores this process may run on (hyper-threads share one core's vector units, so they add

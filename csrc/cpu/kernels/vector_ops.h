@@ -8,8 +8,6 @@
 // reason nothing here calls an inline function of a shared header (no STL, no <cmath>).
 #pragma once
 
-#include <sched.h>
-
 #include <cstdint>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -17,6 +15,7 @@
 #endif
 
 #include "cpu/step_job.h"
+#include "cpu/wait.h"
 
 #ifndef FASTWAVE_ISA
 #error "FASTWAVE_ISA must name the variant's namespace (avx512, avx2 or generic)"
@@ -348,6 +347,19 @@ inline void cpu_relax() {
 #endif
 }
 
+// A clock for bounding spins: the time-stamp counter (~1-4 GHz, constant rate) on x86; elsewhere
+// a count of calls, each about one pause long.
+#if defined(__x86_64__) || defined(__i386__)
+inline uint64_t ticks() { return __rdtsc(); }
+constexpr uint64_t kSpinTicks = 20000;  // 5-20 us
+#else
+inline uint64_t ticks() {
+  static thread_local uint64_t calls = 0;
+  return ++calls;
+}
+constexpr uint64_t kSpinTicks = 2000;
+#endif
+
 // The buffer this member writes its next part into.
 inline float* my_part(ExchangeSeat& m) {
   const GroupExchange& ex = *m.group;
@@ -360,26 +372,42 @@ inline const float* part_of(const ExchangeSeat& m, int member) {
   return ex.parts + (((m.done - 1) & 1) * ex.members + member) * ex.part_floats;
 }
 
-// Tells the group this member's part of the next exchange is written.
+// Tells the group this member's part of the next exchange is written, and wakes members that went
+// to sleep waiting for it. Sequentially consistent store and load, against the sleeper's increment
+// and re-check (wait_for_group): either the publisher sees the sleeper or the sleeper sees the flag.
 inline void publish(ExchangeSeat& m) {
-  __atomic_store_n(&m.group->flags[m.member * kFlagStride], ++m.done, __ATOMIC_RELEASE);
+  GroupExchange& ex = *m.group;
+  __atomic_store_n(&ex.flags[m.member * kFlagStride], ++m.done, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&ex.wake[kFlagStride], __ATOMIC_SEQ_CST) != 0) {
+    __atomic_fetch_add(&ex.wake[0], 1u, __ATOMIC_SEQ_CST);
+    wake_all(&ex.wake[0]);
+  }
 }
 
-// Waits until every member has published the exchange this member published last. Spins bare first
-// (the others are on their own cores, usually less than one pause instruction away: ~140 cycles on
-// recent Intel cores), then with pauses, then yields so an oversubscribed machine still progresses.
-inline void wait_for_group(const ExchangeSeat& m) {
-  const GroupExchange& ex = *m.group;
+// Waits until every member has published the exchange this member published last. Spins first:
+// the others are on their own cores, usually well under a microsecond away. A partner still late
+// after ~10 us was probably descheduled by a busy machine: sleep until it publishes, which frees
+// this core for whoever runs instead, and count the sleep (the engine sheds threads on them).
+inline void wait_for_group(ExchangeSeat& m) {
+  GroupExchange& ex = *m.group;
   for (int other = 0; other < ex.members; ++other) {
     if (other == m.member) continue;
     const uint64_t* flag = &ex.flags[other * kFlagStride];
-    for (int spins = 0; __atomic_load_n(flag, __ATOMIC_ACQUIRE) < m.done; ++spins) {
-      if (spins < 4096) continue;
-      if (spins < 16384) {
-        cpu_relax();
-      } else {
-        sched_yield();
-      }
+    auto ready = [&] { return __atomic_load_n(flag, __ATOMIC_ACQUIRE) >= m.done; };
+    for (int spins = 0; spins < 256 && !ready(); ++spins) {
+    }
+    if (ready()) continue;
+    for (const uint64_t start = ticks(); !ready() && ticks() - start < kSpinTicks;) cpu_relax();
+    if (ready()) continue;
+    ++m.slept;
+    uint32_t* sleepers = &ex.wake[kFlagStride];
+    for (;;) {
+      __atomic_fetch_add(sleepers, 1u, __ATOMIC_SEQ_CST);
+      const uint32_t seen = __atomic_load_n(&ex.wake[0], __ATOMIC_SEQ_CST);
+      const bool done = __atomic_load_n(flag, __ATOMIC_SEQ_CST) >= m.done;
+      if (!done) sleep_while_equal(&ex.wake[0], seen);
+      __atomic_fetch_sub(sleepers, 1u, __ATOMIC_SEQ_CST);
+      if (done || ready()) break;
     }
   }
 }
