@@ -134,21 +134,28 @@ def cmd_generate(args) -> int:
 def cmd_bench(args) -> int:
     args.model = args.model or "wavenet"
     from fastwave.bench import (build_model, cost_by_fill, environment, fill_table_batch, format_fill_table,
-                                format_table, run_bench, write_json)
+                                format_notes, format_table, run_bench, write_json)
 
     device = _device(args.device)
     _check_seconds(args.seconds)
+    if not 0 < args.max_seconds_per_run < 1e6:  # also refuses NaN and inf
+        raise ValueError(f"--max-seconds-per-run must be a positive number of seconds, got {args.max_seconds_per_run}")
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     sizes = _sizes(args)
     rows = run_bench(args.model, args.engines, args.batch, args.seconds, device, args.repeats,
-                     threads=args.threads, **sizes)
+                     threads=args.threads, max_seconds_per_run=args.max_seconds_per_run, progress=not args.quiet,
+                     **sizes)
     env = environment(device)
     print(f"model {args.model} {sizes or '(default sizes)'} on {device} ({env['processor']}, torch {env['torch']}, "
-          f"{env['threads']} threads); median of {args.repeats} runs after a warm-up")
+          f"{env['threads']} threads); median of {args.repeats} runs after a warm-up, each run at most "
+          f"{args.seconds:g} s of audio and about {args.max_seconds_per_run:g} s of wall time")
     print(format_table(rows))
+    notes = format_notes(rows)
+    if notes:
+        print(notes)
     if args.model == "transformer":  # its step grows with the cache: the cost at a few fills
         model = build_model(args.model, "cpu", **sizes)
         costs = cost_by_fill(model, batch=fill_table_batch(args.batch))
@@ -205,28 +212,42 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(gen, "; ignored with --checkpoint",
                      "default: with no --checkpoint, --model or size flag, the shipped piano WaveNet")
 
+    from fastwave.bench import DEFAULT_MAX_SECONDS_PER_RUN, precision_engines_help
     bench = sub.add_parser(
         "bench", help="generation speed of each engine",
         description="Time each engine on one model: samples/s over all streams, multiple of real time at "
                     "the model's sample rate, speedup over the torch engine, and the per-sample floor "
-                    "(FLOPs and fp32 weight bytes of one incremental step, per stream, and the bytes of "
-                    "cached state it reads: ring-buffer taps for WaveNet, keys and values with the context "
-                    "full for the transformer). For the C++ engine, the bandwidth floor: the samples/s "
-                    "the read bandwidth of its threads allows, each streaming its share of the weights "
-                    "and, for the transformer, of the keys and values. For the transformer, a second "
+                    "(FLOPs and weight bytes of one incremental step, per stream, at the engine's precision, "
+                    "and the bytes of cached state it reads: ring-buffer taps for WaveNet, keys and values "
+                    "with the context full for the transformer). For the C++ engine, the bandwidth floor: "
+                    "the samples/s the read bandwidth of its threads allows, each streaming its share of the "
+                    "weights and, for the transformer, of the keys and values. For the transformer, a second "
                     "table: FLOPs and bytes per sample as the context fills (1 position, 25%, 50%, "
                     "100%), at batch 1 and per stream at the largest --batch (16 if only 1), where the "
                     "weights are shared by the batch; --json adds it to each row as \"cost_by_fill\". "
-                    "The naive engine is timed on fewer samples; rates are per second either way.")
-    bench.add_argument("--engines", type=_csv(str), default=None, help="comma-separated: naive, torch, cpu, and for the transformer cpu-fp16 (the C++ engine storing weights and KV cache in half precision); default: all available")
+                    "Per engine and batch: a warm-up that also measures the engine's rate, then the median of "
+                    "--repeats runs, each timing the generation loop alone (not building the engine or "
+                    "feeding the prompt). A run is cut to fewer samples when it would take longer than "
+                    "--max-seconds-per-run (a note under the table says so), and the naive engine is timed "
+                    "on fewer samples anyway; rates are per second either way. A progress bar per engine and "
+                    "batch goes to stderr; so does a warning when the load average exceeds the usable cores "
+                    "(the figures are then low and noisy; --json records the load in each row).")
+    bench.add_argument("--engines", type=_csv(str), default=None,
+                       help="comma-separated: naive, torch, cpu, and cpu-<precision>: the C++ engine storing its "
+                            f"weights at another precision, here: {precision_engines_help()}; default: all available")
     bench.add_argument("--batch", type=_csv(int), default=[1], help="comma-separated batch sizes (default 1)")
-    bench.add_argument("--seconds", type=float, default=0.25, help="audio generated per measurement (default 0.25)")
+    bench.add_argument("--seconds", type=float, default=0.25,
+                       help="audio per stream generated in a timed run (default 0.25), before --max-seconds-per-run")
+    bench.add_argument("--max-seconds-per-run", type=float, default=DEFAULT_MAX_SECONDS_PER_RUN,
+                       help="cut a run to the samples the engine makes in about this many seconds at its "
+                            f"warm-up's rate (default {DEFAULT_MAX_SECONDS_PER_RUN:g})")
     bench.add_argument("--repeats", type=int, default=5, help="timed runs per engine; the median is reported")
     bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     bench.add_argument("--threads", type=int, default=None,
                        help="threads of the cpu engine (default: physical cores)")
     bench.add_argument("--json", metavar="PATH", help="also write the rows as a JSON list (transformer rows "
                                                        "carry the fill table at their batch as \"cost_by_fill\")")
+    bench.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_model_flags(bench)
 
     from . import cli_classifier, cli_codes, cli_corpus

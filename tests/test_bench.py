@@ -1,12 +1,24 @@
-"""`fastwave bench`'s cost model: the sample Transformer's cost as its cache fills, and the C++
-engine's bandwidth floor (weights and, for the transformer, keys and values per thread)."""
+"""`fastwave bench`: its cost model (the sample Transformer's cost as its cache fills, the C++
+engine's bandwidth floor: weights and, for the transformer, keys and values per thread, bytes per
+precision), and how it times: the loop alone, bounded in time, with progress and a busy-machine
+warning. Nothing here asserts a speed: the timing tests run on a fake clock."""
 import json
+import os
 
 import pytest
+import torch
 
 import fastwave
-from fastwave.bench import cost_by_fill, cpu_floor, cpu_weight_bytes, fill_points, fill_table_batch, thread_step_bytes
+from fastwave import bench
+from fastwave.bench import (CLOCK_TICK, STATE_BYTES_SCALE, WEIGHT_BYTES_SCALE, bench_engines, busy_warning, cost_by_fill,
+                            cpu_floor, cpu_weight_bytes, engine_precision, fill_points, fill_table_batch,
+                            matrix_rows, precision_engines_help, row_notes, stored_state_bytes, stored_weight_bytes,
+                            thread_step_bytes, time_engine)
 from fastwave.cli import main
+from fastwave.engines import generation
+
+TINY = ["--layers", "4", "--cycles", "2", "--residual-channels", "8", "--gate-channels", "8",
+        "--skip-channels", "8", "--classes", "64"]
 
 # The paper's model (the defaults): 3 layers, width 128, 4 heads, MLP ratio 4, context 1600, 256 classes.
 MATRIX_MACS = 3 * (4 * 128 * 128 + 2 * 128 * 512) + 128 * 256
@@ -117,3 +129,139 @@ def test_bench_prints_the_fill_table(tmp_path, capsys):
     assert row["thread_bytes_per_step"] > 2_490_368 / threads
     assert [c["filled"] for c in row["cost_by_fill"]] == [1, 400, 800, 1600]
     assert row["cost_by_fill"][-1]["bytes_per_sample"] == 7_405_568  # at the row's batch, 1
+
+
+def tiny_wavenet():
+    return fastwave.WaveNet(layers=2, cycles=1, residual_channels=4, gate_channels=4, skip_channels=4, classes=16)
+
+
+class FakeEngine:
+    """A fake clock and a fake ``stream`` on it: ``setup`` seconds (a list, one per stream, or a
+    number) before the first chunk, ``per_sample`` seconds per sample."""
+
+    def __init__(self, monkeypatch, per_sample, setup=0.0):
+        self.now, self.per_sample, self.setup, self.streams = 0.0, per_sample, setup, []
+        monkeypatch.setattr(bench, "perf_counter", lambda: self.now)
+        monkeypatch.setattr(bench, "stream", self.stream)
+
+    def stream(self, model, n_samples, *, batch, chunk_size, **_):
+        self.streams.append((n_samples, chunk_size))
+        self.now += self.setup.pop(0) if isinstance(self.setup, list) else self.setup
+        for start in range(0, n_samples, chunk_size):
+            count = min(chunk_size, n_samples - start)
+            self.now += count * self.per_sample
+            yield torch.zeros(batch, count, dtype=torch.long)
+
+
+class FakeBar:
+    def __init__(self):
+        self.runs, self.postfix = 0, None
+
+    def update(self):
+        self.runs += 1
+
+    def set_postfix_str(self, text):
+        self.postfix = text
+
+
+def test_a_run_times_the_loop_alone(monkeypatch):
+    # Setting up (building the engine, feeding the prompt) takes 0 to 100 s, 1 ms per sample: the
+    # old generate(n) - generate(1) would have come out negative; a run is the 100 samples' 0.1 s.
+    fake = FakeEngine(monkeypatch, per_sample=1e-3, setup=[0.0, 100.0])
+    bar = FakeBar()
+    median, samples = time_engine(tiny_wavenet(), "torch", 1, 100, 5, max_seconds=10.0, bar=bar)
+    assert samples == 100 and median == pytest.approx(0.1)
+    # a warm-up stream in small chunks, then runs + 1 chunks of the samples per run
+    assert fake.streams == [(100, 100 // bench.WARM_UP_CHUNKS), (600, 100)]
+    assert bar.runs == 5 and bar.postfix == "100 samples/run"
+
+
+def test_a_run_is_never_zero_or_negative(monkeypatch):
+    FakeEngine(monkeypatch, per_sample=0.0, setup=5.0)  # a clock that does not move during the loop
+    median, samples = time_engine(tiny_wavenet(), "cpu", 2, 50, 3)
+    assert samples == 50 and median == CLOCK_TICK > 0
+
+
+def test_a_slow_engine_is_timed_on_fewer_samples(monkeypatch):
+    # 1 s per sample: the warm-up stops after its second chunk of 6, and each run gets the 2 samples
+    # that fit 2.5 s
+    fake = FakeEngine(monkeypatch, per_sample=1.0, setup=30.0)
+    median, samples = time_engine(tiny_wavenet(), "naive", 1, 100, 3, max_seconds=2.5)
+    assert samples == 2 and median == pytest.approx(2.0)
+    assert fake.streams[1] == (8, 2)
+    # slower than the bound for a single sample: runs of 1, timed all the same
+    fake = FakeEngine(monkeypatch, per_sample=4.0)
+    assert time_engine(tiny_wavenet(), "naive", 1, 1, 3, max_seconds=1.0) == (4.0, 1)
+    with pytest.raises(ValueError, match="n_samples"):
+        time_engine(tiny_wavenet(), "naive", 1, 0, 3)
+
+
+def test_rows_say_when_the_time_bound_cut_them_or_the_machine_looks_busy():
+    row = {"engine": "cpu", "batch": 1, "samples_per_run": 400, "samples_wanted": 4000, "max_seconds_per_run": 1.0,
+           "fraction_of_floor": 0.02, "floor_samples_per_s": 60_000}
+    cut, busy = row_notes(row)
+    assert "400 samples per run, not 4,000" in cut and "1 s" in cut and "--max-seconds-per-run" in cut
+    assert "2.0% of its bandwidth floor" in busy and "probably busy" in busy
+    assert row_notes({**row, "samples_per_run": 4000, "fraction_of_floor": 0.7}) == []
+    assert row_notes({**row, "samples_per_run": 4000, "batch": 16}) == []
+    # a model so small that its floor does not bind: no busy note
+    assert row_notes({**row, "samples_per_run": 4000, "floor_samples_per_s": 10 ** 7}) == []
+
+
+def test_busy_warning():
+    assert busy_warning({"load_average": 3.5, "usable_cores": 2}).startswith("load average 3.50 on 2 usable cores")
+    assert busy_warning({"load_average": 2.0, "usable_cores": 2}) is None
+    assert busy_warning({"load_average": None, "usable_cores": 2}) is None  # no load average on this system
+
+
+def test_bench_warns_when_busy_shows_progress_and_bounds_its_runs(tmp_path, capsys, monkeypatch):
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 2.0, 0.0, 0.0))
+    path = tmp_path / "bench.json"
+    # a bound of 1 ms: the torch engine's run of 800 samples is cut to the few that fit
+    assert main(["bench", "--engines", "torch", "--seconds", "0.05", "--repeats", "2", "--max-seconds-per-run",
+                 "0.001", "--json", str(path)] + TINY) == 0
+    captured = capsys.readouterr()
+    assert f"warning: load average {cores + 2:.2f} on {cores} usable cores" in captured.err
+    assert "bench torch batch 1" in captured.err and "2/2" in captured.err and "samples/run" in captured.err
+    assert "warning" not in captured.out and "bench torch batch 1" not in captured.out  # stdout: the table
+    (row,) = json.loads(path.read_text())
+    assert row["load_average"] == cores + 2.0 and row["usable_cores"] == cores and row["max_seconds_per_run"] == 0.001
+    assert row["samples_wanted"] == 800 and 1 <= row["samples_per_run"] < 800 and row["median_s"] > 0
+    assert row["notes"] and f"note: {row['notes'][0]}" in captured.out
+    # --quiet: no progress; the warning stays
+    assert main(["bench", "--engines", "cpu", "--seconds", "0.005", "--repeats", "1", "--quiet"] + TINY) == 0
+    err = capsys.readouterr().err
+    assert "warning: load average" in err and "bench cpu" not in err and "run/s" not in err
+    assert main(["bench", "--max-seconds-per-run", "0"] + TINY) == 2
+    assert "--max-seconds-per-run must be a positive" in capsys.readouterr().err
+
+
+def test_precision_engines_come_from_the_engines_precisions(monkeypatch):
+    wavenet, transformer = tiny_wavenet(), fastwave.SampleTransformer(layers=1, heads=1, width=16, context=4, classes=16)
+    for model in (wavenet, transformer):  # every precision the C++ engines take has its bytes here
+        for precision in generation.cpu_precisions(model):
+            assert precision in WEIGHT_BYTES_SCALE and precision in STATE_BYTES_SCALE[model.model_type]
+    assert bench_engines(transformer) == ["naive", "torch", "cpu"] + [
+        f"cpu-{p}" for p in generation.cpu_precisions(transformer) if p != "fp32"]
+    monkeypatch.setitem(generation.CPU_PRECISIONS, "wavenet", ("fp32", "fp16", "int8"))
+    assert bench_engines(wavenet) == ["naive", "torch", "cpu", "cpu-fp16", "cpu-int8"]
+    assert "wavenet: cpu-fp16, cpu-int8" in precision_engines_help()
+    assert engine_precision("cpu-int8") == ("cpu", "int8") and engine_precision("torch") == ("torch", "fp32")
+
+
+def test_bytes_stored_per_precision():
+    transformer, wavenet = fastwave.SampleTransformer(), fastwave.WaveNet()
+    for model in (transformer, wavenet):  # one int8 scale per output row of every matrix step_cost counts
+        rows = sum(m.out_features if isinstance(m, torch.nn.Linear) else m.out_channels for m in model.modules()
+                   if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d)))
+        assert matrix_rows(model) == rows
+        weights = model.step_cost()[1]
+        assert stored_weight_bytes(model, weights, "fp32") == weights
+        assert stored_weight_bytes(model, weights, "fp16") == weights // 2
+        assert stored_weight_bytes(model, weights, "int8") == weights // 4 + 4 * rows
+        assert stored_state_bytes(model, "fp32") == stored_state_bytes(model, "int8") == model.state_bytes()
+    assert matrix_rows(transformer) == 3 * (3 * 128 + 128 + 512 + 128) + 256
+    # the transformer's fp16 engine stores its KV cache in half too; its int8 engine keeps it fp32
+    assert stored_state_bytes(transformer, "fp16") == transformer.state_bytes() // 2
+    assert stored_state_bytes(wavenet, "fp16") == wavenet.state_bytes()

@@ -27,13 +27,25 @@ def test_info_reports_the_native_module(capsys):
 def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
     assert main(["bench", "--seconds", "0.05", "--repeats", "3", "--batch", "1,2", "--json", str(path)] + TINY) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "naive" in out and "torch" in out and "cpu" in out and "samples/s" in out
+    # progress on stderr, per engine and batch, with the runs done
+    for engine in ("naive", "torch", "cpu"):
+        for batch in (1, 2):
+            assert f"bench {engine} batch {batch}" in captured.err
+    assert "3/3" in captured.err and "bench naive" not in out
     rows = json.loads(path.read_text())
     assert {(r["engine"], r["batch"]) for r in rows} == {(e, b) for e in ("naive", "torch", "cpu") for b in (1, 2)}
     for row in rows:
-        assert row["samples_per_s"] > 0 and row["realtime_factor"] == pytest.approx(row["samples_per_s"] / 16000)
+        assert row["median_s"] > 0 and row["samples_per_s"] > 0
+        assert row["realtime_factor"] == pytest.approx(row["samples_per_s"] / 16000)
+        assert row["samples_per_s"] == pytest.approx(row["batch"] * row["samples_per_run"] / row["median_s"])
         assert row["flops_per_sample"] > 0 and row["weight_bytes_per_sample"] > 0
+        # at most the samples asked for (800; the naive engine's 32), fewer if a run would pass the bound
+        assert 1 <= row["samples_per_run"] <= row["samples_wanted"] == (32 if row["engine"] == "naive" else 800)
+        assert row["max_seconds_per_run"] == 1.0 and row["usable_cores"] >= 1 and "load_average" in row
+        assert isinstance(row["notes"], list) and row["precision"] == "fp32"
     torch_row = next(r for r in rows if r["engine"] == "torch" and r["batch"] == 1)
     assert torch_row["speedup_vs_torch"] == pytest.approx(1.0)
 
@@ -44,16 +56,25 @@ TINY_TRANSFORMER = ["--model", "transformer", "--layers", "1", "--heads", "2", "
 
 def test_bench_and_generate_a_transformer(tmp_path, capsys):
     path = tmp_path / "bench.json"
-    assert main(["bench", "--seconds", "0.003", "--repeats", "2", "--json", str(path)] + TINY_TRANSFORMER) == 0
+    assert main(["bench", "--seconds", "0.003", "--repeats", "2", "--quiet", "--json", str(path)] + TINY_TRANSFORMER) == 0
+    captured = capsys.readouterr()
+    assert "cost per sample as the context fills" in captured.out
+    assert "bench cpu" not in captured.err and "run/s" not in captured.err  # --quiet: no progress bars
+    from fastwave.engines.generation import cpu_precisions
     rows = json.loads(path.read_text())
-    assert [r["engine"] for r in rows] == ["naive", "torch", "cpu", "cpu-fp16"] and all(r["model"] == "transformer" for r in rows)
-    torch_row = rows[1]
+    precisions = cpu_precisions(fastwave.SampleTransformer())  # a cpu-<precision> row for each but fp32
+    assert "fp16" in precisions
+    assert [r["engine"] for r in rows] == ["naive", "torch", "cpu"] + [f"cpu-{p}" for p in precisions if p != "fp32"]
+    assert all(r["model"] == "transformer" for r in rows)
+    torch_row, cpu_row, fp16_row = rows[1], rows[2], rows[3]
+    # fp16 stores the weights and the keys and values in half
+    assert fp16_row["precision"] == "fp16" and fp16_row["weight_bytes_per_sample"] == cpu_row["weight_bytes_per_sample"] / 2
+    assert fp16_row["state_bytes_per_sample"] == cpu_row["state_bytes_per_sample"] / 2
     # the decode step reads every layer's keys and values with the context full: 1 * 2 * 16 * 32 fp32
     assert torch_row["state_bytes_per_sample"] == 1 * 2 * 16 * 32 * 4 and torch_row["samples_per_s"] > 0
     # ... and fewer while the cache fills: 1, 4, 8 and 16 of the 16 positions
     assert [c["filled"] for c in torch_row["cost_by_fill"]] == [1, 4, 8, 16]
     assert torch_row["cost_by_fill"][-1]["kv_bytes_per_stream"] == torch_row["state_bytes_per_sample"]
-    assert "cost per sample as the context fills" in capsys.readouterr().out
     out = tmp_path / "t.wav"
     assert main(["generate", "--seconds", "0.002", "--out", str(out), "--quiet", "--cond-window", "32"]
                 + TINY_TRANSFORMER) == 0
