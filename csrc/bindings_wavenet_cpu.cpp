@@ -106,6 +106,8 @@ void register_wavenet_cpu(py::module_& m) {
         "Instruction-set variants compiled in and supported by this CPU, best first.");
   m.def("physical_cores", &cpu::physical_cores,
         "Physical cores this process may run on (the C++ engine's default thread count).");
+  m.def("usable_cpus", &cpu::usable_cpus,
+        "Logical CPUs this process may run on: fastwave's engine wrappers cap threads at this.");
   m.def("cpu_exp", &cpu_exp, py::arg("x"), py::arg("isa") = "auto",
         "e^x of a float64 array (a new array of its shape) as the C++ engines' sampling computes it "
         "with the given instruction-set variant: within an ulp of libm's exp.");

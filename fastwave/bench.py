@@ -158,6 +158,11 @@ def timed_runs(chunks, bar=None) -> list[float]:
     return times
 
 
+def _native_module():
+    from . import _native
+    return _native
+
+
 def thread_step_bytes(weight_bytes: int, batch: int, threads: int, state_bytes: int = 0,
                       state_parts: int = 1) -> tuple[int, float]:
     """(threads used, bytes the busiest thread of the C++ engine streams per step).
@@ -373,7 +378,7 @@ def bench_row(model, engine: str, batch: int, n_samples: int, repeats: int, thre
         transformer = model.model_type == "transformer"
         state = (stored_state_bytes(model, precision), model.config.heads) if transformer else (0, 1)
         row.update(cpu_floor(stored_weight_bytes(model, cpu_weight_bytes(model, weight_bytes), precision), batch,
-                             threads or default_threads(), *state))
+                             min(threads or default_threads(), _native_module().usable_cpus()), *state))
         row["fraction_of_floor"] = row["samples_per_s"] / row["floor_samples_per_s"]
     if model.model_type == "transformer":
         row["cost_by_fill"] = cost_by_fill(model, batch=batch)

@@ -26,3 +26,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def uncapped_threads(monkeypatch):
+    """Lets the engine wrappers run more threads than this machine's CPUs, so that tests exercise
+    3- and 4-way splits of the work on a 2-core machine (users are capped: engine_threads)."""
+    from fastwave import _native
+    monkeypatch.setattr(_native, "usable_cpus", lambda: 1024)

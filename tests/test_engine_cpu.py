@@ -14,6 +14,7 @@ from fastwave.engines.wavenet_torch import TorchWaveNetEngine
 from test_engines import POLICIES, SHAPES, make_cond, make_model, rel_error
 
 ISAS = _native.cpu_isas()
+pytestmark = pytest.mark.usefixtures("uncapped_threads")  # 3- and 4-way splits on any machine
 # Channels that are not multiples of the 16-channel blocks, and a batch-1 case where two threads
 # share the layers: every padding and split path of the engine.
 CPU_SHAPES = SHAPES + [dict(layers=5, cycles=1, kernel_size=2, residual_channels=20, gate_channels=70,

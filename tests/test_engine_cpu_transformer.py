@@ -14,7 +14,7 @@ from fastwave.engines.sampling import SamplingParams
 from fastwave.engines.transformer_cpu import CpuTransformerEngine
 from fastwave.engines.transformer_torch import TorchTransformerEngine
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # the torch reference on tiny models
+pytestmark = pytest.mark.usefixtures("one_thread", "uncapped_threads")  # the torch reference on tiny models
 
 ISAS = _native.cpu_isas()
 # make_model perturbs the init (noise 0.05 on every parameter: biases and norms are nonzero) and

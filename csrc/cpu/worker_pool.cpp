@@ -64,6 +64,15 @@ void WorkerPool::worker_loop(int index) {
   }
 }
 
+int usable_cpus() {
+#if defined(__linux__)
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) > 0) return CPU_COUNT(&allowed);
+#endif
+  const unsigned logical = std::thread::hardware_concurrency();
+  return logical > 0 ? static_cast<int>(logical) : 1;
+}
+
 int physical_cores() {
   const unsigned logical = std::thread::hardware_concurrency();
 #if defined(__linux__)

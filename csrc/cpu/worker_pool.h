@@ -39,5 +39,11 @@ class WorkerPool {
 // little to a loop that is bound by them); at least 1.
 int physical_cores();
 
+// Logical CPUs this process may run on (its affinity mask); at least 1. fastwave's engine wrappers
+// never ask for more threads than this: a thread beyond it only waits for a core, and at every
+// exchange the others wait for it. (The engines themselves take up to kMaxThreads, so tests can
+// split work more ways than the machine has cores.)
+int usable_cpus();
+
 }  // namespace cpu
 }  // namespace fastwave

@@ -9,6 +9,7 @@ exception.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Iterator
 
 import numpy as np
@@ -26,6 +27,20 @@ def _native():
 def default_threads() -> int:
     """The physical cores this process may run on: the engines' default ``threads``."""
     return _native().physical_cores()
+
+
+def engine_threads(threads: int | None) -> int:
+    """The thread count to hand a native engine: ``threads`` (the default when None), capped at the
+    CPUs this process may use, saying so once per call site: a thread beyond them would only wait
+    for a core, and at every exchange the others would wait for it."""
+    if threads is None:
+        return default_threads()
+    usable = _native().usable_cpus()
+    if threads > usable:
+        warnings.warn(f"threads={threads} is more than the {usable} CPUs this process may use; "
+                      f"the C++ engine runs {usable}", RuntimeWarning, stacklevel=4)
+        return usable
+    return threads
 
 
 class NativeCpuEngine:

@@ -3,7 +3,7 @@ KV-cache decoding in ``csrc/cpu`` (``transformer_engine.h``); the Python side is
 ``cpu_native.NativeCpuEngine``."""
 from __future__ import annotations
 
-from .cpu_native import NativeCpuEngine, _native, default_threads
+from .cpu_native import NativeCpuEngine, _native, engine_threads
 
 
 class CpuTransformerEngine(NativeCpuEngine):
@@ -20,5 +20,5 @@ class CpuTransformerEngine(NativeCpuEngine):
                  precision: str = "fp32"):
         config, weights = model.export_weights()
         self.native = _native().TransformerCpuEngine(
-            config, weights, batch, default_threads() if threads is None else threads, isa=isa,
+            config, weights, batch, engine_threads(threads), isa=isa,
             precision=precision)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cpu_native import NativeCpuEngine, _array, _native, default_threads
+from .cpu_native import NativeCpuEngine, _array, _native, default_threads, engine_threads
 
 __all__ = ["CpuWaveNetEngine", "default_threads"]
 
@@ -21,7 +21,7 @@ class CpuWaveNetEngine(NativeCpuEngine):
         config, weights = model.export_weights()
         global_cond, local_cond = cond.get("global_cond"), cond.get("local_cond")
         self.native = _native().WaveNetCpuEngine(
-            config, weights, batch, default_threads() if threads is None else threads,
+            config, weights, batch, engine_threads(threads),
             global_cond=None if global_cond is None else _array(global_cond, np.int64),
             local_cond=None if local_cond is None else _array(local_cond, np.float32),
             isa=isa)
