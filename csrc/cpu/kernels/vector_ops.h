@@ -8,6 +8,8 @@
 // reason nothing here calls an inline function of a shared header (no STL, no <cmath>).
 #pragma once
 
+#include <sched.h>
+
 #include <cstdint>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -351,13 +353,15 @@ inline void cpu_relax() {
 // a count of calls, each about one pause long.
 #if defined(__x86_64__) || defined(__i386__)
 inline uint64_t ticks() { return __rdtsc(); }
-constexpr uint64_t kSpinTicks = 20000;  // 5-20 us
+constexpr uint64_t kSpinTicks = 20000;     // 5-20 us
+constexpr uint64_t kYieldTicks = 10000000;  // 2.5-10 ms
 #else
 inline uint64_t ticks() {
   static thread_local uint64_t calls = 0;
   return ++calls;
 }
 constexpr uint64_t kSpinTicks = 2000;
+constexpr uint64_t kYieldTicks = 200000;
 #endif
 
 // The buffer this member writes its next part into.
@@ -386,8 +390,8 @@ inline void publish(ExchangeSeat& m) {
 
 // Waits until every member has published the exchange this member published last. Spins first:
 // the others are on their own cores, usually well under a microsecond away. A partner still late
-// after ~10 us was probably descheduled by a busy machine: sleep until it publishes, which frees
-// this core for whoever runs instead, and count the sleep (the engine sheds threads on them).
+// after ~10 us was probably descheduled by a busy machine: yield the core to it (or to whoever
+// runs), then sleep until it publishes, counting the wait (m.slept) as a sign of a busy machine.
 inline void wait_for_group(ExchangeSeat& m) {
   GroupExchange& ex = *m.group;
   for (int other = 0; other < ex.members; ++other) {
@@ -397,9 +401,15 @@ inline void wait_for_group(ExchangeSeat& m) {
     for (int spins = 0; spins < 256 && !ready(); ++spins) {
     }
     if (ready()) continue;
-    for (const uint64_t start = ticks(); !ready() && ticks() - start < kSpinTicks;) cpu_relax();
+    const uint64_t start = ticks();
+    while (!ready() && ticks() - start < kSpinTicks) cpu_relax();
     if (ready()) continue;
     ++m.slept;
+    // Yield first: with a busy process on each core, the partner runs as soon as this thread
+    // gives up its core, while a sleeper would wait for a wake-up to preempt someone (measured:
+    // a fifth of the samples/s). Past a scheduler period, sleep.
+    while (!ready() && ticks() - start < kYieldTicks) sched_yield();
+    if (ready()) continue;
     uint32_t* sleepers = &ex.wake[kFlagStride];
     for (;;) {
       __atomic_fetch_add(sleepers, 1u, __ATOMIC_SEQ_CST);
