@@ -7,7 +7,8 @@ one busy process per usable CPU runs (started and stopped here, never left runni
 
 Each figure is the median of --repeats runs after a warm-up, the generation loop alone: the engine
 is built and the prompt (one receptive field of silence) fed before the clock starts, and each run
-is one native generate() call of as many samples as fit in --run-seconds at the warm-up's rate.
+is one chunk of as many samples as fit in --run-seconds at the warm-up's rate, made by the engine
+wrapper that fastwave.generate uses (so this build sheds threads on a busy machine, as users get).
 --baseline-native times another build of fastwave._native (e.g. an older commit's) in the same run,
 interleaved with this one, so the two are compared under the same load.
 
@@ -33,8 +34,12 @@ import torch
 import fastwave
 from fastwave import _native
 from fastwave.audio import mulaw_silence
+from fastwave.engines.sampling import SamplingParams
+from fastwave.engines.transformer_cpu import CpuTransformerEngine
+from fastwave.engines.wavenet_cpu import CpuWaveNetEngine
 
 ENGINE_CLASSES = {"wavenet": "WaveNetCpuEngine", "transformer": "TransformerCpuEngine"}
+CPU_ENGINES = {"wavenet": CpuWaveNetEngine, "transformer": CpuTransformerEngine}
 
 
 @contextmanager
@@ -48,6 +53,41 @@ def busy_cores(count: int):
         for process in load:
             process.kill()
             process.wait()
+
+
+def samples_per_s(native, model, batch: int, threads: int, repeats: int, run_seconds: float) -> float:
+    """Median samples/s over all streams of `repeats` runs after a warm-up. With native None, the
+    engine wrapper fastwave.generate uses (which sheds threads on a busy machine); otherwise the
+    native engine of that build, one generate() call per run."""
+    silence = mulaw_silence(model.config.classes)
+    prompt = np.full((batch, model.receptive_field), silence, dtype=np.int64)
+
+    def runs(n: int):
+        if native is None:
+            wrapper = CPU_ENGINES[model.model_type](model, batch, {}, threads=threads)
+            yield from wrapper.chunks(torch.from_numpy(prompt), 2 ** 31, n, SamplingParams(), 0)
+            return
+        engine = getattr(native, ENGINE_CLASSES[model.model_type])(*model.export_weights(), batch, threads)
+        engine.prefill(prompt)
+        for step in range(0, 2 ** 31, n):
+            yield engine.generate(n, 0, step, 1.0, 0, 1.0, final=False)
+
+    def seconds(chunks) -> float:
+        start = time.perf_counter()
+        next(chunks)
+        return time.perf_counter() - start
+
+    n = 256
+    while True:  # warm-up, and the run length
+        chunks = runs(n)
+        next(chunks)
+        if (elapsed := seconds(chunks)) >= run_seconds / 4:
+            break
+        n *= 4
+    n = max(16, int(n * run_seconds / elapsed))
+    chunks = runs(n)
+    next(chunks)
+    return statistics.median(batch * n / seconds(chunks) for _ in range(repeats))
 
 
 def rate_in_subprocess(native_path: str, model_name: str, batch: int, threads: int, repeats: int,
@@ -65,28 +105,6 @@ def build_model(name: str):
     return (fastwave.WaveNet() if name == "wavenet" else fastwave.SampleTransformer()).eval()
 
 
-def samples_per_s(native, model, batch: int, threads: int, repeats: int, run_seconds: float) -> float:
-    """Median samples/s over all streams of `repeats` generate() calls, after a warm-up."""
-    config, weights = model.export_weights()
-    engine = getattr(native, ENGINE_CLASSES[model.model_type])(config, weights, batch, threads)
-    silence = mulaw_silence(model.config.classes)
-    engine.prefill(np.full((batch, model.receptive_field), silence, dtype=np.int64))
-    step = 0
-
-    def run(n: int) -> float:
-        nonlocal step
-        start = time.perf_counter()
-        engine.generate(n, 0, step, 1.0, 0, 1.0, final=False)
-        step += n
-        return time.perf_counter() - start
-
-    n = 256
-    while (elapsed := run(n)) < run_seconds / 4:  # warm-up, and the run length
-        n *= 4
-    n = max(16, int(n * run_seconds / elapsed))
-    return statistics.median(batch * n / run(n) for _ in range(repeats))
-
-
 def measure(baseline: str | None, models: dict, batches, thread_counts, repeats, run_seconds,
             loaded: bool) -> list[dict]:
     rows = []
@@ -94,7 +112,7 @@ def measure(baseline: str | None, models: dict, batches, thread_counts, repeats,
         for batch in batches:
             for threads in thread_counts:
                 for build in ["this"] + (["baseline"] if baseline else []):
-                    rate = (samples_per_s(_native, model, batch, threads, repeats, run_seconds) if build == "this"
+                    rate = (samples_per_s(None, model, batch, threads, repeats, run_seconds) if build == "this"
                             else rate_in_subprocess(baseline, model_name, batch, threads, repeats, run_seconds))
                     rows.append({"model": model_name, "batch": batch, "threads": threads, "build": build,
                                  "loaded": loaded, "samples_per_s": rate, "load_average": os.getloadavg()[0]})

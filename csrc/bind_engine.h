@@ -142,7 +142,10 @@ void bind_engine_methods(Class& cls) {
       .def_property_readonly("threads", &Engine::threads)
       .def_property_readonly("isa", &Engine::isa)
       .def_property_readonly("position", &Engine::position, "Positions fed so far (prompt included).")
-      .def_property_readonly("receptive_field", &Engine::receptive_field);
+      .def_property_readonly("receptive_field", &Engine::receptive_field)
+      .def_property_readonly("late_waits", &Engine::late_waits,
+                             "Exchanges at which a thread found a partner still late after ~10 us and gave "
+                             "up its core (since the engine was built): a busy machine, or too many threads.");
 }
 
 }  // namespace bind

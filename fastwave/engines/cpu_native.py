@@ -9,6 +9,7 @@ exception.
 """
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Iterator
 
@@ -44,9 +45,37 @@ def engine_threads(threads: int | None) -> int:
 
 
 class NativeCpuEngine:
-    """Base of the C++ engine wrappers; subclasses set ``self.native`` (a ``fastwave._native`` engine)."""
+    """Base of the C++ engine wrappers. A subclass calls ``__init__(threads)`` once it can build
+    native engines, and implements ``_build(threads)`` (a ``fastwave._native`` engine) and
+    ``_history_alignment()``.
+
+    Shedding threads on a busy machine: when threads share each stream (batch < threads), every
+    step waits for all of them several times, so one thread descheduled by another process stalls
+    the rest. Generation therefore runs in calls of ``RECHECK_STEPS`` samples, and after each
+    reads the native engine's ``late_waits``; when more than ``LATE_WAITS_PER_STEP`` of the steps
+    found a partner late, it moves to a team of half the threads, and later tries the full team
+    again (after ``RETRY_SECONDS``, doubling while it keeps losing). Moving feeds the new team the
+    tokens of the last receptive field, which leaves the same state (prefill's contract): the
+    tokens stay those of any thread count, up to DESIGN's rounding exception.
+    """
 
     native: object
+    RECHECK_STEPS = 1024
+    LATE_WAITS_PER_STEP = 0.05
+    RETRY_SECONDS = 2.0
+
+    def __init__(self, threads: int | None):
+        self.native = self._build(engine_threads(threads))
+        self._teams = {self.native.threads: self.native}
+        self._full_threads = self.native.threads
+
+    def _build(self, threads: int):
+        raise NotImplementedError
+
+    def _history_alignment(self) -> int | None:
+        """Positions a re-fed history must start on a multiple of (1: any), or None when the
+        state depends on absolute positions (then the team never changes)."""
+        raise NotImplementedError
 
     def teacher_forced_logits(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, T) -> float32 logits (B, classes, T) at every position, in ``model.forward``'s
@@ -57,13 +86,68 @@ class NativeCpuEngine:
     def chunks(self, prompt: torch.Tensor, n_samples: int, chunk_size: int,
                params: SamplingParams, seed: int) -> Iterator[torch.Tensor]:
         """Yield int64 CPU chunks (B, <= chunk_size) of the n_samples tokens after the prompt."""
-        self.native.prefill(_array(prompt, np.int64))
+        prompt = _array(prompt, np.int64)
+        self.native.prefill(prompt)
+        history = self._history(prompt)
         temperature, top_k, top_p = params.native_args()
         for start in range(0, n_samples, chunk_size):
-            count = min(chunk_size, n_samples - start)
-            tokens = self.native.generate(count, seed, start, temperature, top_k, top_p,
-                                          final=start + count == n_samples)
-            yield torch.from_numpy(tokens)
+            end = min(start + chunk_size, n_samples)
+            parts = []
+            for step in range(start, end, self.RECHECK_STEPS if history else end - start):
+                count = min(self.RECHECK_STEPS if history else end - start, end - step)
+                final = step + count == n_samples
+                late = self.native.late_waits
+                parts.append(self.native.generate(count, seed, step, temperature, top_k, top_p, final=final))
+                if history is not None and not final:
+                    history.add(parts[-1])
+                    self._reconsider(self.native.late_waits - late, count, history)
+            yield torch.from_numpy(np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0])
+
+    def _history(self, prompt: np.ndarray):
+        """The tokens to keep for moving between teams, or None when the team cannot change."""
+        alignment = self._history_alignment()
+        native = self.native
+        if alignment is None or native.threads == 1 or native.batch >= native.threads:
+            return None  # no stream is shared between threads: nothing waits for a partner
+        self._retry_after, self._retry_at = self.RETRY_SECONDS, 0.0
+        return _History(prompt, native.receptive_field, alignment)
+
+    def _reconsider(self, late_waits: int, steps: int, history) -> None:
+        now = time.monotonic()
+        threads = self.native.threads
+        if threads > 1 and late_waits > self.LATE_WAITS_PER_STEP * steps:
+            if threads == self._full_threads and self._retry_at:  # the full team lost again
+                self._retry_after = min(2 * self._retry_after, 60.0)
+            self._switch(threads // 2, history)
+            self._retry_at = now + self._retry_after
+        elif threads < self._full_threads and now >= self._retry_at:
+            self._switch(self._full_threads, history)
+
+    def _switch(self, threads: int, history) -> None:
+        if threads not in self._teams:
+            self._teams[threads] = self._build(threads)
+        self.native = self._teams[threads]
+        self.native.prefill(history.tokens())
+
+
+class _History:
+    """The last tokens of each stream, enough to rebuild the state: at least ``keep`` of them,
+    starting on a multiple of ``alignment`` of the stream's positions."""
+
+    def __init__(self, prompt: np.ndarray, keep: int, alignment: int):
+        self.keep, self.alignment = keep, alignment
+        self.start = 0  # position of tokens[:, 0]
+        self.tokens_ = prompt
+
+    def add(self, tokens: np.ndarray) -> None:
+        joined = np.concatenate([self.tokens_, tokens], axis=1)
+        end = self.start + joined.shape[1]
+        start = max(self.start, (end - self.keep) // self.alignment * self.alignment)
+        self.tokens_ = joined[:, start - self.start:]
+        self.start = start
+
+    def tokens(self) -> np.ndarray:
+        return np.ascontiguousarray(self.tokens_)
 
 
 def _array(tensor: torch.Tensor, dtype) -> np.ndarray:

@@ -3,7 +3,7 @@ KV-cache decoding in ``csrc/cpu`` (``transformer_engine.h``); the Python side is
 ``cpu_native.NativeCpuEngine``."""
 from __future__ import annotations
 
-from .cpu_native import NativeCpuEngine, _native, engine_threads
+from .cpu_native import NativeCpuEngine, _native
 
 
 class CpuTransformerEngine(NativeCpuEngine):
@@ -18,7 +18,15 @@ class CpuTransformerEngine(NativeCpuEngine):
 
     def __init__(self, model, batch: int, cond: dict, threads: int | None = None, isa: str = "auto",
                  precision: str = "fp32"):
-        config, weights = model.export_weights()
-        self.native = _native().TransformerCpuEngine(
-            config, weights, batch, engine_threads(threads), isa=isa,
-            precision=precision)
+        self._exported = model.export_weights()
+        self._batch, self._options = batch, dict(isa=isa, precision=precision)
+        config = model.config
+        # The conditioned variant's CNN runs on blocks of cond_hop samples counted from the start.
+        self._alignment = config.cond_hop if config.cond_window > 0 else 1
+        super().__init__(threads)
+
+    def _build(self, threads: int):
+        return _native().TransformerCpuEngine(*self._exported, self._batch, threads, **self._options)
+
+    def _history_alignment(self) -> int | None:
+        return self._alignment

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cpu_native import NativeCpuEngine, _array, _native, default_threads, engine_threads
+from .cpu_native import NativeCpuEngine, _array, _native, default_threads
 
 __all__ = ["CpuWaveNetEngine", "default_threads"]
 
@@ -18,10 +18,17 @@ class CpuWaveNetEngine(NativeCpuEngine):
     """
 
     def __init__(self, model, batch: int, cond: dict, threads: int | None = None, isa: str = "auto"):
-        config, weights = model.export_weights()
+        self._exported = model.export_weights()
         global_cond, local_cond = cond.get("global_cond"), cond.get("local_cond")
-        self.native = _native().WaveNetCpuEngine(
-            config, weights, batch, engine_threads(threads),
+        self._options = dict(
             global_cond=None if global_cond is None else _array(global_cond, np.int64),
-            local_cond=None if local_cond is None else _array(local_cond, np.float32),
-            isa=isa)
+            local_cond=None if local_cond is None else _array(local_cond, np.float32), isa=isa)
+        self._batch = batch
+        super().__init__(threads)
+
+    def _build(self, threads: int):
+        return _native().WaveNetCpuEngine(*self._exported, self._batch, threads, **self._options)
+
+    def _history_alignment(self) -> int | None:
+        # Local features are read at absolute positions: a re-fed history would shift them.
+        return None if self._options["local_cond"] is not None else 1
