@@ -144,8 +144,8 @@ void bind_engine_methods(Class& cls) {
       .def_property_readonly("position", &Engine::position, "Positions fed so far (prompt included).")
       .def_property_readonly("receptive_field", &Engine::receptive_field)
       .def_property_readonly("late_waits", &Engine::late_waits,
-                             "Exchanges at which a thread found a partner still late after ~10 us and gave "
-                             "up its core (since the engine was built): a busy machine, or too many threads.");
+                             "Exchanges at which a thread waited over ~0.5 ms for a partner (since the engine was "
+                             "built): the partner was descheduled by a busy machine.");
 }
 
 }  // namespace bind

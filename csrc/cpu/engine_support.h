@@ -106,11 +106,11 @@ StepJob generate_job(int64_t n, uint64_t position, uint64_t seed, uint32_t step0
 // Locks an engine for one call, refusing (std::runtime_error) a second thread that calls meanwhile.
 std::unique_lock<std::mutex> claim(std::mutex& busy);
 
-// The sum of the tasks' seat.slept (the engines' late_waits()).
+// The sum of the tasks' seat.late (the engines' late_waits()).
 template <typename Task>
 uint64_t late_waits_of(const std::vector<Task>& tasks) {
   uint64_t total = 0;
-  for (const Task& task : tasks) total += task.seat.slept;
+  for (const Task& task : tasks) total += task.seat.late;
   return total;
 }
 

@@ -34,7 +34,7 @@ struct ExchangeSeat {
   GroupExchange* group;
   int member;
   uint64_t done;   // exchanges this member has published
-  uint64_t slept;  // waits that ended in a sleep (a partner was late): the engine's load signal
+  uint64_t late;   // waits for a partner that took over ~0.5 ms: it was descheduled (a busy machine)
 };
 
 // One call's work for every member: feed `count` positions starting at `position`. Teacher-forced

@@ -65,7 +65,7 @@ class TransformerEngine {
   const char* isa() const { return kernels_->name; }
   uint64_t position() const { return position_; }
   int64_t receptive_field() const { return receptive_field_; }
-  // Waits on a late partner that went past spinning, over every thread (step_job.h).
+  // Waits of over ~0.5 ms for a partner (descheduled), over every thread (step_job.h).
   uint64_t late_waits() const { return late_waits_of(tasks_); }
   int64_t context() const { return shape_.context; }
   const char* precision() const { return half_ ? "fp16" : "fp32"; }

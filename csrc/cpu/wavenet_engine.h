@@ -61,7 +61,7 @@ class WaveNetEngine {
   const char* isa() const { return kernels_->name; }
   uint64_t position() const { return position_; }
   int64_t receptive_field() const { return receptive_field_; }
-  // Waits on a late partner that went past spinning, over every thread (step_job.h).
+  // Waits of over ~0.5 ms for a partner (descheduled), over every thread (step_job.h).
   uint64_t late_waits() const { return late_waits_of(tasks_); }
   // Bytes of the generation state (the ring buffers), for a batch.
   int64_t state_bytes() const { return ring_floats_ * static_cast<int64_t>(sizeof(float)); }

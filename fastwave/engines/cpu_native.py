@@ -60,7 +60,7 @@ class NativeCpuEngine:
     """
 
     native: object
-    RECHECK_STEPS = 1024
+    RECHECK_STEPS = 256
     LATE_WAITS_PER_STEP = 0.05
     RETRY_SECONDS = 2.0
 

@@ -354,6 +354,7 @@ inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
 inline uint64_t ticks() { return __rdtsc(); }
 constexpr uint64_t kSpinTicks = 20000;     // 5-20 us
+constexpr uint64_t kLateTicks = 1000000;    // 0.25-1 ms
 constexpr uint64_t kYieldTicks = 10000000;  // 2.5-10 ms
 #else
 inline uint64_t ticks() {
@@ -361,6 +362,7 @@ inline uint64_t ticks() {
   return ++calls;
 }
 constexpr uint64_t kSpinTicks = 2000;
+constexpr uint64_t kLateTicks = 20000;
 constexpr uint64_t kYieldTicks = 200000;
 #endif
 
@@ -391,7 +393,8 @@ inline void publish(ExchangeSeat& m) {
 // Waits until every member has published the exchange this member published last. Spins first:
 // the others are on their own cores, usually well under a microsecond away. A partner still late
 // after ~10 us was probably descheduled by a busy machine: yield the core to it (or to whoever
-// runs), then sleep until it publishes, counting the wait (m.slept) as a sign of a busy machine.
+// runs), then sleep until it publishes. A wait past ~0.5 ms counts as late (m.late): a sign of a
+// busy machine, on which the engine wrappers shed threads.
 inline void wait_for_group(ExchangeSeat& m) {
   GroupExchange& ex = *m.group;
   for (int other = 0; other < ex.members; ++other) {
@@ -404,11 +407,12 @@ inline void wait_for_group(ExchangeSeat& m) {
     const uint64_t start = ticks();
     while (!ready() && ticks() - start < kSpinTicks) cpu_relax();
     if (ready()) continue;
-    ++m.slept;
     // Yield first: with a busy process on each core, the partner runs as soon as this thread
     // gives up its core, while a sleeper would wait for a wake-up to preempt someone (measured:
     // a fifth of the samples/s). Past a scheduler period, sleep.
     while (!ready() && ticks() - start < kYieldTicks) sched_yield();
+    // A partner this late was descheduled, not merely given more work than this member.
+    if (ticks() - start > kLateTicks) ++m.late;
     if (ready()) continue;
     uint32_t* sleepers = &ex.wake[kFlagStride];
     for (;;) {
