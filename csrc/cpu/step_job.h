@@ -16,10 +16,10 @@ constexpr int64_t kBlock = 16;  // channel padding and the unit of work split be
 // alternating: a thread may start writing exchange n + 1 while a slower one still reads exchange n,
 // but never n + 2, which it cannot reach before everyone has signalled n + 1.
 //
-// A member that finds a partner late spins for a few microseconds, then sleeps on the group's wake
-// word (cpu/wait.h): a partner descheduled by a busy machine then costs a wake-up, not a burned
-// core. A publisher wakes the word only when someone sleeps (`sleepers`), so the common case stays
-// one store.
+// A member that finds a partner late spins ~10 us, yields its core for up to a scheduler period,
+// then sleeps on the group's wake word (cpu/wait.h), so a partner descheduled by a busy machine
+// does not cost a burned core (vector_ops.h, wait_for_group). A publisher wakes the word only when
+// someone sleeps (`sleepers`): the common case is one store and one load.
 struct GroupExchange {
   int members;
   uint64_t* flags;     // flags[member * kFlagStride]: how many exchanges that member has published

@@ -45,7 +45,9 @@ void WorkerPool::run(const std::function<void(int)>& work) {
   for (int spins = 0; spins < 4096; ++spins) {
     if (__atomic_load_n(&pending_, __ATOMIC_ACQUIRE) == 0) return;
   }
-  for (uint32_t left; (left = __atomic_load_n(&pending_, __ATOMIC_ACQUIRE)) != 0;) sleep_while_equal(&pending_, left);
+  for (uint32_t left; (left = __atomic_load_n(&pending_, __ATOMIC_ACQUIRE)) != 0;) {
+    sleep_while_equal(&pending_, left);
+  }
 }
 
 void WorkerPool::worker_loop(int index) {

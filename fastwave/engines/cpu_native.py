@@ -37,7 +37,7 @@ def engine_threads(threads: int | None) -> int:
     if threads is None:
         return default_threads()
     usable = _native().usable_cpus()
-    if threads > usable:
+    if isinstance(threads, int) and threads > usable:  # anything else: the engine refuses it by name
         warnings.warn(f"threads={threads} is more than the {usable} CPUs this process may use; "
                       f"the C++ engine runs {usable}", RuntimeWarning, stacklevel=4)
         return usable
@@ -89,12 +89,13 @@ class NativeCpuEngine:
         prompt = _array(prompt, np.int64)
         self.native.prefill(prompt)
         history = self._history(prompt)
+        call = self.RECHECK_STEPS if history is not None else chunk_size  # samples per native call
         temperature, top_k, top_p = params.native_args()
         for start in range(0, n_samples, chunk_size):
             end = min(start + chunk_size, n_samples)
             parts = []
-            for step in range(start, end, self.RECHECK_STEPS if history else end - start):
-                count = min(self.RECHECK_STEPS if history else end - start, end - step)
+            for step in range(start, end, call):
+                count = min(call, end - step)
                 final = step + count == n_samples
                 late = self.native.late_waits
                 parts.append(self.native.generate(count, seed, step, temperature, top_k, top_p, final=final))
@@ -109,7 +110,7 @@ class NativeCpuEngine:
         native = self.native
         if alignment is None or native.threads == 1 or native.batch >= native.threads:
             return None  # no stream is shared between threads: nothing waits for a partner
-        self._retry_after, self._retry_at = self.RETRY_SECONDS, 0.0
+        self._retry_after, self._retry_at = self.RETRY_SECONDS, 0.0  # a new run: no back-off yet
         return _History(prompt, native.receptive_field, alignment)
 
     def _reconsider(self, late_waits: int, steps: int, history) -> None:

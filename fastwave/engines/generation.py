@@ -21,7 +21,7 @@ from .wavenet_cpu import CpuWaveNetEngine
 from .wavenet_torch import TorchWaveNetEngine
 
 ENGINES = ("naive", "torch", "cpu")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16")
 # The weight precisions each model's C++ engine ("cpu") stores; every other engine is fp32 only.
 CPU_PRECISIONS = {"wavenet": ("fp32",), "transformer": ("fp32", "fp16")}
 _CACHED_TORCH_ENGINES = {"wavenet": TorchWaveNetEngine, "transformer": TorchTransformerEngine}
