@@ -6,11 +6,13 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "bind_checks.h"
 #include "bind_engine.h"
 #include "cpu/bandwidth.h"
+#include "cpu/int8_pack.h"
 #include "cpu/isa.h"
 #include "cpu/wavenet_engine.h"
 #include "cpu/worker_pool.h"
@@ -43,7 +45,7 @@ cpu::WaveNetShape shape_from(py::handle config_arg) {
 std::unique_ptr<WaveNetEngine> make_engine(py::handle config, py::handle weights_arg,
                                            py::handle batch_arg, py::handle threads_arg,
                                            py::handle global_arg, py::handle local_arg,
-                                           const std::string& isa) {
+                                           const std::string& isa, const std::string& precision) {
   const cpu::WaveNetShape shape = shape_from(config);
   WeightArrays weights(weights_arg, "WaveNet");
   const int64_t batch = batch_arg_value(batch_arg);
@@ -74,7 +76,8 @@ std::unique_ptr<WaveNetEngine> make_engine(py::handle config, py::handle weights
     local = local_array.data();
     frames = wanted ? local_array.shape(2) : 0;
   }
-  return std::make_unique<WaveNetEngine>(shape, weights.map, batch, threads, global_ids, local, frames, isa);
+  return std::make_unique<WaveNetEngine>(shape, weights.map, batch, threads, global_ids, local, frames, isa,
+                                         precision);
 }
 
 // e^x of a float64 array as the C++ engines' sampling computes it, for the tests of its accuracy.
@@ -87,6 +90,36 @@ py::array_t<double> cpu_exp(py::handle x_arg, const std::string& isa) {
   return result;
 }
 
+// y = x @ w through the int8 mode's quantisation and product (cpu/int8_weights.h), for its tests.
+py::array_t<float> int8_matmul(py::handle x_arg, py::handle w_arg, const std::string& isa) {
+  const auto x = checked_array<float>(x_arg, "x", "float32");
+  const auto w = checked_array<float>(w_arg, "w", "float32");
+  if (x.ndim() != 2 || w.ndim() != 2 || x.shape(1) != w.shape(0)) {
+    throw py::value_error("x (rows, in) and w (in, cols) must be 2-d with matching in, got " + shape_text(x) +
+                          " and " + shape_text(w));
+  }
+  const int64_t rows = x.shape(0), in = w.shape(0), cols = w.shape(1);
+  if (rows < 1 || in < 16 || in % 16 || cols < 16 || cols % 16 || rows * in > (1 << 26) || in * cols > (1 << 26)) {
+    throw py::value_error("int8_matmul needs rows >= 1, in and cols positive multiples of 16 and at most 2**26 "
+                          "elements per array, got x " + shape_text(x) + " and w " + shape_text(w));
+  }
+  for (int64_t i = 0; i < rows * in; ++i) {
+    if (!std::isfinite(x.data()[i])) throw py::value_error("x must be finite");
+  }
+  for (int64_t i = 0; i < in * cols; ++i) {
+    if (!std::isfinite(w.data()[i])) throw py::value_error("w must be finite");
+  }
+  const cpu::IsaKernels& kernels = cpu::select_isa(isa);
+  cpu::ByteBuffer packed = cpu::allocate_bytes(in * cols), quantized = cpu::allocate_bytes(rows * in);
+  cpu::FloatBuffer scales = cpu::allocate_floats(cols), row_scales = cpu::allocate_floats(2 * rows);
+  cpu::pack_int8(w.data(), cpu::MatrixBlocks{in, {{0, cols}}}, packed.get(), scales.get());
+  const cpu::QuantizedRows buffer{reinterpret_cast<int8_t*>(quantized.get()), in, row_scales.get(),
+                                  reinterpret_cast<int32_t*>(row_scales.get() + rows)};
+  py::array_t<float> y({rows, cols});
+  kernels.int8_matmul(x.data(), rows, in, packed.get(), scales.get(), cols, buffer, y.mutable_data());
+  return y;
+}
+
 }  // namespace
 
 void register_wavenet_cpu(py::module_& m) {
@@ -95,10 +128,13 @@ void register_wavenet_cpu(py::module_& m) {
                                 "csrc/cpu/wavenet_engine.h. Not for concurrent use from several threads.");
   cls.def(py::init(&make_engine), py::arg("config"), py::arg("weights"), py::arg("batch"),
            py::arg("threads"), py::arg("global_cond") = py::none(), py::arg("local_cond") = py::none(),
-           py::arg("isa") = "auto",
+           py::arg("isa") = "auto", py::arg("precision") = "fp32",
            "config, weights: WaveNet.export_weights(); batch >= 1 streams; threads >= 1; "
            "global_cond int64 (batch,) ids; local_cond float32 (batch, local_channels, frames), "
-           "copied; isa 'auto' (or $FASTWAVE_ISA) or one of cpu_isas().")
+           "copied; isa 'auto' (or $FASTWAVE_ISA) or one of cpu_isas(); precision 'fp32', 'fp16' "
+           "(matrices stored as half, arithmetic in float) or 'int8' (int8 weights with a scale per "
+           "output channel, inputs quantised per row and step, integer dot products).")
+      .def_property_readonly("precision", &WaveNetEngine::precision)
       .def_property_readonly("state_bytes", &WaveNetEngine::state_bytes,
                              "Bytes of generation state (the ring buffers).");
   bind_engine_methods<WaveNetEngine>(cls);
@@ -111,6 +147,10 @@ void register_wavenet_cpu(py::module_& m) {
   m.def("cpu_exp", &cpu_exp, py::arg("x"), py::arg("isa") = "auto",
         "e^x of a float64 array (a new array of its shape) as the C++ engines' sampling computes it "
         "with the given instruction-set variant: within an ulp of libm's exp.");
+  m.def("int8_matmul", &int8_matmul, py::arg("x"), py::arg("w"), py::arg("isa") = "auto",
+        "x (rows, in) @ w (in, cols), float32, through the C++ engines' int8 mode with the given "
+        "instruction-set variant: w quantised per column to int8, each row of x to 7 bits, exact "
+        "integer dot products scaled back to float. in and cols: multiples of 16.");
   m.def("read_bandwidth", &cpu::read_bandwidth, py::arg("bytes_per_thread"), py::arg("threads"),
         py::arg("seconds") = 0.2, py::arg("isa") = "auto",
         "Aggregate bytes/s of `threads` threads each re-reading its own buffer of bytes_per_thread.");

@@ -72,6 +72,11 @@ HalfBuffer allocate_halves(int64_t count) {
   return HalfBuffer(static_cast<uint16_t*>(allocate_zeroed(count32 * sizeof(uint16_t))));
 }
 
+ByteBuffer allocate_bytes(int64_t count) {
+  const size_t count64 = static_cast<size_t>(round_up(std::max<int64_t>(count, 1), 64));
+  return ByteBuffer(static_cast<uint8_t*>(allocate_zeroed(count64)));
+}
+
 void to_half(const float* src, int64_t count, uint16_t* dst, const std::string& what) {
   for (int64_t i = 0; i < count; ++i) {
     if (std::fabs(src[i]) > 65504.0f) {

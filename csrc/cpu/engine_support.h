@@ -35,6 +35,7 @@ struct BufferFree {
 };
 using FloatBuffer = std::unique_ptr<float[], BufferFree>;
 using HalfBuffer = std::unique_ptr<uint16_t[], BufferFree>;  // IEEE binary16 bits
+using ByteBuffer = std::unique_ptr<uint8_t[], BufferFree>;
 
 inline int64_t round_up(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
 
@@ -51,6 +52,7 @@ int64_t checked_size(std::initializer_list<int64_t> factors, const std::string& 
 // count floats (at least one), 64-byte aligned and zeroed: zero padding is part of every layout.
 FloatBuffer allocate_floats(int64_t count);
 HalfBuffer allocate_halves(int64_t count);
+ByteBuffer allocate_bytes(int64_t count);
 
 // dst[i] = src[i] rounded to IEEE half (nearest even), refusing values beyond its range (65504),
 // naming `what`.

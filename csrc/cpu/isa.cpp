@@ -10,6 +10,7 @@ namespace {
 // __builtin_cpu_supports also checks that the OS saves the wider registers (XSAVE/XGETBV).
 bool cpu_has(const std::string& name) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  if (name == "avx512vnni") return cpu_has("avx512") && __builtin_cpu_supports("avx512vnni");
   if (name == "avx512") {
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
@@ -25,6 +26,9 @@ bool cpu_has(const std::string& name) {
 
 std::vector<const IsaKernels*> compiled_variants() {
   return {
+#ifdef FASTWAVE_HAVE_AVX512VNNI
+      &avx512vnni::kernels,
+#endif
 #ifdef FASTWAVE_HAVE_AVX512
       &avx512::kernels,
 #endif

@@ -29,8 +29,15 @@ int64_t gate_column(int64_t g, int64_t half) {
 
 WaveNetEngine::WaveNetEngine(const WaveNetShape& shape, const WeightMap& weights, int64_t batch,
                              int threads, const int64_t* global_ids, const float* local,
-                             int64_t frames, const std::string& isa)
+                             int64_t frames, const std::string& isa, const std::string& precision)
     : shape_(shape), batch_(batch) {
+  if (precision == "fp16") {
+    precision_ = Precision::fp16;
+  } else if (precision == "int8") {
+    precision_ = Precision::int8;
+  } else if (precision != "fp32") {
+    refuse("precision must be 'fp32', 'fp16' or 'int8', got '" + precision + "'");
+  }
   const WaveNetShape& s = shape_;
   require_range(s.layers, 1, 4096, "config['layers']");
   require_range(s.kernel_size, 1, kMaxKernelSize, "config['kernel_size']");
@@ -86,7 +93,13 @@ WaveNetEngine::WaveNetEngine(const WaveNetShape& shape, const WeightMap& weights
     plan_.local_channels = s.local_channels;
     plan_.frames = frames;
   }
+  if (precision_ == Precision::fp16) make_half_plan();
+  if (precision_ == Precision::int8) make_int8_plan();
   build_tasks();
+}
+
+const char* WaveNetEngine::precision() const {
+  return precision_ == Precision::fp16 ? "fp16" : precision_ == Precision::int8 ? "int8" : "fp32";
 }
 
 void WaveNetEngine::validate(const WeightMap& weights) const {
@@ -136,7 +149,8 @@ void WaveNetEngine::pack_weights(const WeightMap& weights, const int64_t* global
     skip[i] = arena.reserve(Hp_ * Sp_);
     local[i] = arena.reserve(C * G2);
   }
-  weights_ = allocate_floats(arena.size());
+  weight_floats_ = arena.size();
+  weights_ = allocate_floats(weight_floats_);
   float* base = weights_.get();
 
   for (int64_t a = 0; a < A; ++a) std::memcpy(base + embedding + a * Rp_, w("embedding") + a * R, R * sizeof(float));
@@ -154,10 +168,10 @@ void WaveNetEngine::pack_weights(const WeightMap& weights, const int64_t* global
   transpose_into(base + head1, Ap_, w("head.1.weight"), A, S);
   std::memcpy(base + head1_bias, w("head.1.bias"), A * sizeof(float));
 
-  layers_.assign(L, WaveNetLayerPlan{});
+  layers_.assign(L, WaveNetLayerPlan<float>{});
   int64_t ring_offset = 0;
   for (int64_t i = 0; i < L; ++i) {
-    WaveNetLayerPlan& layer = layers_[i];
+    WaveNetLayerPlan<float>& layer = layers_[i];
     const float* cw = w(layer_name(i, "conv_weight"));  // (K, G, R)
     for (int64_t k = 0; k < K; ++k)
       for (int64_t g = 0; g < 2 * H; ++g)
@@ -228,6 +242,90 @@ void WaveNetEngine::pack_weights(const WeightMap& weights, const int64_t* global
   plan_.hop = s.hop;
 }
 
+MatrixBlocks WaveNetEngine::conv_blocks() const {
+  MatrixBlocks blocks{shape_.kernel_size * Rp_, {}};
+  for (const auto& [h0, h1] : gate_slices_) blocks.blocks.emplace_back(2 * h0, 2 * h1);
+  return blocks;
+}
+
+// The plan of another weight storage: every matrix of the float plan through
+// convert(matrix, blocks, name, &scale) -> const W*; everything else shared with the float plan.
+template <typename W, typename Convert>
+void WaveNetEngine::derive_plan(WaveNetPlan<W>& plan, std::vector<WaveNetLayerPlan<W>>& layers, Convert convert) {
+  const MatrixBlocks conv = conv_blocks(), residual{Hp_, {{0, Rp_}}}, skip{Hp_, {{0, Sp_}}};
+  const MatrixBlocks head0{Sp_, hidden_slices_}, head1{Sp_, {{0, Ap_}}};
+  layers.assign(layers_.size(), WaveNetLayerPlan<W>{});
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const WaveNetLayerPlan<float>& f = layers_[i];
+    WaveNetLayerPlan<W>& d = layers[i];
+    const std::string name = "layers." + std::to_string(i) + ".";
+    d.conv = convert(f.conv, conv, name + "conv_weight", &d.conv_scale);
+    if (f.residual != nullptr) d.residual = convert(f.residual, residual, name + "res_weight", &d.residual_scale);
+    d.residual_bias = f.residual_bias;
+    d.skip = convert(f.skip, skip, name + "skip_weight", &d.skip_scale);
+    d.local = f.local;
+    d.dilation = f.dilation;
+    d.ring_slots = f.ring_slots;
+    d.ring = f.ring;
+  }
+  const WaveNetPlan<float>& f = plan_;
+  plan.layers = f.layers;
+  plan.kernel_size = f.kernel_size;
+  plan.batch = f.batch;
+  plan.classes = f.classes;
+  plan.Rp = f.Rp;
+  plan.Hp = f.Hp;
+  plan.Sp = f.Sp;
+  plan.Ap = f.Ap;
+  plan.layer = layers.data();
+  plan.embedding = f.embedding;
+  plan.skip_bias = f.skip_bias;
+  plan.head0 = convert(f.head0, head0, "head.0.weight", &plan.head0_scale);
+  plan.head0_bias = f.head0_bias;
+  plan.head1 = convert(f.head1, head1, "head.1.weight", &plan.head1_scale);
+  plan.head1_bias = f.head1_bias;
+  plan.base_bias = f.base_bias;
+  plan.gate_bias = f.gate_bias;
+  plan.local_features = f.local_features;
+  plan.local_channels = f.local_channels;
+  plan.frames = f.frames;
+  plan.hop = f.hop;
+}
+
+// fp16: the matrices converted to half at their float offsets.
+void WaveNetEngine::make_half_plan() {
+  half_weights_ = allocate_halves(weight_floats_);
+  derive_plan(half_plan_, half_layers_,
+              [&](const float* matrix, const MatrixBlocks& shape, const std::string& name, const float** scale) {
+                uint16_t* dst = half_weights_.get() + (matrix - weights_.get());
+                to_half(matrix, shape.in * shape.blocks.back().second, dst, "weights['" + name + "']");
+                *scale = nullptr;
+                return static_cast<const uint16_t*>(dst);
+              });
+}
+
+// int8: the matrices quantised per output column at their float offsets (int8_pack.h), and each
+// matrix's column scales one after the other in int8_scales_.
+void WaveNetEngine::make_int8_plan() {
+  int8_weights_ = allocate_bytes(weight_floats_);
+  // A matrix has at least kBlock rows, so its columns (scales) number at most its floats / kBlock;
+  // each matrix's scales start on a 64-byte line.
+  const int64_t capacity = weight_floats_ / kBlock + kBlock * (3 * shape_.layers + 2);
+  int8_scales_ = allocate_floats(capacity);
+  int64_t used = 0;
+  derive_plan(int8_plan_, int8_layers_,
+              [&](const float* matrix, const MatrixBlocks& shape, const std::string&, const float** scale) {
+                uint8_t* dst = int8_weights_.get() + (matrix - weights_.get());
+                const int64_t columns = round_up(shape.blocks.back().second, kBlock);
+                if (used + columns > capacity) throw std::logic_error("int8 scales overflow their buffer");
+                float* scales = int8_scales_.get() + used;
+                used += columns;
+                pack_int8(matrix, shape, dst, scales);
+                *scale = scales;
+                return static_cast<const uint8_t*>(dst);
+              });
+}
+
 void WaveNetEngine::plan_threads(int threads) {
   threads_ = cpu::plan_threads(batch_, threads);
   for (int m = 0; m < threads_.members; ++m) {
@@ -251,16 +349,27 @@ void WaveNetEngine::build_tasks() {
   exchange_ = std::make_unique<ExchangeBuffers>(threads_, largest_rows * std::max({Rp_, Sp_, Ap_}));
 
   Arena arena;
-  struct Offsets { int64_t x, z, h, skip, hidden, logits, local; };
+  struct Offsets { int64_t x, z, h, skip, hidden, logits, local, quantized[2][3]; };
+  // int8: each member quantises a product's input rows (at most max(Rp, Hp, Sp) wide) into one of
+  // two buffers of bytes, with a float scale and an int32 sum per row.
+  const int64_t quantized_width = precision_ == Precision::int8 ? std::max({Rp_, Hp_, Sp_}) : 0;
   std::vector<Offsets> offsets;
   for (int g = 0; g < groups; ++g) {
     const int64_t rows = threads_.rows(g, batch_);
     for (int m = 0; m < members; ++m) {
       const auto [h0, h1] = gate_slices_[m];
-      offsets.push_back({arena.reserve(rows * Rp_), arena.reserve(rows * 2 * (h1 - h0)),
-                         arena.reserve(rows * (h1 - h0)), arena.reserve(rows * Sp_),
-                         arena.reserve(rows * Sp_), arena.reserve(rows * Ap_),
-                         arena.reserve(shape_.local_channels)});
+      Offsets o{arena.reserve(rows * Rp_), arena.reserve(rows * 2 * (h1 - h0)),
+                arena.reserve(rows * (h1 - h0)), arena.reserve(rows * Sp_),
+                arena.reserve(rows * Sp_), arena.reserve(rows * Ap_),
+                arena.reserve(shape_.local_channels), {}};
+      if (quantized_width > 0) {
+        for (auto& q : o.quantized) {
+          q[0] = arena.reserve(rows * quantized_width / 4);  // bytes, in floats
+          q[1] = arena.reserve(rows);
+          q[2] = arena.reserve(rows);
+        }
+      }
+      offsets.push_back(o);
     }
   }
   scratch_ = allocate_floats(arena.size());
@@ -285,6 +394,10 @@ void WaveNetEngine::build_tasks() {
       task.hidden = base + o.hidden;
       task.logits = base + o.logits;
       task.local_column = base + o.local;
+      for (int k = 0; k < 2 && quantized_width > 0; ++k) {
+        task.quantized[k] = {reinterpret_cast<int8_t*>(base + o.quantized[k][0]), quantized_width,
+                             base + o.quantized[k][1], reinterpret_cast<int32_t*>(base + o.quantized[k][2])};
+      }
       sampling_.push_back(make_sampling_scratch(shape_.classes));
       task.scratch = sampling_.back().get();
       sampled_.push_back(std::make_unique<int64_t[]>(static_cast<size_t>(rows)));
@@ -296,7 +409,17 @@ void WaveNetEngine::build_tasks() {
 }
 
 void WaveNetEngine::run(const StepJob& job) {
-  pool_->run([&](int index) { kernels_->run_wavenet_steps(plan_, tasks_[index], job); });
+  switch (precision_) {
+    case Precision::fp32:
+      pool_->run([&](int index) { kernels_->run_wavenet_steps(plan_, tasks_[index], job); });
+      break;
+    case Precision::fp16:
+      pool_->run([&](int index) { kernels_->run_wavenet_steps_half(half_plan_, tasks_[index], job); });
+      break;
+    case Precision::int8:
+      pool_->run([&](int index) { kernels_->run_wavenet_steps_int8(int8_plan_, tasks_[index], job); });
+      break;
+  }
 }
 
 void WaveNetEngine::check_local_coverage(uint64_t end_position, const char* what) const {

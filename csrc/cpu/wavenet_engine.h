@@ -8,6 +8,11 @@
 // (and the head's hidden channels), exchanging partial sums once per layer. At batch 1 on two cores
 // that also halves the weights each core streams from its cache.
 //
+// precision: "fp32" (the parity contract with the torch engine), "fp16" (the matrices stored as IEEE
+// half, arithmetic in float: half the bytes a step streams) or "int8" (int8 weights with a scale per
+// output channel, inputs quantised per row and step, integer dot products: int8_weights.h). Biases,
+// the embedding, the local projection and the ring buffers stay float in every mode.
+//
 // Every argument is validated here (names, shapes, ranges, finiteness) and refused with
 // std::invalid_argument (ValueError in Python) before any memory is touched.
 #pragma once
@@ -21,6 +26,7 @@
 
 #include "common/sampling.h"
 #include "cpu/engine_support.h"
+#include "cpu/int8_pack.h"
 #include "cpu/isa_kernels.h"
 #include "cpu/wavenet_plan.h"
 #include "cpu/worker_pool.h"
@@ -41,7 +47,7 @@ class WaveNetEngine {
   // local: (batch, local_channels, frames) when it has local conditioning, else null; copied.
   WaveNetEngine(const WaveNetShape& shape, const WeightMap& weights, int64_t batch, int threads,
                 const int64_t* global_ids, const float* local, int64_t frames,
-                const std::string& isa);
+                const std::string& isa, const std::string& precision = "fp32");
 
   // Resets the state and feeds prompt (batch, length) row-major, tokens in [0, classes). With
   // logits_out (batch, length, classes) every position's next-sample logits are written there
@@ -59,6 +65,7 @@ class WaveNetEngine {
   int64_t classes() const { return shape_.classes; }
   int threads() const { return pool_->size(); }
   const char* isa() const { return kernels_->name; }
+  const char* precision() const;
   uint64_t position() const { return position_; }
   int64_t receptive_field() const { return receptive_field_; }
   // Waits of over ~0.5 ms for a partner (descheduled), over every thread (step_job.h).
@@ -72,10 +79,19 @@ class WaveNetEngine {
   void plan_threads(int threads);
   int64_t sliced_index(int64_t rows, int64_t row, int64_t column) const;
   void build_tasks();
+  // The matrices of the float plan, with the layout of their column blocks (int8_pack.h).
+  MatrixBlocks conv_blocks() const;
+  template <typename W, typename Convert>
+  void derive_plan(WaveNetPlan<W>& plan, std::vector<WaveNetLayerPlan<W>>& layers, Convert convert);
+  void make_half_plan();
+  void make_int8_plan();
   void run(const StepJob& job);
   void check_local_coverage(uint64_t end_position, const char* what) const;
 
+  enum class Precision { fp32, fp16, int8 };
+
   WaveNetShape shape_;
+  Precision precision_ = Precision::fp32;
   int64_t batch_, Rp_, Hp_, Sp_, Ap_, receptive_field_ = 1, frames_ = 0;
   int64_t ring_floats_ = 0;
   ThreadPlan threads_;
@@ -83,9 +99,17 @@ class WaveNetEngine {
   std::vector<std::pair<int64_t, int64_t>> gate_slices_, hidden_slices_;
   const IsaKernels* kernels_;
   FloatBuffer weights_, rings_, local_, scratch_;
+  int64_t weight_floats_ = 0;
+  HalfBuffer half_weights_;
+  ByteBuffer int8_weights_;
+  FloatBuffer int8_scales_;
   std::unique_ptr<ExchangeBuffers> exchange_;
-  std::vector<WaveNetLayerPlan> layers_;
-  WaveNetPlan plan_{};
+  std::vector<WaveNetLayerPlan<float>> layers_;
+  std::vector<WaveNetLayerPlan<uint16_t>> half_layers_;
+  std::vector<WaveNetLayerPlan<uint8_t>> int8_layers_;
+  WaveNetPlan<float> plan_{};
+  WaveNetPlan<uint16_t> half_plan_{};
+  WaveNetPlan<uint8_t> int8_plan_{};
   std::vector<MemberTask> tasks_;
   std::vector<std::unique_ptr<SamplingScratch>> sampling_;
   std::vector<std::unique_ptr<int64_t[]>> sampled_;

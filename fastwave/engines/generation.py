@@ -21,9 +21,9 @@ from .wavenet_cpu import CpuWaveNetEngine
 from .wavenet_torch import TorchWaveNetEngine
 
 ENGINES = ("naive", "torch", "cpu")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 # The weight precisions each model's C++ engine ("cpu") stores; every other engine is fp32 only.
-CPU_PRECISIONS = {"wavenet": ("fp32",), "transformer": ("fp32", "fp16")}
+CPU_PRECISIONS = {"wavenet": ("fp32", "fp16", "int8"), "transformer": ("fp32", "fp16")}
 _CACHED_TORCH_ENGINES = {"wavenet": TorchWaveNetEngine, "transformer": TorchTransformerEngine}
 _CPU_ENGINES = {"wavenet": CpuWaveNetEngine, "transformer": CpuTransformerEngine}
 DEFAULT_CHUNK = 1600  # 100 ms at 16 kHz: the streaming latency
@@ -84,10 +84,13 @@ def stream(model, n_samples: int, *, batch: int = 1, prompt=None, temperature: f
       sample Transformer takes none (its conditioned variant reads its own past audio).
     threads: worker threads of the "cpu" engine (default: physical cores); the torch-based engines
       use torch's own thread settings and ignore it.
-    precision: "fp32" (every engine; the parity contract), or "fp16" for the "cpu" engine of the
-      sample Transformer: its matrices and KV cache stored in half precision, arithmetic in fp32.
-      Half the bytes per step, so faster where the step is bound by memory (a long context); logits
-      differ from fp32 by ~1e-3 relative, so tokens match fp32 only until the first near tie.
+    precision: "fp32" (every engine; the parity contract), or for the "cpu" engine (``cpu_precisions``):
+      "fp16": matrices stored in half precision, arithmetic in fp32 (the sample Transformer's KV
+        cache too): half the weight bytes per step; logits differ from fp32 by ~1e-3 relative.
+      "int8" (WaveNet): int8 weights with an fp32 scale per output channel, each step's inputs
+        quantised per stream to 7 bits, integer dot products: a quarter of the weight bytes.
+      Tokens match fp32 only until the first near tie; the README gives the measured cost in
+      bits/sample.
     """
     params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p)
     n_samples = check_int_arg(n_samples, "n_samples")

@@ -3,13 +3,16 @@
 #include <cstdint>
 
 #include "cpu/isa_kernels.h"
+#include "cpu/kernels/int8_ops.h"
 #include "cpu/kernels/vector_ops.h"
 
 namespace fastwave {
 namespace cpu {
 namespace FASTWAVE_ISA {
 
-void run_wavenet_steps(const WaveNetPlan& plan, MemberTask& task, const StepJob& job);             // wavenet_steps.cpp
+void run_wavenet_steps(const WaveNetPlan<float>& plan, MemberTask& task, const StepJob& job);  // wavenet_steps.cpp
+void run_wavenet_steps_half(const WaveNetPlan<uint16_t>& plan, MemberTask& task, const StepJob& job);
+void run_wavenet_steps_int8(const WaveNetPlan<uint8_t>& plan, MemberTask& task, const StepJob& job);
 void run_transformer_steps(const TransformerPlan<float>& plan, TransformerTask& task, const StepJob& job);  // transformer_steps.cpp
 void run_transformer_steps_half(const TransformerPlan<uint16_t>& plan, TransformerTask& task, const StepJob& job);
 
@@ -25,12 +28,20 @@ float read_floats(const float* data, int64_t n, int64_t repeats) {
   return horizontal_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
 }
 
+void int8_matmul(const float* x, int64_t rows, int64_t in, const uint8_t* w, const float* scale, int64_t cols,
+                 const QuantizedRows& buffer, float* y) {
+  quantize_rows(x, in, rows, in, buffer);
+  fill_zero(y, rows * cols);
+  product_q8(y, cols, rows, cols, buffer, w, scale, in, cols);
+}
+
 }  // namespace
 
 #define FASTWAVE_STRINGIFY(name) FASTWAVE_STRINGIFY_VALUE(name)
 #define FASTWAVE_STRINGIFY_VALUE(name) #name
-extern const IsaKernels kernels{FASTWAVE_STRINGIFY(FASTWAVE_ISA), &run_wavenet_steps, &run_transformer_steps,
-                                &run_transformer_steps_half, &read_floats, &exp_doubles};
+extern const IsaKernels kernels{FASTWAVE_STRINGIFY(FASTWAVE_ISA), &run_wavenet_steps, &run_wavenet_steps_half,
+                                &run_wavenet_steps_int8, &run_transformer_steps,
+                                &run_transformer_steps_half, &read_floats, &int8_matmul, &exp_doubles};
 
 }  // namespace FASTWAVE_ISA
 }  // namespace cpu

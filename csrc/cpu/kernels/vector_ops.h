@@ -291,11 +291,16 @@ inline void product_tile(float* y, int64_t ldy, const OperandOf<T>* ops, int n_o
     for (int j = 0; j < NT; ++j) store(y + b * ldy + j * kLanes, acc[b][j]);
 }
 
-// y (rows, cols; row stride ldy) += Σ_ops x @ w. cols is a multiple of kBlock; tiles are as wide as
-// the registers allow, so at batch 1 many independent accumulators hide the FMA latency.
-template <typename T>
-inline void product(float* y, int64_t ldy, int64_t rows, int64_t cols, const OperandOf<T>* ops, int n_ops,
-                    int64_t ldw) {
+template <int N>
+struct Count {
+  static constexpr int value = N;
+};
+
+// Walks y (rows, cols) in register tiles and calls tile(Count<NB>, Count<NT>, row, col) for each:
+// NB rows by NT vectors, as wide as the registers allow, so at batch 1 many independent
+// accumulators hide the multiply-add latency. cols is a multiple of kBlock.
+template <typename Tile>
+inline void for_each_tile(int64_t rows, int64_t cols, Tile&& tile) {
   for (int64_t col = 0; col < cols;) {
     const int64_t vectors = (cols - col) / kLanes;
     const int widest = rows <= 2 ? 8 : 4;
@@ -304,10 +309,9 @@ inline void product(float* y, int64_t ldy, int64_t rows, int64_t cols, const Ope
       int64_t nb = rows - row;
       if (nb > 4) nb = 4;
       if (nb * nt > kMaxAccumulators) nb = kMaxAccumulators / nt;
-      float* tile = y + row * ldy + col;
       switch (nt * 8 + static_cast<int>(nb)) {
 #define FASTWAVE_TILE(NB, NT) \
-  case NT * 8 + NB: product_tile<NB, NT>(tile, ldy, ops, n_ops, ldw, row, col); break;
+  case NT * 8 + NB: tile(Count<NB>{}, Count<NT>{}, row, col); break;
         FASTWAVE_TILE(1, 1) FASTWAVE_TILE(2, 1) FASTWAVE_TILE(3, 1) FASTWAVE_TILE(4, 1)
         FASTWAVE_TILE(1, 2) FASTWAVE_TILE(2, 2) FASTWAVE_TILE(3, 2) FASTWAVE_TILE(4, 2)
         FASTWAVE_TILE(1, 4) FASTWAVE_TILE(2, 4) FASTWAVE_TILE(3, 4) FASTWAVE_TILE(4, 4)
@@ -319,6 +323,15 @@ inline void product(float* y, int64_t ldy, int64_t rows, int64_t cols, const Ope
     }
     col += nt * kLanes;
   }
+}
+
+// y (rows, cols; row stride ldy) += Σ_ops x @ w. cols is a multiple of kBlock.
+template <typename T>
+inline void product(float* y, int64_t ldy, int64_t rows, int64_t cols, const OperandOf<T>* ops, int n_ops,
+                    int64_t ldw) {
+  for_each_tile(rows, cols, [&](auto nb, auto nt, int64_t row, int64_t col) {
+    product_tile<decltype(nb)::value, decltype(nt)::value>(y + row * ldy + col, ldy, ops, n_ops, ldw, row, col);
+  });
 }
 
 template <typename T>

@@ -12,9 +12,13 @@
 //              h = tanh(z_tanh) * sigmoid(z_sigmoid);  skip += h @ skip_w
 //              ring[t] = x;  x += res_bias + h @ res_w   (partials summed across the group)
 //   logits = head1_bias + relu(head0_bias + relu(skip_bias + skip) @ head0) @ head1
+//
+// The loop is a template over the weight storage W (wavenet_plan.h): float, half or int8. Every
+// product goes through prepare() (int8: quantise the input rows) and multiply().
 #include <cstdint>
 
 #include "cpu/isa_kernels.h"
+#include "cpu/kernels/int8_ops.h"
 #include "cpu/kernels/vector_ops.h"
 #include "cpu/wavenet_plan.h"
 
@@ -22,6 +26,52 @@ namespace fastwave {
 namespace cpu {
 namespace FASTWAVE_ISA {
 namespace {
+
+// A product's input as float and half weights read it: the float rows themselves.
+struct FloatRows {
+  const float* x;
+  int64_t ld;
+};
+
+// The input x (rows, in; row stride ldx) of a product with weights of type W (the first argument
+// only picks the overload). int8 quantises the rows into `slot`; the others read x in place.
+template <typename W>
+inline FloatRows prepare(const W*, const float* x, int64_t ldx, int64_t, int64_t, const QuantizedRows&) {
+  return {x, ldx};
+}
+inline QuantizedRows prepare(const uint8_t*, const float* x, int64_t ldx, int64_t rows, int64_t in,
+                             const QuantizedRows& slot) {
+  quantize_rows(x, ldx, rows, in, slot);
+  return slot;
+}
+
+// y (rows, cols; row stride ldy) += x @ w, w (in, ldw); scale: int8's per-column scales.
+template <typename W>
+inline void multiply(float* y, int64_t ldy, int64_t rows, int64_t cols, const FloatRows& x, const W* w,
+                     const float*, int64_t in, int64_t ldw) {
+  product1(y, ldy, rows, cols, x.x, x.ld, w, in, ldw);
+}
+inline void multiply(float* y, int64_t ldy, int64_t rows, int64_t cols, const QuantizedRows& x,
+                     const uint8_t* w, const float* scale, int64_t in, int64_t ldw) {
+  product_q8(y, ldy, rows, cols, x, w, scale, in, ldw);
+}
+
+// z (rows, zw) += Σ taps: in one pass over z for float and half; int8 quantises each tap's rows.
+template <typename W>
+inline void add_taps(float* z, int64_t zw, int64_t rows, const OperandOf<W>* taps, int n, const float*,
+                     MemberTask&) {
+  product(z, zw, rows, zw, taps, n, zw);
+}
+inline void add_taps(float* z, int64_t zw, int64_t rows, const OperandOf<uint8_t>* taps, int n,
+                     const float* scale, MemberTask& m) {
+  for (int o = 0; o < n; ++o) {
+    const QuantizedRows x = prepare(taps[o].w, taps[o].x, taps[o].ldx, rows, taps[o].in, m.quantized[0]);
+    product_q8(z, zw, rows, zw, x, taps[o].w, scale, taps[o].in, zw);
+  }
+}
+
+// scale + n, where float and half weights have no scales (nullptr stays nullptr).
+inline const float* shifted(const float* scale, int64_t n) { return scale == nullptr ? nullptr : scale + n; }
 
 // h[r][q kBlock + i] = tanh(z[r][2 q kBlock + i]) * sigmoid(z[r][(2 q + 1) kBlock + i]).
 void gate(const float* z, float* h, int64_t rows, int64_t width) {
@@ -38,7 +88,8 @@ void gate(const float* z, float* h, int64_t rows, int64_t width) {
   }
 }
 
-void write_ring(const WaveNetPlan& p, const WaveNetLayerPlan& layer, const MemberTask& m,
+template <typename W>
+void write_ring(const WaveNetPlan<W>& p, const WaveNetLayerPlan<W>& layer, const MemberTask& m,
                 uint64_t t) {
   if (layer.ring_slots == 0) return;
   const int64_t slot = static_cast<int64_t>(t % static_cast<uint64_t>(layer.ring_slots));
@@ -46,7 +97,8 @@ void write_ring(const WaveNetPlan& p, const WaveNetLayerPlan& layer, const Membe
 }
 
 // Adds the local frame of position t to this member's columns of gate_bias, when it changes.
-void update_local_frame(const WaveNetPlan& p, MemberTask& m, uint64_t t) {
+template <typename W>
+void update_local_frame(const WaveNetPlan<W>& p, MemberTask& m, uint64_t t) {
   const int64_t frame = static_cast<int64_t>(t / static_cast<uint64_t>(p.hop));
   if (p.local_channels == 0 || frame == m.frame) return;
   m.frame = frame;
@@ -66,14 +118,15 @@ void update_local_frame(const WaveNetPlan& p, MemberTask& m, uint64_t t) {
 
 // z = gate bias + the taps on past inputs: all of layer l's conv that does not need this step's
 // layer input, so it runs while the member waits for the previous layer's exchange.
-void begin_layer(const WaveNetPlan& p, int64_t l, MemberTask& m, uint64_t t) {
-  const WaveNetLayerPlan& layer = p.layer[l];
+template <typename W>
+void begin_layer(const WaveNetPlan<W>& p, int64_t l, MemberTask& m, uint64_t t) {
+  const WaveNetLayerPlan<W>& layer = p.layer[l];
   const int64_t zw = 2 * (m.h1 - m.h0);
   for (int64_t r = 0; r < m.rows; ++r) {
     copy_floats(m.z + r * zw, p.gate_bias + ((m.row0 + r) * p.layers + l) * 2 * p.Hp + 2 * m.h0, zw);
   }
-  const float* conv = layer.conv + p.kernel_size * p.Rp * 2 * m.h0;  // this member's (K Rp, zw)
-  Operand ops[8];  // the engine refuses kernel sizes above 8
+  const W* conv = layer.conv + p.kernel_size * p.Rp * 2 * m.h0;  // this member's (K Rp, zw)
+  OperandOf<W> ops[8];  // the engine refuses kernel sizes above 8
   int n_ops = 0;
   for (int64_t k = 0; k + 1 < p.kernel_size; ++k) {  // taps at t - (K-1-k) d, oldest first
     const uint64_t back = static_cast<uint64_t>((p.kernel_size - 1 - k) * layer.dilation);
@@ -81,19 +134,22 @@ void begin_layer(const WaveNetPlan& p, int64_t l, MemberTask& m, uint64_t t) {
     const int64_t slot = static_cast<int64_t>((t + slots - back) % slots);
     ops[n_ops++] = {layer.ring + (slot * p.batch + m.row0) * p.Rp, p.Rp, conv + k * p.Rp * zw, p.Rp};
   }
-  if (n_ops > 0) product(m.z, zw, m.rows, zw, ops, n_ops, zw);
+  if (n_ops > 0) add_taps(m.z, zw, m.rows, ops, n_ops, shifted(layer.conv_scale, 2 * m.h0), m);
 }
 
 // The rest of layer l (begin_layer(l) has run): the current input's tap, the gate, the skip and
 // residual products; then begin_layer(l + 1).
-void run_layer(const WaveNetPlan& p, int64_t l, MemberTask& m, uint64_t t, bool want_skip) {
-  const WaveNetLayerPlan& layer = p.layer[l];
+template <typename W>
+void run_layer(const WaveNetPlan<W>& p, int64_t l, MemberTask& m, uint64_t t, bool want_skip) {
+  const WaveNetLayerPlan<W>& layer = p.layer[l];
   const int64_t width = m.h1 - m.h0, zw = 2 * width;
   const bool alone = m.seat.group->members == 1, has_next = l + 1 < p.layers;
-  const float* current = layer.conv + p.kernel_size * p.Rp * 2 * m.h0 + (p.kernel_size - 1) * p.Rp * zw;
-  product1(m.z, zw, m.rows, zw, m.x, p.Rp, current, p.Rp, zw);
+  const W* current = layer.conv + p.kernel_size * p.Rp * 2 * m.h0 + (p.kernel_size - 1) * p.Rp * zw;
+  const auto x = prepare(current, m.x, p.Rp, m.rows, p.Rp, m.quantized[0]);
+  multiply(m.z, zw, m.rows, zw, x, current, shifted(layer.conv_scale, 2 * m.h0), p.Rp, zw);
   gate(m.z, m.h, m.rows, width);
-  const float* residual = layer.residual == nullptr ? nullptr : layer.residual + m.h0 * p.Rp;
+  const auto h = prepare(layer.skip, m.h, width, m.rows, width, m.quantized[1]);
+  const W* residual = layer.residual == nullptr ? nullptr : layer.residual + m.h0 * p.Rp;
   float* part = nullptr;
   if (alone) {
     write_ring(p, layer, m, t);  // every read of the ring is done; x is still the layer input
@@ -101,13 +157,13 @@ void run_layer(const WaveNetPlan& p, int64_t l, MemberTask& m, uint64_t t, bool 
     // Publish the partial residual first, then work while the others finish theirs.
     part = my_part(m.seat);
     fill_zero(part, m.rows * p.Rp);
-    product1(part, p.Rp, m.rows, p.Rp, m.h, width, residual, width, p.Rp);
+    multiply(part, p.Rp, m.rows, p.Rp, h, residual, layer.residual_scale, width, p.Rp);
     publish(m.seat);
   }
-  if (want_skip) product1(m.skip, p.Sp, m.rows, p.Sp, m.h, width, layer.skip + m.h0 * p.Sp, width, p.Sp);
+  if (want_skip) multiply(m.skip, p.Sp, m.rows, p.Sp, h, layer.skip + m.h0 * p.Sp, layer.skip_scale, width, p.Sp);
   if (alone && residual != nullptr) {
     add_bias(m.x, layer.residual_bias, m.rows, p.Rp);
-    product1(m.x, p.Rp, m.rows, p.Rp, m.h, width, residual, width, p.Rp);
+    multiply(m.x, p.Rp, m.rows, p.Rp, h, residual, layer.residual_scale, width, p.Rp);
   }
   if (has_next) begin_layer(p, l + 1, m, t);
   if (part == nullptr) return;  // alone, or the last layer: its ring is written after the head's exchange
@@ -118,23 +174,27 @@ void run_layer(const WaveNetPlan& p, int64_t l, MemberTask& m, uint64_t t, bool 
 }
 
 // Head over the (complete) skip sum: logits (rows, Ap).
-void run_head(const WaveNetPlan& p, MemberTask& m) {
+template <typename W>
+void run_head(const WaveNetPlan<W>& p, MemberTask& m) {
   const bool alone = m.seat.group->members == 1;
   add_bias(m.skip, p.skip_bias, m.rows, p.Sp);
   relu(m.skip, m.rows * p.Sp);
   const int64_t width = m.s1 - m.s0;
   for (int64_t r = 0; r < m.rows; ++r) copy_floats(m.hidden + r * p.Sp + m.s0, p.head0_bias + m.s0, width);
-  product1(m.hidden + m.s0, p.Sp, m.rows, width, m.skip, p.Sp, p.head0 + p.Sp * m.s0, p.Sp, width);
+  const auto skip = prepare(p.head0, m.skip, p.Sp, m.rows, p.Sp, m.quantized[0]);
+  multiply(m.hidden + m.s0, p.Sp, m.rows, width, skip, p.head0 + p.Sp * m.s0, shifted(p.head0_scale, m.s0), p.Sp,
+           width);
   for (int64_t r = 0; r < m.rows; ++r) relu(m.hidden + r * p.Sp + m.s0, width);
-  const float* head1 = p.head1 + m.s0 * p.Ap;
+  const W* head1 = p.head1 + m.s0 * p.Ap;
+  const auto hidden = prepare(head1, m.hidden + m.s0, p.Sp, m.rows, width, m.quantized[1]);
   if (alone) {
     for (int64_t r = 0; r < m.rows; ++r) copy_floats(m.logits + r * p.Ap, p.head1_bias, p.Ap);
-    product1(m.logits, p.Ap, m.rows, p.Ap, m.hidden + m.s0, p.Sp, head1, width, p.Ap);
+    multiply(m.logits, p.Ap, m.rows, p.Ap, hidden, head1, p.head1_scale, width, p.Ap);
     return;
   }
   float* part = my_part(m.seat);
   fill_zero(part, m.rows * p.Ap);
-  product1(part, p.Ap, m.rows, p.Ap, m.hidden + m.s0, p.Sp, head1, width, p.Ap);
+  multiply(part, p.Ap, m.rows, p.Ap, hidden, head1, p.head1_scale, width, p.Ap);
   exchange(m.seat);
   for (int64_t r = 0; r < m.rows; ++r) copy_floats(m.logits + r * p.Ap, p.head1_bias, p.Ap);
   for (int k = 0; k < m.seat.group->members; ++k) add(m.logits, part_of(m.seat, k), m.rows * p.Ap);
@@ -143,9 +203,10 @@ void run_head(const WaveNetPlan& p, MemberTask& m) {
 // Asks for the ring rows that position t's taps will read. Rows of the long dilations were written
 // hundreds of steps ago and have left the core's caches; without this, each such layer would stall
 // on a cache miss before its first multiply.
-void prefetch_taps(const WaveNetPlan& p, const MemberTask& m, uint64_t t) {
+template <typename W>
+void prefetch_taps(const WaveNetPlan<W>& p, const MemberTask& m, uint64_t t) {
   for (int64_t l = 0; l < p.layers; ++l) {
-    const WaveNetLayerPlan& layer = p.layer[l];
+    const WaveNetLayerPlan<W>& layer = p.layer[l];
     const uint64_t slots = static_cast<uint64_t>(layer.ring_slots);
     for (int64_t k = 0; k + 1 < p.kernel_size; ++k) {
       const uint64_t back = static_cast<uint64_t>((p.kernel_size - 1 - k) * layer.dilation);
@@ -159,7 +220,8 @@ void prefetch_taps(const WaveNetPlan& p, const MemberTask& m, uint64_t t) {
 
 // Feeds the token of each row (tokens[r * stride]) at position t; with want_head, leaves the logits
 // for position t + 1 in m.logits.
-void step(const WaveNetPlan& p, MemberTask& m, const int64_t* tokens, int64_t stride, uint64_t t,
+template <typename W>
+void step(const WaveNetPlan<W>& p, MemberTask& m, const int64_t* tokens, int64_t stride, uint64_t t,
           bool want_head) {
   update_local_frame(p, m, t);
   prefetch_taps(p, m, t);
@@ -177,9 +239,8 @@ void step(const WaveNetPlan& p, MemberTask& m, const int64_t* tokens, int64_t st
   if (want_head) run_head(p, m);
 }
 
-}  // namespace
-
-void run_wavenet_steps(const WaveNetPlan& p, MemberTask& m, const StepJob& job) {
+template <typename W>
+void run_steps(const WaveNetPlan<W>& p, MemberTask& m, const StepJob& job) {
   const bool writes = m.seat.member == 0;  // every member computes the same values; one writes them
   for (int64_t i = 0; i < job.count; ++i) {
     const uint64_t t = job.position + static_cast<uint64_t>(i);
@@ -202,6 +263,16 @@ void run_wavenet_steps(const WaveNetPlan& p, MemberTask& m, const StepJob& job) 
     }
     if (i + 1 < job.count || !job.final) step(p, m, sampled, 1, t, true);
   }
+}
+
+}  // namespace
+
+void run_wavenet_steps(const WaveNetPlan<float>& p, MemberTask& m, const StepJob& job) { run_steps(p, m, job); }
+void run_wavenet_steps_half(const WaveNetPlan<uint16_t>& p, MemberTask& m, const StepJob& job) {
+  run_steps(p, m, job);
+}
+void run_wavenet_steps_int8(const WaveNetPlan<uint8_t>& p, MemberTask& m, const StepJob& job) {
+  run_steps(p, m, job);
 }
 
 }  // namespace FASTWAVE_ISA

@@ -1,0 +1,137 @@
+// int8 products for the per-ISA step loops: quantising a product's input rows and y += x @ w over
+// int8 weights (cpu/int8_weights.h gives the layout and the arithmetic). The four-input dot product
+// of a 32-bit lane is vpdpbusd with AVX-512 VNNI, vpmaddubsw + vpmaddwd with AVX2 or AVX-512 BW,
+// and a scalar loop in the generic variant; all three compute the same exact integers.
+//
+// Same rules as vector_ops.h: everything in an anonymous namespace of the ISA's namespace, only
+// always-inline intrinsics and builtins.
+#pragma once
+
+#include <cstdint>
+
+#include "cpu/int8_weights.h"
+#include "cpu/kernels/vector_ops.h"
+
+namespace fastwave {
+namespace cpu {
+namespace FASTWAVE_ISA {
+namespace {
+
+typedef int8_t VB __attribute__((vector_size(kLanes)));  // one byte per float lane
+
+inline V abs_v(V v) { return (V)((VI)v & ~(VI)splat(-0.0f)); }
+
+// Round to nearest even, without the add of a rounding constant (a fused multiply-add would round
+// x * inv and the constant together, differently from the generic variant's separate multiply).
+inline V round_v(V v) {
+#if defined(__AVX512F__)
+  return (V)_mm512_roundscale_ps((__m512)v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#elif defined(__AVX__)
+  return (V)_mm256_round_ps((__m256)v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#else
+  V r;
+  for (int l = 0; l < kLanes; ++l) r[l] = __builtin_rintf(v[l]);
+  return r;
+#endif
+}
+
+// out's rows = x (rows, in; row stride ldx) quantised per row to [-kInputLevels, kInputLevels].
+// in is a multiple of kBlock.
+inline void quantize_rows(const float* x, int64_t ldx, int64_t rows, int64_t in, const QuantizedRows& out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    V peak = V{};
+    for (int64_t i = 0; i < in; i += kLanes) peak = vmax(peak, abs_v(load(xr + i)));
+    const float top = horizontal_max(peak);
+    // top * (63 / top) may round to just above 63: round() still gives 63.
+    const float inv = top > 0.0f ? static_cast<float>(kInputLevels) / top : 0.0f;
+    int8_t* q = out.q + r * out.ld;
+    VI total = VI{};
+    for (int64_t i = 0; i < in; i += kLanes) {
+      const VI qi = __builtin_convertvector(round_v(load(xr + i) * inv), VI);
+      total += qi;
+      const VB qb = __builtin_convertvector(qi, VB);
+      __builtin_memcpy(q + i, &qb, sizeof qb);
+    }
+    int32_t sum = 0;
+    for (int l = 0; l < kLanes; ++l) sum += total[l];
+    out.scale[r] = top / static_cast<float>(kInputLevels);
+    out.sum[r] = sum;
+  }
+}
+
+// acc + Σ_k w[4 l + k] x[k] in each lane l: w unsigned bytes, x four signed bytes (the same in
+// every lane).
+inline VI dot4(VI acc, VI w, VI x) {
+#if defined(__AVX512VNNI__)
+  return (VI)_mm512_dpbusd_epi32((__m512i)acc, (__m512i)w, (__m512i)x);
+#elif defined(__AVX512BW__)
+  return acc + (VI)_mm512_madd_epi16(_mm512_maddubs_epi16((__m512i)w, (__m512i)x), _mm512_set1_epi16(1));
+#elif defined(__AVX2__)
+  return acc + (VI)_mm256_madd_epi16(_mm256_maddubs_epi16((__m256i)w, (__m256i)x), _mm256_set1_epi16(1));
+#else
+  uint8_t wb[sizeof(VI)];
+  int8_t xb[sizeof(VI)];
+  __builtin_memcpy(wb, &w, sizeof wb);
+  __builtin_memcpy(xb, &x, sizeof xb);
+  for (int l = 0; l < kLanes; ++l) {
+    for (int k = 0; k < kInt8Group; ++k) acc[l] += static_cast<int32_t>(wb[4 * l + k]) * xb[k];
+  }
+  return acc;
+#endif
+}
+
+inline VI load_lanes(const uint8_t* p) {
+  VI v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// y[NB rows][NT vectors] += dequantised (x rows [row, row + NB)) @ w, for the columns at w (the
+// block's column `col`): integer accumulators in registers, each weight vector loaded once for
+// all NB rows, scaled to float once at the end.
+template <int NB, int NT>
+inline void product_q8_tile(float* y, int64_t ldy, const QuantizedRows& x, int64_t row, const uint8_t* w,
+                            int64_t ldw, const float* scale, int64_t in) {
+  VI acc[NB][NT];
+  for (int b = 0; b < NB; ++b)
+    for (int j = 0; j < NT; ++j) acc[b][j] = VI{};
+  const int8_t* xq = x.q + row * x.ld;
+  for (int64_t g = 0; g < in; g += kInt8Group, w += kInt8Group * ldw) {
+    VI xb[NB];
+    for (int b = 0; b < NB; ++b) {
+      int32_t four;
+      __builtin_memcpy(&four, xq + b * x.ld + g, sizeof four);
+      xb[b] = VI{} + four;
+    }
+    for (int j = 0; j < NT; ++j) {
+      const VI wv = load_lanes(w + j * kLanes * kInt8Group);
+      for (int b = 0; b < NB; ++b) acc[b][j] = dot4(acc[b][j], wv, xb[b]);
+    }
+  }
+  for (int b = 0; b < NB; ++b) {
+    const int32_t offset = 128 * x.sum[row + b];  // the weights' +128, times Σ x_q
+    const float xs = x.scale[row + b];
+    for (int j = 0; j < NT; ++j) {
+      const V dot = __builtin_convertvector(acc[b][j] - offset, V);
+      float* out = y + b * ldy + j * kLanes;
+      store(out, load(out) + dot * (load(scale + j * kLanes) * xs));
+    }
+  }
+}
+
+// y (rows, cols; row stride ldy) += x @ w, where x holds `rows` quantised rows of `in` inputs and
+// w is an int8 matrix (in, ldw) whose columns [0, cols) are read, with scale[c] per column.
+// cols is a multiple of kBlock.
+inline void product_q8(float* y, int64_t ldy, int64_t rows, int64_t cols, const QuantizedRows& x,
+                       const uint8_t* w, const float* scale, int64_t in, int64_t ldw) {
+  for_each_tile(rows, cols, [&](auto nb, auto nt, int64_t row, int64_t col) {
+    product_q8_tile<decltype(nb)::value, decltype(nt)::value>(y + row * ldy + col, ldy, x, row,
+                                                              w + col * kInt8Group, ldw, scale + col, in);
+  });
+}
+
+}  // namespace
+}  // namespace FASTWAVE_ISA
+}  // namespace cpu
+}  // namespace fastwave
