@@ -18,6 +18,7 @@ namespace FASTWAVE_ISA {
 namespace {
 
 typedef int8_t VB __attribute__((vector_size(kLanes)));  // one byte per float lane
+typedef uint32_t VU __attribute__((vector_size(kLanes * sizeof(float))));
 
 inline V abs_v(V v) { return (V)((VI)v & ~(VI)splat(-0.0f)); }
 
@@ -35,6 +36,27 @@ inline V round_v(V v) {
 #endif
 }
 
+// Stores kBlock int32 lanes (values in int8's range) as kBlock bytes. GCC's vector conversion
+// extracts the bytes one by one on AVX2, which made quantising a row cost as much as its product:
+// two saturating packs and a lane fix-up instead.
+inline void store_block_bytes(int8_t* dst, const VI* lanes) {
+#if defined(__AVX512F__)
+  static_assert(kBlock == kLanes, "one vector per block");
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_cvtepi32_epi8((__m512i)lanes[0]));
+#elif defined(__AVX2__)
+  static_assert(kBlock == 2 * kLanes, "two vectors per block");
+  // packs interleaves the 128-bit halves: [a0-3 b0-3 | a4-7 b4-7]; 0xD8 puts them in order.
+  const __m256i words = _mm256_permute4x64_epi64(_mm256_packs_epi32((__m256i)lanes[0], (__m256i)lanes[1]), 0xD8);
+  const __m128i bytes = _mm_packs_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), bytes);
+#else
+  for (int v = 0; v < kBlock / kLanes; ++v) {
+    const VB b = __builtin_convertvector(lanes[v], VB);
+    __builtin_memcpy(dst + v * kLanes, &b, sizeof b);
+  }
+#endif
+}
+
 // out's rows = x (rows, in; row stride ldx) quantised per row to [-kInputLevels, kInputLevels].
 // in is a multiple of kBlock.
 inline void quantize_rows(const float* x, int64_t ldx, int64_t rows, int64_t in, const QuantizedRows& out) {
@@ -47,11 +69,13 @@ inline void quantize_rows(const float* x, int64_t ldx, int64_t rows, int64_t in,
     const float inv = top > 0.0f ? static_cast<float>(kInputLevels) / top : 0.0f;
     int8_t* q = out.q + r * out.ld;
     VI total = VI{};
-    for (int64_t i = 0; i < in; i += kLanes) {
-      const VI qi = __builtin_convertvector(round_v(load(xr + i) * inv), VI);
-      total += qi;
-      const VB qb = __builtin_convertvector(qi, VB);
-      __builtin_memcpy(q + i, &qb, sizeof qb);
+    for (int64_t i = 0; i < in; i += kBlock) {
+      VI lanes[kBlock / kLanes];
+      for (int v = 0; v < kBlock / kLanes; ++v) {
+        lanes[v] = __builtin_convertvector(round_v(load(xr + i + v * kLanes) * inv), VI);
+        total += lanes[v];
+      }
+      store_block_bytes(q + i, lanes);
     }
     int32_t sum = 0;
     for (int l = 0; l < kLanes; ++l) sum += total[l];
@@ -70,12 +94,10 @@ inline VI dot4(VI acc, VI w, VI x) {
 #elif defined(__AVX2__)
   return acc + (VI)_mm256_madd_epi16(_mm256_maddubs_epi16((__m256i)w, (__m256i)x), _mm256_set1_epi16(1));
 #else
-  uint8_t wb[sizeof(VI)];
-  int8_t xb[sizeof(VI)];
-  __builtin_memcpy(wb, &w, sizeof wb);
-  __builtin_memcpy(xb, &x, sizeof xb);
-  for (int l = 0; l < kLanes; ++l) {
-    for (int k = 0; k < kInt8Group; ++k) acc[l] += static_cast<int32_t>(wb[4 * l + k]) * xb[k];
+  // Byte k of every lane (little-endian) times input k, in plain vector arithmetic (SSE2, NEON).
+  for (int k = 0; k < kInt8Group; ++k) {
+    const int32_t input = static_cast<int8_t>(x[0] >> (8 * k));
+    acc += (VI)(((VU)w >> (8 * k)) & 255u) * input;
   }
   return acc;
 #endif
