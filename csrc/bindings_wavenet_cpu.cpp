@@ -12,7 +12,7 @@
 #include "bind_checks.h"
 #include "bind_engine.h"
 #include "cpu/bandwidth.h"
-#include "cpu/int8_pack.h"
+#include "cpu/multiply_rate.h"
 #include "cpu/isa.h"
 #include "cpu/wavenet_engine.h"
 #include "cpu/worker_pool.h"
@@ -110,13 +110,10 @@ py::array_t<float> int8_matmul(py::handle x_arg, py::handle w_arg, const std::st
     if (!std::isfinite(w.data()[i])) throw py::value_error("w must be finite");
   }
   const cpu::IsaKernels& kernels = cpu::select_isa(isa);
-  cpu::ByteBuffer packed = cpu::allocate_bytes(in * cols), quantized = cpu::allocate_bytes(rows * in);
-  cpu::FloatBuffer scales = cpu::allocate_floats(cols), row_scales = cpu::allocate_floats(2 * rows);
-  cpu::pack_int8(w.data(), cpu::MatrixBlocks{in, {{0, cols}}}, packed.get(), scales.get());
-  const cpu::QuantizedRows buffer{reinterpret_cast<int8_t*>(quantized.get()), in, row_scales.get(),
-                                  reinterpret_cast<int32_t*>(row_scales.get() + rows)};
+  const cpu::StoredProduct product(w.data(), rows, in, cols, cpu::WeightStorage::int8);
   py::array_t<float> y({rows, cols});
-  kernels.int8_matmul(x.data(), rows, in, packed.get(), scales.get(), cols, buffer, y.mutable_data());
+  std::fill(y.mutable_data(), y.mutable_data() + rows * cols, 0.0f);
+  product.run(kernels, x.data(), y.mutable_data(), 1);
   return y;
 }
 
@@ -151,6 +148,11 @@ void register_wavenet_cpu(py::module_& m) {
         "x (rows, in) @ w (in, cols), float32, through the C++ engines' int8 mode with the given "
         "instruction-set variant: w quantised per column to int8, each row of x to 7 bits, exact "
         "integer dot products scaled back to float. in and cols: multiples of 16.");
+  m.def("multiply_rate", &cpu::multiply_rate, py::arg("precision"), py::arg("rows"), py::arg("inputs"),
+        py::arg("cols"), py::arg("threads") = 1, py::arg("seconds") = 0.2, py::arg("isa") = "auto",
+        "Aggregate multiply-adds/s of `threads` threads each repeating the C++ engines' product of "
+        "(rows, inputs) @ (inputs, cols) with weights stored at `precision` ('fp32', 'fp16', 'int8'), "
+        "in its caches: the compute ceiling of a generation step. inputs, cols: multiples of 16.");
   m.def("read_bandwidth", &cpu::read_bandwidth, py::arg("bytes_per_thread"), py::arg("threads"),
         py::arg("seconds") = 0.2, py::arg("isa") = "auto",
         "Aggregate bytes/s of `threads` threads each re-reading its own buffer of bytes_per_thread.");

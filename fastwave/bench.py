@@ -38,8 +38,11 @@ For the C++ engine the floor is also a rate: each thread streams, once per step,
 weights it reads (``cpu_weight_bytes``; a group of threads splits them) and, for the sample Transformer, the keys and values of its
 heads for every row of its group (the group splits the heads); the read bandwidth of the same
 threads over buffers of that size, measured here, caps the steps per second
-(``floor_samples_per_s``); ``fraction_of_floor`` says how close the engine gets. WaveNet's
-ring-buffer state is a few KB per stream and is left out of its floor.
+(``bandwidth_floor_samples_per_s``). WaveNet's ring-buffer state is a few KB per stream and is
+left out of its floor. Past a few streams a WaveNet step is bound by its multiply-adds instead:
+``compute_floor`` times the engine's own product kernel at the step's shapes and precision
+(``compute_floor_samples_per_s``). ``floor_samples_per_s`` is the lower of the two (``floor`` names
+it) and ``fraction_of_floor`` says how close the engine gets.
 
 A busy machine gives low and noisy figures, the C++ engine's most (its threads wait on each other):
 before timing, the bench warns on stderr when the load average exceeds the usable cores, and
@@ -190,6 +193,25 @@ def cpu_floor(weight_bytes: int, batch: int, threads: int, state_bytes: int = 0,
     bandwidth = _native.read_bandwidth(max(1024, int(per_thread)), used, seconds=0.3)
     return {"threads": used, "read_bytes_per_s": bandwidth, "thread_bytes_per_step": per_thread,
             "floor_samples_per_s": batch * bandwidth / (used * per_thread)}
+
+
+def compute_floor(model, batch: int, threads: int, precision: str) -> float:
+    """The C++ WaveNet engine's compute floor (samples/s) at this batch and thread count: the rate at
+    which its threads run the engine's own product kernel at the step's shapes (a group's rows, up
+    to 64, times the conv's input channels and one thread's share of its gate columns; weights at
+    ``precision``, in the caches; ``_native.multiply_rate``), divided by the multiply-adds of one
+    sample. The gates, the quantisation of inputs, sampling and the threads' hand-offs come on top."""
+    from . import _native
+
+    c = model.config
+    groups = min(batch, threads)
+    members = threads // groups
+    rows = min(64, -(-batch // groups))
+    gate_columns = 2 * -(-(c.gate_channels // 2) // 16) * 16
+    columns = max(16, -(-gate_columns // members // 16) * 16)
+    inputs = -(-c.residual_channels // 16) * 16
+    rate = _native.multiply_rate(precision, rows, inputs, columns, groups * members, seconds=0.2)
+    return rate / (model.step_cost()[0] / 2)
 
 
 def cpu_weight_bytes(model, weight_bytes: int) -> int:
@@ -377,8 +399,15 @@ def bench_row(model, engine: str, batch: int, n_samples: int, repeats: int, thre
         # The transformer's threads also stream their heads' keys and values of every row.
         transformer = model.model_type == "transformer"
         state = (stored_state_bytes(model, precision), model.config.heads) if transformer else (0, 1)
+        used = min(threads or default_threads(), _native_module().usable_cpus())
         row.update(cpu_floor(stored_weight_bytes(model, cpu_weight_bytes(model, weight_bytes), precision), batch,
-                             min(threads or default_threads(), _native_module().usable_cpus()), *state))
+                             used, *state))
+        row["bandwidth_floor_samples_per_s"] = row["floor_samples_per_s"]
+        if not transformer:  # past a few streams a WaveNet step is bound by its multiply-adds, not its bytes
+            row["compute_floor_samples_per_s"] = compute_floor(model, batch, used, precision)
+            row["floor_samples_per_s"] = min(row["floor_samples_per_s"], row["compute_floor_samples_per_s"])
+        row["floor"] = ("compute" if row["floor_samples_per_s"] < row["bandwidth_floor_samples_per_s"]
+                        else "bandwidth")
         row["fraction_of_floor"] = row["samples_per_s"] / row["floor_samples_per_s"]
     if model.model_type == "transformer":
         row["cost_by_fill"] = cost_by_fill(model, batch=batch)
@@ -397,7 +426,7 @@ def row_notes(row: dict) -> list[str]:
                      "(--max-seconds-per-run)")
     if (row["batch"] == 1 and row.get("fraction_of_floor", 1.0) < BUSY_FRACTION_OF_FLOOR
             and row["floor_samples_per_s"] < FLOOR_BINDS_BELOW):
-        notes.append(f"{who} reached {row['fraction_of_floor']:.1%} of its bandwidth floor (60-95% on an idle "
+        notes.append(f"{who} reached {row['fraction_of_floor']:.1%} of its {row['floor']} floor (25-95% on an idle "
                      "machine): the machine is probably busy")
     return notes
 

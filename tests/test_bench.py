@@ -198,10 +198,11 @@ def test_a_slow_engine_is_timed_on_fewer_samples(monkeypatch):
 
 def test_rows_say_when_the_time_bound_cut_them_or_the_machine_looks_busy():
     row = {"engine": "cpu", "batch": 1, "samples_per_run": 400, "samples_wanted": 4000, "max_seconds_per_run": 1.0,
-           "fraction_of_floor": 0.02, "floor_samples_per_s": 60_000}
+           "fraction_of_floor": 0.02, "floor_samples_per_s": 60_000, "floor": "bandwidth"}
     cut, busy = row_notes(row)
     assert "400 samples per run, not 4,000" in cut and "1 s" in cut and "--max-seconds-per-run" in cut
     assert "2.0% of its bandwidth floor" in busy and "probably busy" in busy
+    assert "of its compute floor" in row_notes({**row, "floor": "compute"})[1]
     assert row_notes({**row, "samples_per_run": 4000, "fraction_of_floor": 0.7}) == []
     assert row_notes({**row, "samples_per_run": 4000, "batch": 16}) == []
     # a model so small that its floor does not bind: no busy note

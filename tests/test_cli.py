@@ -36,7 +36,8 @@ def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
             assert f"bench {engine} batch {batch}" in captured.err
     assert "3/3" in captured.err and "bench naive" not in out
     rows = json.loads(path.read_text())
-    assert {(r["engine"], r["batch"]) for r in rows} == {(e, b) for e in ("naive", "torch", "cpu") for b in (1, 2)}
+    engines = ("naive", "torch", "cpu", "cpu-fp16", "cpu-int8")  # WaveNet's C++ engine stores three precisions
+    assert {(r["engine"], r["batch"]) for r in rows} == {(e, b) for e in engines for b in (1, 2)}
     for row in rows:
         assert row["median_s"] > 0 and row["samples_per_s"] > 0
         assert row["realtime_factor"] == pytest.approx(row["samples_per_s"] / 16000)
@@ -45,9 +46,16 @@ def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
         # at most the samples asked for (800; the naive engine's 32), fewer if a run would pass the bound
         assert 1 <= row["samples_per_run"] <= row["samples_wanted"] == (32 if row["engine"] == "naive" else 800)
         assert row["max_seconds_per_run"] == 1.0 and row["usable_cores"] >= 1 and "load_average" in row
-        assert isinstance(row["notes"], list) and row["precision"] == "fp32"
+        assert isinstance(row["notes"], list) and row["precision"] == (row["engine"].partition("-")[2] or "fp32")
+        if row["engine"].startswith("cpu"):  # the lower of the two floors, both measured
+            floors = (row["bandwidth_floor_samples_per_s"], row["compute_floor_samples_per_s"])
+            assert row["floor_samples_per_s"] == min(floors) > 0
+            assert row["floor"] == ("compute" if floors[1] < floors[0] else "bandwidth")
     torch_row = next(r for r in rows if r["engine"] == "torch" and r["batch"] == 1)
     assert torch_row["speedup_vs_torch"] == pytest.approx(1.0)
+    by_engine = {r["engine"]: r for r in rows if r["batch"] == 1}
+    assert by_engine["cpu-fp16"]["weight_bytes_per_sample"] == by_engine["cpu"]["weight_bytes_per_sample"] / 2
+    assert by_engine["cpu-int8"]["weight_bytes_per_sample"] > by_engine["cpu"]["weight_bytes_per_sample"] / 4
 
 
 TINY_TRANSFORMER = ["--model", "transformer", "--layers", "1", "--heads", "2", "--width", "32", "--context", "16",

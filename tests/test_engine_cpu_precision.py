@@ -123,3 +123,16 @@ def test_precisions_are_refused_where_they_cannot_run():
     with pytest.raises(ValueError, match=r"skip_weight.*beyond half precision's range"):
         _native.WaveNetCpuEngine(config, huge, 1, 1, precision="fp16")
     _native.WaveNetCpuEngine(config, huge, 1, 1, precision="int8")  # int8's scales take any finite weight
+
+
+def test_multiply_rate_times_each_precision_and_refuses_bad_arguments():
+    for precision in ("fp32", "fp16", "int8"):
+        assert _native.multiply_rate(precision, 2, 32, 64, threads=1, seconds=0.01) > 1e6  # multiply-adds/s
+    with pytest.raises(ValueError, match="precision must be 'fp32', 'fp16' or 'int8'"):
+        _native.multiply_rate("int4", 1, 16, 16)
+    with pytest.raises(ValueError, match="multiples of 16"):
+        _native.multiply_rate("int8", 1, 24, 16)
+    with pytest.raises(ValueError, match="rows must be in"):
+        _native.multiply_rate("fp32", 0, 16, 16)
+    with pytest.raises(ValueError, match="seconds must be in"):
+        _native.multiply_rate("fp32", 1, 16, 16, seconds=0)

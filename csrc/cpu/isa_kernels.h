@@ -10,6 +10,8 @@
 namespace fastwave {
 namespace cpu {
 
+enum class WeightStorage { fp32, fp16, int8 };
+
 struct IsaKernels {
   const char* name;  // "avx512vnni", "avx512", "avx2" or "generic"
   // Runs one member's share of a job. Throws nothing: every input was validated before the plan
@@ -21,11 +23,12 @@ struct IsaKernels {
   void (*run_transformer_steps_half)(const TransformerPlan<uint16_t>& plan, TransformerTask& task, const StepJob& job);
   // Reads n floats `repeats` times with vector loads and returns their sum: a bandwidth probe.
   float (*read_floats)(const float* data, int64_t n, int64_t repeats);
-  // y (rows, cols) = x (rows, in) @ w with x quantised per row into `buffer` and w an int8 matrix
-  // (in, cols) with per-column scales (int8_weights.h): the int8 mode's product, for its tests.
-  // in and cols are multiples of kBlock.
-  void (*int8_matmul)(const float* x, int64_t rows, int64_t in, const uint8_t* w, const float* scale,
-                      int64_t cols, const QuantizedRows& buffer, float* y);
+  // `repeats` times y (rows, cols) += x (rows, in) @ w with the engines' product for weights w
+  // (in, cols) stored as `precision`: float, half bits, or the int8 layout with per-column scales
+  // (int8_weights.h; x quantised per row into `buffer` each time). For the tests of the int8
+  // arithmetic and the bench's compute floor. in and cols are multiples of kBlock.
+  void (*multiply)(WeightStorage precision, const float* x, int64_t rows, int64_t in, const void* w,
+                   const float* scale, int64_t cols, const QuantizedRows& buffer, float* y, int64_t repeats);
   // x[i] = e^x[i] for i < n: the exponential the engines' sampling uses (vector_ops.h).
   void (*exp_doubles)(double* x, int64_t n);
 };

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "cpu/isa.h"
+#include "cpu/multiply_rate.h"
 
 namespace fastwave {
 namespace cpu {
@@ -30,14 +31,7 @@ int64_t gate_column(int64_t g, int64_t half) {
 WaveNetEngine::WaveNetEngine(const WaveNetShape& shape, const WeightMap& weights, int64_t batch,
                              int threads, const int64_t* global_ids, const float* local,
                              int64_t frames, const std::string& isa, const std::string& precision)
-    : shape_(shape), batch_(batch) {
-  if (precision == "fp16") {
-    precision_ = Precision::fp16;
-  } else if (precision == "int8") {
-    precision_ = Precision::int8;
-  } else if (precision != "fp32") {
-    refuse("precision must be 'fp32', 'fp16' or 'int8', got '" + precision + "'");
-  }
+    : shape_(shape), batch_(batch), precision_(weight_storage(precision)) {
   const WaveNetShape& s = shape_;
   require_range(s.layers, 1, 4096, "config['layers']");
   require_range(s.kernel_size, 1, kMaxKernelSize, "config['kernel_size']");
@@ -93,13 +87,13 @@ WaveNetEngine::WaveNetEngine(const WaveNetShape& shape, const WeightMap& weights
     plan_.local_channels = s.local_channels;
     plan_.frames = frames;
   }
-  if (precision_ == Precision::fp16) make_half_plan();
-  if (precision_ == Precision::int8) make_int8_plan();
+  if (precision_ == WeightStorage::fp16) make_half_plan();
+  if (precision_ == WeightStorage::int8) make_int8_plan();
   build_tasks();
 }
 
 const char* WaveNetEngine::precision() const {
-  return precision_ == Precision::fp16 ? "fp16" : precision_ == Precision::int8 ? "int8" : "fp32";
+  return precision_ == WeightStorage::fp16 ? "fp16" : precision_ == WeightStorage::int8 ? "int8" : "fp32";
 }
 
 void WaveNetEngine::validate(const WeightMap& weights) const {
@@ -352,7 +346,7 @@ void WaveNetEngine::build_tasks() {
   struct Offsets { int64_t x, z, h, skip, hidden, logits, local, quantized[2][3]; };
   // int8: each member quantises a product's input rows (at most max(Rp, Hp, Sp) wide) into one of
   // two buffers of bytes, with a float scale and an int32 sum per row.
-  const int64_t quantized_width = precision_ == Precision::int8 ? std::max({Rp_, Hp_, Sp_}) : 0;
+  const int64_t quantized_width = precision_ == WeightStorage::int8 ? std::max({Rp_, Hp_, Sp_}) : 0;
   std::vector<Offsets> offsets;
   for (int g = 0; g < groups; ++g) {
     const int64_t rows = threads_.rows(g, batch_);
@@ -410,13 +404,13 @@ void WaveNetEngine::build_tasks() {
 
 void WaveNetEngine::run(const StepJob& job) {
   switch (precision_) {
-    case Precision::fp32:
+    case WeightStorage::fp32:
       pool_->run([&](int index) { kernels_->run_wavenet_steps(plan_, tasks_[index], job); });
       break;
-    case Precision::fp16:
+    case WeightStorage::fp16:
       pool_->run([&](int index) { kernels_->run_wavenet_steps_half(half_plan_, tasks_[index], job); });
       break;
-    case Precision::int8:
+    case WeightStorage::int8:
       pool_->run([&](int index) { kernels_->run_wavenet_steps_int8(int8_plan_, tasks_[index], job); });
       break;
   }

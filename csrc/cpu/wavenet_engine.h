@@ -88,10 +88,8 @@ class WaveNetEngine {
   void run(const StepJob& job);
   void check_local_coverage(uint64_t end_position, const char* what) const;
 
-  enum class Precision { fp32, fp16, int8 };
-
   WaveNetShape shape_;
-  Precision precision_ = Precision::fp32;
+  WeightStorage precision_ = WeightStorage::fp32;
   int64_t batch_, Rp_, Hp_, Sp_, Ap_, receptive_field_ = 1, frames_ = 0;
   int64_t ring_floats_ = 0;
   ThreadPlan threads_;

@@ -28,11 +28,22 @@ float read_floats(const float* data, int64_t n, int64_t repeats) {
   return horizontal_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
 }
 
-void int8_matmul(const float* x, int64_t rows, int64_t in, const uint8_t* w, const float* scale, int64_t cols,
-                 const QuantizedRows& buffer, float* y) {
-  quantize_rows(x, in, rows, in, buffer);
-  fill_zero(y, rows * cols);
-  product_q8(y, cols, rows, cols, buffer, w, scale, in, cols);
+void multiply(WeightStorage precision, const float* x, int64_t rows, int64_t in, const void* w, const float* scale,
+              int64_t cols, const QuantizedRows& buffer, float* y, int64_t repeats) {
+  for (int64_t r = 0; r < repeats; ++r) {
+    switch (precision) {
+      case WeightStorage::fp32:
+        product1(y, cols, rows, cols, x, in, static_cast<const float*>(w), in, cols);
+        break;
+      case WeightStorage::fp16:
+        product1(y, cols, rows, cols, x, in, static_cast<const uint16_t*>(w), in, cols);
+        break;
+      case WeightStorage::int8:
+        quantize_rows(x, in, rows, in, buffer);
+        product_q8(y, cols, rows, cols, buffer, static_cast<const uint8_t*>(w), scale, in, cols);
+        break;
+    }
+  }
 }
 
 }  // namespace
@@ -41,7 +52,7 @@ void int8_matmul(const float* x, int64_t rows, int64_t in, const uint8_t* w, con
 #define FASTWAVE_STRINGIFY_VALUE(name) #name
 extern const IsaKernels kernels{FASTWAVE_STRINGIFY(FASTWAVE_ISA), &run_wavenet_steps, &run_wavenet_steps_half,
                                 &run_wavenet_steps_int8, &run_transformer_steps,
-                                &run_transformer_steps_half, &read_floats, &int8_matmul, &exp_doubles};
+                                &run_transformer_steps_half, &read_floats, &multiply, &exp_doubles};
 
 }  // namespace FASTWAVE_ISA
 }  // namespace cpu
