@@ -122,7 +122,7 @@ def cmd_generate(args) -> int:
         cond = piano_cond(covered, [args.seed + b for b in range(args.batch)], model.sample_rate)
     tokens = fastwave.generate(model, n, batch=args.batch, prompt=prompt, cond=cond, temperature=args.temperature,
                                top_k=args.top_k, top_p=args.top_p, seed=args.seed, engine=args.engine,
-                               threads=args.threads, progress=not args.quiet)
+                               threads=args.threads, precision=args.precision, progress=not args.quiet)
     audio = fastwave.mulaw_decode(tokens, classes=model.config.classes)
     paths = [args.out] if args.batch == 1 else [_numbered(args.out, b) for b in range(args.batch)]
     for path, stream in zip(paths, audio):
@@ -201,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--prompt", metavar="AUDIO", help="an audio file to continue (resampled, mu-law encoded)")
     gen.add_argument("--engine", default="auto", help="naive, torch, cpu or auto (default: the fastest here)")
     gen.add_argument("--threads", type=int, default=None, help="threads of the cpu engine (default: physical cores)")
+    gen.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
+                     help="weights of the cpu engine: fp32 (default; the same audio on every engine), fp16 (half "
+                          "precision storage) or int8 (WaveNet: int8 weights, inputs quantised per step); "
+                          "the README gives speed and the bits/sample each costs")
     gen.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     gen.add_argument("--batch", type=int, default=1, help="independent streams; >1 writes OUT_0, OUT_1, ...")
     gen.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")

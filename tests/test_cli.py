@@ -96,6 +96,13 @@ def test_generate_writes_audio(tmp_path, capsys):
     assert main(["generate", "--seconds", "0.01", "--out", str(out), "--quiet", "--temperature", "0.5"] + TINY) == 0
     audio, rate = load_audio(out)
     assert rate == 16000 and audio.shape == (160,)
+    int8 = tmp_path / "int8.wav"
+    assert main(["generate", "--seconds", "0.01", "--out", str(int8), "--quiet", "--precision", "int8"] + TINY) == 0
+    assert load_audio(int8)[0].shape == (160,)
+    capsys.readouterr()
+    assert main(["generate", "--seconds", "0.01", "--out", str(int8), "--engine", "torch", "--precision", "fp16"]
+                + TINY) == 2
+    assert "needs engine='cpu'" in capsys.readouterr().err
 
 
 def test_generate_with_no_model_plays_the_shipped_piano_wavenet(tmp_path, capsys, monkeypatch):
