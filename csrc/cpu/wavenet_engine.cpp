@@ -252,38 +252,16 @@ void WaveNetEngine::derive_plan(WaveNetPlan<W>& plan, std::vector<WaveNetLayerPl
   for (size_t i = 0; i < layers_.size(); ++i) {
     const WaveNetLayerPlan<float>& f = layers_[i];
     WaveNetLayerPlan<W>& d = layers[i];
+    static_cast<WaveNetLayerState&>(d) = f;
     const std::string name = "layers." + std::to_string(i) + ".";
     d.conv = convert(f.conv, conv, name + "conv_weight", &d.conv_scale);
     if (f.residual != nullptr) d.residual = convert(f.residual, residual, name + "res_weight", &d.residual_scale);
-    d.residual_bias = f.residual_bias;
     d.skip = convert(f.skip, skip, name + "skip_weight", &d.skip_scale);
-    d.local = f.local;
-    d.dilation = f.dilation;
-    d.ring_slots = f.ring_slots;
-    d.ring = f.ring;
   }
-  const WaveNetPlan<float>& f = plan_;
-  plan.layers = f.layers;
-  plan.kernel_size = f.kernel_size;
-  plan.batch = f.batch;
-  plan.classes = f.classes;
-  plan.Rp = f.Rp;
-  plan.Hp = f.Hp;
-  plan.Sp = f.Sp;
-  plan.Ap = f.Ap;
+  static_cast<WaveNetPlanBase&>(plan) = plan_;
   plan.layer = layers.data();
-  plan.embedding = f.embedding;
-  plan.skip_bias = f.skip_bias;
-  plan.head0 = convert(f.head0, head0, "head.0.weight", &plan.head0_scale);
-  plan.head0_bias = f.head0_bias;
-  plan.head1 = convert(f.head1, head1, "head.1.weight", &plan.head1_scale);
-  plan.head1_bias = f.head1_bias;
-  plan.base_bias = f.base_bias;
-  plan.gate_bias = f.gate_bias;
-  plan.local_features = f.local_features;
-  plan.local_channels = f.local_channels;
-  plan.frames = f.frames;
-  plan.hop = f.hop;
+  plan.head0 = convert(plan_.head0, head0, "head.0.weight", &plan.head0_scale);
+  plan.head1 = convert(plan_.head1, head1, "head.1.weight", &plan.head1_scale);
 }
 
 // fp16: the matrices converted to half at their float offsets.

@@ -23,20 +23,9 @@
 namespace fastwave {
 namespace cpu {
 
-template <typename W>
-struct WaveNetLayerPlan {
-  // Gate columns come in kBlock pairs [tanh block q | sigmoid block q], so the thread that owns gate
-  // channels [h0, h1) needs the columns [2 h0, 2 h1). Each thread's columns are stored as their own
-  // contiguous matrix (the thread streams one block of memory), starting at rows * 2 h0:
-  //   conv: (K * Rp, 2 (h1 - h0)) at K * Rp * 2 h0; row k * Rp + r multiplies channel r of the input
-  //         at t - (K-1-k) * dilation.
-  const W* conv;
-  const W* residual;           // (Hp, Rp), or nullptr for the last layer (its residual is unused)
+// What a layer reads besides its matrices: the same at every precision.
+struct WaveNetLayerState {
   const float* residual_bias;  // (Rp,)
-  const W* skip;               // (Hp, Sp)
-  const float* conv_scale;     // int8: (2 Hp,) per packed gate column; (Rp,); (Sp,)
-  const float* residual_scale;
-  const float* skip_scale;
   const float* local;          // (C, 2 (h1 - h0)) at C * 2 h0, laid out like conv; or nullptr
   int64_t dilation;
   int64_t ring_slots;          // (K - 1) * dilation past inputs, the only state the layer keeps
@@ -44,24 +33,43 @@ struct WaveNetLayerPlan {
 };
 
 template <typename W>
-struct WaveNetPlan {
+struct WaveNetLayerPlan : WaveNetLayerState {
+  // Gate columns come in kBlock pairs [tanh block q | sigmoid block q], so the thread that owns gate
+  // channels [h0, h1) needs the columns [2 h0, 2 h1). Each thread's columns are stored as their own
+  // contiguous matrix (the thread streams one block of memory), starting at rows * 2 h0:
+  //   conv: (K * Rp, 2 (h1 - h0)) at K * Rp * 2 h0; row k * Rp + r multiplies channel r of the input
+  //         at t - (K-1-k) * dilation.
+  const W* conv;
+  const W* residual;           // (Hp, Rp), or nullptr for the last layer (its residual is unused)
+  const W* skip;               // (Hp, Sp)
+  const float* conv_scale;     // int8: (2 Hp,) per packed gate column; (Rp,); (Sp,)
+  const float* residual_scale;
+  const float* skip_scale;
+};
+
+// What the step reads besides the matrices: the same at every precision.
+struct WaveNetPlanBase {
   int64_t layers, kernel_size, batch;
   int64_t classes, Rp, Hp, Sp, Ap;  // Ap >= classes; logits past `classes` are padding
-  const WaveNetLayerPlan<W>* layer; // [layers]
   const float* embedding;           // (classes, Rp)
   const float* skip_bias;           // (Sp,): every layer's skip bias, summed once
-  const W* head0;                   // (Sp, s1 - s0) at Sp * s0 for the thread owning [s0, s1)
   const float* head0_bias;          // (Sp,)
-  const W* head1;                   // (Sp, Ap)
   const float* head1_bias;          // (Ap,)
-  const float* head0_scale;         // int8: (Sp,), (Ap,)
-  const float* head1_scale;
   const float* base_bias;           // (batch, layers, 2 * Hp): conv bias + the global term per row
   float* gate_bias;                 // (batch, layers, 2 * Hp): base_bias + the current local frame
   // Local conditioning, or local_channels == 0: features (batch, C, frames), position t reads
   // frame t / hop.
   const float* local_features;
   int64_t local_channels, frames, hop;
+};
+
+template <typename W>
+struct WaveNetPlan : WaveNetPlanBase {
+  const WaveNetLayerPlan<W>* layer; // [layers]
+  const W* head0;                   // (Sp, s1 - s0) at Sp * s0 for the thread owning [s0, s1)
+  const W* head1;                   // (Sp, Ap)
+  const float* head0_scale;         // int8: (Sp,), (Ap,)
+  const float* head1_scale;
 };
 
 // One thread's share: a group of threads runs a range of rows together, each thread a slice of
