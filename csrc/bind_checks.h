@@ -6,8 +6,10 @@
 #include <pybind11/numpy.h>
 
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
+#include <vector>
 
 namespace fastwave {
 namespace bind {
@@ -59,13 +61,32 @@ void require_dtype(py::handle value, const std::string& name, const char* dtype_
   }
 }
 
-// A numpy array of exactly dtype T as a C-contiguous array: the same memory when it already is
-// one, otherwise a contiguous copy (the caller's array is never written).
+// A new C-contiguous copy of `array` that no other thread can reach, in numpy's aligned memory: for
+// inputs read with the GIL released, which another Python thread could otherwise rewrite or resize
+// (freeing the memory) while the native code reads them.
+template <typename T>
+py::array_t<T, py::array::c_style> private_copy(const py::array_t<T, py::array::c_style>& array) {
+  py::array_t<T, py::array::c_style> copy(std::vector<py::ssize_t>(array.shape(), array.shape() + array.ndim()));
+  if (array.size() > 0) std::memcpy(copy.mutable_data(), array.data(), static_cast<size_t>(array.nbytes()));
+  return copy;
+}
+
+// `array` itself when its data is aligned for T, else an aligned copy: a contiguous view at an odd
+// offset (np.frombuffer(buf, offset=1)) would make every T load a misaligned one (undefined
+// behaviour; UBSan reports it).
+template <typename T>
+py::array_t<T, py::array::c_style> aligned(py::array_t<T, py::array::c_style> array) {
+  if (reinterpret_cast<uintptr_t>(array.data()) % alignof(T) == 0) return array;
+  return private_copy(array);
+}
+
+// A numpy array of exactly dtype T as an aligned C-contiguous array: the same memory when it already
+// is one, otherwise a copy (the caller's array is never written).
 template <typename T>
 py::array_t<T, py::array::c_style> checked_array(py::handle value, const std::string& name,
                                                  const char* dtype_name) {
   require_dtype<T>(value, name, dtype_name);
-  return py::array_t<T, py::array::c_style>::ensure(value);
+  return aligned(py::array_t<T, py::array::c_style>::ensure(value));
 }
 
 inline void require_ndim(const py::array& array, const std::string& name, py::ssize_t ndim,
@@ -84,7 +105,7 @@ py::array_t<T, py::array::c_style> contiguous_array(py::handle value, const std:
   if (!(py::reinterpret_borrow<py::array>(value).flags() & py::array::c_style)) {
     throw py::value_error(name + " must be C-contiguous (use np.ascontiguousarray)");
   }
-  return py::array_t<T, py::array::c_style>::ensure(value);
+  return aligned(py::array_t<T, py::array::c_style>::ensure(value));
 }
 
 }  // namespace bind

@@ -83,9 +83,25 @@ inline int threads_arg_value(py::handle threads_arg) {
   return static_cast<int>(checked_uint(threads_arg, "threads", 1024, "[1, 1024]"));
 }
 
+// The engine behind `self`, refusing one made by __new__ without __init__: pybind11 would hand a
+// method fresh uninitialised memory for it (it allocates the value lazily, unconstructed).
 template <typename Engine>
-py::object prefill(Engine& engine, py::handle prompt_arg, bool return_logits) {
-  const auto prompt = contiguous_array<int64_t>(prompt_arg, "prompt", "int64");
+Engine& initialized(py::handle self) {
+  if (!py::isinstance<Engine>(self)) throw py::type_error("expected an engine object, got " + type_name(self));
+  auto* instance = reinterpret_cast<py::detail::instance*>(self.ptr());
+  const py::detail::value_and_holder held = instance->get_value_and_holder(py::detail::get_type_info(typeid(Engine)));
+  if (!held || !held.holder_constructed()) {
+    throw py::type_error(type_name(self) + " object was never initialised (made with __new__ alone): build it by "
+                         "calling the class, e.g. " + type_name(self) + "(config, weights, batch, threads)");
+  }
+  return *held.template value_ptr<Engine>();
+}
+
+template <typename Engine>
+py::object prefill(py::handle self, py::handle prompt_arg, bool return_logits) {
+  Engine& engine = initialized<Engine>(self);
+  // A private copy: the engine reads it with the GIL released.
+  const auto prompt = private_copy(contiguous_array<int64_t>(prompt_arg, "prompt", "int64"));
   if (prompt.ndim() != 2 || prompt.shape(0) != engine.batch() || prompt.shape(1) < 1) {
     throw py::value_error("prompt must have shape (batch, P) = (" + std::to_string(engine.batch()) +
                           ", P >= 1), got " + shape_text(prompt));
@@ -108,8 +124,9 @@ py::object prefill(Engine& engine, py::handle prompt_arg, bool return_logits) {
 }
 
 template <typename Engine>
-py::array_t<int64_t> generate(Engine& engine, py::handle n_arg, py::handle seed_arg, py::handle step0_arg,
+py::array_t<int64_t> generate(py::handle self, py::handle n_arg, py::handle seed_arg, py::handle step0_arg,
                               double temperature, py::handle top_k_arg, double top_p, bool final) {
+  Engine& engine = initialized<Engine>(self);
   const auto n = static_cast<int64_t>(checked_uint(n_arg, "n", kMaxUint32 + 1, "[0, 2**32]"));
   const uint64_t seed = checked_uint(seed_arg, "seed", kMaxUint64, "[0, 2**64)");
   const auto step0 = static_cast<uint32_t>(checked_uint(step0_arg, "step0", kMaxUint32, "[0, 2**32)"));
@@ -128,6 +145,12 @@ py::array_t<int64_t> generate(Engine& engine, py::handle n_arg, py::handle seed_
   return tokens;
 }
 
+// A read-only property reading `getter` of an initialised engine.
+template <typename Engine, typename Class, typename Result>
+void engine_property(Class& cls, const char* name, Result (Engine::*getter)() const, const char* doc = "") {
+  cls.def_property_readonly(name, [getter](py::handle self) { return (initialized<Engine>(self).*getter)(); }, doc);
+}
+
 // The methods and properties every engine class exposes, with their docstrings.
 template <typename Engine, typename Class>
 void bind_engine_methods(Class& cls) {
@@ -137,15 +160,18 @@ void bind_engine_methods(Class& cls) {
       .def("generate", &generate<Engine>, py::arg("n"), py::arg("seed"), py::arg("step0"),
            py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("final"),
            "Sample n tokens per stream -> int64 (batch, n); sample i of stream b uses Philox "
-           "(seed, step0 + i, b). final: do not feed the last token (prefill again before more).")
-      .def_property_readonly("batch", &Engine::batch)
-      .def_property_readonly("threads", &Engine::threads)
-      .def_property_readonly("isa", &Engine::isa)
-      .def_property_readonly("position", &Engine::position, "Positions fed so far (prompt included).")
-      .def_property_readonly("receptive_field", &Engine::receptive_field)
-      .def_property_readonly("late_waits", &Engine::late_waits,
-                             "Exchanges at which a thread waited over ~0.5 ms for a partner (since the engine was "
-                             "built): the partner was descheduled by a busy machine.");
+           "(seed, step0 + i, b). final: do not feed the last token (prefill again before more).");
+  engine_property(cls, "batch", &Engine::batch);
+  engine_property(cls, "classes", &Engine::classes);
+  engine_property(cls, "threads", &Engine::threads);
+  engine_property(cls, "isa", &Engine::isa);
+  engine_property(cls, "precision", &Engine::precision);
+  engine_property(cls, "position", &Engine::position, "Positions fed so far (prompt included).");
+  engine_property(cls, "receptive_field", &Engine::receptive_field);
+  engine_property(cls, "state_bytes", &Engine::state_bytes, "Bytes of generation state for the batch.");
+  engine_property(cls, "late_waits", &Engine::late_waits,
+                  "Exchanges at which a thread waited over ~0.5 ms for a partner (since the engine was "
+                  "built): the partner was descheduled by a busy machine.");
 }
 
 }  // namespace bind

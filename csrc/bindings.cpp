@@ -71,8 +71,9 @@ py::tuple philox4x32(py::handle counter, py::handle key) {
 py::array_t<float> philox_uniform(py::handle seed_arg, py::handle steps_arg,
                                   py::handle streams_arg) {
   const uint64_t seed = checked_uint(seed_arg, "seed", kMaxUint64, "[0, 2**64)");
-  const auto steps = checked_array<int64_t>(steps_arg, "steps", "int64");
-  const auto streams = checked_array<int64_t>(streams_arg, "streams", "int64");
+  // Private copies: they are read with the GIL released.
+  const auto steps = private_copy(checked_array<int64_t>(steps_arg, "steps", "int64"));
+  const auto streams = private_copy(checked_array<int64_t>(streams_arg, "streams", "int64"));
   const std::vector<py::ssize_t> shape(steps.shape(), steps.shape() + steps.ndim());
   if (std::vector<py::ssize_t>(streams.shape(), streams.shape() + streams.ndim()) != shape) {
     throw py::value_error("streams must have the shape of steps " + shape_text(steps) +
@@ -118,8 +119,9 @@ py::array_t<int64_t> sample_tokens(py::handle logits_arg, py::handle u_arg, doub
                                    int64_t top_k, double top_p) {
   const fastwave::SamplingParams params{temperature, top_k, top_p};
   fastwave::validate(params);
-  const auto logits = checked_array<float>(logits_arg, "logits", "float32");
-  const auto u = checked_array<float>(u_arg, "u", "float32");
+  // Private copies: they are read with the GIL released.
+  const auto logits = private_copy(checked_array<float>(logits_arg, "logits", "float32"));
+  const auto u = private_copy(checked_array<float>(u_arg, "u", "float32"));
   require_ndim(logits, "logits", 2, "(batch, num_classes)");
   require_ndim(u, "u", 1, "(batch,)");
   const py::ssize_t batch = logits.shape(0);

@@ -35,7 +35,11 @@ cpu::TransformerShape shape_from(py::handle config_arg) {
   if (!py::isinstance<py::float_>(base) && !py::isinstance<py::int_>(base)) {
     throw py::type_error("config['rope_base'] must be a number, got " + type_name(base));
   }
-  shape.rope_base = base.cast<double>();
+  shape.rope_base = PyFloat_AsDouble(base.ptr());  // an int too large for a double raises OverflowError
+  if (PyErr_Occurred()) {
+    PyErr_Clear();
+    throw py::value_error("config['rope_base'] must be a finite number, got " + std::string(py::repr(base)));
+  }
   shape.cond_window = config_int(config, "cond_window");
   if (shape.cond_window > 0) {
     shape.cond_hop = config_int(config, "cond_hop");
@@ -68,12 +72,9 @@ void register_transformer_cpu(py::module_& m) {
           py::arg("isa") = "auto", py::arg("precision") = "fp32",
           "config, weights: SampleTransformer.export_weights() (either variant); batch >= 1 streams; "
           "threads >= 1; isa 'auto' (or $FASTWAVE_ISA) or one of cpu_isas(); precision 'fp32' or "
-          "'fp16' (matrices and KV cache stored as half, arithmetic in float).")
-      .def_property_readonly("precision", &TransformerEngine::precision)
-      .def_property_readonly("context", &TransformerEngine::context, "Positions each position attends to.")
-      .def_property_readonly("state_bytes", &TransformerEngine::state_bytes,
-                             "Bytes of generation state (the KV caches, and the CNN's rings).");
+          "'fp16' (matrices and KV cache stored as half, arithmetic in float).");
   bind_engine_methods<TransformerEngine>(cls);
+  bind::engine_property(cls, "context", &TransformerEngine::context, "Positions each position attends to.");
 }
 
 }  // namespace fastwave

@@ -130,10 +130,7 @@ void register_wavenet_cpu(py::module_& m) {
            "global_cond int64 (batch,) ids; local_cond float32 (batch, local_channels, frames), "
            "copied; isa 'auto' (or $FASTWAVE_ISA) or one of cpu_isas(); precision 'fp32', 'fp16' "
            "(matrices stored as half, arithmetic in float) or 'int8' (int8 weights with a scale per "
-           "output channel, inputs quantised per row and step, integer dot products).")
-      .def_property_readonly("precision", &WaveNetEngine::precision)
-      .def_property_readonly("state_bytes", &WaveNetEngine::state_bytes,
-                             "Bytes of generation state (the ring buffers).");
+           "output channel, inputs quantised per row and step, integer dot products).");
   bind_engine_methods<WaveNetEngine>(cls);
   m.def("cpu_isas", &cpu::supported_isas,
         "Instruction-set variants compiled in and supported by this CPU, best first.");

@@ -116,6 +116,19 @@ uint64_t late_waits_of(const std::vector<Task>& tasks) {
   return total;
 }
 
+// After a free-running call: refuses (std::invalid_argument) when a member met non-finite logits,
+// naming the position and stream. The engine must be prefilled again (the caller clears its logits).
+template <typename Task>
+void check_finite_logits(const std::vector<Task>& tasks, uint64_t position) {
+  for (const Task& task : tasks) {
+    if (task.status.nonfinite_step < 0) continue;
+    refuse("the model's logits became non-finite (inf or NaN) before sample " +
+           std::to_string(position + static_cast<uint64_t>(task.status.nonfinite_step)) + " of stream " +
+           std::to_string(task.status.nonfinite_row) +
+           ": its activations overflow float32 (check the weights); prefill() again before generating");
+  }
+}
+
 // A sampler's buffers sized for `classes`, so sampling allocates nothing per step.
 std::unique_ptr<SamplingScratch> make_sampling_scratch(int64_t classes);
 

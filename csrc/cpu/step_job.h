@@ -37,6 +37,14 @@ struct ExchangeSeat {
   uint64_t late;   // waits for a partner that took over ~0.5 ms: it was descheduled (a busy machine)
 };
 
+// What a member reports back from a call: the first step whose logits it found non-finite (inf or
+// NaN: the model's activations overflowed float32), and the stream; -1 when none. The member stops
+// there; its partners in the group stop at the same step (they hold the same logits).
+struct StepStatus {
+  int64_t nonfinite_step;
+  int64_t nonfinite_row;
+};
+
 // One call's work for every member: feed `count` positions starting at `position`. Teacher-forced
 // (tokens != nullptr: token i of row b at tokens[b * tokens_stride + i]) or free-running (sample
 // each token from the current logits with Philox step step0 + i, stream = row, then feed it; the

@@ -434,7 +434,9 @@ void TransformerEngine::generate(int64_t n, uint64_t seed, uint32_t step0, const
   const auto lock = claim(busy_);
   check_generate(n, batch_, step0, params, has_logits_);
   if (n == 0) return;
+  has_logits_ = false;  // until the call succeeds: after a refusal the state is partly advanced
   run(generate_job(n, position_, seed, step0, params, final, tokens_out));
+  check_finite_logits(tasks_, position_);
   position_ += static_cast<uint64_t>(n) - (final ? 1 : 0);
   has_logits_ = !final;
 }

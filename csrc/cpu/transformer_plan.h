@@ -115,6 +115,7 @@ struct TransformerTask {
   float* latent;         // (rows, Wp) added to the embedding of every position of the block
   uint64_t cond_patches_fed;
   int64_t* sampled;      // (rows,)
+  StepStatus status;        // set by each call (step_job.h)
   SamplingScratch* scratch;
 };
 

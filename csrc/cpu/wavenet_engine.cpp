@@ -427,7 +427,9 @@ void WaveNetEngine::generate(int64_t n, uint64_t seed, uint32_t step0, const Sam
   if (n == 0) return;
   const uint64_t fed = static_cast<uint64_t>(n) - (final ? 1 : 0);
   check_local_coverage(position_ + fed, "generate()");
+  has_logits_ = false;  // until the call succeeds: after a refusal the state is partly advanced
   run(generate_job(n, position_, seed, step0, params, final, tokens_out));
+  check_finite_logits(tasks_, position_);
   position_ += fed;
   has_logits_ = !final;
 }

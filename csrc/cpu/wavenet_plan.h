@@ -88,6 +88,7 @@ struct MemberTask {
   float* logits;            // (rows, Ap) the logits of the last step, identical in every member
   float* local_column;      // (local_channels,) one frame's features, gathered
   int64_t* sampled;         // (rows,) the tokens just sampled
+  StepStatus status;        // set by each call (step_job.h)
   QuantizedRows quantized[2];  // int8: inputs of the products quantised per row (int8_weights.h)
   SamplingScratch* scratch;
 };

@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <utility>
 
@@ -15,31 +16,64 @@ namespace fastwave {
 namespace cpu {
 
 WorkerPool::WorkerPool(int size) {
-  for (int i = 1; i < size; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  try {
+    for (int i = 1; i < size; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  } catch (const std::exception& error) {
+    // The destructor will not run for a half-built pool: stop and join the threads already started
+    // here, before their mutex and condition variable go away.
+    stop();
+    throw std::runtime_error("could not start " + std::to_string(size - 1) + " worker threads (started " +
+                             std::to_string(workers_.size()) + "): " + error.what());
+  }
 }
 
-WorkerPool::~WorkerPool() {
+WorkerPool::~WorkerPool() { stop(); }
+
+void WorkerPool::stop() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
   }
   wake_.notify_all();
   for (std::thread& worker : workers_) worker.join();
+  workers_.clear();
+}
+
+// work(index), keeping the first exception any thread raises (an exception leaving a worker thread
+// would end the process) for run() to rethrow once every thread is done.
+void WorkerPool::run_one(int index) {
+  try {
+    (*work_)(index);
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!error_) error_ = std::current_exception();
+  }
 }
 
 void WorkerPool::run(const std::function<void(int)>& work) {
+  error_ = nullptr;
+  work_ = &work;
   if (workers_.empty()) {
-    work(0);
+    run_one(0);
+    rethrow();
     return;
   }
   __atomic_store_n(&pending_, static_cast<uint32_t>(workers_.size()), __ATOMIC_RELAXED);
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    work_ = &work;
     ++generation_;
   }
   wake_.notify_all();
-  work(0);
+  run_one(0);
+  wait_for_workers();
+  rethrow();
+}
+
+void WorkerPool::rethrow() {
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+}
+
+void WorkerPool::wait_for_workers() {
   // The workers usually finish within microseconds of the caller: spin, then sleep until the last
   // one is done (a busy machine may have descheduled it).
   for (int spins = 0; spins < 4096; ++spins) {
@@ -53,15 +87,13 @@ void WorkerPool::run(const std::function<void(int)>& work) {
 void WorkerPool::worker_loop(int index) {
   uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int)>* work = nullptr;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
       if (stopping_) return;
       seen = generation_;
-      work = work_;
     }
-    (*work)(index);
+    run_one(index);
     if (__atomic_sub_fetch(&pending_, 1u, __ATOMIC_ACQ_REL) == 0) wake_all(&pending_);
   }
 }

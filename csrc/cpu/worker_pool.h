@@ -5,6 +5,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -21,10 +22,15 @@ class WorkerPool {
   WorkerPool& operator=(const WorkerPool&) = delete;
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
+  // Rethrows the first exception a thread's work(i) raised, after every thread is done.
   void run(const std::function<void(int)>& work);
 
  private:
   void worker_loop(int index);
+  void run_one(int index);
+  void wait_for_workers();
+  void rethrow();
+  void stop();
 
   std::vector<std::thread> workers_;
   std::mutex mutex_;
@@ -33,6 +39,7 @@ class WorkerPool {
   uint64_t generation_ = 0;
   bool stopping_ = false;
   uint32_t pending_ = 0;  // workers still running the current call (__atomic; a futex word)
+  std::exception_ptr error_;
 };
 
 // Physical cores this process may run on (hyper-threads share one core's vector units, so they add

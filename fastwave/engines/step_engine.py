@@ -43,16 +43,23 @@ class StepEngine:
         for start in range(0, n_samples, chunk_size):
             count = min(chunk_size, n_samples - start)
             out = torch.empty(batch, count, dtype=torch.long, device=self.device)
+            # Logits that overflowed (inf or NaN) would all sample one token: flagged on the device
+            # at each step, checked once per chunk (no sync per sample), raised instead of yielded.
+            finite = torch.ones((), dtype=torch.bool, device=self.device)
             with exact_fp32():  # entered per chunk: the caller's settings hold between yields
                 # One vectorised Philox call per chunk instead of ~100 small ops per sample.
                 steps = torch.arange(start, start + count, device=self.device)
                 uniforms = _philox_uniform_unchecked(seed_words, steps[:, None], streams[None, :])  # (count, B)
                 for i in range(count):
+                    finite &= torch.isfinite(logits).all()
                     if start + i + 1 < n_samples:
                         tokens, logits = self.sample_and_step(logits, uniforms[i], params)
                     else:  # the last sample: nothing reads a further step
                         tokens = _sample_tokens_unchecked(logits, uniforms[i], params)
                     out[:, i] = tokens
+            if not bool(finite):
+                raise ValueError(f"the model's logits became non-finite (inf or NaN) within samples {start}-"
+                                 f"{start + count - 1}: its activations overflow float32 (check the weights)")
             yield out.cpu()
 
     def sample_and_step(self, logits: torch.Tensor, u: torch.Tensor, params: SamplingParams):

@@ -404,6 +404,7 @@ void run_pass(const TransformerPlan<T>& p, TransformerTask& m, const int64_t* to
 template <typename T>
 void run_steps(const TransformerPlan<T>& p, TransformerTask& m, const StepJob& job) {
   const bool writes = m.seat.member == 0;  // every member computes the same values; one writes them
+  m.status = {-1, -1};
   if (m.token_qkv != nullptr && !m.token_qkv_ready) fill_token_qkv(p, m);
   if (job.tokens != nullptr) {  // prefill: the state starts at the origin
     start_context(p, m);
@@ -426,11 +427,8 @@ void run_steps(const TransformerPlan<T>& p, TransformerTask& m, const StepJob& j
     return;
   }
   for (int64_t i = 0; i < job.count; ++i) {
-    for (int64_t r = 0; r < m.rows; ++r) {
-      const float u = sampling_uniform(job.seed, job.step0 + static_cast<uint32_t>(i),
-                                       static_cast<uint32_t>(m.row0 + r));
-      m.sampled[r] = sample_token(m.logits + r * p.Ap, p.classes, u, job.params, *m.scratch, exp_doubles);
-      if (writes) job.tokens_out[(m.row0 + r) * job.count + i] = m.sampled[r];
+    if (!sample_rows(m.logits, p.Ap, p.classes, m.rows, m.row0, job, i, writes, m.sampled, *m.scratch, m.status)) {
+      return;
     }
     if (i + 1 < job.count || !job.final) {
       run_pass(p, m, m.sampled, 1, job.position + static_cast<uint64_t>(i), 1, HeadRows::kLast);

@@ -439,6 +439,27 @@ inline void wait_for_group(ExchangeSeat& m) {
   }
 }
 
+// Samples token i of the job for rows [0, rows) of a member whose first row is row0, from logits
+// (rows, ld) with `classes` used, into sampled[r] (and job.tokens_out when `writes`). A row whose
+// logits are not all finite is not sampled: the step is noted in status and false returned.
+inline bool sample_rows(const float* logits, int64_t ld, int64_t classes, int64_t rows, int64_t row0,
+                        const StepJob& job, int64_t i, bool writes, int64_t* sampled, SamplingScratch& scratch,
+                        StepStatus& status) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = logits + r * ld;
+    bool finite = true;
+    for (int64_t c = 0; c < classes; ++c) finite &= row[c] - row[c] == 0.0f;  // false for inf and NaN
+    if (!finite) {
+      status = {i, row0 + r};
+      return false;
+    }
+    const float u = sampling_uniform(job.seed, job.step0 + static_cast<uint32_t>(i), static_cast<uint32_t>(row0 + r));
+    sampled[r] = sample_token(row, classes, u, job.params, scratch, exp_doubles);
+    if (writes) job.tokens_out[(row0 + r) * job.count + i] = sampled[r];
+  }
+  return true;
+}
+
 inline void exchange(ExchangeSeat& m) {
   publish(m);
   wait_for_group(m);

@@ -242,6 +242,7 @@ void step(const WaveNetPlan<W>& p, MemberTask& m, const int64_t* tokens, int64_t
 template <typename W>
 void run_steps(const WaveNetPlan<W>& p, MemberTask& m, const StepJob& job) {
   const bool writes = m.seat.member == 0;  // every member computes the same values; one writes them
+  m.status = {-1, -1};
   for (int64_t i = 0; i < job.count; ++i) {
     const uint64_t t = job.position + static_cast<uint64_t>(i);
     if (job.tokens != nullptr) {
@@ -254,14 +255,10 @@ void run_steps(const WaveNetPlan<W>& p, MemberTask& m, const StepJob& job) {
       }
       continue;
     }
-    int64_t* sampled = m.sampled;
-    for (int64_t r = 0; r < m.rows; ++r) {
-      const float u = sampling_uniform(job.seed, job.step0 + static_cast<uint32_t>(i),
-                                       static_cast<uint32_t>(m.row0 + r));
-      sampled[r] = sample_token(m.logits + r * p.Ap, p.classes, u, job.params, *m.scratch, exp_doubles);
-      if (writes) job.tokens_out[(m.row0 + r) * job.count + i] = sampled[r];
+    if (!sample_rows(m.logits, p.Ap, p.classes, m.rows, m.row0, job, i, writes, m.sampled, *m.scratch, m.status)) {
+      return;
     }
-    if (i + 1 < job.count || !job.final) step(p, m, sampled, 1, t, true);
+    if (i + 1 < job.count || !job.final) step(p, m, m.sampled, 1, t, true);
   }
 }
 
