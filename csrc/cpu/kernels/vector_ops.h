@@ -445,11 +445,12 @@ inline void wait_for_group(ExchangeSeat& m) {
 inline bool sample_rows(const float* logits, int64_t ld, int64_t classes, int64_t rows, int64_t row0,
                         const StepJob& job, int64_t i, bool writes, int64_t* sampled, SamplingScratch& scratch,
                         StepStatus& status) {
+  const int64_t padded = (classes + kLanes - 1) / kLanes * kLanes;  // <= ld; the padding holds zeros
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = logits + r * ld;
-    bool finite = true;
-    for (int64_t c = 0; c < classes; ++c) finite &= row[c] - row[c] == 0.0f;  // false for inf and NaN
-    if (!finite) {
+    V differences = V{};  // x - x is 0 for a finite x and NaN for inf or NaN; NaN survives the sum
+    for (int64_t c = 0; c < padded; c += kLanes) differences += load(row + c) - load(row + c);
+    if (!(horizontal_sum(differences) == 0.0f)) {
       status = {i, row0 + r};
       return false;
     }
