@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ._checks import as_tensor, check_file, check_int_arg, check_tokens
+from ._files import write_atomically
 
 __all__ = [
     "load_audio",
@@ -94,6 +95,9 @@ def _check_audio(audio, name="audio", ranks=None, need_samples=True):
     return audio
 
 
+_MAX_FILE_RATE = 2 ** 31 - 1  # libsndfile stores the rate as a C int
+
+
 def _check_positive_int(value, name):
     return check_int_arg(value, name, minimum=1)
 
@@ -141,8 +145,9 @@ def load_audio(path, sample_rate=None, mono=True, dtype=np.float32):
 
     Raises:
         MissingFileError: there is no file at ``path`` (a FileNotFoundError and a ValueError).
-        ValueError: the file is not audio libsndfile can read, has no samples, or holds NaN/inf;
-            or an argument is invalid.
+        ValueError: the file is not audio libsndfile can read, is a truncated WAV (its data chunk
+            promises more bytes than the file holds), has no samples, or holds NaN/inf; or an
+            argument is invalid.
     """
     import soundfile
 
@@ -157,6 +162,7 @@ def load_audio(path, sample_rate=None, mono=True, dtype=np.float32):
         samples, file_rate = soundfile.read(path, dtype=dtype.name, always_2d=True)  # (T, channels)
     except RuntimeError as error:  # soundfile.LibsndfileError is a RuntimeError
         raise ValueError(f"cannot read {path!r} as audio: {error}") from error
+    _check_wav_complete(path)
     if samples.shape[0] == 0:
         raise ValueError(f"audio file {path!r} has no samples")
     if not np.isfinite(samples).all():
@@ -168,6 +174,30 @@ def load_audio(path, sample_rate=None, mono=True, dtype=np.float32):
         samples = _soxr_resample(samples, file_rate, sample_rate)
         file_rate = int(sample_rate)
     return np.ascontiguousarray(samples.T, dtype=dtype), int(file_rate)
+
+
+def _check_wav_complete(path: str) -> None:
+    """ValueError when ``path`` is a RIFF/WAVE file whose data chunk promises more bytes than the
+    file holds: libsndfile reads a cut-off WAV (a copy or download that stopped part-way) as a
+    shorter clip without a word."""
+    with open(path, "rb") as f:
+        header = f.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return  # another format (or RF64, W64): libsndfile's own checks apply
+        size = os.fstat(f.fileno()).st_size
+        position = 12
+        while position + 8 <= size:
+            f.seek(position)
+            chunk = f.read(8)
+            declared = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"data":
+                held = size - position - 8
+                # 0 and 0xFFFFFFFF: a writer that streamed and never knew the length
+                if declared not in (0, 0xFFFFFFFF) and held < declared:
+                    raise ValueError(f"audio file {path!r} is truncated: its data chunk promises {declared:,} "
+                                     f"bytes of samples and the file holds {held:,}")
+                return
+            position += 8 + declared + (declared & 1)  # chunks are padded to even sizes
 
 
 def save_audio(path, audio, sample_rate, subtype=None):
@@ -183,7 +213,11 @@ def save_audio(path, audio, sample_rate, subtype=None):
 
     Raises:
         ValueError: bad rank, empty or non-finite audio, out-of-range samples for the subtype, an
-            unknown extension or subtype, a bad rate, or a write that libsndfile refuses.
+            unknown extension or subtype, a bad rate, a folder that does not exist or cannot be
+            written, or a write that libsndfile refuses.
+
+    The file is written beside ``path`` and renamed over it: a write that fails part-way (a full
+    disk) leaves an existing file as it was.
     """
     import soundfile
 
@@ -191,6 +225,8 @@ def save_audio(path, audio, sample_rate, subtype=None):
     audio = _as_array(audio)
     _check_audio(audio, "audio", ranks=(1, 2))
     _check_positive_int(sample_rate, "sample_rate")
+    if sample_rate > _MAX_FILE_RATE:
+        raise ValueError(f"sample_rate must be at most {_MAX_FILE_RATE} Hz for an audio file, got {sample_rate}")
     if isinstance(audio, torch.Tensor):
         audio = audio.detach().cpu()
         audio = (audio if audio.dtype in (torch.float32, torch.float64) else audio.float()).numpy()
@@ -210,8 +246,8 @@ def save_audio(path, audio, sample_rate, subtype=None):
             f"{subtype!r} would clip; scale it, or use subtype='FLOAT'"
         )
 
-    try:
-        soundfile.write(path, audio.T, int(sample_rate), subtype=subtype)  # soundfile wants (T, channels)
+    try:  # soundfile wants (T, channels); a write that fails part-way leaves the old file
+        write_atomically(path, lambda temporary: soundfile.write(temporary, audio.T, int(sample_rate), subtype=subtype))
     except RuntimeError as error:
         raise ValueError(f"cannot write audio to {path!r}: {error}") from error
 

@@ -67,6 +67,7 @@ from .engines import stream
 from .engines.generation import CPU_PRECISIONS, available_engines, cpu_precisions
 from .engines.wavenet_cpu import default_threads
 from .models import SampleTransformer, WaveNet
+from ._files import open_atomically
 
 # The naive engine does a whole receptive field of work per sample: time it on fewer samples (the
 # transformer's forward over its 4,798-sample receptive field takes over a second on 2 cores).
@@ -485,6 +486,6 @@ def format_fill_table(costs: list[dict]) -> str:
 
 
 def write_json(rows: list[dict], path: str) -> None:
-    with open(path, "w") as f:
+    with open_atomically(path, name="--json") as f:
         json.dump(rows, f, indent=2)
         f.write("\n")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._files import check_writable
+
 
 
 def _csv(kind):
@@ -85,6 +87,7 @@ def cmd_generate(args) -> int:
     device = _device(args.device)
     _check_seconds(args.seconds)
     fastwave.audio.audio_file_subtype(args.out)  # a bad --out fails now, not after generating
+    check_writable(args.out, "--out")
     sizes = _sizes(args)
     shipped = not args.checkpoint and args.model is None and not sizes  # nothing asked for: the piano model
     if args.checkpoint:
@@ -144,6 +147,8 @@ def cmd_bench(args) -> int:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if args.json:
+        check_writable(args.json, "--json")  # before minutes of timing, not after
     sizes = _sizes(args)
     rows = run_bench(args.model, args.engines, args.batch, args.seconds, device, args.repeats,
                      threads=args.threads, max_seconds_per_run=args.max_seconds_per_run, progress=not args.quiet,

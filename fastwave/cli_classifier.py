@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 
+from ._files import open_atomically
+
 POOLINGS = ("none", "avg", "wavelet")
 
 
@@ -126,7 +128,7 @@ def cmd_train_classifier(args) -> int:
     val = load(clips.subset(splits["val"]), "val")
     if rank == 0:  # which files each split holds, for the record (evaluate --split redraws them)
         os.makedirs(args.out_dir, exist_ok=True)
-        with open(os.path.join(args.out_dir, "splits.json"), "w") as handle:
+        with open_atomically(os.path.join(args.out_dir, "splits.json")) as handle:
             json.dump({"train": train.paths, "val": val.paths, "test": test.paths}, handle, indent=0)
     if not quiet:
         print(f"{len(clips)} clips, {len(clips.vocabulary)} labels "
@@ -142,7 +144,7 @@ def cmd_train_classifier(args) -> int:
         best = load_model(os.path.join(args.out_dir, BEST), map_location=device)
         report = evaluate_classifier(best, test, args.batch_eval)
         print(f"test, best epoch (step {history['best']['step']}):\n{report.table()}")
-        with open(os.path.join(args.out_dir, "report.json"), "w") as handle:
+        with open_atomically(os.path.join(args.out_dir, "report.json")) as handle:
             json.dump({"test": report.to_dict(), "best": history["best"], "command": " ".join(["fastwave"] + args.argv)},
                       handle, indent=1)
     if world > 1:
@@ -194,7 +196,7 @@ def cmd_evaluate(args) -> int:
     report = evaluate_classifier(model, data, args.batch_eval)
     print(report.table())
     if args.json:
-        with open(args.json, "w") as handle:
+        with open_atomically(args.json, name="--json") as handle:
             json.dump({**report.to_dict(), "checkpoint": args.checkpoint, "split": args.split,
                        "command": " ".join(["fastwave"] + args.argv)}, handle, indent=1)
         print(f"wrote {args.json}")

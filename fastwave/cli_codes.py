@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from .cli import _device
+from ._files import open_atomically
 
 
 def add_commands(sub, csv_list) -> None:
@@ -183,7 +184,7 @@ def cmd_probe(args) -> int:
                             seed=args.seed, progress=not args.quiet)
     print(format_table(rows))
     if args.json:
-        with open(args.json, "w") as f:
+        with open_atomically(args.json, name="--json") as f:
             json.dump({"rows": rows, "command": " ".join(["fastwave"] + args.argv)}, f, indent=1)
         print(f"wrote {args.json}")
     return 0

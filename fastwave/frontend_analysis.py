@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ._files import write_atomically
+
 __all__ = ["FrontendAnalysis", "analyze_frontend", "centre_frequencies", "filter_spectra", "plot_frontend"]
 
 LOW_HZ = 1000.0  # the summary's split between "low" and the rest
@@ -302,5 +304,5 @@ def plot_frontend(analysis_or_model, out_path, *, examples: int = 16, dpi: int =
     fig.suptitle(f"Front end: {count} filters of {analysis.taps} taps "
                  f"({1000 * analysis.taps / analysis.sample_rate:.1f} ms at {analysis.sample_rate:g} Hz), "
                  f"sorted by centre frequency; median {analysis.median_hz:.0f} Hz")
-    fig.savefig(out_path, format=fmt, dpi=dpi)
+    write_atomically(out_path, lambda temporary: fig.savefig(temporary, format=fmt, dpi=dpi), name="out_path")
     return out_path

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._files import open_atomically
 from ._checks import check_config_ints, check_int_arg, check_tokens
 from .audio import load_audio, log_mel_spectrogram, log_spectrogram
 from .kmeans import kmeans, nearest_centroid
@@ -371,7 +372,7 @@ def save_codes(path, names, codes, classes: int) -> None:
     if len(codes) != len(names):
         raise ValueError(f"{len(names)} names for {len(codes)} code sequences")
     flat = torch.cat(codes).numpy().astype(np.int32) if codes else np.zeros(0, np.int32)
-    with open(path, "wb") as f:  # a file object: numpy would append ".npz" to a bare path
+    with open_atomically(path, "wb") as f:  # a file object: numpy would append ".npz" to a bare path
         np.savez(f, names=np.array([str(n) for n in names]), codes=flat,
                  lengths=np.array([len(c) for c in codes], np.int64), classes=np.int64(classes))
 

@@ -43,6 +43,7 @@ import torch
 import torch.distributed as dist
 
 from ._checks import check_int_arg
+from ._files import open_atomically, write_atomically
 
 STATE_FORMAT = 1
 LAST, BEST, STATE, HISTORY = "last.safetensors", "best.safetensors", "train_state.pt", "history.json"
@@ -299,7 +300,7 @@ def _evaluate(model, evaluate, done, history, select, rank, world, checkpoint_di
             better = best is None or (result[name] > best[name] if mode == "max" else result[name] < best[name])
             if better:  # the file first: history never names weights that were not written
                 if checkpoint_dir is not None:
-                    _atomic(os.path.join(checkpoint_dir, BEST), lambda path: _save_model(model, path))
+                    _save_model(model, os.path.join(checkpoint_dir, BEST))  # atomic
                 history["best"] = {"step": done, name: result[name]}
         if bar is not None:
             line = describe(result) if describe else ", ".join(f"{k} {v:.4f}" for k, v in result.items())
@@ -325,17 +326,6 @@ def _set_rng(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _atomic(path: str, write: Callable[[str], None]) -> None:
-    """Write through ``write(temporary path)`` then rename over ``path``: readers never see half a file."""
-    temporary = f"{path}.tmp{os.getpid()}"
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
 def _save_model(model, path: str) -> None:
     from .models.checkpoint import save_checkpoint
     save_checkpoint(model, path)
@@ -347,10 +337,11 @@ def _save_state(folder: str, model, optimizer, step: int, history: dict, setting
     weights = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
     state = {"format": STATE_FORMAT, "step": step, "model": weights, "optimizer": optimizer.state_dict(), "rng": rng,
              "history": history, "settings": settings, "model_config": json.dumps(model.config.to_dict())}
-    _atomic(os.path.join(folder, LAST), lambda path: _save_model(model, path))
-    _atomic(os.path.join(folder, STATE), lambda path: torch.save(state, path))
+    _save_model(model, os.path.join(folder, LAST))  # atomic, as every write below
+    write_atomically(os.path.join(folder, STATE), lambda path: torch.save(state, path))
     text = json.dumps({"step": step, "settings": settings, **history}, indent=1)
-    _atomic(os.path.join(folder, HISTORY), lambda path: open(path, "w").write(text))
+    with open_atomically(os.path.join(folder, HISTORY)) as f:
+        f.write(text)
 
 
 def _load_state(folder: str, model, optimizer, settings: dict, world: int) -> dict | None:

@@ -1,5 +1,6 @@
 """Inputs that used to crash, hang or silently corrupt the native module (issue 24), each run in a
 subprocess so that a crash fails its test instead of ending the run."""
+import os
 import subprocess
 import sys
 import textwrap
@@ -21,7 +22,8 @@ from fastwave import _native
 def run_python(*parts: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """Runs PRELUDE and the parts (each dedented) in a fresh interpreter -> its result."""
     code = PRELUDE + "".join(textwrap.dedent(part) for part in parts)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    no_site = ["-S"] if sys.flags.no_site else []  # .ci/sanitize runs its build without site hooks
+    return subprocess.run([sys.executable, *no_site, "-c", code], capture_output=True, text=True, timeout=timeout)
 
 
 def wavenet_args_code(batch: int = 1, threads: int = 1) -> str:
@@ -84,6 +86,12 @@ def test_a_prompt_resized_by_another_thread_during_prefill_cannot_crash(return_l
     assert result.returncode == 0 and "survived" in result.stdout, result.stderr[-2000:]
 
 
+# AddressSanitizer reserves terabytes of address space for its shadow memory: no RLIMIT_AS under it.
+needs_address_limits = pytest.mark.skipif(os.environ.get("FASTWAVE_SANITIZED") == "1",
+                                          reason="address-space limits do not work under AddressSanitizer")
+
+
+@needs_address_limits
 def test_worker_threads_that_cannot_start_are_an_error_not_a_hang():
     result = run_python(wavenet_args_code(), """
         # Enough address space for Python and a few threads' stacks, not for 1,024 of them.
@@ -100,21 +108,18 @@ def test_worker_threads_that_cannot_start_are_an_error_not_a_hang():
     assert "refused: could not start 1023 worker threads" in result.stdout and "(1, 5)" in result.stdout
 
 
+@needs_address_limits
 def test_a_worker_out_of_memory_raises_instead_of_aborting():
     result = run_python("""
         resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
         try:
-            _native.read_bandwidth(1 << 31, 2, 0.01)  # 2 GiB per thread, in the worker threads
+            _native.read_bandwidth(1 << 33, 2, 0.01)  # 8 GiB per thread, allocated in the threads
         except MemoryError:
             print("MemoryError")
-        try:
-            _native.multiply_rate("fp32", 4096, 1 << 14, 1 << 12, threads=2, seconds=0.01)
-            print("ran")
-        except MemoryError:
-            print("MemoryError")
+        print(_native.read_bandwidth(1 << 20, 2, 0.01) > 0)  # the pool still works
     """)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split()[0] == "MemoryError"
+    assert result.stdout.split() == ["MemoryError", "True"]
 
 
 def unaligned(array: np.ndarray) -> np.ndarray:

@@ -57,6 +57,8 @@ double multiply_rate(const std::string& precision, int64_t rows, int64_t in, int
   require_range(cols, kBlock, 1 << 16, "cols");
   if (in % kBlock != 0 || cols % kBlock != 0) refuse("in and cols must be multiples of 16");
   if (rows * in > (int64_t{1} << 26) || in * cols > (int64_t{1} << 26)) refuse("at most 2**26 elements per array");
+  // A generation step's products are far smaller; this keeps one repeat well under a second.
+  if (rows * in * cols > (int64_t{1} << 32)) refuse("at most 2**32 multiply-adds per product");
   require_range(threads, 1, kMaxThreads, "threads");
   if (!(seconds > 0.0 && seconds <= 60.0)) refuse("seconds must be in (0, 60]");
   const IsaKernels& kernels = select_isa(isa);

@@ -8,6 +8,7 @@ import time
 
 from .plans import SPLITS, Clip, plan_mixtures, plan_notes
 from .piano import plan_piano
+from .._files import open_atomically
 
 KINDS = ("notes", "mixtures", "piano")
 # FluidR3 plays a piano phrase at a median peak of about 0.2: the piano corpus is rendered 6 dB
@@ -58,7 +59,7 @@ def write_corpus(clips: list[Clip], out_dir, renderer, *, kind: str, seed: int, 
         counts[clip.split] += 1
         seconds[clip.split] += clip.seconds
         programs[clip.split].update(source.program for source in clip.sources)
-    with open(os.path.join(out_dir, "labels.csv"), "w", encoding="utf-8") as f:
+    with open_atomically(os.path.join(out_dir, "labels.csv")) as f:
         f.write("fname,labels,split\n")
         f.writelines(f'{fname},"{labels}",{split}\n' for fname, labels, split in rows)
     record = {"kind": kind, "seed": seed, "gain_db": GAIN_DB[kind], "clips": counts, "seconds": {s: round(v, 3) for s, v in seconds.items()},
@@ -66,6 +67,6 @@ def write_corpus(clips: list[Clip], out_dir, renderer, *, kind: str, seed: int, 
               "soundfont": renderer.soundfont, "soundfont_bytes": os.path.getsize(renderer.soundfont)
               if os.path.isfile(renderer.soundfont) else None,
               "command": command, "wall_seconds": round(time.perf_counter() - started, 3)}
-    with open(os.path.join(out_dir, "corpus.json"), "w", encoding="utf-8") as f:
+    with open_atomically(os.path.join(out_dir, "corpus.json")) as f:
         json.dump(record, f, indent=1)
     return record

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .._checks import check_file
+from .._files import check_writable, write_atomically
 
 FORMAT_VERSION = "1"
 _MODEL_TYPES: dict[str, type] = {}
@@ -55,13 +56,11 @@ def save_checkpoint(model, path) -> None:
     from safetensors.torch import save_file
 
     check_saveable(model)
-    parent = os.path.dirname(os.path.abspath(os.fspath(path)))
-    if not os.path.isdir(parent):
-        raise ValueError(f"path: the folder {parent} does not exist")
+    check_writable(path, "path")
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = {"fastwave.format": FORMAT_VERSION, "fastwave.model": model.model_type,
                 "fastwave.config": json.dumps(model.config.to_dict())}
-    save_file(state, str(path), metadata=metadata)
+    write_atomically(path, lambda temporary: save_file(state, temporary, metadata=metadata))
 
 
 def load_model(path, map_location="cpu"):
@@ -74,7 +73,11 @@ def load_model(path, map_location="cpu"):
     from safetensors.torch import load_file, safe_open
 
     path = check_file(path, "path")
-    device = torch.device(map_location)
+    try:
+        device = torch.device(map_location)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"map_location must name a torch device ('cpu', 'cuda', 'cuda:1', ...), got "
+                         f"{map_location!r}") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"map_location is {map_location!r} but torch sees no CUDA device")
     try:
@@ -93,7 +96,9 @@ def load_model(path, map_location="cpu"):
                          f"reads format {FORMAT_VERSION!r}")
     cls = _MODEL_TYPES[model_type]
     try:
-        config = cls.config_class(**json.loads(metadata["fastwave.config"]))
+        settings = json.loads(metadata["fastwave.config"])
+        _check_layer_counts(settings, state)  # before the skeleton: 20,000 layers take minutes to build
+        config = cls.config_class(**settings)
         with torch.device("meta"):  # shapes only: a forged config allocates nothing
             skeleton = cls(config)
         _check_shapes(skeleton.state_dict(), state)
@@ -102,6 +107,16 @@ def load_model(path, map_location="cpu"):
     model = cls(config).to(next(t.dtype for t in state.values() if t.is_floating_point()))
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
+
+
+def _check_layer_counts(settings, stored: dict) -> None:
+    """Every layer of every model holds at least one tensor: a config asking for more layers than
+    the file holds tensors is forged or damaged."""
+    if not isinstance(settings, dict):
+        raise ValueError(f"the config must be a JSON object, got {type(settings).__name__}")
+    for key, value in settings.items():
+        if key.endswith("layers") and isinstance(value, int) and value > len(stored):
+            raise ValueError(f"config {key}={value} but the file holds only {len(stored)} tensors")
 
 
 def _check_shapes(expected: dict, stored: dict) -> None:
