@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import os
+import zipfile
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -385,9 +386,15 @@ def load_codes(path) -> tuple[list[str], list[torch.Tensor], int]:
     try:
         with np.load(path, allow_pickle=False) as data:
             names, flat, lengths, classes = (data["names"], data["codes"], data["lengths"], int(data["classes"]))
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path} is not a codes file written by `fastwave encode` / save_codes: {err}") from None
-    if lengths.sum() != len(flat) or len(names) != len(lengths):
+    for name, array in (("names", names), ("codes", flat), ("lengths", lengths)):
+        if array.ndim != 1:
+            raise ValueError(f"{path}: {name} must be one-dimensional, got shape {array.shape} (an edited file?)")
+    if flat.dtype.kind not in "iu" or lengths.dtype.kind not in "iu" or classes < 1:
+        raise ValueError(f"{path}: codes and lengths must be integers and classes >= 1, got {flat.dtype}, "
+                         f"{lengths.dtype} and {classes} (an edited file?)")
+    if (lengths < 0).any() or lengths.sum() != len(flat) or len(names) != len(lengths):
         raise ValueError(f"{path}: the lengths do not add up to the codes stored (truncated or edited file?)")
     clips = list(torch.from_numpy(flat.astype(np.int64)).split(lengths.tolist()))
     return [str(n) for n in names], [check_tokens(c, classes, f"{path} clip {i}", rank=1, allow_empty=True)

@@ -113,3 +113,27 @@ def test_generate_refuses_an_output_folder_that_does_not_exist_before_generating
     assert time.perf_counter() - start < 20  # 30 s of audio would take longer than that to generate
     with pytest.raises(ValueError, match="is a directory"):
         check_writable(tmp_path)
+
+
+def test_load_codes_refuses_damaged_files_by_name(tmp_path):
+    from fastwave.tokenizer import load_codes, save_codes
+
+    path = tmp_path / "codes.npz"
+    save_codes(path, ["a", "b"], [torch.tensor([1, 2, 3]), torch.tensor([0])], classes=4)
+    names, codes, classes = load_codes(path)
+    assert names == ["a", "b"] and [c.tolist() for c in codes] == [[1, 2, 3], [0]] and classes == 4
+    data = path.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    edits = {"two_d.npz": dict(codes=np.zeros((2, 2), np.int32)),
+             "floats.npz": dict(codes=np.zeros(4, np.float32)),
+             "negative.npz": dict(lengths=np.array([5, -1])),
+             "no_classes.npz": dict(classes=np.int64(0))}
+    for name, change in edits.items():
+        fields = dict(names=np.array(["a", "b"]), codes=np.array([1, 2, 3, 0], np.int32),
+                      lengths=np.array([3, 1]), classes=np.int64(4))
+        fields.update(change)
+        with open(tmp_path / name, "wb") as f:
+            np.savez(f, **fields)
+    for name in ["cut.npz", *edits]:
+        with pytest.raises(ValueError, match=name.replace(".", r"\.")):
+            load_codes(tmp_path / name)
