@@ -37,9 +37,10 @@ WN_CONFIG, WN_WEIGHTS = torch_model.export_weights()
 TF_CONFIG, TF_WEIGHTS = fastwave.SampleTransformer(layers=1, heads=1, width=16, context=8,
                                                    classes=16).eval().export_weights()
 BAD_INTS = [-1, 2 ** 70, 1.5, "3", None, 2 ** 40]
-# Config keys the engines do not read (the unconditioned Transformer ignores its cond_* settings).
-UNREAD = {"cycles", "sample_rate", "receptive_field", "dropout", "head_dim", "cond_hop", "cond_channels",
-          "cond_kernel", "cond_dilations", "cond_patches"}
+# Config keys each engine does not read (the unconditioned Transformer ignores its cond_* settings).
+WN_UNREAD = {"cycles", "sample_rate", "receptive_field"}
+TF_UNREAD = {"sample_rate", "receptive_field", "dropout", "head_dim", "cond_hop", "cond_channels", "cond_kernel",
+             "cond_dilations", "cond_patches"}
 BAD_FLOATS = [float("nan"), float("inf"), -1.0, "1.0", None]
 
 
@@ -96,8 +97,9 @@ def mutate_array(rng, a, contiguous_required, finite_required, int_range=None):
     return b, False
 
 
-def engine_case(rng, make, args, arrays):
-    """Construction with one argument broken. arrays: name -> (contiguous_required, finite_required)."""
+def engine_case(rng, make, args, arrays, unread):
+    """Construction with one argument broken. arrays: name -> (contiguous_required, finite_required);
+    unread: the config keys this engine ignores."""
     names = list(args)
     name = names[rng.integers(len(names))]
     legal = False
@@ -106,13 +108,13 @@ def engine_case(rng, make, args, arrays):
         key = list(config)[rng.integers(len(config))]
         if rng.random() < 0.3:
             del config[key]
-            legal = key in UNREAD or key == "model"
+            legal = key in unread or key == "model"
         else:
             value = config[key] = BAD_INTS[rng.integers(len(BAD_INTS))]
             if key == "rope_base":  # any number above 1
                 legal = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 1
             else:
-                legal = key in UNREAD
+                legal = key in unread
     elif name == "weights":
         weights = args["weights"]
         key = list(weights)[rng.integers(len(weights))]
@@ -221,9 +223,10 @@ def function_case(rng):
 def make_case(rng):
     pick = rng.integers(5)
     if pick == 0:
-        return engine_case(rng, _native.WaveNetCpuEngine, wn_args(), {"global_cond": (True, True), "local_cond": (True, True)})
+        return engine_case(rng, _native.WaveNetCpuEngine, wn_args(),
+                           {"global_cond": (True, True), "local_cond": (True, True)}, WN_UNREAD)
     if pick == 1:
-        return engine_case(rng, _native.TransformerCpuEngine, tf_args(), {})
+        return engine_case(rng, _native.TransformerCpuEngine, tf_args(), {}, TF_UNREAD)
     if pick == 2:
         return method_case(rng, _native.WaveNetCpuEngine, wn_args())
     if pick == 3:
@@ -315,7 +318,8 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=1)
-    bad = sum(result["counts"].get(k, 0) for k in ("crash", "hang", "silent acceptance", "unexpected exception"))
+    bad = sum(result["counts"].get(k, 0)
+              for k in ("crash", "hang", "silent acceptance", "false refusal", "unexpected exception"))
     return 1 if bad else 0
 
 
