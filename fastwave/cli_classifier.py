@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 
-from ._files import open_atomically
+from ._files import check_writable, open_atomically
 
 POOLINGS = ("none", "avg", "wavelet")
 
@@ -107,6 +107,12 @@ def cmd_train_classifier(args) -> int:
     rank, world = init_distributed()
     device = training_device(args.device)
     quiet = args.quiet or rank != 0
+    if rank == 0:  # the folder the checkpoints go to, made and checked before the data is read
+        try:
+            os.makedirs(args.out_dir, exist_ok=True)
+        except OSError as err:
+            raise ValueError(f"--out-dir: cannot create {args.out_dir}: {err}") from None
+        check_writable(os.path.join(args.out_dir, "report.json"), "--out-dir")
     if (args.test_data is None) != (args.test_labels is None) and args.test_labels is not None:
         raise ValueError("--test-labels needs --test-data")
     clips = _clips(args.data, args.labels)
@@ -127,7 +133,6 @@ def cmd_train_classifier(args) -> int:
     train = load(clips.subset(splits["train"]), "train")
     val = load(clips.subset(splits["val"]), "val")
     if rank == 0:  # which files each split holds, for the record (evaluate --split redraws them)
-        os.makedirs(args.out_dir, exist_ok=True)
         with open_atomically(os.path.join(args.out_dir, "splits.json")) as handle:
             json.dump({"train": train.paths, "val": val.paths, "test": test.paths}, handle, indent=0)
     if not quiet:
@@ -180,6 +185,8 @@ def _load_classifier(path: str, device: str = "cpu", transformer_only: bool = Fa
 
 
 def cmd_evaluate(args) -> int:
+    if args.json:
+        check_writable(args.json, "--json")  # before the evaluation, not after
     from .classify import evaluate_classifier
     from .clip_windows import WindowedClips
     from .data import clip_splits
@@ -204,6 +211,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_analyze_frontend(args) -> int:
+    check_writable(args.out, "--out")
     from .frontend_analysis import analyze_frontend, plot_frontend
 
     analysis = analyze_frontend(_load_classifier(args.checkpoint, transformer_only=True))

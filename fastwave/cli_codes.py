@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from .cli import _device
-from ._files import open_atomically
+from ._files import check_writable, open_atomically
 
 
 def add_commands(sub, csv_list) -> None:
@@ -195,8 +195,4 @@ HANDLERS = {"fit-tokenizer": cmd_fit_tokenizer, "encode": cmd_encode, "train-cod
 
 
 def _check_out(path: str) -> None:
-    import os
-
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise ValueError(f"the folder of {path} does not exist")
+    check_writable(path, "the output")

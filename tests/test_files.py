@@ -137,3 +137,11 @@ def test_load_codes_refuses_damaged_files_by_name(tmp_path):
     for name in ["cut.npz", *edits]:
         with pytest.raises(ValueError, match=name.replace(".", r"\.")):
             load_codes(tmp_path / name)
+
+
+def test_train_classifier_refuses_an_out_dir_it_cannot_create_before_reading_data(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code = main(["train-classifier", str(tmp_path / "no_data"), "--labels", str(tmp_path / "no.csv"),
+                 "--out-dir", str(blocker / "run"), "--quiet"])
+    assert code == 2 and "--out-dir: cannot create" in capsys.readouterr().err
