@@ -2,8 +2,10 @@
 
 Each call starts from a valid one and breaks one thing: an argument's dtype, layout (strides,
 alignment), shape, values (NaN / inf, out of range, huge sizes), type (None, str, float for int),
-or the order of calls (generate before prefill, after a refused call, after a final call), or runs
-with a second thread on the same engine or rewriting the prompt. The harness knows which mutations
+or the order of calls (generate after a final call; a valid call after a refused one), or runs
+with a second thread on the same engine or rewriting the prompt. Targets: both engine classes
+(construction and methods), sample_tokens, philox_uniform, philox4x32, cpu_exp, int8_matmul,
+multiply_rate and read_bandwidth (the CUDA helpers refuse everything without a GPU). The harness knows which mutations
 must be refused and which are legal (an unaligned or strided array is copied, not refused).
 
 Calls run in batches, each in a fresh interpreter that reports one outcome per call, so a crash or a
@@ -133,7 +135,18 @@ def engine_case(rng, make, args, arrays, unread):
 def method_case(rng, make, args):
     engine = make(**args)
     prompt = rng.integers(0, 16, (2, 5))
-    kind = ["prompt", "generate", "order", "threads", "vandal"][rng.integers(5)]
+    kind = ["prompt", "generate", "order", "threads", "vandal", "after refusal"][rng.integers(6)]
+    if kind == "after refusal":  # a refused call leaves the engine usable
+        def refused_then_used():
+            try:
+                engine.prefill(rng.integers(16, 99, (2, 5)))  # tokens out of range
+            except ValueError:
+                pass
+            else:
+                raise AssertionError("out-of-range tokens were accepted")
+            engine.prefill(prompt)
+            assert engine.generate(4, 1, 0, 1.0, 0, 1.0, False).shape == (2, 4)
+        return "use after a refused call", refused_then_used, True
     if kind == "prompt":
         value, legal = mutate_array(rng, prompt, True, True, int_range=(0, 16))
         return "prefill prompt", (lambda: engine.prefill(value, return_logits=bool(rng.integers(2)))), legal
@@ -180,7 +193,23 @@ def method_case(rng, make, args):
 
 
 def function_case(rng):
-    which = rng.integers(5)
+    which = rng.integers(7)
+    if which == 5:
+        args = dict(counter=[1, 2, 3, 4], key=[5, 6])
+        key = list(args)[rng.integers(2)]
+        args[key] = [[1, 2, 3], [-1, 0, 0, 0], [2 ** 32, 0, 0, 0], None, "1234", [1.5, 0, 0, 0]][rng.integers(6)]
+        if key == "key" and isinstance(args[key], list) and len(args[key]) == 4:
+            args[key] = args[key][:2]  # a key of the right length with a bad word
+        return f"philox4x32 {key}", (lambda: _native.philox4x32(**args)), False
+    if which == 6:
+        x = rng.standard_normal(7)
+        args = dict(x=x, isa="auto")
+        if rng.random() < 0.3:
+            args["isa"], legal = ["bogus", "", None][rng.integers(3)], False
+        else:
+            args["x"], legal = mutate_array(rng, x, False, False)
+            legal = legal or (isinstance(args["x"], np.ndarray) and args["x"].dtype == np.float64)
+        return "cpu_exp", (lambda: _native.cpu_exp(**args)), legal
     if which == 0:
         logits, u = rng.standard_normal((3, 10)).astype(np.float32), np.array([0.1, 0.5, 0.9], np.float32)
         args = dict(logits=logits, u=u, temperature=1.0, top_k=0, top_p=1.0)
