@@ -28,6 +28,7 @@ import torch
 
 import fastwave
 from fastwave import _native
+from fastwave.bench import compute_floor
 from fastwave.models.wavenet import WaveNet, WaveNetConfig
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -68,21 +69,15 @@ def main(argv=None) -> int:
     default = WaveNet(WaveNetConfig()).eval()
     models = {"default": default, "small": WaveNet(WaveNetConfig(**SMALL)).eval()}
     macs = default.step_cost()[0] // 2
-    c = default.config
     rows = []
     times = step_times(models, (1, 64), (1, 2), args.repeats)
     for (name, batch, threads, precision), runs in times.items():
         row = {"model": name, "batch": batch, "threads": threads, "precision": precision,
                "best_us_per_step": min(runs), "median_us_per_step": statistics.median(runs),
                "best_samples_per_s": batch / min(runs) * 1e6}
-        if name == "default":
-            # One thread's product: a group's rows times the conv's inputs and that thread's gate columns.
-            groups = min(batch, threads)
-            members = threads // groups
-            group_rows = min(64, batch // groups)
-            rate = _native.multiply_rate(precision, group_rows, c.residual_channels, c.gate_channels // members,
-                                         threads=groups * members, seconds=0.3)
-            row.update(multiply_adds_per_s=rate, multiply_add_us_per_step=batch * macs / rate * 1e6)
+        if name == "default":  # the product kernel's rate at the step's shapes (fastwave bench's compute floor)
+            floor = compute_floor(default, batch, threads, precision)
+            row.update(multiply_adds_per_s=floor * macs, multiply_add_us_per_step=batch / floor * 1e6)
         rows.append(row)
         print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     record = {"rows": rows, "multiply_adds_per_sample": macs, "small_model": SMALL, "repeats": args.repeats,

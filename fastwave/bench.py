@@ -167,6 +167,13 @@ def _native_module():
     return _native
 
 
+def thread_groups(batch: int, threads: int) -> tuple[int, int, int]:
+    """How the C++ engine splits its threads (csrc/cpu/engine_support.h, plan_threads): (groups of
+    rows, threads per group, rows of the largest group)."""
+    groups = min(batch, threads)
+    return groups, threads // groups, -(-batch // groups)
+
+
 def thread_step_bytes(weight_bytes: int, batch: int, threads: int, state_bytes: int = 0,
                       state_parts: int = 1) -> tuple[int, float]:
     """(threads used, bytes the busiest thread of the C++ engine streams per step).
@@ -176,9 +183,7 @@ def thread_step_bytes(weight_bytes: int, batch: int, threads: int, state_bytes: 
     its threads, and the ``state_bytes`` per stream of each of its rows, split into ``state_parts``
     parts (the sample Transformer's heads) dealt out between its threads.
     """
-    groups = min(batch, threads)
-    members = threads // groups
-    rows = -(-batch // groups)  # the largest group's rows
+    groups, members, rows = thread_groups(batch, threads)
     parts = -(-state_parts // members)  # the busiest thread's parts (1 when threads outnumber them)
     return groups * members, weight_bytes / members + rows * state_bytes * parts / state_parts
 
@@ -205,9 +210,8 @@ def compute_floor(model, batch: int, threads: int, precision: str) -> float:
     from . import _native
 
     c = model.config
-    groups = min(batch, threads)
-    members = threads // groups
-    rows = min(64, -(-batch // groups))
+    groups, members, rows = thread_groups(batch, threads)
+    rows = min(64, rows)
     gate_columns = 2 * -(-(c.gate_channels // 2) // 16) * 16
     columns = max(16, -(-gate_columns // members // 16) * 16)
     inputs = -(-c.residual_channels // 16) * 16
