@@ -71,8 +71,9 @@ void register_transformer_cpu(py::module_& m) {
   cls.def(py::init(&make_engine), py::arg("config"), py::arg("weights"), py::arg("batch"), py::arg("threads"),
           py::arg("isa") = "auto", py::arg("precision") = "fp32",
           "config, weights: SampleTransformer.export_weights() (either variant); batch >= 1 streams; "
-          "threads >= 1; isa 'auto' (or $FASTWAVE_ISA) or one of cpu_isas(); precision 'fp32' or "
-          "'fp16' (matrices and KV cache stored as half, arithmetic in float).");
+          "threads >= 1; isa 'auto' (or $FASTWAVE_ISA) or one of cpu_isas(); precision 'fp32', "
+          "'fp16' (matrices and KV cache stored as half, arithmetic in float) or 'int8' (int8 matrices "
+          "with a scale per output channel and an int8 KV cache with a scale per slot).");
   bind_engine_methods<TransformerEngine>(cls);
   bind::engine_property(cls, "context", &TransformerEngine::context, "Positions each position attends to.");
 }

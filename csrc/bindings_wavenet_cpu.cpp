@@ -91,7 +91,7 @@ py::array_t<double> cpu_exp(py::handle x_arg, const std::string& isa) {
 }
 
 // y = x @ w through the int8 mode's quantisation and product (cpu/int8_weights.h), for its tests.
-py::array_t<float> int8_matmul(py::handle x_arg, py::handle w_arg, const std::string& isa) {
+py::array_t<float> int8_matmul(py::handle x_arg, py::handle w_arg, const std::string& isa, int64_t block) {
   const auto x = checked_array<float>(x_arg, "x", "float32");
   const auto w = checked_array<float>(w_arg, "w", "float32");
   if (x.ndim() != 2 || w.ndim() != 2 || x.shape(1) != w.shape(0)) {
@@ -103,6 +103,9 @@ py::array_t<float> int8_matmul(py::handle x_arg, py::handle w_arg, const std::st
     throw py::value_error("int8_matmul needs rows >= 1, in and cols positive multiples of 16 and at most 2**26 "
                           "elements per array, got x " + shape_text(x) + " and w " + shape_text(w));
   }
+  if (block < 0 || block % 16 != 0) {
+    throw py::value_error("block must be 0 (whole rows) or a positive multiple of 16, got " + std::to_string(block));
+  }
   for (int64_t i = 0; i < rows * in; ++i) {
     if (!std::isfinite(x.data()[i])) throw py::value_error("x must be finite");
   }
@@ -110,7 +113,7 @@ py::array_t<float> int8_matmul(py::handle x_arg, py::handle w_arg, const std::st
     if (!std::isfinite(w.data()[i])) throw py::value_error("w must be finite");
   }
   const cpu::IsaKernels& kernels = cpu::select_isa(isa);
-  const cpu::StoredProduct product(w.data(), rows, in, cols, cpu::WeightStorage::int8);
+  const cpu::StoredProduct product(w.data(), rows, in, cols, cpu::WeightStorage::int8, block);
   py::array_t<float> y({rows, cols});
   std::fill(y.mutable_data(), y.mutable_data() + rows * cols, 0.0f);
   product.run(kernels, x.data(), y.mutable_data(), 1);
@@ -130,7 +133,7 @@ void register_wavenet_cpu(py::module_& m) {
            "global_cond int64 (batch,) ids; local_cond float32 (batch, local_channels, frames), "
            "copied; isa 'auto' (or $FASTWAVE_ISA) or one of cpu_isas(); precision 'fp32', 'fp16' "
            "(matrices stored as half, arithmetic in float) or 'int8' (int8 weights with a scale per "
-           "output channel, inputs quantised per row and step, integer dot products).");
+           "output channel, inputs quantised per row, block and step, integer dot products).");
   bind_engine_methods<WaveNetEngine>(cls);
   m.def("cpu_isas", &cpu::supported_isas,
         "Instruction-set variants compiled in and supported by this CPU, best first.");
@@ -141,10 +144,11 @@ void register_wavenet_cpu(py::module_& m) {
   m.def("cpu_exp", &cpu_exp, py::arg("x"), py::arg("isa") = "auto",
         "e^x of a float64 array (a new array of its shape) as the C++ engines' sampling computes it "
         "with the given instruction-set variant: within an ulp of libm's exp.");
-  m.def("int8_matmul", &int8_matmul, py::arg("x"), py::arg("w"), py::arg("isa") = "auto",
+  m.def("int8_matmul", &int8_matmul, py::arg("x"), py::arg("w"), py::arg("isa") = "auto", py::arg("block") = 0,
         "x (rows, in) @ w (in, cols), float32, through the C++ engines' int8 mode with the given "
-        "instruction-set variant: w quantised per column to int8, each row of x to 7 bits, exact "
-        "integer dot products scaled back to float. in and cols: multiples of 16.");
+        "instruction-set variant: w quantised per column to int8, each row of x to 7 bits per block of "
+        "`block` inputs (0: the whole row), exact integer dot products per block scaled back to float "
+        "and summed in order. in and cols: multiples of 16.");
   m.def("multiply_rate", &cpu::multiply_rate, py::arg("precision"), py::arg("rows"), py::arg("inputs"),
         py::arg("cols"), py::arg("threads") = 1, py::arg("seconds") = 0.2, py::arg("isa") = "auto",
         "Aggregate multiply-adds/s of `threads` threads each repeating the C++ engines' product of "

@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--threads", type=int, default=None, help="threads of the cpu engine (default: physical cores)")
     gen.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
                      help="weights of the cpu engine: fp32 (default; the same audio on every engine), fp16 (half "
-                          "precision storage) or int8 (WaveNet: int8 weights, inputs quantised per step); "
+                          "precision storage) or int8 (int8 weights, inputs quantised per step; the Transformer's KV "
+                          "cache too); "
                           "the README gives speed and the bits/sample each costs")
     gen.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     gen.add_argument("--batch", type=int, default=1, help="independent streams; >1 writes OUT_0, OUT_1, ...")

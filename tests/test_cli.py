@@ -71,13 +71,15 @@ def test_bench_and_generate_a_transformer(tmp_path, capsys):
     from fastwave.engines.generation import cpu_precisions
     rows = json.loads(path.read_text())
     precisions = cpu_precisions(fastwave.SampleTransformer())  # a cpu-<precision> row for each but fp32
-    assert "fp16" in precisions
-    assert [r["engine"] for r in rows] == ["naive", "torch", "cpu"] + [f"cpu-{p}" for p in precisions if p != "fp32"]
+    assert precisions == ("fp32", "fp16", "int8")
+    assert [r["engine"] for r in rows] == ["naive", "torch", "cpu", "cpu-fp16", "cpu-int8"]
     assert all(r["model"] == "transformer" for r in rows)
-    torch_row, cpu_row, fp16_row = rows[1], rows[2], rows[3]
-    # fp16 stores the weights and the keys and values in half
+    torch_row, cpu_row, fp16_row, int8_row = rows[1:]
+    # fp16 stores the weights and the keys and values in half; int8 in bytes, with fp32 scales
     assert fp16_row["precision"] == "fp16" and fp16_row["weight_bytes_per_sample"] == cpu_row["weight_bytes_per_sample"] / 2
     assert fp16_row["state_bytes_per_sample"] == cpu_row["state_bytes_per_sample"] / 2
+    # 2 heads of 16 features: 32 bytes and 2 scales per position and K or V, against 32 floats
+    assert int8_row["state_bytes_per_sample"] == cpu_row["state_bytes_per_sample"] * (32 + 2 * 4) / (32 * 4)
     # the decode step reads every layer's keys and values with the context full: 1 * 2 * 16 * 32 fp32
     assert torch_row["state_bytes_per_sample"] == 1 * 2 * 16 * 32 * 4 and torch_row["samples_per_s"] > 0
     # ... and fewer while the cache fills: 1, 4, 8 and 16 of the 16 positions

@@ -7,6 +7,7 @@ import torch
 
 import fastwave
 from fastwave import _native
+from fastwave.engines import generation
 from fastwave.engines.wavenet_cpu import CpuWaveNetEngine
 from test_engine_cpu import CPU_SHAPES, ISAS, torch_engine_logits
 from test_engines import make_cond, make_model, rel_error
@@ -14,19 +15,26 @@ from test_engines import make_cond, make_model, rel_error
 pytestmark = pytest.mark.usefixtures("uncapped_threads")  # 3-way splits on any machine
 
 
-def int8_matmul_reference(x, w):
-    """x @ w by int8_weights.h in numpy: per-column int8 weights, 7-bit rows, exact integer sums,
-    then the same float32 roundings in the same order."""
+def int8_matmul_reference(x, w, block=None):
+    """x @ w by int8_weights.h in numpy: per-column int8 weights, 7-bit inputs per row and block of
+    `block` inputs (None: the whole row), exact integer sums per block, then the same float32
+    roundings in the same order (block sums added in order, in float64 here)."""
     f32 = np.float32
     w_scale = (np.abs(w).max(axis=0) / f32(127)).astype(f32)
     q_w = np.where(w_scale > 0, np.rint(w / np.where(w_scale > 0, w_scale, f32(1))), 0).clip(-127, 127)
-    top = np.abs(x).max(axis=1)
-    inv = np.where(top > 0, f32(63) / np.where(top > 0, top, f32(1)), f32(0)).astype(f32)
-    q_x = np.rint((x * inv[:, None]).astype(f32))
-    assert np.abs(q_x).max() <= 63
-    dots = q_x.astype(np.int64) @ q_w.astype(np.int64)
-    x_scale = (top / f32(63)).astype(f32)
-    return dots.astype(f32) * (w_scale[None, :] * x_scale[:, None]).astype(f32)
+    block = block or x.shape[1]
+    total = 0
+    for b in range(0, x.shape[1], block):
+        xb = x[:, b:b + block]
+        top = np.abs(xb).max(axis=1)
+        inv = np.where(top > 0, f32(63) / np.where(top > 0, top, f32(1)), f32(0)).astype(f32)
+        q_x = np.rint((xb * inv[:, None]).astype(f32))
+        assert np.abs(q_x).max() <= 63
+        dots = q_x.astype(np.int64) @ q_w[b:b + block].astype(np.int64)
+        x_scale = (top / f32(63)).astype(f32)
+        part = dots.astype(f32) * (w_scale[None, :] * x_scale[:, None]).astype(f32)
+        total = part if block == x.shape[1] else total + part.astype(np.float64)
+    return total
 
 
 @pytest.mark.parametrize("rows,inputs,cols", [(1, 16, 16), (3, 64, 128), (5, 48, 80), (9, 128, 256)])
@@ -42,6 +50,26 @@ def test_int8_products_are_exactly_the_documented_arithmetic_on_every_isa(rows, 
         assert np.array_equal(_native.int8_matmul(x, w, isa), expected), isa
     # and it is a product: 7-bit inputs and 8-bit weights stay within a few percent of fp32
     assert np.abs(expected - x @ w).max() <= 0.05 * np.abs(x @ w).max()
+
+
+def test_int8_products_in_blocks_scale_each_block_on_its_own():
+    """Blocks of inputs with their own scales (what the engines use where threads split a product's
+    inputs): each block's exact integer sum, scaled and added in block order, on every ISA. A block
+    whose inputs are all tiny keeps its precision instead of rounding to 0 under a whole-row scale."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 80)).astype(np.float32)
+    x[:, 64:] *= 1e-4   # the last block (16 of 80 inputs) is tiny
+    w = rng.standard_normal((80, 32)).astype(np.float32)
+    expected = int8_matmul_reference(x, w, block=32)
+    for isa in ISAS:
+        y = _native.int8_matmul(x, w, isa, block=32)
+        assert np.abs(y - expected).max() <= 1e-6 * np.abs(expected).max(), isa
+    tail = int8_matmul_reference(x, w, block=32) - int8_matmul_reference(x[:, :64], w, block=32)  # its share
+    assert np.abs(tail - x[:, 64:] @ w[64:]).max() < 0.05 * np.abs(x[:, 64:] @ w[64:]).max()
+    # under one scale for the whole row its inputs would all round to 0
+    assert np.all(np.rint(x[:, 64:] * (63 / np.abs(x).max(axis=1, keepdims=True))) == 0)
+    with pytest.raises(ValueError, match="block must be 0"):
+        _native.int8_matmul(x, w, block=24)
 
 
 def test_int8_matmul_refuses_shapes_it_cannot_run():
@@ -106,7 +134,7 @@ def test_precisions_keep_the_state_and_fp32_keeps_parity():
     assert not torch.equal(runs["int8"], runs["fp32"])  # int8 really is lossy over 400 samples
 
 
-def test_precisions_are_refused_where_they_cannot_run():
+def test_precisions_are_refused_where_they_cannot_run(monkeypatch):
     model = make_model(**CPU_SHAPES[0])
     config, weights = model.export_weights()
     with pytest.raises(ValueError, match="precision must be 'fp32', 'fp16' or 'int8', got 'int4'"):
@@ -115,9 +143,9 @@ def test_precisions_are_refused_where_they_cannot_run():
         fastwave.generate(model, 4, engine="cpu", precision="bf16")
     with pytest.raises(ValueError, match="needs engine='cpu'"):
         fastwave.generate(model, 4, engine="torch", precision="int8")
-    transformer = fastwave.SampleTransformer(layers=1, heads=1, width=16, context=32, classes=16).eval()
+    monkeypatch.setitem(generation.CPU_PRECISIONS, "wavenet", ("fp32", "fp16"))  # an engine without int8
     with pytest.raises(ValueError, match="needs engine='cpu' and a model whose C\\+\\+ engine stores it"):
-        fastwave.generate(transformer, 4, engine="cpu", precision="int8")
+        fastwave.generate(model, 4, engine="cpu", precision="int8")
     huge = dict(weights)
     huge["layers.0.skip_weight"] = weights["layers.0.skip_weight"] * 0 + 7e4
     with pytest.raises(ValueError, match=r"skip_weight.*beyond half precision's range"):

@@ -409,10 +409,75 @@ def test_fp16_is_chosen_through_generate_and_refused_where_it_cannot_run():
     with pytest.raises(ValueError, match="needs engine='cpu'"):
         fastwave.generate(model, 4, engine="torch", precision="fp16")
     config, weights = model.export_weights()
-    with pytest.raises(ValueError, match="precision must be 'fp32' or 'fp16'"):
-        _native.TransformerCpuEngine(config, weights, 1, 1, precision="int8")
+    with pytest.raises(ValueError, match="precision must be 'fp32', 'fp16' or 'int8', got 'int4'"):
+        _native.TransformerCpuEngine(config, weights, 1, 1, precision="int4")
     huge = dict(weights)
     huge["layers.0.fc_weight"] = weights["layers.0.fc_weight"] * 0 + 7e4
     with pytest.raises(ValueError, match=r"fc_weight.*beyond half precision's range"):
         _native.TransformerCpuEngine(config, huge, 1, 1, precision="fp16")
     _native.TransformerCpuEngine(config, huge, 1, 1)  # fp32 takes it
+    _native.TransformerCpuEngine(config, huge, 1, 1, precision="int8")  # and int8: its scales take any finite weight
+
+
+# ---- int8 storage ---------------------------------------------------------------------------------
+
+# Relative error of int8's logits against the torch engine: about 2x the 0.014-0.036 measured on these
+# small random models (the cost in bits/sample of a trained model is in the README).
+INT8_TOLERANCE = 0.08
+
+
+@pytest.mark.parametrize("shape", [ODD, COND_ODD, WIDE], ids=["odd", "conditioned-odd", "wide"])
+def test_int8_storage_stays_near_fp32_and_threads_do_not_change_it(shape, fp32_exact):
+    """precision="int8": int8 matrices and an int8 KV cache (transformer_plan.h). Near the torch
+    engine's logits on every ISA, well past the context; a thread split changes no bit (threads
+    split heads, units and classes, never the arithmetic of one output); and the cache takes a
+    quarter of fp32's bytes plus a scale per slot."""
+    model = make_model(**shape)
+    c = model.config
+    tokens = torch.randint(0, c.classes, (2, 2 * model.receptive_field + 5), generator=torch.Generator().manual_seed(4))
+    expected = torch_engine_logits(model, tokens)
+    for isa in ISAS:
+        single = None
+        for threads in (1, 2, 3):
+            engine = CpuTransformerEngine(model, 2, {}, threads=threads, isa=isa, precision="int8")
+            assert engine.native.precision == "int8"
+            logits = engine.teacher_forced_logits(tokens)
+            if single is None:
+                single = logits
+                error = rel_error(logits, expected)
+                assert 1e-4 < error < INT8_TOLERANCE, (isa, error)  # lossy, and near
+            else:
+                assert torch.equal(logits, single), (isa, threads)
+    full = CpuTransformerEngine(model, 2, {}, threads=1).native.state_bytes
+    int8 = CpuTransformerEngine(model, 2, {}, threads=1, precision="int8").native.state_bytes
+    fp32_cache = 2 * c.layers * c.heads * (kv_slots(c.context) * c.head_dim + c.context * ceil16(c.head_dim)) * 4
+    dq = ceil16(c.head_dim)  # int8 keys are stored over the padded features, in groups of four
+    int8_cache = 2 * c.layers * c.heads * ((kv_slots(c.context) + c.context) * (dq + 4))
+    assert int8 - int8_cache == full - fp32_cache  # the conditioned variant's CNN state stays fp32
+
+
+def test_int8_tokens_do_not_depend_on_batch_threads_or_chunks():
+    """Each stream's inputs and cache rows are quantised on their own, so its audio is the same
+    alone or in a batch, with its rows on any thread and in any chunking."""
+    model = make_model(**ODD)
+    kwargs = dict(seed=9, engine="cpu", precision="int8", top_p=0.95)
+    reference = fastwave.generate(model, 90, batch=3, threads=1, **kwargs)
+    assert len(torch.unique(reference)) > 8
+    for threads, chunk in [(2, 1), (2, 7), (3, 90)]:
+        run = torch.cat(list(fastwave.stream(model, 90, batch=3, threads=threads, chunk_size=chunk, **kwargs)), dim=1)
+        assert torch.equal(run, reference), (threads, chunk)
+    assert torch.equal(fastwave.generate(model, 90, batch=1, threads=1, **kwargs), reference[:1])
+    assert not torch.equal(reference, fastwave.generate(model, 90, batch=3, seed=9, engine="cpu", top_p=0.95))
+
+
+def test_int8_threads_sharing_a_stream_quantise_it_as_one_thread_does():
+    """Threads that share a stream split the attention heads and the MLP's hidden units, whose
+    activations int8 quantises per head and per kSplitBlock units: blocks no split cuts, so the
+    split changes no scale, only the order in which the threads' partial sums are added (as in
+    fp32). Quantised with one scale per thread's share instead, every logit moved by ~3%."""
+    model = make_model(**{**WIDE, "mlp_ratio": 4, "context": 40})
+    tokens = torch.randint(0, 256, (1, 300), generator=torch.Generator().manual_seed(2))
+    one, two = (CpuTransformerEngine(model, 1, {}, threads=t, precision="int8").teacher_forced_logits(tokens)
+                for t in (1, 2))
+    difference = (one - two).abs().amax(dim=1) / one.abs().max()  # per position
+    assert difference.median() < 1e-5 and difference.max() < INT8_TOLERANCE

@@ -31,6 +31,17 @@ void require_range(int64_t value, int64_t low, int64_t high, const std::string& 
   }
 }
 
+WeightStorage weight_storage(const std::string& precision) {
+  if (precision == "fp32") return WeightStorage::fp32;
+  if (precision == "fp16") return WeightStorage::fp16;
+  if (precision == "int8") return WeightStorage::int8;
+  refuse("precision must be 'fp32', 'fp16' or 'int8', got '" + precision + "'");
+}
+
+const char* precision_name(WeightStorage storage) {
+  return storage == WeightStorage::fp16 ? "fp16" : storage == WeightStorage::int8 ? "int8" : "fp32";
+}
+
 int64_t checked_size(std::initializer_list<int64_t> factors, const std::string& what) {
   int64_t total = 1;
   for (int64_t f : factors) {
@@ -118,8 +129,8 @@ int64_t Arena::reserve(int64_t floats) {
 }
 
 std::pair<int64_t, int64_t> split_range(int64_t total, int64_t unit, int parts, int index) {
-  const int64_t units = total / unit;
-  return {units * index / parts * unit, units * (index + 1) / parts * unit};
+  const int64_t units = (total + unit - 1) / unit;  // the last unit may be partial
+  return {std::min(total, units * index / parts * unit), std::min(total, units * (index + 1) / parts * unit)};
 }
 
 ThreadPlan plan_threads(int64_t batch, int threads) {

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "cpu/isa_kernels.h"
 #include "cpu/step_job.h"
 
 namespace fastwave {
@@ -46,6 +47,10 @@ std::string shape_text(const std::vector<int64_t>& shape);
 [[noreturn]] void refuse(const std::string& message);
 void require_range(int64_t value, int64_t low, int64_t high, const std::string& name);
 
+// "fp32", "fp16" or "int8" (anything else is refused), and back.
+WeightStorage weight_storage(const std::string& precision);
+const char* precision_name(WeightStorage storage);
+
 // Multiplies sizes, refusing any product over kMaxFloats (so no int64 overflow downstream).
 int64_t checked_size(std::initializer_list<int64_t> factors, const std::string& what);
 
@@ -71,8 +76,8 @@ class Arena {
   int64_t size_ = 0;
 };
 
-// Splits [0, units) into `parts` near-equal ranges of whole `unit`s; returns part `index` in the
-// caller's scale (units * unit). A part may be empty when there are more parts than units.
+// Splits [0, total) into `parts` near-equal ranges of whole `unit`s (the last unit may be partial);
+// returns part `index`. A part may be empty when there are more parts than units.
 std::pair<int64_t, int64_t> split_range(int64_t total, int64_t unit, int parts, int index);
 
 // How a team of threads covers the batch: min(batch, threads) groups of rows, each run by

@@ -10,13 +10,19 @@
 // a multiple of 16, so the groups of a row range starting at a multiple of 4 begin at the same
 // element offset as in the float layout.
 //
-// Inputs: each row of a product's input x is quantised on the fly with its own scale,
-// s = max |x| / 63 and x_q = round(x / s) in [-63, 63] (signed bytes). Seven bits, not eight:
-// vpmaddubsw adds two products of a byte (<= 255) and a signed byte into a saturating int16, and
-// 2 * 255 * 63 = 32130 cannot saturate, so every ISA computes the same exact integer sums.
-//   Σ_i x[i] w[i][c] ~= s * scale[c] * Σ_i x_q[i] q[i][c]
-//                     = s * scale[c] * (Σ_i x_q[i] (q[i][c] + 128) - 128 Σ_i x_q[i])
-// Rows are quantised independently, so a stream's results never depend on the rest of the batch.
+// Inputs: each row of a product's input x is quantised on the fly, in blocks of `block` inputs
+// (the last one may be shorter), each block with its own scale: s = max |x| / 63 over the block and
+// x_q = round(x / s) in [-63, 63] (signed bytes). Seven bits, not eight: vpmaddubsw adds two
+// products of a byte (<= 255) and a signed byte into a saturating int16, and 2 * 255 * 63 = 32130
+// cannot saturate, so every ISA computes the same exact integer sum for each block:
+//   Σ_i x[i] w[i][c] ~= scale[c] * Σ_blocks s_b * Σ_{i in b} x_q[i] q[i][c]
+//   Σ_{i in b} x_q[i] q[i][c] = Σ_{i in b} x_q[i] (q[i][c] + 128) - 128 Σ_{i in b} x_q[i]   (exact)
+// and the blocks are summed in float, in order. A product whose input is whole in every thread
+// (the residual stream, the skip sum) is one block; one whose input the threads of a group split
+// between them (a layer's gated units, an attention head's output, the MLP's hidden units) uses
+// blocks the split never cuts (kSplitBlock, or a head), so each stream's quantisation is the same
+// on any number of threads. Rows are quantised independently, so a stream's results never depend
+// on the rest of the batch either.
 #pragma once
 
 #include <cstdint>
@@ -27,13 +33,18 @@ namespace cpu {
 constexpr int kInt8Group = 4;         // inputs per 32-bit lane
 constexpr int kWeightLevels = 127;    // |q| <= 127 (q + 128 in [1, 255])
 constexpr int kInputLevels = 63;      // |x_q| <= 63
+// Inputs per scale of a product whose inputs the threads of a group split; in int8 mode the engines
+// split those units in multiples of it.
+constexpr int64_t kSplitBlock = 32;
 
-// One member's buffer of quantised inputs (rows, ld) with each row's scale and sum of x_q.
+// One member's buffer of quantised inputs: rows of up to ld bytes, and per row and block the
+// block's scale and Σ x_q, ld / 16 slots per row (blocks are multiples of 16 inputs).
 struct QuantizedRows {
-  int8_t* q;
+  int8_t* q;        // (rows, ld)
   int64_t ld;
-  float* scale;
-  int32_t* sum;
+  float* scale;     // (rows, ld / 16)
+  int32_t* sum;     // (rows, ld / 16)
+  int64_t block;    // inputs per block of the rows last quantised into it
 };
 
 }  // namespace cpu

@@ -21,6 +21,7 @@ struct IsaKernels {
   void (*run_wavenet_steps_int8)(const WaveNetPlan<uint8_t>& plan, MemberTask& task, const StepJob& job);
   void (*run_transformer_steps)(const TransformerPlan<float>& plan, TransformerTask& task, const StepJob& job);
   void (*run_transformer_steps_half)(const TransformerPlan<uint16_t>& plan, TransformerTask& task, const StepJob& job);
+  void (*run_transformer_steps_int8)(const TransformerPlan<uint8_t>& plan, TransformerTask& task, const StepJob& job);
   // Reads n floats `repeats` times with vector loads and returns their sum: a bandwidth probe.
   float (*read_floats)(const float* data, int64_t n, int64_t repeats);
   // `repeats` times y (rows, cols) += x (rows, in) @ w with the engines' product for weights w

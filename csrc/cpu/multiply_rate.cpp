@@ -12,14 +12,8 @@
 namespace fastwave {
 namespace cpu {
 
-WeightStorage weight_storage(const std::string& precision) {
-  if (precision == "fp32") return WeightStorage::fp32;
-  if (precision == "fp16") return WeightStorage::fp16;
-  if (precision == "int8") return WeightStorage::int8;
-  refuse("precision must be 'fp32', 'fp16' or 'int8', got '" + precision + "'");
-}
-
-StoredProduct::StoredProduct(const float* w, int64_t rows, int64_t in, int64_t cols, WeightStorage storage)
+StoredProduct::StoredProduct(const float* w, int64_t rows, int64_t in, int64_t cols, WeightStorage storage,
+                             int64_t block)
     : rows_(rows), in_(in), cols_(cols), storage_(storage) {
   switch (storage) {
     case WeightStorage::fp32:
@@ -35,9 +29,9 @@ StoredProduct::StoredProduct(const float* w, int64_t rows, int64_t in, int64_t c
       scales_ = allocate_floats(cols);
       pack_int8(w, MatrixBlocks{in, {{0, cols}}}, bytes_.get(), scales_.get());
       quantized_ = allocate_bytes(rows * in);
-      row_scales_ = allocate_floats(2 * rows);
+      row_scales_ = allocate_floats(2 * rows * (in / kBlock));  // per row and block: scale, then Σ x_q
       buffer_ = {reinterpret_cast<int8_t*>(quantized_.get()), in, row_scales_.get(),
-                 reinterpret_cast<int32_t*>(row_scales_.get() + rows)};
+                 reinterpret_cast<int32_t*>(row_scales_.get() + rows * (in / kBlock)), block};
       break;
   }
 }

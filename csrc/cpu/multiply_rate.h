@@ -14,14 +14,12 @@
 namespace fastwave {
 namespace cpu {
 
-// "fp32", "fp16" or "int8"; anything else is refused.
-WeightStorage weight_storage(const std::string& precision);
-
 // w (in, cols) row-major float, stored as `storage` (int8: quantised per column, int8_weights.h),
-// with the buffers IsaKernels::multiply needs for `rows` input rows. in, cols: multiples of kBlock.
+// with the buffers IsaKernels::multiply needs for `rows` input rows. in, cols: multiples of kBlock;
+// int8 quantises x in blocks of `block` inputs (a multiple of kBlock; 0: whole rows).
 class StoredProduct {
  public:
-  StoredProduct(const float* w, int64_t rows, int64_t in, int64_t cols, WeightStorage storage);
+  StoredProduct(const float* w, int64_t rows, int64_t in, int64_t cols, WeightStorage storage, int64_t block = 0);
   // y (rows, cols) += x (rows, in) @ w, `repeats` times.
   void run(const IsaKernels& kernels, const float* x, float* y, int64_t repeats) const;
 

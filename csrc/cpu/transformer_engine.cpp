@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "cpu/int8_pack.h"
 #include "cpu/isa.h"
 
 namespace fastwave {
@@ -29,10 +30,8 @@ void rope_angles(uint64_t position, const double* inv_freq, int64_t half, float*
 
 TransformerEngine::TransformerEngine(const TransformerShape& shape, const WeightMap& weights, int64_t batch,
                                      int threads, const std::string& isa, const std::string& precision)
-    : shape_(shape), batch_(batch) {
+    : shape_(shape), batch_(batch), precision_(weight_storage(precision)) {
   const TransformerShape& s = shape_;
-  if (precision != "fp32" && precision != "fp16") refuse("precision must be 'fp32' or 'fp16', got '" + precision + "'");
-  half_ = precision == "fp16";
   require_range(s.layers, 1, 4096, "config['layers']");
   require_range(s.heads, 1, 4096, "config['heads']");
   require_range(s.width, 2, kMaxChannels, "config['width']");
@@ -87,7 +86,9 @@ TransformerEngine::TransformerEngine(const TransformerShape& shape, const Weight
   threads_ = plan_threads(batch_, threads);
   for (int m = 0; m < threads_.members; ++m) {
     head_slices_.push_back(split_range(s.heads, 1, threads_.members, m));
-    hidden_slices_.push_back(split_range(Fp_, kBlock, threads_.members, m));
+    // int8 quantises the hidden units in blocks of kSplitBlock: split them on those blocks.
+    hidden_slices_.push_back(split_range(Fp_, precision_ == WeightStorage::int8 ? kSplitBlock : kBlock,
+                                         threads_.members, m));
     logit_slices_.push_back(split_range(Ap_, kBlock, threads_.members, m));
     logit_bounds_.push_back(logit_slices_.back().first);
   }
@@ -213,22 +214,19 @@ void TransformerEngine::pack_weights(const WeightMap& weights) {
     copy(o.fc_bias, w(layer_name(i, "fc_bias")), F);
     transpose(o.proj, Wp_, w(layer_name(i, "proj_weight")), W, F);
     copy(o.proj_bias, w(layer_name(i, "proj_bias")), W);
-    layer = {base + o.norm1_weight, base + o.norm1_bias, base + o.qkv, base + o.qkv_bias, base + o.out,
-             base + o.out_bias, base + o.norm2_weight, base + o.norm2_bias, base + o.fc, base + o.fc_bias,
-             base + o.proj, base + o.proj_bias, nullptr, nullptr};
-  }
-
-  // The caches, per layer its keys then its values (layouts in transformer_plan.h).
-  key_count_ = checked_size({batch_, H, Kp_, D}, "the KV cache");
-  const int64_t layer_count = key_count_ + checked_size({batch_, H, s.context, Dq}, "the KV cache");
-  const int64_t cache_count = checked_size({L, layer_count}, "the KV caches");
-  state_bytes_ = cache_count * (half_ ? 2 : 4);
-  if (!half_) {
-    caches_ = allocate_floats(cache_count);
-    for (int64_t i = 0; i < L; ++i) {
-      layers_[i].keys = caches_.get() + i * layer_count;
-      layers_[i].values = layers_[i].keys + key_count_;
-    }
+    layer = TransformerLayerPlan<float>{};  // the caches and int8's scales stay nullptr here
+    layer.norm1_weight = base + o.norm1_weight;
+    layer.norm1_bias = base + o.norm1_bias;
+    layer.qkv = base + o.qkv;
+    layer.qkv_bias = base + o.qkv_bias;
+    layer.out = base + o.out;
+    layer.out_bias = base + o.out_bias;
+    layer.norm2_weight = base + o.norm2_weight;
+    layer.norm2_bias = base + o.norm2_bias;
+    layer.fc = base + o.fc;
+    layer.fc_bias = base + o.fc_bias;
+    layer.proj = base + o.proj;
+    layer.proj_bias = base + o.proj_bias;
   }
 
   TransformerPlan<float>& p = plan_;
@@ -298,35 +296,112 @@ void TransformerEngine::pack_weights(const WeightMap& weights) {
     std::memcpy(c, w("context.proj_bias"), W * sizeof(float));
     cnn.proj_bias = c;
   }
-  if (half_) make_half_plan(cache_count);
+  if (precision_ == WeightStorage::fp16) make_half_plan();
+  if (precision_ == WeightStorage::int8) make_int8_plan();
+  allocate_caches();
 }
 
-// The fp16 plan: the packed float layout converted to half at the same offsets, for the matrices;
-// the vectors (and the float plan's other fields) are shared.
-void TransformerEngine::make_half_plan(int64_t cache_count) {
-  const float* base = weights_.get();
-  half_weights_ = allocate_halves(weight_floats_);
-  auto convert = [&](const float* matrix, int64_t count, const std::string& what) -> const uint16_t* {
-    uint16_t* dst = half_weights_.get() + (matrix - base);
-    to_half(matrix, count, dst, "weights['" + what + "']");
-    return dst;
-  };
-  const int64_t L = shape_.layers, H = shape_.heads;
-  half_caches_ = allocate_halves(cache_count);
-  const int64_t layer_count = cache_count / L;
-  half_layers_.clear();
-  for (int64_t i = 0; i < L; ++i) {
+template <typename W, typename Convert>
+void TransformerEngine::derive_plan(TransformerPlan<W>& plan, std::vector<TransformerLayerPlan<W>>& layers,
+                                    Convert convert) {
+  const int64_t H = shape_.heads;
+  MatrixBlocks qkv{Wp_, {}};
+  for (const auto& [e0, e1] : head_slices_) qkv.blocks.emplace_back(3 * Dq_ * e0, 3 * Dq_ * e1);
+  const MatrixBlocks out{H * Dq_, {{0, Wp_}}}, fc{Wp_, hidden_slices_}, proj{Fp_, {{0, Wp_}}};
+  layers.assign(layers_.size(), TransformerLayerPlan<W>{});
+  for (size_t i = 0; i < layers_.size(); ++i) {
     const TransformerLayerPlan<float>& f = layers_[i];
+    TransformerLayerPlan<W>& d = layers[i];
     const std::string name = "layers." + std::to_string(i) + ".";
-    half_layers_.push_back({f.norm1_weight, f.norm1_bias, convert(f.qkv, Wp_ * 3 * Dq_ * H, name + "qkv_weight"),
-                            f.qkv_bias, convert(f.out, H * Dq_ * Wp_, name + "out_weight"), f.out_bias,
-                            f.norm2_weight, f.norm2_bias, convert(f.fc, Wp_ * Fp_, name + "fc_weight"), f.fc_bias,
-                            convert(f.proj, Fp_ * Wp_, name + "proj_weight"), f.proj_bias,
-                            half_caches_.get() + i * layer_count, half_caches_.get() + i * layer_count + key_count_});
+    d.norm1_weight = f.norm1_weight;
+    d.norm1_bias = f.norm1_bias;
+    d.qkv = convert(f.qkv, qkv, name + "qkv_weight", &d.qkv_scale);
+    d.qkv_bias = f.qkv_bias;
+    d.out = convert(f.out, out, name + "out_weight", &d.out_scale);
+    d.out_bias = f.out_bias;
+    d.norm2_weight = f.norm2_weight;
+    d.norm2_bias = f.norm2_bias;
+    d.fc = convert(f.fc, fc, name + "fc_weight", &d.fc_scale);
+    d.fc_bias = f.fc_bias;
+    d.proj = convert(f.proj, proj, name + "proj_weight", &d.proj_scale);
+    d.proj_bias = f.proj_bias;
   }
-  static_cast<TransformerPlanBase&>(half_plan_) = plan_;
-  half_plan_.layer = half_layers_.data();
-  half_plan_.head = convert(plan_.head, Wp_ * Ap_, "head_weight");
+  static_cast<TransformerPlanBase&>(plan) = plan_;
+  plan.layer = layers.data();
+  plan.head = convert(plan_.head, MatrixBlocks{Wp_, logit_slices_}, "head_weight", &plan.head_scale);
+}
+
+// fp16: the matrices converted to half at their float offsets.
+void TransformerEngine::make_half_plan() {
+  half_weights_ = allocate_halves(weight_floats_);
+  derive_plan(half_plan_, half_layers_,
+              [&](const float* matrix, const MatrixBlocks& shape, const std::string& name, const float** scale) {
+                uint16_t* dst = half_weights_.get() + (matrix - weights_.get());
+                to_half(matrix, shape.in * shape.blocks.back().second, dst, "weights['" + name + "']");
+                *scale = nullptr;
+                return static_cast<const uint16_t*>(dst);
+              });
+}
+
+// int8: the matrices quantised per output column at their float offsets (int8_pack.h), each
+// matrix's column scales one after the other in int8_scales_.
+void TransformerEngine::make_int8_plan() {
+  int8_weights_ = allocate_bytes(weight_floats_);
+  // A matrix has at least kBlock rows, so its columns number at most its floats / kBlock; each
+  // matrix's scales start on a 64-byte line.
+  const int64_t capacity = weight_floats_ / kBlock + kBlock * (4 * shape_.layers + 1);
+  int8_scales_ = allocate_floats(capacity);
+  int64_t used = 0;
+  derive_plan(int8_plan_, int8_layers_,
+              [&](const float* matrix, const MatrixBlocks& shape, const std::string&, const float** scale) {
+                uint8_t* dst = int8_weights_.get() + (matrix - weights_.get());
+                const int64_t columns = round_up(shape.blocks.back().second, kBlock);
+                if (used + columns > capacity) throw std::logic_error("int8 scales overflow their buffer");
+                float* scales = int8_scales_.get() + used;
+                used += columns;
+                pack_int8(matrix, shape, dst, scales);
+                *scale = scales;
+                return static_cast<const uint8_t*>(dst);
+              });
+}
+
+// The KV caches of the engine's precision, per layer its keys then its values (layouts in
+// transformer_plan.h); int8's per-slot scales in a float buffer of their own.
+void TransformerEngine::allocate_caches() {
+  const int64_t L = shape_.layers, H = shape_.heads;
+  const int64_t keys = checked_size({batch_, H, Kp_, precision_ == WeightStorage::int8 ? Dq_ : D_}, "the KV cache");
+  const int64_t per_layer = keys + checked_size({batch_, H, shape_.context, Dq_}, "the KV cache");
+  const int64_t count = checked_size({L, per_layer}, "the KV caches");
+  auto place = [&](auto& layers, auto* cache) {
+    for (int64_t i = 0; i < L; ++i) {
+      layers[i].keys = cache + i * per_layer;
+      layers[i].values = layers[i].keys + keys;
+    }
+  };
+  switch (precision_) {
+    case WeightStorage::fp32:
+      caches_ = allocate_floats(count);
+      place(layers_, caches_.get());
+      state_bytes_ = count * 4;
+      break;
+    case WeightStorage::fp16:
+      half_caches_ = allocate_halves(count);
+      place(half_layers_, half_caches_.get());
+      state_bytes_ = count * 2;
+      break;
+    case WeightStorage::int8: {
+      int8_caches_ = allocate_bytes(count);
+      place(int8_layers_, int8_caches_.get());
+      const int64_t key_scales = batch_ * H * Kp_, scales = key_scales + batch_ * H * shape_.context;
+      cache_scales_ = allocate_floats(checked_size({L, scales}, "the KV cache's scales"));
+      for (int64_t i = 0; i < L; ++i) {
+        int8_layers_[i].key_scale = cache_scales_.get() + i * scales;
+        int8_layers_[i].value_scale = int8_layers_[i].key_scale + key_scales;
+      }
+      state_bytes_ = count + L * scales * 4;
+      break;
+    }
+  }
 }
 
 void TransformerEngine::build_tasks() {
@@ -340,7 +415,17 @@ void TransformerEngine::build_tasks() {
   const bool conditioned = s.cond_window > 0;
 
   Arena arena;
-  struct Offsets { int64_t x, normed, qkv, attended, hidden, logits, scores, rope, token_qkv, wave, cond_x, cond_z, rings, latent; };
+  struct Offsets { int64_t x, normed, qkv, attended, hidden, logits, scores, rope, token_qkv, wave, cond_x, cond_z, rings, latent,
+                   inputs[3], query[3]; };
+  // int8: each member quantises a product's input rows (at most max(Wp, Dq heads, Fp) wide) into bytes,
+  // with a float scale and an int32 sum per row and block; and one head's query the same way.
+  const bool int8 = precision_ == WeightStorage::int8;
+  const int64_t input_width = int8 ? std::max({Wp_, Dq_ * s.heads, Fp_}) : 0;
+  auto quantized = [&](int64_t rows, int64_t width, int64_t* at) {  // bytes, in floats
+    at[0] = arena.reserve(checked_size({rows, width}, "the quantised inputs") / 4);
+    at[1] = arena.reserve(rows * width / kBlock);
+    at[2] = arena.reserve(rows * width / kBlock);
+  };
   std::vector<Offsets> offsets;
   for (int g = 0; g < groups; ++g) {
     const int64_t rows = threads_.rows(g, batch_), pass = rows * chunk;
@@ -356,7 +441,9 @@ void TransformerEngine::build_tasks() {
                          arena.reserve(conditioned ? checked_size({rows, s.cond_hop}, "the context CNN") : 0),
                          arena.reserve(conditioned ? rows * Cp_ : 0), arena.reserve(conditioned ? rows * Cp_ : 0),
                          arena.reserve(conditioned ? checked_size({ring_slots, rows, Cp_}, "the context CNN") : 0),
-                         arena.reserve(conditioned ? rows * Wp_ : 0)});
+                         arena.reserve(conditioned ? rows * Wp_ : 0), {}, {}});
+      quantized(int8 ? pass : 0, input_width, offsets.back().inputs);
+      quantized(int8 ? 1 : 0, int8 ? Dq_ : 0, offsets.back().query);
     }
   }
   scratch_ = allocate_floats(arena.size());
@@ -390,6 +477,12 @@ void TransformerEngine::build_tasks() {
       task.cond_z = base + o.cond_z;
       task.cond_rings = base + o.rings;
       task.latent = base + o.latent;
+      if (int8) {
+        task.inputs = {reinterpret_cast<int8_t*>(base + o.inputs[0]), input_width, base + o.inputs[1],
+                       reinterpret_cast<int32_t*>(base + o.inputs[2]), 0};
+        task.query = {reinterpret_cast<int8_t*>(base + o.query[0]), Dq_, base + o.query[1],
+                      reinterpret_cast<int32_t*>(base + o.query[2]), 0};
+      }
       sampling_.push_back(make_sampling_scratch(s.classes));
       task.scratch = sampling_.back().get();
       sampled_.push_back(std::make_unique<int64_t[]>(static_cast<size_t>(task.rows)));
@@ -401,10 +494,16 @@ void TransformerEngine::build_tasks() {
 }
 
 void TransformerEngine::run(const StepJob& job) {
-  if (half_) {
-    pool_->run([&](int index) { kernels_->run_transformer_steps_half(half_plan_, tasks_[index], job); });
-  } else {
-    pool_->run([&](int index) { kernels_->run_transformer_steps(plan_, tasks_[index], job); });
+  switch (precision_) {
+    case WeightStorage::fp32:
+      pool_->run([&](int index) { kernels_->run_transformer_steps(plan_, tasks_[index], job); });
+      break;
+    case WeightStorage::fp16:
+      pool_->run([&](int index) { kernels_->run_transformer_steps_half(half_plan_, tasks_[index], job); });
+      break;
+    case WeightStorage::int8:
+      pool_->run([&](int index) { kernels_->run_transformer_steps_int8(int8_plan_, tasks_[index], job); });
+      break;
   }
 }
 
@@ -422,7 +521,7 @@ void TransformerEngine::prefill(const int64_t* prompt, int64_t length, float* lo
     std::memset(task.cond_rings, 0, static_cast<size_t>(cond_ring_slots_ * task.rows * Cp_) * sizeof(float));
     task.cond_patches_fed = 0;
   }
-  plan_.origin = half_plan_.origin = static_cast<uint64_t>(start);
+  plan_.origin = half_plan_.origin = int8_plan_.origin = static_cast<uint64_t>(start);
   has_logits_ = false;
   run(prefill_job(prompt, length, start, logits_out));
   position_ = static_cast<uint64_t>(length);

@@ -42,8 +42,9 @@ struct TransformerShape {
 
 class TransformerEngine {
  public:
-  // precision "fp32" (parity with the torch engine) or "fp16": the matrices and the KV cache stored
-  // as IEEE half, every product and sum in float -- half the bytes a step streams.
+  // precision "fp32" (parity with the torch engine); "fp16": the matrices and the KV cache stored
+  // as IEEE half, every product and sum in float -- half the bytes a step streams; or "int8": int8
+  // matrices and an int8 KV cache with a scale per slot (transformer_plan.h) -- a quarter.
   TransformerEngine(const TransformerShape& shape, const WeightMap& weights, int64_t batch, int threads,
                     const std::string& isa, const std::string& precision);
 
@@ -68,33 +69,42 @@ class TransformerEngine {
   // Waits of over ~0.5 ms for a partner (descheduled), over every thread (step_job.h).
   uint64_t late_waits() const { return late_waits_of(tasks_); }
   int64_t context() const { return shape_.context; }
-  const char* precision() const { return half_ ? "fp16" : "fp32"; }
+  const char* precision() const { return precision_name(precision_); }
   // Bytes of the generation state for the batch: the KV caches (and the CNN's rings).
   int64_t state_bytes() const { return state_bytes_; }
 
  private:
   void validate(const WeightMap& weights) const;
   void pack_weights(const WeightMap& weights);
-  void make_half_plan(int64_t cache_count);
+  // The plan of another storage: every matrix of the float plan through
+  // convert(matrix, blocks, name, &scale) -> const W*; vectors shared with the float plan.
+  template <typename W, typename Convert>
+  void derive_plan(TransformerPlan<W>& plan, std::vector<TransformerLayerPlan<W>>& layers, Convert convert);
+  void make_half_plan();
+  void make_int8_plan();
+  void allocate_caches();
   void build_tasks();
   void run(const StepJob& job);
 
   TransformerShape shape_;
   int64_t batch_, D_, Dq_, Wp_, Fp_, Ap_, Kp_, Cp_ = 0, cond_ring_slots_ = 0;
-  int64_t receptive_field_ = 0, state_bytes_ = 0, weight_floats_ = 0, key_count_ = 0;
-  bool half_ = false;
+  int64_t receptive_field_ = 0, state_bytes_ = 0, weight_floats_ = 0;
+  WeightStorage precision_;
   ThreadPlan threads_;
   std::vector<std::pair<int64_t, int64_t>> head_slices_, hidden_slices_, logit_slices_;
   std::vector<int64_t> logit_bounds_;
   std::vector<double> inv_freq_;
   const IsaKernels* kernels_;
-  FloatBuffer weights_, caches_, scratch_;
+  FloatBuffer weights_, caches_, scratch_, int8_scales_, cache_scales_;
   HalfBuffer half_weights_, half_caches_;
+  ByteBuffer int8_weights_, int8_caches_;
   std::unique_ptr<ExchangeBuffers> exchange_;
   std::vector<TransformerLayerPlan<float>> layers_;
   std::vector<TransformerLayerPlan<uint16_t>> half_layers_;
+  std::vector<TransformerLayerPlan<uint8_t>> int8_layers_;
   TransformerPlan<float> plan_{};
   TransformerPlan<uint16_t> half_plan_{};
+  TransformerPlan<uint8_t> int8_plan_{};
   std::vector<TransformerTask> tasks_;
   std::vector<std::unique_ptr<SamplingScratch>> sampling_;
   std::vector<std::unique_ptr<int64_t[]>> sampled_;

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 
+#include "cpu/int8_weights.h"
 #include "cpu/step_job.h"
 
 namespace fastwave {
@@ -28,9 +29,19 @@ namespace cpu {
 
 constexpr int64_t kKeySpan = 128;  // a multiple of 8 vectors on every ISA (16, 8 or 4 lanes)
 
-// Storage: float, or uint16_t holding IEEE half bits (the fp16 mode: the matrices and the KV cache
-// stored in half precision, every product and sum still in float). Vectors (norms, biases), the
-// embedding and the conditioning CNN stay float in both.
+// Storage T: float; uint16_t holding IEEE half bits (fp16: the matrices and the KV cache stored in
+// half precision, every product and sum still in float); or uint8_t (int8):
+//   matrices: the int8 layout with a scale per output column (int8_weights.h), inputs quantised per
+//             row and pass, integer dot products;
+//   keys:     per slot, scale = max_d |k[d]| / 127 and q = round(k / scale) stored as q + 128 over
+//             the Dq padded features; each span of kKeySpan slots is (Dq / 4, kKeySpan, 4) bytes, so
+//             a 32-bit lane holds four features of one slot: the scores are integer dot products with
+//             the query quantised to 7 bits per head and step, like any int8 product;
+//   values:   per slot, scale = max |v| / 127, q = round(v / scale) as a signed byte (the bytes of
+//             `values` are int8_t); the weighted sum is in float: each slot's probability times its
+//             scale, times its row widened to float. (Probabilities span too many orders of magnitude
+//             to quantise to 7 bits: a long tail of small weights would round to 0.)
+// Vectors (norms, biases), the embedding and the conditioning CNN stay float at every precision.
 template <typename T>
 struct TransformerLayerPlan {
   const float* norm1_weight;  // (Wp,) LayerNorm over the first W features, eps 1e-5
@@ -45,8 +56,16 @@ struct TransformerLayerPlan {
   const float* fc_bias;       // (Fp,)
   const T* proj;          // (Fp, Wp)
   const float* proj_bias;     // (Wp,)
-  T* keys;                // (batch, heads, Kp / kKeySpan, D, kKeySpan), rotated keys
+  T* keys;                // (batch, heads, Kp / kKeySpan, D, kKeySpan), rotated keys; int8: Dq, not D
   T* values;              // (batch, heads, context, Dq), padded features 0
+  // int8 only (nullptr otherwise): each matrix's scale per column of the whole matrix, and the
+  // caches' scale per slot.
+  const float* qkv_scale;     // (heads * 3 Dq,)
+  const float* out_scale;     // (Wp,)
+  const float* fc_scale;      // (Fp,)
+  const float* proj_scale;    // (Wp,)
+  float* key_scale;           // (batch, heads, Kp)
+  float* value_scale;         // (batch, heads, context)
 };
 
 // The conditioned variant's causal CNN over the past waveform (cond_hop == 0: none). Each member
@@ -82,6 +101,7 @@ template <typename T>
 struct TransformerPlan : TransformerPlanBase {
   const TransformerLayerPlan<T>* layer;  // [layers]
   const T* head;                         // (Wp, a1 - a0) at Wp * a0
+  const float* head_scale;               // int8: (Ap,); nullptr otherwise
 };
 
 // One thread's share: a group of threads runs a range of rows together, each thread some heads,
@@ -114,6 +134,10 @@ struct TransformerTask {
   float* cond_rings;     // per layer (kernel - 1) * dilation slots of (rows, Cp), layer by layer
   float* latent;         // (rows, Wp) added to the embedding of every position of the block
   uint64_t cond_patches_fed;
+  // int8: the inputs of the matrix products quantised per row (rows * chunk, max(Wp, Fp, Dq heads)
+  // wide), and one head's query (1, Dq) for the scores (int8_weights.h).
+  QuantizedRows inputs;
+  QuantizedRows query;
   int64_t* sampled;      // (rows,)
   StepStatus status;        // set by each call (step_job.h)
   SamplingScratch* scratch;

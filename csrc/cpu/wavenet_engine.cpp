@@ -93,7 +93,7 @@ WaveNetEngine::WaveNetEngine(const WaveNetShape& shape, const WeightMap& weights
 }
 
 const char* WaveNetEngine::precision() const {
-  return precision_ == WeightStorage::fp16 ? "fp16" : precision_ == WeightStorage::int8 ? "int8" : "fp32";
+  return precision_name(precision_);
 }
 
 void WaveNetEngine::validate(const WeightMap& weights) const {
@@ -300,9 +300,11 @@ void WaveNetEngine::make_int8_plan() {
 
 void WaveNetEngine::plan_threads(int threads) {
   threads_ = cpu::plan_threads(batch_, threads);
+  // int8 quantises the split units' activations in blocks of kSplitBlock: split them on those blocks.
+  const int64_t unit = precision_ == WeightStorage::int8 ? kSplitBlock : kBlock;
   for (int m = 0; m < threads_.members; ++m) {
-    gate_slices_.push_back(split_range(Hp_, kBlock, threads_.members, m));
-    hidden_slices_.push_back(split_range(Sp_, kBlock, threads_.members, m));
+    gate_slices_.push_back(split_range(Hp_, unit, threads_.members, m));
+    hidden_slices_.push_back(split_range(Sp_, unit, threads_.members, m));
   }
 }
 
@@ -323,7 +325,7 @@ void WaveNetEngine::build_tasks() {
   Arena arena;
   struct Offsets { int64_t x, z, h, skip, hidden, logits, local, quantized[2][3]; };
   // int8: each member quantises a product's input rows (at most max(Rp, Hp, Sp) wide) into one of
-  // two buffers of bytes, with a float scale and an int32 sum per row.
+  // two buffers of bytes, with a float scale and an int32 sum per row and block (int8_weights.h).
   const int64_t quantized_width = precision_ == WeightStorage::int8 ? std::max({Rp_, Hp_, Sp_}) : 0;
   std::vector<Offsets> offsets;
   for (int g = 0; g < groups; ++g) {
@@ -337,8 +339,8 @@ void WaveNetEngine::build_tasks() {
       if (quantized_width > 0) {
         for (auto& q : o.quantized) {
           q[0] = arena.reserve(rows * quantized_width / 4);  // bytes, in floats
-          q[1] = arena.reserve(rows);
-          q[2] = arena.reserve(rows);
+          q[1] = arena.reserve(rows * quantized_width / kBlock);
+          q[2] = arena.reserve(rows * quantized_width / kBlock);
         }
       }
       offsets.push_back(o);
@@ -368,7 +370,7 @@ void WaveNetEngine::build_tasks() {
       task.local_column = base + o.local;
       for (int k = 0; k < 2 && quantized_width > 0; ++k) {
         task.quantized[k] = {reinterpret_cast<int8_t*>(base + o.quantized[k][0]), quantized_width,
-                             base + o.quantized[k][1], reinterpret_cast<int32_t*>(base + o.quantized[k][2])};
+                             base + o.quantized[k][1], reinterpret_cast<int32_t*>(base + o.quantized[k][2]), 0};
       }
       sampling_.push_back(make_sampling_scratch(shape_.classes));
       task.scratch = sampling_.back().get();

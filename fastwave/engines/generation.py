@@ -23,7 +23,7 @@ from .wavenet_torch import TorchWaveNetEngine
 ENGINES = ("naive", "torch", "cpu")
 PRECISIONS = ("fp32", "fp16", "int8")
 # The weight precisions each model's C++ engine ("cpu") stores; every other engine is fp32 only.
-CPU_PRECISIONS = {"wavenet": ("fp32", "fp16", "int8"), "transformer": ("fp32", "fp16")}
+CPU_PRECISIONS = {"wavenet": ("fp32", "fp16", "int8"), "transformer": ("fp32", "fp16", "int8")}
 _CACHED_TORCH_ENGINES = {"wavenet": TorchWaveNetEngine, "transformer": TorchTransformerEngine}
 _CPU_ENGINES = {"wavenet": CpuWaveNetEngine, "transformer": CpuTransformerEngine}
 DEFAULT_CHUNK = 1600  # 100 ms at 16 kHz: the streaming latency
@@ -87,8 +87,9 @@ def stream(model, n_samples: int, *, batch: int = 1, prompt=None, temperature: f
     precision: "fp32" (every engine; the parity contract), or for the "cpu" engine (``cpu_precisions``):
       "fp16": matrices stored in half precision, arithmetic in fp32 (the sample Transformer's KV
         cache too): half the weight bytes per step; logits differ from fp32 by ~1e-3 relative.
-      "int8" (WaveNet): int8 weights with an fp32 scale per output channel, each step's inputs
-        quantised per stream to 7 bits, integer dot products: a quarter of the weight bytes.
+      "int8": int8 weights with an fp32 scale per output channel, each step's inputs
+        quantised per stream to 7 bits, integer dot products: a quarter of the weight bytes (the
+        sample Transformer's KV cache too, with a scale per position and head).
       Tokens match fp32 only until the first near tie; the README gives the measured cost in
       bits/sample.
     """

@@ -12,8 +12,10 @@ class CpuTransformerEngine(NativeCpuEngine):
     threads: worker threads (default: physical cores). With batch >= threads each thread runs its
       own streams; with fewer streams than threads, threads share each layer's heads and MLP units.
     isa: "auto" (the best the CPU supports, or $FASTWAVE_ISA) or one of ``_native.cpu_isas()``.
-    precision: "fp32" (parity with the torch engine) or "fp16" (matrices and KV cache stored in half
-      precision, arithmetic in fp32: half the bytes each step streams).
+    precision: "fp32" (parity with the torch engine), "fp16" (matrices and KV cache stored in half
+      precision, arithmetic in fp32: half the bytes each step streams) or "int8" (int8 matrices with a
+      scale per output channel and integer dot products; an int8 KV cache with a scale per position and
+      head, scores as integer dot products, the weighted sum of values in fp32; csrc/cpu/transformer_plan.h).
     """
 
     def __init__(self, model, batch: int, cond: dict, threads: int | None = None, isa: str = "auto",

@@ -57,31 +57,39 @@ inline void store_block_bytes(int8_t* dst, const VI* lanes) {
 #endif
 }
 
-// out's rows = x (rows, in; row stride ldx) quantised per row to [-kInputLevels, kInputLevels].
-// in is a multiple of kBlock.
-inline void quantize_rows(const float* x, int64_t ldx, int64_t rows, int64_t in, const QuantizedRows& out) {
+// Quantises x (rows, in; row stride ldx) into `buffer` per row and block of `block` inputs, to
+// [-kInputLevels, kInputLevels] (int8_weights.h); returns the buffer with its block set. in and
+// block are multiples of kBlock, in <= buffer.ld.
+inline QuantizedRows quantize_rows(const float* x, int64_t ldx, int64_t rows, int64_t in, int64_t block,
+                                   QuantizedRows buffer) {
+  buffer.block = block;
+  const int64_t slots = buffer.ld / kBlock;
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * ldx;
-    V peak = V{};
-    for (int64_t i = 0; i < in; i += kLanes) peak = vmax(peak, abs_v(load(xr + i)));
-    const float top = horizontal_max(peak);
-    // top * (63 / top) may round to just above 63: round() still gives 63.
-    const float inv = top > 0.0f ? static_cast<float>(kInputLevels) / top : 0.0f;
-    int8_t* q = out.q + r * out.ld;
-    VI total = VI{};
-    for (int64_t i = 0; i < in; i += kBlock) {
-      VI lanes[kBlock / kLanes];
-      for (int v = 0; v < kBlock / kLanes; ++v) {
-        lanes[v] = __builtin_convertvector(round_v(load(xr + i + v * kLanes) * inv), VI);
-        total += lanes[v];
+    int8_t* q = buffer.q + r * buffer.ld;
+    for (int64_t b0 = 0, k = 0; b0 < in; b0 += block, ++k) {
+      const int64_t b1 = b0 + block < in ? b0 + block : in;
+      V peak = V{};
+      for (int64_t i = b0; i < b1; i += kLanes) peak = vmax(peak, abs_v(load(xr + i)));
+      const float top = horizontal_max(peak);
+      // top * (63 / top) may round to just above 63: round() still gives 63.
+      const float inv = top > 0.0f ? static_cast<float>(kInputLevels) / top : 0.0f;
+      VI total = VI{};
+      for (int64_t i = b0; i < b1; i += kBlock) {
+        VI lanes[kBlock / kLanes];
+        for (int v = 0; v < kBlock / kLanes; ++v) {
+          lanes[v] = __builtin_convertvector(round_v(load(xr + i + v * kLanes) * inv), VI);
+          total += lanes[v];
+        }
+        store_block_bytes(q + i, lanes);
       }
-      store_block_bytes(q + i, lanes);
+      int32_t sum = 0;
+      for (int l = 0; l < kLanes; ++l) sum += total[l];
+      buffer.scale[r * slots + k] = top / static_cast<float>(kInputLevels);
+      buffer.sum[r * slots + k] = sum;
     }
-    int32_t sum = 0;
-    for (int l = 0; l < kLanes; ++l) sum += total[l];
-    out.scale[r] = top / static_cast<float>(kInputLevels);
-    out.sum[r] = sum;
   }
+  return buffer;
 }
 
 // acc + Σ_k w[4 l + k] x[k] in each lane l: w unsigned bytes, x four signed bytes (the same in
@@ -103,6 +111,20 @@ inline VI dot4(VI acc, VI w, VI x) {
 #endif
 }
 
+// kLanes signed bytes widened to float (the int8 values of the Transformer's cache). As with
+// store_block_bytes, GCC's vector conversion would move the bytes one by one on x86.
+inline V load(const int8_t* p) {
+#if defined(__AVX512F__)
+  return (V)_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#elif defined(__AVX2__)
+  return (V)_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+#else
+  VB b;
+  __builtin_memcpy(&b, p, sizeof b);
+  return __builtin_convertvector(b, V);
+#endif
+}
+
 inline VI load_lanes(const uint8_t* p) {
   VI v;
   __builtin_memcpy(&v, p, sizeof v);
@@ -110,39 +132,45 @@ inline VI load_lanes(const uint8_t* p) {
 }
 
 // y[NB rows][NT vectors] += dequantised (x rows [row, row + NB)) @ w, for the columns at w (the
-// block's column `col`): integer accumulators in registers, each weight vector loaded once for
-// all NB rows, scaled to float once at the end.
+// block's column `col`): per block of inputs, integer accumulators in registers, each weight vector
+// loaded once for all NB rows, then scaled and added to y in float.
 template <int NB, int NT>
 inline void product_q8_tile(float* y, int64_t ldy, const QuantizedRows& x, int64_t row, const uint8_t* w,
                             int64_t ldw, const float* scale, int64_t in) {
-  VI acc[NB][NT];
-  for (int b = 0; b < NB; ++b)
-    for (int j = 0; j < NT; ++j) acc[b][j] = VI{};
   const int8_t* xq = x.q + row * x.ld;
-  for (int64_t g = 0; g < in; g += kInt8Group, w += kInt8Group * ldw) {
-    VI xb[NB];
+  const int64_t slots = x.ld / kBlock;
+  for (int64_t b0 = 0, k = 0; b0 < in; b0 += x.block, ++k) {
+    const int64_t b1 = b0 + x.block < in ? b0 + x.block : in;
+    VI acc[NB][NT];
+    for (int b = 0; b < NB; ++b)
+      for (int j = 0; j < NT; ++j) acc[b][j] = VI{};
+    for (int64_t g = b0; g < b1; g += kInt8Group, w += kInt8Group * ldw) {
+      VI xb[NB];
+      for (int b = 0; b < NB; ++b) {
+        int32_t four;
+        __builtin_memcpy(&four, xq + b * x.ld + g, sizeof four);
+        xb[b] = VI{} + four;
+      }
+      for (int j = 0; j < NT; ++j) {
+        const VI wv = load_lanes(w + j * kLanes * kInt8Group);
+        for (int b = 0; b < NB; ++b) acc[b][j] = dot4(acc[b][j], wv, xb[b]);
+      }
+    }
     for (int b = 0; b < NB; ++b) {
-      int32_t four;
-      __builtin_memcpy(&four, xq + b * x.ld + g, sizeof four);
-      xb[b] = VI{} + four;
-    }
-    for (int j = 0; j < NT; ++j) {
-      const VI wv = load_lanes(w + j * kLanes * kInt8Group);
-      for (int b = 0; b < NB; ++b) acc[b][j] = dot4(acc[b][j], wv, xb[b]);
-    }
-  }
-  for (int b = 0; b < NB; ++b) {
-    const int32_t offset = 128 * x.sum[row + b];  // the weights' +128, times Σ x_q
-    const float xs = x.scale[row + b];
-    for (int j = 0; j < NT; ++j) {
-      const V dot = __builtin_convertvector(acc[b][j] - offset, V);
-      float* out = y + b * ldy + j * kLanes;
-      store(out, load(out) + dot * (load(scale + j * kLanes) * xs));
+      const int64_t slot = (row + b) * slots + k;
+      const int32_t offset = 128 * x.sum[slot];  // the weights' +128, times the block's Σ x_q
+      const float xs = x.scale[slot];
+      for (int j = 0; j < NT; ++j) {
+        const V dot = __builtin_convertvector(acc[b][j] - offset, V);
+        float* out = y + b * ldy + j * kLanes;
+        store(out, load(out) + dot * (load(scale + j * kLanes) * xs));
+      }
     }
   }
 }
 
-// y (rows, cols; row stride ldy) += x @ w, where x holds `rows` quantised rows of `in` inputs and
+// y (rows, cols; row stride ldy) += x @ w, where x holds `rows` quantised rows of `in` inputs (in
+// blocks of x.block) and
 // w is an int8 matrix (in, ldw) whose columns [0, cols) are read, with scale[c] per column.
 // cols is a multiple of kBlock.
 inline void product_q8(float* y, int64_t ldy, int64_t rows, int64_t cols, const QuantizedRows& x,

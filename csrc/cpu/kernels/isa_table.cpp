@@ -15,6 +15,7 @@ void run_wavenet_steps_half(const WaveNetPlan<uint16_t>& plan, MemberTask& task,
 void run_wavenet_steps_int8(const WaveNetPlan<uint8_t>& plan, MemberTask& task, const StepJob& job);
 void run_transformer_steps(const TransformerPlan<float>& plan, TransformerTask& task, const StepJob& job);  // transformer_steps.cpp
 void run_transformer_steps_half(const TransformerPlan<uint16_t>& plan, TransformerTask& task, const StepJob& job);
+void run_transformer_steps_int8(const TransformerPlan<uint8_t>& plan, TransformerTask& task, const StepJob& job);
 
 namespace {
 
@@ -39,8 +40,8 @@ void multiply(WeightStorage precision, const float* x, int64_t rows, int64_t in,
         product1(y, cols, rows, cols, x, in, static_cast<const uint16_t*>(w), in, cols);
         break;
       case WeightStorage::int8:
-        quantize_rows(x, in, rows, in, buffer);
-        product_q8(y, cols, rows, cols, buffer, static_cast<const uint8_t*>(w), scale, in, cols);
+        product_q8(y, cols, rows, cols, quantize_rows(x, in, rows, in, buffer.block > 0 ? buffer.block : in, buffer),
+                   static_cast<const uint8_t*>(w), scale, in, cols);
         break;
     }
   }
@@ -52,7 +53,7 @@ void multiply(WeightStorage precision, const float* x, int64_t rows, int64_t in,
 #define FASTWAVE_STRINGIFY_VALUE(name) #name
 extern const IsaKernels kernels{FASTWAVE_STRINGIFY(FASTWAVE_ISA), &run_wavenet_steps, &run_wavenet_steps_half,
                                 &run_wavenet_steps_int8, &run_transformer_steps,
-                                &run_transformer_steps_half, &read_floats, &multiply, &exp_doubles};
+                                &run_transformer_steps_half, &run_transformer_steps_int8, &read_floats, &multiply, &exp_doubles};
 
 }  // namespace FASTWAVE_ISA
 }  // namespace cpu

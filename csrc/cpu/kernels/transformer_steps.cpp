@@ -13,7 +13,9 @@
 #include <cstdint>
 
 #include "cpu/isa_kernels.h"
+#include "cpu/kernels/int8_ops.h"
 #include "cpu/kernels/vector_ops.h"
+#include "cpu/kernels/weight_products.h"
 #include "cpu/transformer_plan.h"
 
 namespace fastwave {
@@ -53,29 +55,46 @@ void layer_norm(const float* x, int64_t ldx, float* y, int64_t rows, const Trans
   }
 }
 
-// y (rows, cols) = bias broadcast, then += x @ w.
-template <typename W>
+// y (rows, cols) = bias broadcast, then += x @ w (the conditioning CNN's float matrices).
 void affine(float* y, int64_t rows, int64_t cols, const float* bias, const float* x, int64_t ldx,
-            const W* w, int64_t in) {
+            const float* w, int64_t in) {
   if (cols == 0) return;
   for (int64_t r = 0; r < rows; ++r) copy_floats(y + r * cols, bias, cols);
   product1(y, cols, rows, cols, x, ldx, w, in, cols);
 }
 
+// The same for a matrix of the plan's storage W, with int8's column scales (shifted to the first
+// column read) and the member's buffer of quantised inputs.
+template <typename W>
+void affine(float* y, int64_t rows, int64_t cols, const float* bias, const float* x, int64_t ldx,
+            const W* w, const float* scale, int64_t in, TransformerTask& m) {
+  if (cols == 0) return;
+  for (int64_t r = 0; r < rows; ++r) copy_floats(y + r * cols, bias, cols);
+  multiply(y, cols, rows, cols, prepare(w, x, ldx, rows, in, m.inputs), w, scale, in, cols);
+}
+
 // x (rows, Wp) += bias + in @ w, where each member of the group holds its own share of the input
 // features (its heads, its hidden units) and w's matching rows: the partial products are exchanged
 // and added in member order, so every member ends with the same bits.
+// int8 quantises the input in blocks of `block` features, which the split between members never
+// cuts (int8_weights.h).
 template <typename T>
 void add_projection(const TransformerPlan<T>& p, TransformerTask& m, int64_t rows, const float* in,
-                    int64_t in_count, const T* w, const float* bias) {
+                    int64_t in_count, int64_t block, const T* w, const float* scale, const float* bias) {
   if (m.seat.group->members == 1) {
     add_bias(m.x, bias, rows, p.Wp);
-    if (in_count > 0) product1(m.x, p.Wp, rows, p.Wp, in, in_count, w, in_count, p.Wp);
+    if (in_count > 0) {
+      multiply(m.x, p.Wp, rows, p.Wp, prepare(w, in, in_count, rows, in_count, m.inputs, block), w, scale,
+               in_count, p.Wp);
+    }
     return;
   }
   float* part = my_part(m.seat);
   fill_zero(part, rows * p.Wp);
-  if (in_count > 0) product1(part, p.Wp, rows, p.Wp, in, in_count, w, in_count, p.Wp);
+  if (in_count > 0) {
+    multiply(part, p.Wp, rows, p.Wp, prepare(w, in, in_count, rows, in_count, m.inputs, block), w, scale,
+             in_count, p.Wp);
+  }
   exchange(m.seat);
   add_bias(m.x, bias, rows, p.Wp);
   for (int k = 0; k < m.seat.group->members; ++k) add(m.x, part_of(m.seat, k), rows * p.Wp);
@@ -149,7 +168,7 @@ void project_qkv(const TransformerPlan<T>& p, const TransformerLayerPlan<T>& lay
   const int64_t heads = m.e1 - m.e0;
   layer_norm(x, p.Wp, m.normed, rows, p, layer.norm1_weight, layer.norm1_bias);
   affine(qkv, rows, 3 * p.Dq * heads, layer.qkv_bias + 3 * p.Dq * m.e0, m.normed, p.Wp,
-         layer.qkv + p.Wp * 3 * p.Dq * m.e0, p.Wp);
+         layer.qkv + p.Wp * 3 * p.Dq * m.e0, shifted(layer.qkv_scale, 3 * p.Dq * m.e0), p.Wp, m);
 }
 
 // Fills m.token_qkv: every token's embedding through project_qkv, as many tokens per call as a pass
@@ -312,22 +331,136 @@ void weigh_values(const float* probs, const T* values, int64_t Dq, int64_t fille
   }
 }
 
+// One (row, head)'s part of a layer's caches (transformer_plan.h); the scales are int8's.
+template <typename T>
+struct HeadCache {
+  T* keys;
+  T* values;
+  float* key_scale;
+  float* value_scale;
+};
+
+// Writes slot `slot` of a head's cache: its key k (D,) and value v (Dq,).
+template <typename T>
+void write_slot(const TransformerPlan<T>& p, const HeadCache<T>& c, int64_t slot, const float* k, const float* v) {
+  T* key_slot = c.keys + (slot / kKeySpan) * p.D * kKeySpan + slot % kKeySpan;
+  for (int64_t d = 0; d < p.D; ++d) store_scalar(key_slot + d * kKeySpan, k[d]);
+  T* value_row = c.values + slot * p.Dq;
+  for (int64_t d = 0; d < p.Dq; ++d) store_scalar(value_row + d, v[d]);
+}
+
+// max |x[i]| / 127 for i < n, and 1 / that (0 for an all-zero x).
+inline float slot_scale(const float* x, int64_t n, float* inverse) {
+  float top = 0.0f;
+  for (int64_t i = 0; i < n; ++i) top = __builtin_fabsf(x[i]) > top ? __builtin_fabsf(x[i]) : top;
+  *inverse = top > 0.0f ? static_cast<float>(kWeightLevels) / top : 0.0f;
+  return top / static_cast<float>(kWeightLevels);
+}
+
+inline int32_t round_to_int(float x) { return static_cast<int32_t>(__builtin_rintf(x)); }
+
+void write_slot(const TransformerPlan<uint8_t>& p, const HeadCache<uint8_t>& c, int64_t slot, const float* k,
+                const float* v) {
+  float inverse;
+  c.key_scale[slot] = slot_scale(k, p.D, &inverse);
+  uint8_t* span = c.keys + (slot / kKeySpan) * p.Dq * kKeySpan + (slot % kKeySpan) * kInt8Group;
+  for (int64_t d = 0; d < p.Dq; ++d) {  // padded features (d >= D) store q = 0
+    const int32_t q = d < p.D ? round_to_int(k[d] * inverse) : 0;
+    span[(d / kInt8Group) * kKeySpan * kInt8Group + d % kInt8Group] = static_cast<uint8_t>(q + 128);
+  }
+  c.value_scale[slot] = slot_scale(v, p.Dq, &inverse);
+  int8_t* row = reinterpret_cast<int8_t*>(c.values) + slot * p.Dq;
+  for (int64_t d = 0; d < p.Dq; ++d) row[d] = static_cast<int8_t>(round_to_int(v[d] * inverse));
+}
+
+// Scores from int8 keys: for G vectors of slots inside one span (`keys` at the group's first
+// lane of feature group 0), integer dot products of the quantised query with each slot's key, then
+// scale * query scale * the slot's key scale. Masking and the returned max as in score_vectors.
+template <int G>
+V score_vectors_q8(const QuantizedRows& q, const uint8_t* keys, const float* key_scale, int64_t Dq, float scale,
+                   int64_t valid, float* scores) {
+  VI acc[G] = {};
+  for (int64_t d = 0; d < Dq; d += kInt8Group) {
+    int32_t four;
+    __builtin_memcpy(&four, q.q + d, sizeof four);
+    const VI qd = VI{} + four;
+    const uint8_t* group = keys + d * kKeySpan;
+    for (int g = 0; g < G; ++g) acc[g] = dot4(acc[g], load_lanes(group + g * kLanes * kInt8Group), qd);
+  }
+  const int32_t offset = 128 * q.sum[0];  // the keys' +128, times Σ q_q
+  const float factor = q.scale[0] * scale;
+  V best = splat(kMasked);
+  for (int g = 0; g < G; ++g) {
+    V score = __builtin_convertvector(acc[g] - offset, V) * (load(key_scale + g * kLanes) * factor);
+    const int64_t left = valid - g * kLanes;
+    if (left < kLanes) {
+      VI lane;
+      for (int i = 0; i < kLanes; ++i) lane[i] = i;
+      score = select(lane < static_cast<int32_t>(left), score, splat(kMasked));
+    }
+    store(scores + g * kLanes, score);
+    best = vmax(best, score);
+  }
+  return best;
+}
+
+float score_slots_q8(const QuantizedRows& q, const HeadCache<uint8_t>& c, int64_t Dq, float scale, int64_t filled,
+                     float* scores) {
+  constexpr int64_t kPerSpan = kKeySpan / kLanes;
+  const int64_t vectors = (filled + kLanes - 1) / kLanes;
+  V best = splat(kMasked);
+  for (int64_t v = 0; v < vectors;) {
+    const uint8_t* k = c.keys + (v / kPerSpan) * Dq * kKeySpan + (v % kPerSpan) * kLanes * kInt8Group;
+    const float* ks = c.key_scale + v * kLanes;
+    float* out = scores + v * kLanes;
+    const int64_t valid = filled - v * kLanes;
+    const int64_t group = vectors - v < 8 ? vectors - v : 8;
+    switch (group) {
+      case 8: best = vmax(best, score_vectors_q8<8>(q, k, ks, Dq, scale, valid, out)); break;
+      case 7: best = vmax(best, score_vectors_q8<7>(q, k, ks, Dq, scale, valid, out)); break;
+      case 6: best = vmax(best, score_vectors_q8<6>(q, k, ks, Dq, scale, valid, out)); break;
+      case 5: best = vmax(best, score_vectors_q8<5>(q, k, ks, Dq, scale, valid, out)); break;
+      case 4: best = vmax(best, score_vectors_q8<4>(q, k, ks, Dq, scale, valid, out)); break;
+      case 3: best = vmax(best, score_vectors_q8<3>(q, k, ks, Dq, scale, valid, out)); break;
+      case 2: best = vmax(best, score_vectors_q8<2>(q, k, ks, Dq, scale, valid, out)); break;
+      default: best = vmax(best, score_vectors_q8<1>(q, k, ks, Dq, scale, valid, out)); break;
+    }
+    v += group;
+  }
+  return horizontal_max(best);
+}
+
+// softmax(q . keys) @ values over the window, unnormalised -> out (Dq,); returns the softmax's sum.
+template <typename T>
+float attend_window(const TransformerPlan<T>& p, const HeadCache<T>& c, TransformerTask& m, const float* q,
+                    int64_t filled, float* out) {
+  const float top = score_slots(q, c.keys, p.D, p.scale, filled, m.scores);
+  const float sum = exponentiate(m.scores, filled, top);
+  weigh_values(m.scores, c.values, p.Dq, filled, out);
+  return sum;
+}
+
+float attend_window(const TransformerPlan<uint8_t>& p, const HeadCache<uint8_t>& c, TransformerTask& m,
+                    const float* q, int64_t filled, float* out) {
+  const QuantizedRows query = quantize_rows(q, p.Dq, 1, p.Dq, p.Dq, m.query);
+  const float top = score_slots_q8(query, c, p.Dq, p.scale, filled, m.scores);
+  const float sum = exponentiate(m.scores, filled, top);
+  // Each slot's probability times its value scale: the weights of the rows as stored.
+  for (int64_t s = 0; s < filled; ++s) m.scores[s] *= c.value_scale[s];
+  weigh_values(m.scores, reinterpret_cast<const int8_t*>(c.values), p.Dq, filled, out);
+  return sum;
+}
+
 // One head of one row at position t: store its key and value in the cache, then softmax-attend
 // over the window -> out (Dq,), padded features 0.
 template <typename T>
-void attend_head(const TransformerPlan<T>& p, T* keys, T* values, const float* q, const float* k,
-                 const float* v, uint64_t t, float* scores, float* out) {
+void attend_head(const TransformerPlan<T>& p, const HeadCache<T>& c, TransformerTask& m, const float* q,
+                 const float* k, const float* v, uint64_t t, float* out) {
   const uint64_t since_origin = t - p.origin;
   const int64_t slot = static_cast<int64_t>(since_origin % static_cast<uint64_t>(p.context));
   const int64_t filled = since_origin + 1 < static_cast<uint64_t>(p.context) ? static_cast<int64_t>(since_origin + 1) : p.context;
-  T* key_slot = keys + (slot / kKeySpan) * p.D * kKeySpan + slot % kKeySpan;
-  for (int64_t d = 0; d < p.D; ++d) store_scalar(key_slot + d * kKeySpan, k[d]);
-  T* value_row = values + slot * p.Dq;
-  for (int64_t d = 0; d < p.Dq; ++d) store_scalar(value_row + d, v[d]);
-  const float top = score_slots(q, keys, p.D, p.scale, filled, scores);
-  const float sum = exponentiate(scores, filled, top);
-  weigh_values(scores, values, p.Dq, filled, out);
-  const float inverse = 1.0f / sum;
+  write_slot(p, c, slot, k, v);
+  const float inverse = 1.0f / attend_window(p, c, m, q, filled, out);
   for (int64_t i = 0; i < p.Dq; ++i) out[i] *= inverse;
 }
 
@@ -337,14 +470,19 @@ void attend(const TransformerPlan<T>& p, const TransformerLayerPlan<T>& layer, T
             uint64_t t0, int64_t n) {
   const int64_t heads = m.e1 - m.e0, ld_qkv = 3 * p.Dq * heads, ld_out = p.Dq * heads;
   const int64_t key_count = p.Kp * p.D, value_count = p.context * p.Dq;  // one (row, head)
+  const int64_t key_bytes = p.Kp * p.Dq;                                    // int8 keys of one (row, head)
   for (int64_t b = 0; b < m.rows; ++b) {
     for (int64_t i = 0; i < n; ++i) {
       const int64_t r = b * n + i;
       for (int64_t e = 0; e < heads; ++e) {
         const float* qkv = m.qkv + r * ld_qkv + e * 3 * p.Dq;
         const int64_t cache = (m.row0 + b) * p.heads + m.e0 + e;
-        attend_head(p, layer.keys + cache * key_count, layer.values + cache * value_count, qkv, qkv + p.Dq, qkv + 2 * p.Dq,
-                    t0 + static_cast<uint64_t>(i), m.scores, m.attended + r * ld_out + e * p.Dq);
+        const bool int8 = layer.key_scale != nullptr;
+        const HeadCache<T> c{layer.keys + cache * (int8 ? key_bytes : key_count), layer.values + cache * value_count,
+                             int8 ? layer.key_scale + cache * p.Kp : nullptr,
+                             int8 ? layer.value_scale + cache * p.context : nullptr};
+        attend_head(p, c, m, qkv, qkv + p.Dq, qkv + 2 * p.Dq, t0 + static_cast<uint64_t>(i),
+                    m.attended + r * ld_out + e * p.Dq);
       }
     }
   }
@@ -360,10 +498,11 @@ void run_head(const TransformerPlan<T>& p, TransformerTask& m, int64_t n, HeadRo
              p.norm_weight, p.norm_bias);
   const int64_t width = m.a1 - m.a0;
   if (m.seat.group->members == 1) {
-    affine(m.logits, rows, p.Ap, p.head_bias, m.normed, p.Wp, p.head, p.Wp);
+    affine(m.logits, rows, p.Ap, p.head_bias, m.normed, p.Wp, p.head, p.head_scale, p.Wp, m);
     return;
   }
-  affine(my_part(m.seat), rows, width, p.head_bias + m.a0, m.normed, p.Wp, p.head + p.Wp * m.a0, p.Wp);
+  affine(my_part(m.seat), rows, width, p.head_bias + m.a0, m.normed, p.Wp, p.head + p.Wp * m.a0,
+         shifted(p.head_scale, m.a0), p.Wp, m);
   exchange(m.seat);
   for (int k = 0; k < m.seat.group->members; ++k) {
     const int64_t a0 = p.logit_bounds[k], columns = p.logit_bounds[k + 1] - a0;
@@ -392,11 +531,14 @@ void run_pass(const TransformerPlan<T>& p, TransformerTask& m, const int64_t* to
     }
     rotate(p, m, n);
     attend(p, layer, m, t0, n);
-    add_projection(p, m, rows, m.attended, p.Dq * heads, layer.out + m.e0 * p.Dq * p.Wp, layer.out_bias);
+    add_projection(p, m, rows, m.attended, p.Dq * heads, p.Dq, layer.out + m.e0 * p.Dq * p.Wp, layer.out_scale,
+                   layer.out_bias);
     layer_norm(m.x, p.Wp, m.normed, rows, p, layer.norm2_weight, layer.norm2_bias);
-    affine(m.hidden, rows, hidden, layer.fc_bias + m.f0, m.normed, p.Wp, layer.fc + p.Wp * m.f0, p.Wp);
+    affine(m.hidden, rows, hidden, layer.fc_bias + m.f0, m.normed, p.Wp, layer.fc + p.Wp * m.f0,
+           shifted(layer.fc_scale, m.f0), p.Wp, m);
     gelu(m.hidden, rows * hidden);
-    add_projection(p, m, rows, m.hidden, hidden, layer.proj + m.f0 * p.Wp, layer.proj_bias);
+    add_projection(p, m, rows, m.hidden, hidden, kSplitBlock, layer.proj + m.f0 * p.Wp, layer.proj_scale,
+                   layer.proj_bias);
   }
   if (head != HeadRows::kNone) run_head(p, m, n, head);
 }
@@ -443,6 +585,10 @@ void run_transformer_steps(const TransformerPlan<float>& plan, TransformerTask& 
 }
 
 void run_transformer_steps_half(const TransformerPlan<uint16_t>& plan, TransformerTask& task, const StepJob& job) {
+  run_steps(plan, task, job);
+}
+
+void run_transformer_steps_int8(const TransformerPlan<uint8_t>& plan, TransformerTask& task, const StepJob& job) {
   run_steps(plan, task, job);
 }
 

@@ -18,43 +18,14 @@
 #include <cstdint>
 
 #include "cpu/isa_kernels.h"
-#include "cpu/kernels/int8_ops.h"
 #include "cpu/kernels/vector_ops.h"
+#include "cpu/kernels/weight_products.h"
 #include "cpu/wavenet_plan.h"
 
 namespace fastwave {
 namespace cpu {
 namespace FASTWAVE_ISA {
 namespace {
-
-// A product's input as float and half weights read it: the float rows themselves.
-struct FloatRows {
-  const float* x;
-  int64_t ld;
-};
-
-// The input x (rows, in; row stride ldx) of a product with weights of type W (the first argument
-// only picks the overload). int8 quantises the rows into `slot`; the others read x in place.
-template <typename W>
-inline FloatRows prepare(const W*, const float* x, int64_t ldx, int64_t, int64_t, const QuantizedRows&) {
-  return {x, ldx};
-}
-inline QuantizedRows prepare(const uint8_t*, const float* x, int64_t ldx, int64_t rows, int64_t in,
-                             const QuantizedRows& slot) {
-  quantize_rows(x, ldx, rows, in, slot);
-  return slot;
-}
-
-// y (rows, cols; row stride ldy) += x @ w, w (in, ldw); scale: int8's per-column scales.
-template <typename W>
-inline void multiply(float* y, int64_t ldy, int64_t rows, int64_t cols, const FloatRows& x, const W* w,
-                     const float*, int64_t in, int64_t ldw) {
-  product1(y, ldy, rows, cols, x.x, x.ld, w, in, ldw);
-}
-inline void multiply(float* y, int64_t ldy, int64_t rows, int64_t cols, const QuantizedRows& x,
-                     const uint8_t* w, const float* scale, int64_t in, int64_t ldw) {
-  product_q8(y, ldy, rows, cols, x, w, scale, in, ldw);
-}
 
 // z (rows, zw) += Σ taps: in one pass over z for float and half; int8 quantises each tap's rows.
 template <typename W>
@@ -69,9 +40,6 @@ inline void add_taps(float* z, int64_t zw, int64_t rows, const OperandOf<uint8_t
     product_q8(z, zw, rows, zw, x, taps[o].w, scale, taps[o].in, zw);
   }
 }
-
-// scale + n, where float and half weights have no scales (nullptr stays nullptr).
-inline const float* shifted(const float* scale, int64_t n) { return scale == nullptr ? nullptr : scale + n; }
 
 // h[r][q kBlock + i] = tanh(z[r][2 q kBlock + i]) * sigmoid(z[r][(2 q + 1) kBlock + i]).
 void gate(const float* z, float* h, int64_t rows, int64_t width) {
@@ -148,7 +116,8 @@ void run_layer(const WaveNetPlan<W>& p, int64_t l, MemberTask& m, uint64_t t, bo
   const auto x = prepare(current, m.x, p.Rp, m.rows, p.Rp, m.quantized[0]);
   multiply(m.z, zw, m.rows, zw, x, current, shifted(layer.conv_scale, 2 * m.h0), p.Rp, zw);
   gate(m.z, m.h, m.rows, width);
-  const auto h = prepare(layer.skip, m.h, width, m.rows, width, m.quantized[1]);
+  // The gated units are split between the group (int8: in blocks the split never cuts).
+  const auto h = prepare(layer.skip, m.h, width, m.rows, width, m.quantized[1], kSplitBlock);
   const W* residual = layer.residual == nullptr ? nullptr : layer.residual + m.h0 * p.Rp;
   float* part = nullptr;
   if (alone) {
@@ -186,7 +155,7 @@ void run_head(const WaveNetPlan<W>& p, MemberTask& m) {
            width);
   for (int64_t r = 0; r < m.rows; ++r) relu(m.hidden + r * p.Sp + m.s0, width);
   const W* head1 = p.head1 + m.s0 * p.Ap;
-  const auto hidden = prepare(head1, m.hidden + m.s0, p.Sp, m.rows, width, m.quantized[1]);
+  const auto hidden = prepare(head1, m.hidden + m.s0, p.Sp, m.rows, width, m.quantized[1], kSplitBlock);
   if (alone) {
     for (int64_t r = 0; r < m.rows; ++r) copy_floats(m.logits + r * p.Ap, p.head1_bias, p.Ap);
     multiply(m.logits, p.Ap, m.rows, p.Ap, hidden, head1, p.head1_scale, width, p.Ap);
