@@ -115,3 +115,22 @@ def test_a_locally_conditioned_wavenet_keeps_its_team(monkeypatch, uncapped_thre
     engine = CpuWaveNetEngine(model, 1, model.prepare_cond(cond, 1, 1001), threads=2)
     assert engine._history(np.zeros((1, 1), np.int64)) is None  # features are read at absolute positions
     assert torch.equal(fastwave.generate(model, 1000, threads=2, seed=2, engine="cpu", cond=cond), reference)
+
+
+@pytest.mark.parametrize("kind", ["wavenet", "transformer"])
+def test_an_int8_engine_keeps_its_team(monkeypatch, uncapped_threads, kind):
+    """Another split of a stream changes how int8 rounds it, so shedding threads would make the
+    audio depend on the machine's load: an int8 engine keeps its team, and its audio is that of
+    its thread count, busy or not."""
+    if kind == "wavenet":
+        model = make_model(layers=3, cycles=1, residual_channels=32, gate_channels=96, skip_channels=32, classes=64)
+    else:
+        model = make_transformer(**TINY)
+    kwargs = dict(seed=5, engine="cpu", top_p=0.9, chunk_size=250, threads=2, precision="int8")
+    reference = fastwave.generate(model, 1000, **kwargs)
+    shedding_always(monkeypatch, 0.0)
+    switches = []
+    monkeypatch.setattr(fastwave.engines.cpu_native.NativeCpuEngine, "_switch",
+                        lambda self, threads, history: switches.append(threads))
+    assert torch.equal(fastwave.generate(model, 1000, **kwargs), reference)
+    assert switches == []

@@ -16,8 +16,6 @@ Each gets a mean and a 95% t-interval over phrases.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import sys
 import time
@@ -26,10 +24,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fastwave  # noqa: E402
-from _common import ensure_corpus, run_record, token_split  # noqa: E402
+from _common import ensure_corpus, token_split  # noqa: E402
 from fastwave.engines.transformer_cpu import CpuTransformerEngine  # noqa: E402
 from fastwave.train import train_sample_model  # noqa: E402
-from wavenet_precision import PRECISIONS, held_out_phrases, interval  # noqa: E402
+from wavenet_precision import PRECISIONS, add_scores, held_out_phrases, write_record  # noqa: E402
 
 
 def teacher_forced(model, tokens, precision: str, threads):
@@ -48,7 +46,7 @@ def trained_model(args):
     history = train_sample_model(model, token_split(args.data, "train"), steps=args.steps, batch_size=4,
                                  segment=2048, lr=1e-3, warmup=max(1, args.steps // 10), seed=args.seed,
                                  progress=False)
-    fastwave.save_model(model.eval(), args.checkpoint)
+    fastwave.save_checkpoint(model.eval(), args.checkpoint)
     return model, {"steps": args.steps, "batch_size": 4, "segment": 2048, "final_loss": history["loss"][-1],
                    "train_seconds": round(time.perf_counter() - began, 1)}
 
@@ -74,26 +72,13 @@ def main(argv=None) -> int:
     for name, real, _ in held_out_phrases(args.phrases, args.seconds, model.sample_rate, 60.0, args.seed):
         tokens = fastwave.mulaw_encode(torch.from_numpy(real))[None].long()
         logp = {p: teacher_forced(model, tokens, p, args.threads) for p in PRECISIONS}
-        target = tokens[0, 1:]
-        row = {"phrase": name, "samples": int(target.numel())}
-        for p in PRECISIONS:
-            row[f"bits_{p}"] = float(-logp[p].gather(1, target[:, None]).mean() / math.log(2))
-            kl = (logp["fp32"].exp() * (logp["fp32"] - logp[p])).sum(dim=1)
-            row[f"kl_bits_{p}"] = float(kl.mean() / math.log(2))
+        row = {"phrase": name, "samples": int(tokens.shape[1] - 1)}
+        add_scores(row, logp, tokens[0, 1:])
         rows.append(row)
         print({k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-    summary = {p: {"bits_per_sample": interval([r[f"bits_{p}"] for r in rows]),
-                   "bits_lost": interval([r[f"bits_{p}"] - r["bits_fp32"] for r in rows]),
-                   "kl_bits": interval([r[f"kl_bits_{p}"] for r in rows])} for p in PRECISIONS}
-    goals = {"fp16": 0.01, "int8": 0.03}  # issue 23's goals for WaveNet, held to the Transformer too
-    verdict = {p: {"goal_bits_lost": goal, "upper_95": summary[p]["bits_lost"][2],
-                   "meets_goal": summary[p]["bits_lost"][2] <= goal} for p, goal in goals.items()}
-    record = {"model": "fastwave.SampleTransformer() (defaults)", "training": training, "phrases": rows,
-              "summary": {"values": "[mean, 95% CI low, high] over phrases", **summary}, "goals": verdict,
-              "seconds_per_phrase": args.seconds, **run_record(args.seed, "cpu", time.perf_counter() - started)}
-    with open(args.record, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1)
-    print(json.dumps({"summary": summary, "goals": verdict}, indent=1))
+    # issue 23's goals for WaveNet, held to the Transformer too
+    write_record(args.record, rows, {"bits_per_sample": "bits", "kl_bits": "kl_bits"}, args, started,
+                 model="fastwave.SampleTransformer() (defaults)", training=training)
     return 0
 
 

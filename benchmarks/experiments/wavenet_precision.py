@@ -72,6 +72,41 @@ def interval(values) -> list[float]:
     return [float(values.mean()), float(values.mean() - half), float(values.mean() + half)]
 
 
+GOALS = {"fp16": 0.01, "int8": 0.03}  # issue 23: bits/sample lost against fp32
+
+
+def summarise(rows, measures: dict) -> tuple[dict, dict]:
+    """Per precision: the bits lost against fp32 (paired per phrase) and each measure (name -> row key
+    prefix) as a mean and 95% interval over phrases; and whether the bits lost meet GOALS."""
+    summary = {p: {"bits_lost": interval([r[f"bits_{p}"] - r["bits_fp32"] for r in rows]),
+                   **{name: interval([r[f"{key}_{p}"] for r in rows]) for name, key in measures.items()}}
+               for p in PRECISIONS}
+    verdict = {p: {"goal_bits_lost": goal, "upper_95": summary[p]["bits_lost"][2],
+                   "meets_goal": summary[p]["bits_lost"][2] <= goal} for p, goal in GOALS.items()}
+    return summary, verdict
+
+
+def add_scores(row: dict, logp: dict, target) -> None:
+    """row["bits_<p>"] (of the real next samples, target (T,)) and row["kl_bits_<p>"] (from fp32) for
+    each precision p, from its log-probabilities logp[p] (T, classes)."""
+    for p in PRECISIONS:
+        row[f"bits_{p}"] = float(-logp[p].gather(1, target[:, None]).mean() / math.log(2))
+        kl = (logp["fp32"].exp() * (logp["fp32"] - logp[p])).sum(dim=1)
+        row[f"kl_bits_{p}"] = float(kl.mean() / math.log(2))
+
+
+def write_record(path: str, rows, measures: dict, args, started: float, **head) -> None:
+    """The per-phrase rows, their summary (``summarise``) and the run, as JSON at path; the summary
+    printed."""
+    summary, verdict = summarise(rows, measures)
+    record = {**head, "phrases": rows, "summary": {"values": "[mean, 95% CI low, high] over phrases", **summary},
+              "goals": verdict, "seconds_per_phrase": args.seconds,
+              **run_record(args.seed, "cpu", time.perf_counter() - started)}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1)
+    print(json.dumps({"summary": summary, "goals": verdict}, indent=1))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=PIANO_WAVENET)
@@ -93,10 +128,8 @@ def main(argv=None) -> int:
         logp = {p: teacher_forced(model, tokens, cond, p, args.threads) for p in PRECISIONS}
         target = tokens[0, 1:]
         row = {"phrase": name, "samples": int(target.numel())}
+        add_scores(row, logp, target)
         for p in PRECISIONS:
-            row[f"bits_{p}"] = float(-logp[p].gather(1, target[:, None]).mean() / math.log(2))
-            kl = (logp["fp32"].exp() * (logp["fp32"] - logp[p])).sum(dim=1)
-            row[f"kl_bits_{p}"] = float(kl.mean() / math.log(2))
             audio = fastwave.mulaw_decode(fastwave.generate(model, len(real), cond=cond, seed=args.seed, engine="cpu",
                                                             precision=p, threads=args.threads)[0]).numpy()
             row[f"flatness_{p}"] = spectral_flatness(audio)
@@ -105,23 +138,9 @@ def main(argv=None) -> int:
         row["flatness_real"] = spectral_flatness(real)
         rows.append(row)
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-    summary = {}
-    for p in PRECISIONS:
-        summary[p] = {"bits_per_sample": interval([r[f"bits_{p}"] for r in rows]),
-                      "bits_lost": interval([r[f"bits_{p}"] - r["bits_fp32"] for r in rows]),
-                      "kl_bits": interval([r[f"kl_bits_{p}"] for r in rows]),
-                      "flatness": interval([r[f"flatness_{p}"] for r in rows]),
-                      "chroma_agreement": interval([r[f"chroma_{p}"] for r in rows]),
-                      "rms": interval([r[f"rms_{p}"] for r in rows])}
-    goals = {"fp16": 0.01, "int8": 0.03}  # issue 23: bits/sample lost against fp32
-    verdict = {p: {"goal_bits_lost": goal, "upper_95": summary[p]["bits_lost"][2],
-                   "meets_goal": summary[p]["bits_lost"][2] <= goal} for p, goal in goals.items()}
-    record = {"model": os.path.relpath(args.model), "phrases": rows,
-              "summary": {"values": "[mean, 95% CI low, high] over phrases", **summary}, "goals": verdict,
-              "seconds_per_phrase": args.seconds, **run_record(args.seed, "cpu", time.perf_counter() - started)}
-    with open(args.record, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1)
-    print(json.dumps({"summary": summary, "goals": verdict}, indent=1))
+    write_record(args.record, rows, {"bits_per_sample": "bits", "kl_bits": "kl_bits", "flatness": "flatness",
+                                     "chroma_agreement": "chroma", "rms": "rms"}, args, started,
+                 model=os.path.relpath(args.model))
     return 0
 
 

@@ -26,6 +26,7 @@
 #include "common/sampling.h"
 #include "cpu/engine_support.h"
 #include "cpu/isa_kernels.h"
+#include "cpu/stored_matrices.h"
 #include "cpu/transformer_plan.h"
 #include "cpu/worker_pool.h"
 
@@ -95,9 +96,11 @@ class TransformerEngine {
   std::vector<int64_t> logit_bounds_;
   std::vector<double> inv_freq_;
   const IsaKernels* kernels_;
-  FloatBuffer weights_, caches_, scratch_, int8_scales_, cache_scales_;
-  HalfBuffer half_weights_, half_caches_;
-  ByteBuffer int8_weights_, int8_caches_;
+  FloatBuffer weights_, caches_, scratch_, cache_scales_;
+  HalfBuffer half_caches_;
+  ByteBuffer int8_caches_;
+  std::unique_ptr<HalfMatrices> half_matrices_;
+  std::unique_ptr<Int8Matrices> int8_matrices_;
   std::unique_ptr<ExchangeBuffers> exchange_;
   std::vector<TransformerLayerPlan<float>> layers_;
   std::vector<TransformerLayerPlan<uint16_t>> half_layers_;

@@ -266,35 +266,20 @@ void WaveNetEngine::derive_plan(WaveNetPlan<W>& plan, std::vector<WaveNetLayerPl
 
 // fp16: the matrices converted to half at their float offsets.
 void WaveNetEngine::make_half_plan() {
-  half_weights_ = allocate_halves(weight_floats_);
+  half_matrices_ = std::make_unique<HalfMatrices>(weights_.get(), weight_floats_);
   derive_plan(half_plan_, half_layers_,
               [&](const float* matrix, const MatrixBlocks& shape, const std::string& name, const float** scale) {
-                uint16_t* dst = half_weights_.get() + (matrix - weights_.get());
-                to_half(matrix, shape.in * shape.blocks.back().second, dst, "weights['" + name + "']");
                 *scale = nullptr;
-                return static_cast<const uint16_t*>(dst);
+                return half_matrices_->convert(matrix, shape, name);
               });
 }
 
-// int8: the matrices quantised per output column at their float offsets (int8_pack.h), and each
-// matrix's column scales one after the other in int8_scales_.
+// int8: the matrices quantised per output column at their float offsets (stored_matrices.h).
 void WaveNetEngine::make_int8_plan() {
-  int8_weights_ = allocate_bytes(weight_floats_);
-  // A matrix has at least kBlock rows, so its columns (scales) number at most its floats / kBlock;
-  // each matrix's scales start on a 64-byte line.
-  const int64_t capacity = weight_floats_ / kBlock + kBlock * (3 * shape_.layers + 2);
-  int8_scales_ = allocate_floats(capacity);
-  int64_t used = 0;
+  int8_matrices_ = std::make_unique<Int8Matrices>(weights_.get(), weight_floats_, 3 * shape_.layers + 2);
   derive_plan(int8_plan_, int8_layers_,
               [&](const float* matrix, const MatrixBlocks& shape, const std::string&, const float** scale) {
-                uint8_t* dst = int8_weights_.get() + (matrix - weights_.get());
-                const int64_t columns = round_up(shape.blocks.back().second, kBlock);
-                if (used + columns > capacity) throw std::logic_error("int8 scales overflow their buffer");
-                float* scales = int8_scales_.get() + used;
-                used += columns;
-                pack_int8(matrix, shape, dst, scales);
-                *scale = scales;
-                return static_cast<const uint8_t*>(dst);
+                return int8_matrices_->convert(matrix, shape, scale);
               });
 }
 

@@ -28,6 +28,7 @@
 #include "cpu/engine_support.h"
 #include "cpu/int8_pack.h"
 #include "cpu/isa_kernels.h"
+#include "cpu/stored_matrices.h"
 #include "cpu/wavenet_plan.h"
 #include "cpu/worker_pool.h"
 
@@ -98,9 +99,8 @@ class WaveNetEngine {
   const IsaKernels* kernels_;
   FloatBuffer weights_, rings_, local_, scratch_;
   int64_t weight_floats_ = 0;
-  HalfBuffer half_weights_;
-  ByteBuffer int8_weights_;
-  FloatBuffer int8_scales_;
+  std::unique_ptr<HalfMatrices> half_matrices_;
+  std::unique_ptr<Int8Matrices> int8_matrices_;
   std::unique_ptr<ExchangeBuffers> exchange_;
   std::vector<WaveNetLayerPlan<float>> layers_;
   std::vector<WaveNetLayerPlan<uint16_t>> half_layers_;

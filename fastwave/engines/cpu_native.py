@@ -56,7 +56,9 @@ class NativeCpuEngine:
     found a partner late, it moves to a team of half the threads, and later tries the full team
     again (after ``RETRY_SECONDS``, doubling while it keeps losing). Moving feeds the new team the
     tokens of the last receptive field, which leaves the same state (prefill's contract): the
-    tokens stay those of any thread count, up to DESIGN's rounding exception.
+    tokens stay those of any thread count, up to DESIGN's rounding exception. An int8 engine keeps
+    its team: there a different split of a stream changes its rounding visibly (README, "fp16 and
+    int8 weights"), and the same seed and ``threads`` must give the same audio on a busy machine too.
     """
 
     native: object
@@ -110,6 +112,8 @@ class NativeCpuEngine:
         native = self.native
         if alignment is None or native.threads == 1 or native.batch >= native.threads:
             return None  # no stream is shared between threads: nothing waits for a partner
+        if native.precision == "int8":
+            return None  # another split of a stream changes how int8 rounds it: keep the audio instead
         self._retry_after, self._retry_at = self.RETRY_SECONDS, 0.0  # a new run: no back-off yet
         return _History(prompt, native.receptive_field, alignment)
 

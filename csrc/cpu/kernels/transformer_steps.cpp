@@ -204,10 +204,51 @@ void rotate(const TransformerPlan<T>& p, TransformerTask& m, int64_t n) {
   }
 }
 
+// Stores G vectors of scores at `scores`, the slots from `valid` on (counted from the first) as
+// kMasked (not written yet); returns the lane-wise max of what it stored.
+template <int G>
+V store_scores(V* score, int64_t valid, float* scores) {
+  V best = splat(kMasked);
+  for (int g = 0; g < G; ++g) {
+    const int64_t left = valid - g * kLanes;
+    if (left < kLanes) {
+      VI lane;
+      for (int i = 0; i < kLanes; ++i) lane[i] = i;
+      score[g] = select(lane < static_cast<int32_t>(left), score[g], splat(kMasked));
+    }
+    store(scores + g * kLanes, score[g]);
+    best = vmax(best, score[g]);
+  }
+  return best;
+}
+
+// Walks the vectors of slots [0, filled) in groups of up to 8 (8 chains in flight) that never
+// straddle a span of keys (kKeySpan holds a multiple of 8 vectors on every ISA), calling
+// group(Count<G>{}, v) for the group from vector v; returns the largest of what they return.
+template <typename Group>
+float for_each_score_group(int64_t filled, Group&& group) {
+  static_assert(kKeySpan / kLanes % 8 == 0, "a span must hold whole groups of 8 vectors");
+  const int64_t vectors = (filled + kLanes - 1) / kLanes;
+  V best = splat(kMasked);
+  for (int64_t v = 0; v < vectors;) {
+    const int64_t n = vectors - v < 8 ? vectors - v : 8;
+    switch (n) {
+      case 8: best = vmax(best, group(Count<8>{}, v)); break;
+      case 7: best = vmax(best, group(Count<7>{}, v)); break;
+      case 6: best = vmax(best, group(Count<6>{}, v)); break;
+      case 5: best = vmax(best, group(Count<5>{}, v)); break;
+      case 4: best = vmax(best, group(Count<4>{}, v)); break;
+      case 3: best = vmax(best, group(Count<3>{}, v)); break;
+      case 2: best = vmax(best, group(Count<2>{}, v)); break;
+      default: best = vmax(best, group(Count<1>{}, v)); break;
+    }
+    v += n;
+  }
+  return horizontal_max(best);
+}
+
 // scores[0, G kLanes) = scale * q . key for G vectors of slots inside one span of keys (`keys`
-// points at the first: the span's feature-0 row, offset to the group), G chains in flight. Slots
-// from `valid` on (counted from the group's first) are not written yet: stored as kMasked. Returns
-// the lane-wise max of what it stored.
+// points at the first: the span's feature-0 row, offset to the group), masked from `valid` on.
 template <int G, typename T>
 V score_vectors(const float* q, const T* keys, int64_t D, float scale, int64_t valid, float* scores) {
   V acc[G] = {};
@@ -215,48 +256,19 @@ V score_vectors(const float* q, const T* keys, int64_t D, float scale, int64_t v
     const V qd = splat(q[d]);
     for (int g = 0; g < G; ++g) acc[g] += qd * load(keys + d * kKeySpan + g * kLanes);
   }
-  V best = splat(kMasked);
-  for (int g = 0; g < G; ++g) {
-    V score = acc[g] * scale;
-    const int64_t left = valid - g * kLanes;
-    if (left < kLanes) {
-      VI lane;
-      for (int i = 0; i < kLanes; ++i) lane[i] = i;
-      score = select(lane < static_cast<int32_t>(left), score, splat(kMasked));
-    }
-    store(scores + g * kLanes, score);
-    best = vmax(best, score);
-  }
-  return best;
+  for (int g = 0; g < G; ++g) acc[g] *= scale;
+  return store_scores<G>(acc, valid, scores);
 }
 
 // scores[s] = scale * q . key[s] for the slots [0, filled) (rounded up to whole vectors, the rest
-// kMasked), 8 vectors (8 chains) at a time; a group never straddles spans (kKeySpan holds a multiple
-// of 8 vectors on every ISA). Returns the largest score.
+// kMasked). Returns the largest score.
 template <typename T>
 float score_slots(const float* q, const T* keys, int64_t D, float scale, int64_t filled, float* scores) {
   constexpr int64_t kPerSpan = kKeySpan / kLanes;
-  static_assert(kPerSpan % 8 == 0, "a span must hold whole groups of 8 vectors");
-  const int64_t vectors = (filled + kLanes - 1) / kLanes;
-  V best = splat(kMasked);
-  for (int64_t v = 0; v < vectors;) {
+  return for_each_score_group(filled, [&](auto group, int64_t v) {
     const T* k = keys + (v / kPerSpan) * D * kKeySpan + (v % kPerSpan) * kLanes;
-    float* out = scores + v * kLanes;
-    const int64_t valid = filled - v * kLanes;
-    const int64_t group = vectors - v < 8 ? vectors - v : 8;
-    switch (group) {
-      case 8: best = vmax(best, score_vectors<8>(q, k, D, scale, valid, out)); break;
-      case 7: best = vmax(best, score_vectors<7>(q, k, D, scale, valid, out)); break;
-      case 6: best = vmax(best, score_vectors<6>(q, k, D, scale, valid, out)); break;
-      case 5: best = vmax(best, score_vectors<5>(q, k, D, scale, valid, out)); break;
-      case 4: best = vmax(best, score_vectors<4>(q, k, D, scale, valid, out)); break;
-      case 3: best = vmax(best, score_vectors<3>(q, k, D, scale, valid, out)); break;
-      case 2: best = vmax(best, score_vectors<2>(q, k, D, scale, valid, out)); break;
-      default: best = vmax(best, score_vectors<1>(q, k, D, scale, valid, out)); break;
-    }
-    v += group;
-  }
-  return horizontal_max(best);
+    return score_vectors<decltype(group)::value>(q, k, D, scale, filled - v * kLanes, scores + v * kLanes);
+  });
 }
 
 // probs[s] = exp(scores[s] - top) in place for the slots [0, filled) rounded up to whole vectors
@@ -375,7 +387,7 @@ void write_slot(const TransformerPlan<uint8_t>& p, const HeadCache<uint8_t>& c, 
 
 // Scores from int8 keys: for G vectors of slots inside one span (`keys` at the group's first
 // lane of feature group 0), integer dot products of the quantised query with each slot's key, then
-// scale * query scale * the slot's key scale. Masking and the returned max as in score_vectors.
+// scale * query scale * the slot's key scale; masked from `valid` on.
 template <int G>
 V score_vectors_q8(const QuantizedRows& q, const uint8_t* keys, const float* key_scale, int64_t Dq, float scale,
                    int64_t valid, float* scores) {
@@ -389,45 +401,21 @@ V score_vectors_q8(const QuantizedRows& q, const uint8_t* keys, const float* key
   }
   const int32_t offset = 128 * q.sum[0];  // the keys' +128, times Σ q_q
   const float factor = q.scale[0] * scale;
-  V best = splat(kMasked);
+  V score[G];
   for (int g = 0; g < G; ++g) {
-    V score = __builtin_convertvector(acc[g] - offset, V) * (load(key_scale + g * kLanes) * factor);
-    const int64_t left = valid - g * kLanes;
-    if (left < kLanes) {
-      VI lane;
-      for (int i = 0; i < kLanes; ++i) lane[i] = i;
-      score = select(lane < static_cast<int32_t>(left), score, splat(kMasked));
-    }
-    store(scores + g * kLanes, score);
-    best = vmax(best, score);
+    score[g] = __builtin_convertvector(acc[g] - offset, V) * (load(key_scale + g * kLanes) * factor);
   }
-  return best;
+  return store_scores<G>(score, valid, scores);
 }
 
 float score_slots_q8(const QuantizedRows& q, const HeadCache<uint8_t>& c, int64_t Dq, float scale, int64_t filled,
                      float* scores) {
   constexpr int64_t kPerSpan = kKeySpan / kLanes;
-  const int64_t vectors = (filled + kLanes - 1) / kLanes;
-  V best = splat(kMasked);
-  for (int64_t v = 0; v < vectors;) {
+  return for_each_score_group(filled, [&](auto group, int64_t v) {
     const uint8_t* k = c.keys + (v / kPerSpan) * Dq * kKeySpan + (v % kPerSpan) * kLanes * kInt8Group;
-    const float* ks = c.key_scale + v * kLanes;
-    float* out = scores + v * kLanes;
-    const int64_t valid = filled - v * kLanes;
-    const int64_t group = vectors - v < 8 ? vectors - v : 8;
-    switch (group) {
-      case 8: best = vmax(best, score_vectors_q8<8>(q, k, ks, Dq, scale, valid, out)); break;
-      case 7: best = vmax(best, score_vectors_q8<7>(q, k, ks, Dq, scale, valid, out)); break;
-      case 6: best = vmax(best, score_vectors_q8<6>(q, k, ks, Dq, scale, valid, out)); break;
-      case 5: best = vmax(best, score_vectors_q8<5>(q, k, ks, Dq, scale, valid, out)); break;
-      case 4: best = vmax(best, score_vectors_q8<4>(q, k, ks, Dq, scale, valid, out)); break;
-      case 3: best = vmax(best, score_vectors_q8<3>(q, k, ks, Dq, scale, valid, out)); break;
-      case 2: best = vmax(best, score_vectors_q8<2>(q, k, ks, Dq, scale, valid, out)); break;
-      default: best = vmax(best, score_vectors_q8<1>(q, k, ks, Dq, scale, valid, out)); break;
-    }
-    v += group;
-  }
-  return horizontal_max(best);
+    return score_vectors_q8<decltype(group)::value>(q, k, c.key_scale + v * kLanes, Dq, scale, filled - v * kLanes,
+                                                    scores + v * kLanes);
+  });
 }
 
 // softmax(q . keys) @ values over the window, unnormalised -> out (Dq,); returns the softmax's sum.
