@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import __version__
 from ._files import check_writable
 
 
@@ -86,6 +87,8 @@ def cmd_generate(args) -> int:
 
     device = _device(args.device)
     _check_seconds(args.seconds)
+    if args.batch < 1:
+        raise ValueError(f"--batch must be a positive number of streams, got {args.batch}")
     fastwave.audio.audio_file_subtype(args.out)  # a bad --out fails now, not after generating
     check_writable(args.out, "--out")
     sizes = _sizes(args)
@@ -193,6 +196,7 @@ def _numbered(path: str, index: int) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastwave", description="Fast generation for sample-level audio models.")
+    parser.add_argument("--version", action="version", version=f"fastwave {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("info", help="version, native module, CUDA and Triton availability, ops backend")
@@ -203,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--checkpoint", help="a model saved with model.save() (WaveNet with global / local "
                                          "conditioning generates from Python); default: the shipped piano "
                                          "WaveNet playing random score --seed, or a random-weight --model")
-    gen.add_argument("--prompt", metavar="AUDIO", help="an audio file to continue (resampled, mu-law encoded)")
+    gen.add_argument("--prompt", metavar="AUDIO", help="an audio file to continue (resampled, mu-law encoded); "
+                     "OUT holds the continuation only, not the prompt")
     gen.add_argument("--engine", default="auto", help="naive, torch, cpu or auto (default: the fastest here)")
     gen.add_argument("--threads", type=int, default=None, help="threads of the cpu engine (default: physical cores)")
     gen.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
@@ -211,11 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
                           "precision storage) or int8 (int8 weights, inputs quantised per step; the Transformer's KV "
                           "cache too); "
                           "the README gives speed and the bits/sample each costs")
-    gen.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    gen.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                     help="where the model runs (default cpu); the cpu engine needs cpu, the naive and torch "
+                          "engines run on either")
     gen.add_argument("--batch", type=int, default=1, help="independent streams; >1 writes OUT_0, OUT_1, ...")
     gen.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-    gen.add_argument("--top-k", type=int, default=None)
-    gen.add_argument("--top-p", type=float, default=None)
+    gen.add_argument("--top-k", type=int, default=None,
+                     help="sample among the K most likely classes only (default: all)")
+    gen.add_argument("--top-p", type=float, default=None,
+                     help="sample among the most likely classes whose probabilities sum to P, in (0, 1] "
+                          "(nucleus sampling; default: all)")
     gen.add_argument("--seed", type=int, default=0, help="sampling seed; with the shipped piano WaveNet also "
                                                          "the score it plays (stream b: seed + b)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -255,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cut a run to the samples the engine makes in about this many seconds at its "
                             f"warm-up's rate (default {DEFAULT_MAX_SECONDS_PER_RUN:g})")
     bench.add_argument("--repeats", type=int, default=5, help="timed runs per engine; the median is reported")
-    bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                       help="where the model runs (default cpu); the cpu engines are timed on cpu only")
     bench.add_argument("--threads", type=int, default=None,
                        help="threads of the cpu engine (default: physical cores)")
     bench.add_argument("--json", metavar="PATH", help="also write the rows as a JSON list (transformer rows "

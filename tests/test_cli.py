@@ -175,11 +175,31 @@ def test_bad_input_is_an_error_message_not_a_traceback(tmp_path, capsys):
     assert "conditioned" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bench", "--batch", "one"])
+    # the shipped model's path used to fail later, on its scores ("seeds must name at least one score")
+    assert main(["generate", "--batch", "0", "--out", str(tmp_path / "x.wav")]) == 2
+    assert "--batch must be a positive number of streams, got 0" in capsys.readouterr().err
 
 
 def test_console_script_help():
     result = subprocess.run([sys.executable, "-m", "fastwave.cli", "bench", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--json" in result.stdout and "--engines" in result.stdout
+
+
+def test_version_license_and_every_generate_flag_explained(capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        main(["--version"])
+    assert exit_code.value.code == 0 and capsys.readouterr().out.strip() == f"fastwave {fastwave.__version__}"
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = capsys.readouterr().out
+    blocks = re.findall(r"^  (-[-\w]+)(.*(?:\n {6,}.*)*)", text, flags=re.M)  # flag, then its help
+    assert {"--top-k", "--top-p", "--device", "--prompt"} <= {flag for flag, _ in blocks}
+    unexplained = [flag for flag, rest in blocks if not re.search(r"\s{2,}\S|\n", rest)]
+    assert unexplained == [], unexplained
+    assert "continuation only" in text  # --prompt: the file holds the continuation, not the prompt
+    license_text = (ROOT / "LICENSE").read_text()
+    assert license_text.split()[:4] == ["Apache", "License", "Version", "2.0,"]
+    assert 'license = { text = "Apache-2.0" }' in (ROOT / "pyproject.toml").read_text()
 
 
 def test_ci_runs_the_readme_test_command():
