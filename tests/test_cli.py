@@ -202,6 +202,17 @@ def test_version_license_and_every_generate_flag_explained(capsys):
     assert 'license = { text = "Apache-2.0" }' in (ROOT / "pyproject.toml").read_text()
 
 
+def test_the_readmes_python_example_runs_as_written(tmp_path, monkeypatch):
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"^## In Python\n\n```python\n(.*?)^```", readme, flags=re.M | re.S).group(1)
+    monkeypatch.chdir(tmp_path)  # it writes wavenet.safetensors and out.wav
+    scope = {}
+    exec(compile(example, "README.md (In Python)", "exec"), scope)
+    assert scope["tokens"].shape == (2, 64000) and scope["chunk"].shape == (1, 1600)
+    assert set(scope["cond"]) == {"local_cond"} and scope["cond"]["local_cond"].shape == (2, ROLL_CHANNELS, 1000)
+    assert load_audio(tmp_path / "out.wav")[0].shape == (16000,)
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     commands = re.findall(r"^(pip install .*pytest)$", readme, flags=re.M)
