@@ -48,7 +48,7 @@ def test_the_shipped_model_plays_its_score_in_tune(precision):
     its pitch classes follow the score it is given, far more than a transposed score's -- with the
     C++ engine's weights at every precision it stores."""
     from fastwave import generate, mulaw_decode
-    from fastwave.audio_measures import chroma_agreement, spectral_flatness
+    from fastwave.audio.measures import chroma_agreement, spectral_flatness
 
     model = pretrained.piano_wavenet()
     samples = 64000  # what `fastwave generate --seconds 4` plays: random score 0

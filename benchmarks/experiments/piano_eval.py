@@ -4,7 +4,7 @@ For held-out phrases of the piano corpus (test split: a piano preset the model n
 model plays each phrase's score (its piano roll, fastwave.corpora.score) with the C++ engine, and the
 result is compared with the real recording of that phrase:
 
-- spectral flatness (fastwave.audio_measures): about 0.002 for real piano, 1 for white noise;
+- spectral flatness (fastwave.audio.measures): about 0.002 for real piano, 1 for white noise;
 - pitch-class agreement: the mean cosine of the 12-bin chroma of the generated and the real audio,
   frame by frame, against the same for the real audio of another phrase (chance level);
 - RMS level.
@@ -30,7 +30,7 @@ import fastwave  # noqa: E402
 from _common import run_record  # noqa: E402
 from fastwave.corpora.piano import plan_piano  # noqa: E402
 from fastwave.audio import log_spectrogram  # noqa: E402
-from fastwave.audio_measures import chroma_agreement, spectral_flatness  # noqa: E402
+from fastwave.audio.measures import chroma_agreement, spectral_flatness  # noqa: E402
 from fastwave.corpora.score import piano_roll  # noqa: E402
 from fastwave.pretrained import PIANO_WAVENET, piano_cond  # noqa: E402
 

@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 import fastwave  # noqa: E402
 from _common import run_record  # noqa: E402
-from fastwave.audio_measures import chroma_agreement, spectral_flatness  # noqa: E402
+from fastwave.audio.measures import chroma_agreement, spectral_flatness  # noqa: E402
 from fastwave.corpora.build import GAIN_DB  # noqa: E402
 from fastwave.corpora.piano import plan_piano  # noqa: E402
 from fastwave.corpora.render import SoundFontRenderer  # noqa: E402

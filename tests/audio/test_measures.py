@@ -1,8 +1,8 @@
-"""fastwave.audio_measures: spectral flatness and chroma, the numbers that check generated audio."""
+"""fastwave.audio.measures: spectral flatness and chroma, the numbers that check generated audio."""
 import numpy as np
 import pytest
 
-from fastwave.audio_measures import chroma, chroma_agreement, spectral_flatness
+from fastwave.audio.measures import chroma, chroma_agreement, spectral_flatness
 
 RATE = 16000
 

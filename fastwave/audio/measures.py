@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .audio import stft_magnitude
+from .spectrogram import stft_magnitude
 
 FRAME, HOP = 2048, 512
 
