@@ -15,6 +15,14 @@ class MissingFileError(FileNotFoundError, ValueError):
     """A path that does not exist: both a FileNotFoundError and a ValueError, as every bad input is."""
 
 
+def check_device(name: str) -> str:
+    """A command line's --device: "cpu", or "cuda" where torch sees a CUDA device (else exits with a
+    message)."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("fastwave: --device cuda but torch sees no CUDA device")
+    return name
+
+
 def check_file(path, name: str = "path") -> str:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(path).__name__}")

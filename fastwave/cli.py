@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from . import __version__
+from ._checks import check_device
 from ._files import check_writable
 
 
@@ -85,7 +86,7 @@ def cmd_generate(args) -> int:
     from fastwave.bench import build_model
     from fastwave.models.sample_model import SampleModel
 
-    device = _device(args.device)
+    device = check_device(args.device)
     _check_seconds(args.seconds)
     if args.batch < 1:
         raise ValueError(f"--batch must be a positive number of streams, got {args.batch}")
@@ -142,7 +143,7 @@ def cmd_bench(args) -> int:
     from fastwave.bench import (build_model, cost_by_fill, environment, fill_table_batch, format_fill_table,
                                 format_notes, format_table, run_bench, write_json)
 
-    device = _device(args.device)
+    device = check_device(args.device)
     _check_seconds(args.seconds)
     if not 0 < args.max_seconds_per_run < 1e6:  # also refuses NaN and inf
         raise ValueError(f"--max-seconds-per-run must be a positive number of seconds, got {args.max_seconds_per_run}")
@@ -174,14 +175,6 @@ def cmd_bench(args) -> int:
         write_json([{**row, "environment": env, "command": " ".join(["fastwave"] + args.argv)} for row in rows], args.json)
         print(f"wrote {args.json}")
     return 0
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("fastwave: --device cuda but torch sees no CUDA device")
-    return name
 
 
 def _check_seconds(seconds: float) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from .cli import _device
+from ._checks import check_device
 from ._files import check_writable, open_atomically
 
 
@@ -92,7 +92,7 @@ def cmd_fit_tokenizer(args) -> int:
     tokenizer = CodeTokenizer(codes=args.codes, features=args.features, sample_rate=args.sample_rate,
                               n_fft=args.n_fft, hop_length=args.hop_length, n_mels=args.n_mels,
                               patch_frames=args.patch_frames, hidden=tuple(args.hidden), bottleneck=args.bottleneck)
-    result = tokenizer.to(_device(args.device)).fit(args.data, steps=args.steps, batch_size=args.batch_size,
+    result = tokenizer.to(check_device(args.device)).fit(args.data, steps=args.steps, batch_size=args.batch_size,
                                                     lr=args.lr, kmeans_iterations=args.kmeans_iterations,
                                                     seed=args.seed, progress=not args.quiet)
     tokenizer.save(args.out)
@@ -110,7 +110,7 @@ def cmd_encode(args) -> int:
     from .tokenizer import CodeTokenizer, save_codes
 
     _check_out(args.out)
-    tokenizer = CodeTokenizer.load(args.tokenizer, map_location=_device(args.device))
+    tokenizer = CodeTokenizer.load(args.tokenizer, map_location=check_device(args.device))
     paths = audio_files(args.data)
     codes = [tokenizer.encode_item(path) for path in tqdm(paths, desc="encode", unit="file", disable=args.quiet)]
     save_codes(args.out, paths, codes, tokenizer.config.codes)
@@ -136,7 +136,7 @@ def cmd_train_code_lm(args) -> int:
         raise ValueError(f"{args.codes} holds {len(clips)} clips: none is left to train on with --heldout {args.heldout}")
     torch.manual_seed(args.seed)  # the initial weights
     model = CodeLM(classes=classes, layers=args.layers, heads=args.heads, width=args.width, context=args.context,
-                   dropout=args.dropout).to(_device(args.device))
+                   dropout=args.dropout).to(check_device(args.device))
     history = train_code_lm(model, train, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             progress=not args.quiet)
     model.save(args.out)
@@ -162,7 +162,7 @@ def cmd_probe(args) -> int:
         _check_out(args.json)
     if args.lm is None and not args.sweep_codes:
         raise ValueError("--lm is required (or --sweep-codes to train one per dictionary size)")
-    device = _device(args.device)
+    device = check_device(args.device)
     tokenizer = CodeTokenizer.load(args.tokenizer, map_location=device)
     lm = load_model(args.lm, map_location=device) if args.lm else None
     if lm is not None and not isinstance(lm, CodeLM):
