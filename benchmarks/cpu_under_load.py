@@ -9,7 +9,7 @@ Each figure is the median of --repeats runs after a warm-up, the generation loop
 is built and the prompt (one receptive field of silence) fed before the clock starts, and each run
 is one chunk of as many samples as fit in --run-seconds at the warm-up's rate, made by the engine
 wrapper that fastwave.generate uses (so this build sheds threads on a busy machine, as users get).
---baseline-native times another build of fastwave._native (e.g. an older commit's) in the same run,
+--baseline-native times another build of fastwave.engines._native (e.g. an older commit's) in the same run,
 interleaved with this one, so the two are compared under the same load.
 
 The goal (issue 23): under load the default thread count makes >= 50% of the best of the three, and
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 import fastwave
-from fastwave import _native
+from fastwave.engines import _native
 from fastwave.audio import mulaw_silence
 from fastwave.engines.sampling import SamplingParams
 from fastwave.engines.transformer_cpu import CpuTransformerEngine
@@ -151,7 +151,7 @@ def main(argv=None) -> int:
     parser.add_argument("--native", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:  # one figure with the build at --native (rate_in_subprocess)
-        spec = importlib.util.spec_from_file_location("fastwave._native", args.native)
+        spec = importlib.util.spec_from_file_location("fastwave.engines._native", args.native)
         native = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(native)
         name, batch, threads = args.worker

@@ -1,4 +1,4 @@
-"""Fuzzing fastwave._native: random malformed calls to every bound class and function.
+"""Fuzzing fastwave.engines._native: random malformed calls to every bound class and function.
 
 Each call starts from a valid one and breaks one thing: an argument's dtype, layout (strides,
 alignment), shape, values (NaN / inf, out of range, huge sizes), type (None, str, float for int),
@@ -30,7 +30,7 @@ WORKER = r'''
 import json, sys, threading
 import numpy as np
 import fastwave
-from fastwave import _native
+from fastwave.engines import _native
 
 seed, start, count = (int(a) for a in sys.argv[1:4])
 torch_model = fastwave.WaveNet(layers=3, cycles=1, residual_channels=8, gate_channels=8, skip_channels=8,

@@ -1,4 +1,4 @@
-"""Two builds of fastwave._native, interleaved: samples/s of the default model's C++ engine.
+"""Two builds of fastwave.engines._native, interleaved: samples/s of the default model's C++ engine.
 
 For changes inside the step code whose effect is smaller than this VM's drift between runs: each
 round times build A then build B (a fresh process each, best of 3 calls after a warm-up), for

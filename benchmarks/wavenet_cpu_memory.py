@@ -14,7 +14,7 @@ import time
 import torch
 
 import fastwave
-from fastwave.bench import environment
+from fastwave.cli.bench import environment
 
 
 def rss_mib() -> float:

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 import fastwave
-from fastwave import _native
-from fastwave.bench import compute_floor
+from fastwave.engines import _native
+from fastwave.cli.bench import compute_floor
 from fastwave.models.wavenet import WaveNet, WaveNetConfig
 
 PRECISIONS = ("fp32", "fp16", "int8")

@@ -18,8 +18,9 @@ from .audio import load_audio, mulaw_decode, mulaw_encode, save_audio
 from .engines import SamplingParams, available_engines, generate, stream
 from .models import (CodeLM, CodeLMConfig, LogMelCNN, LogMelCNNConfig, SampleTransformer, SampleTransformerConfig, WaveNet, WaveNetConfig,
                      WaveletClassifier, WaveletClassifierConfig, load_model, save_checkpoint)
-from .tokenizer import CodeTokenizer, TokenizerConfig
+from .codes.tokenizer import CodeTokenizer, TokenizerConfig
 from . import pretrained  # the shipped models: fastwave.pretrained.piano_wavenet()
+from . import codes, tagging, training  # the pipelines: fastwave.training.train_sample_model, ...
 
 __all__ = ["CodeLM", "CodeLMConfig", "CodeTokenizer", "LogMelCNN", "LogMelCNNConfig", "SampleTransformer", "SampleTransformerConfig", "SamplingParams",
            "TokenizerConfig", "WaveNet", "WaveNetConfig", "WaveletClassifier", "WaveletClassifierConfig",

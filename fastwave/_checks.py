@@ -84,6 +84,25 @@ def check_tokens(tokens, classes: int, name: str = "tokens", rank: int | None = 
     return tokens.long()
 
 
+def token_streams(tokens, classes: int, name: str = "tokens", min_length: int = 2) -> list[torch.Tensor]:
+    """(T,) / (N, T) int tokens, or a list / tuple of 1-D ones -> list of int64 CPU (T_i,) tensors,
+    each in [0, classes) and at least ``min_length`` long."""
+    if isinstance(tokens, (list, tuple)) and tokens and isinstance(tokens[0], (torch.Tensor, np.ndarray, list, tuple)):
+        streams = [check_tokens(s, classes, f"{name}[{i}]", rank=1) for i, s in enumerate(tokens)]
+    else:
+        array = as_tensor(tokens, name)
+        if array.dim() not in (1, 2):
+            raise ValueError(f"{name} must be (T,), (N, T) or a list of (T_i,) streams, got shape {tuple(array.shape)}")
+        streams = list(check_tokens(array.reshape(-1, array.shape[-1]), classes, name).unbind(0))
+    if not streams:
+        raise ValueError(f"{name} holds no streams")
+    for i, stream in enumerate(streams):
+        if len(stream) < min_length:
+            which = name if len(streams) == 1 else f"{name} stream {i}"
+            raise ValueError(f"{which} has {len(stream)} tokens; at least {min_length} are needed")
+    return [s.cpu() for s in streams]
+
+
 def check_global_cond(global_cond, batch: int, global_classes: int, device) -> torch.Tensor:
     """Global conditioning ids (B,) or a scalar id for every stream -> int64 (B,) on device."""
     if global_cond is None:

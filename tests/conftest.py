@@ -32,5 +32,5 @@ def one_thread():
 def uncapped_threads(monkeypatch):
     """Lets the engine wrappers run more threads than this machine's CPUs, so that tests exercise
     3- and 4-way splits of the work on a 2-core machine (users are capped: engine_threads)."""
-    from fastwave import _native
+    from fastwave.engines import _native
     monkeypatch.setattr(_native, "usable_cpus", lambda: 1024)

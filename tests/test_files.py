@@ -116,7 +116,7 @@ def test_generate_refuses_an_output_folder_that_does_not_exist_before_generating
 
 
 def test_load_codes_refuses_damaged_files_by_name(tmp_path):
-    from fastwave.tokenizer import load_codes, save_codes
+    from fastwave.codes.tokenizer import load_codes, save_codes
 
     path = tmp_path / "codes.npz"
     save_codes(path, ["a", "b"], [torch.tensor([1, 2, 3]), torch.tensor([0])], classes=4)

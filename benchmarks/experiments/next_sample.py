@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 import fastwave  # noqa: E402
 from _common import add_run_flags, ensure_corpus, parameters, run_record, token_split, write_results  # noqa: E402
-from fastwave.evaluation import evaluate_sample_model  # noqa: E402
-from fastwave.train import train_sample_model  # noqa: E402
+from fastwave.training.evaluation import evaluate_sample_model  # noqa: E402
+from fastwave.training.sample_models import train_sample_model  # noqa: E402
 
 CONTEXT = 512  # the Transformers' attention window at this scale (the paper: 1,600)
 PAPER_TOP5 = {"wavenet_10": 0.74, "wavenet_30": 0.76, "transformer_3": 0.80, "transformer_3_cond": 0.82,

@@ -3,7 +3,7 @@
 Renders the piano corpus (``fastwave corpus piano``) if its folder is missing, mu-law encodes the
 train and val phrases and rebuilds the piano roll of each from the corpus plan
 (fastwave.corpora.score), trains a score-conditioned WaveNet by teacher forcing
-(fastwave.train.train_sample_model, with checkpoints: an interrupted run resumes where it stopped),
+(fastwave.training.sample_models.train_sample_model, with checkpoints: an interrupted run resumes where it stopped),
 and writes the last weights (--ship best: the best by validation bits per sample) plus a JSON
 record (command, seed, data size, machine, wall time, the evaluations).
 
@@ -34,7 +34,7 @@ import fastwave  # noqa: E402
 from _common import ensure_corpus, parameters, run_record, token_split  # noqa: E402
 from fastwave.corpora.piano import plan_piano  # noqa: E402
 from fastwave.corpora.score import ROLL_CHANNELS, ROLL_HOP, piano_roll  # noqa: E402
-from fastwave.train import train_sample_model  # noqa: E402
+from fastwave.training.sample_models import train_sample_model  # noqa: E402
 
 
 def amplitude_embedding_(model: fastwave.WaveNet, seed: int) -> None:

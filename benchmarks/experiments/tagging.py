@@ -37,8 +37,8 @@ def chance_map(folder: str, seed: int) -> float:
     each class's prevalence): the floor every model's test mAP should be read against."""
     import numpy as np
 
-    from fastwave.data import clips_from_csv
-    from fastwave.metrics import multilabel_metrics
+    from fastwave.training.data import clips_from_csv
+    from fastwave.training.metrics import multilabel_metrics
 
     clips = clips_from_csv(os.path.join(folder, "labels.csv"), folder)
     test = clips.subset(np.flatnonzero(np.asarray(clips.splits) == "test"))

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fastwave  # noqa: E402
 from _common import ensure_corpus, token_split  # noqa: E402
 from fastwave.engines.transformer_cpu import CpuTransformerEngine  # noqa: E402
-from fastwave.train import train_sample_model  # noqa: E402
+from fastwave.training.sample_models import train_sample_model  # noqa: E402
 from wavenet_precision import PRECISIONS, add_scores, held_out_phrases, write_record  # noqa: E402
 
 

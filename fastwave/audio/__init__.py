@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .files import audio_file_subtype, load_audio, save_audio
 from .mulaw import mulaw_decode, mulaw_encode, mulaw_silence
-from .resample import resample
+from .resampling import resample
 from .spectrogram import hz_to_mel, log_mel_spectrogram, log_spectrogram, mel_filterbank, mel_to_hz, stft_magnitude
 
 __all__ = [

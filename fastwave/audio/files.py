@@ -9,7 +9,7 @@ import torch
 from .._checks import check_file
 from .._files import write_atomically
 from ._validate import _FLOAT_SUBTYPES, _MAX_FILE_RATE, _as_array, _check_audio, _check_positive_int
-from .resample import _soxr_resample
+from .resampling import _soxr_resample
 
 
 def load_audio(path, sample_rate=None, mono=True, dtype=np.float32):

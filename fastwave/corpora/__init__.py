@@ -9,7 +9,7 @@
 Splits hold out whole programs (``plans.program_splits``, ``plans.PIANO_SPLITS``): the test set is
 instruments no model heard. ``plan_corpus`` decides every note from the seed (no audio, no
 SoundFont needed); ``SoundFontRenderer`` plays plans with FluidR3_GM through tinysoundfont;
-``write_corpus`` writes the WAVs, ``labels.csv`` (read by ``fastwave.data.clips_from_csv``) and
+``write_corpus`` writes the WAVs, ``labels.csv`` (read by ``fastwave.training.data.clips_from_csv``) and
 ``corpus.json``. The command: ``fastwave corpus {notes,mixtures,piano} --out DIR``.
 """
 from .build import KINDS, plan_corpus, write_corpus

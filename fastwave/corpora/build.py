@@ -36,7 +36,7 @@ def plan_corpus(kind: str, *, seed: int = 0, count: int | None = None, minutes: 
 def write_corpus(clips: list[Clip], out_dir, renderer, *, kind: str, seed: int, command: str = "",
                  progress: bool = True) -> dict:
     """Renders every clip (GAIN_DB[kind] louder) to ``out_dir/<split>/<name>.wav`` and writes ``out_dir/labels.csv``
-    (``fname,labels,split``: fastwave.data.clips_from_csv reads it; labels are GM family names) and
+    (``fname,labels,split``: fastwave.training.data.clips_from_csv reads it; labels are GM family names) and
     ``out_dir/corpus.json`` (kind, seed, counts and seconds per split, the programs of each split,
     the SoundFont, the sample rate, the command and the wall time). Returns that record."""
     from tqdm import tqdm

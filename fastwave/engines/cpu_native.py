@@ -21,7 +21,7 @@ from .sampling import SamplingParams
 
 def _native():
     """The compiled module, imported on first use: the models and fastwave.ops work without it."""
-    from .. import _native as native
+    from . import _native as native
     return native
 
 
@@ -46,7 +46,7 @@ def engine_threads(threads: int | None) -> int:
 
 class NativeCpuEngine:
     """Base of the C++ engine wrappers. A subclass calls ``__init__(threads)`` once it can build
-    native engines, and implements ``_build(threads)`` (a ``fastwave._native`` engine) and
+    native engines, and implements ``_build(threads)`` (a ``fastwave.engines._native`` engine) and
     ``_history_alignment()``.
 
     Shedding threads on a busy machine: when threads share each stream (batch < threads), every

@@ -21,7 +21,7 @@ Policy, on float32 logits z of A classes:
 
 Every sum is a sequential left-to-right float64 ``cumsum``, as in the C++ code (on the CPU; a CUDA
 scan may round differently). ``torch.exp``, ``std::exp`` and the C++ engines' vectorised exp
-(``fastwave._native.cpu_exp``, within an ulp of libm) can differ in the last bit, so they all
+(``fastwave.engines._native.cpu_exp``, within an ulp of libm) can differ in the last bit, so they all
 agree token for token except where u (or top_p) lands within rounding of a running-sum boundary,
 the contract's one exception (not met once in the tests' 156,000 random draws). Classes that are
 dropped get weight 0, which leaves every running sum bit-identical to summing the kept classes alone.
@@ -273,7 +273,7 @@ def sample_tokens(logits: Tensor, u: Tensor, params: SamplingParams) -> Tensor:
         params: the sampling policy.
 
     Returns:
-        int64 (B,): tokens in [0, A), identical to ``fastwave._native.sample_tokens``.
+        int64 (B,): tokens in [0, A), identical to ``fastwave.engines._native.sample_tokens``.
     """
     _require_sampling_inputs(logits, u, params)
     return _sample_tokens_unchecked(logits, u, params)

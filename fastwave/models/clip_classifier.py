@@ -3,7 +3,7 @@ the task fields' checks, the waveform check, the loss and the head.
 
 A clip classifier maps waveform (B, S) float -> logits (B, num_classes); S is a whole number of the
 model's input unit ``config.patch_size`` (a 25 ms patch for the Transformer, a 10 ms STFT hop for
-the CNN) between one unit and ``config.clip_samples``. ``fastwave.classify`` trains and scores any
+the CNN) between one unit and ``config.clip_samples``. ``fastwave.tagging.classify`` trains and scores any
 of them through this interface: ``config`` (num_classes, sample_rate, clip_samples, patch_size,
 multi_label, labels), ``forward``, ``features`` (the clip embedding the head reads) and ``loss``.
 """

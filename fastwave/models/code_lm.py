@@ -3,8 +3,8 @@
 
 Shapes: codes (B, T) int64 in [0, classes) where ``classes`` is the tokenizer's number of codes;
 ``forward`` -> logits (B, classes, T), ``logits[:, :, t]`` predicting code t + 1 — the contract of
-the sample models, so ``fastwave.train.train_sample_model`` trains it and
-``fastwave.evaluation.evaluate_sample_model`` scores it unchanged. ``embed`` -> (N, width), one
+the sample models, so the sample models' training and scoring apply unchanged
+(``fastwave.codes.train_code_lm``, ``fastwave.codes.code_lm_metrics``). ``embed`` -> (N, width), one
 vector per clip: the final hidden states (after the last norm) averaged over the clip, the
 representation a linear probe reads.
 
@@ -14,13 +14,12 @@ sliding window, so clips of any length run.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from .._checks import check_config_ints, check_int_arg, check_tokens
+from .._checks import check_config_ints, check_int_arg, check_tokens, token_streams
 from .blocks import TransformerBlock, check_transformer_config, init_gpt_weights, run_blocks
 from .checkpoint import ConfiguredModule
 
@@ -132,32 +131,6 @@ def pad_clips(clips: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
 def code_clips(codes, classes: int, name: str = "codes", min_length: int = 1) -> list[torch.Tensor]:
     """(T,), (N, T) or a list of 1-D code sequences -> list of int64 CPU tensors, each at least
     ``min_length`` long and in [0, classes)."""
-    from ..evaluation import token_streams  # the same parsing as the sample models' token streams
-
     if isinstance(codes, (list, tuple)) and not codes:
         raise ValueError(f"{name} holds no clips")
     return token_streams(codes, classes, name, min_length=min_length)
-
-
-def code_lm_metrics(model: CodeLM, codes, segment: int | None = None) -> dict:
-    """Teacher-forced next-code metrics over clips (as ``code_clips``, each >= 2 codes): {"top1",
-    "top5", "perplexity" (exp of the mean NLL per code), "nll_nats", "bits_per_code", "positions"}."""
-    from ..evaluation import evaluate_sample_model
-
-    clips = code_clips(codes, model.config.classes, min_length=2)
-    result = evaluate_sample_model(model, clips, segment=segment or model.config.context)
-    return {"top1": result["top1"], "top5": result["top5"], "perplexity": math.exp(result["nll_nats"]),
-            "nll_nats": result["nll_nats"], "bits_per_code": result["bits_per_sample"],
-            "positions": result["positions"]}
-
-
-def train_code_lm(model: CodeLM, codes, *, steps: int, segment: int | None = None, **kwargs) -> dict:
-    """Train ``model`` on clips of codes (each >= 2) with ``fastwave.train.train_sample_model``
-    (teacher forcing on random crops; its keyword arguments pass through). ``segment``, the input
-    length per crop, defaults to the context; clips shorter than a crop are taken whole and padded
-    (``pad_short``), and clips are never joined, so no prediction reads across two recordings."""
-    from ..train import train_sample_model
-
-    clips = code_clips(codes, model.config.classes, min_length=2)
-    return train_sample_model(model, clips, steps=steps, segment=segment or model.config.context, pad_short=True,
-                              **kwargs)

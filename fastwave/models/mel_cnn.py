@@ -9,7 +9,7 @@ log-mel (B, n_mels, frames), frames = 1 + S // hop_length (centred STFT frames,
 inputs keep one row) -> mean over mel rows -> max + mean over time (B, channels[-1]) -> dropout ->
 linear head -> logits (B, num_classes). Its input unit (``config.patch_size``) is one STFT hop.
 
-Trained, evaluated and applied like the Transformer (``fastwave.classify``), and saved with its
+Trained, evaluated and applied like the Transformer (``fastwave.tagging.classify``), and saved with its
 config (``fastwave.load_model``). The default (4 blocks of 2 convs, 32 -> 256 channels, 200 classes)
 has 1,224,168 parameters.
 """

@@ -1,0 +1,18 @@
+"""Audio as a language (Verma & Smith, 2020): audio -> discrete codes -> a GPT over the codes -> a
+linear probe of what it learned.
+
+    tokenizer = fastwave.CodeTokenizer(codes=16)                         # ``tokenizer`` (k-means: ``kmeans``)
+    tokenizer.fit(["clips/"])
+    codes = [tokenizer.encode(clip) for clip in clips]
+    lm = fastwave.CodeLM(classes=16)
+    fastwave.codes.train_code_lm(lm, codes, steps=2000)                  # ``lm_training``
+    rows = fastwave.codes.probe_report(lm, codes, targets, splits)       # ``probing``, ``linear_probe``
+"""
+from .linear_probe import LinearProbe, chance_accuracy, evaluate_probe, fit_linear_probe
+from .lm_training import code_lm_metrics, train_code_lm
+from .probing import codes_sweep, format_table, probe_report
+from .tokenizer import CodeTokenizer, TokenizerConfig, load_codes, save_codes
+
+__all__ = ["CodeTokenizer", "LinearProbe", "TokenizerConfig", "chance_accuracy", "code_lm_metrics", "codes_sweep",
+           "evaluate_probe", "fit_linear_probe", "format_table", "load_codes", "probe_report", "save_codes",
+           "train_code_lm"]

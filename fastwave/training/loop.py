@@ -1,0 +1,370 @@
+"""The training loop every model shares (sample models, code LMs, classifiers), nanoGPT-style:
+
+    history = run_training(model, steps=1000, batch_at=batch_at, loss_of=loss_of, lr=1e-3,
+                           evaluate=evaluate, eval_every=100, checkpoint_dir="runs/x", resume=True)
+
+AdamW (``make_optimizer``: no decay on biases and norm gains) with linear warm-up and cosine decay
+(``lr_at``), gradient clipping, bf16 autocast on CUDA (parameters and optimizer state stay fp32, so no
+loss scaling is needed), a progress bar with the running loss, evaluation every ``eval_every`` steps
+and after the last, and checkpoints.
+
+**Exact resume.** A step's batch is a pure function of the step (``batch_at(step, rank, world)``, the
+caller seeds it from (seed, step)), the learning rate a pure function of the step, and a checkpoint
+holds the weights, AdamW's moments and the RNG state that dropout draws from. So a run stopped after
+any checkpoint and resumed gives the weights of a run that never stopped: bit for bit on the CPU.
+
+**Checkpoints** (``checkpoint_dir``): ``train_state.pt`` (weights, optimizer, step, RNG, history
+and settings: all a resume reads, in one file, so it is always self-consistent; read back with
+``torch.load(weights_only=True)``, so no pickled code runs), ``last.safetensors`` (the same weights,
+loadable by ``fastwave.load_model``), ``best.safetensors`` (with ``select``: the weights of the best
+evaluation) and ``history.json``. Each file is written to a temporary name and renamed, so a run
+killed mid-write keeps the previous version. A checkpoint is written at every evaluation, every
+``checkpoint_every`` steps and at the end. Ctrl-C stops the run at the end of the current step and
+checkpoints it (a second Ctrl-C stops at once, without one); under torchrun, stop by killing the job
+and resume from the last periodic checkpoint. ``resume=True`` continues from ``checkpoint_dir`` when
+it holds a state (else starts afresh), and refuses a state written with other settings.
+
+**Multi-GPU.** Started under ``torchrun`` (WORLD_SIZE > 1), the loop joins the process group (NCCL on
+CUDA, gloo on the CPU), wraps the model in DistributedDataParallel and asks ``batch_at`` for this
+rank's share of each global batch; gradients are averaged across ranks, so with equal shares the
+update is that of the whole batch on one device. Rank 0 alone evaluates, shows progress and writes
+checkpoints (to a folder every rank can read on resume).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from contextlib import contextmanager, nullcontext
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+from .._checks import check_int_arg
+from .._files import open_atomically, write_atomically
+
+STATE_FORMAT = 1
+LAST, BEST, STATE, HISTORY = "last.safetensors", "best.safetensors", "train_state.pt", "history.json"
+
+
+def lr_at(step: int, *, lr: float, steps: int, warmup: int, min_lr_ratio: float = 0.1) -> float:
+    """Learning rate before update ``step`` (0-based): linear warm-up lr * (step + 1) / (warmup + 1)
+    for step < warmup, the peak ``lr`` at step == warmup, then a half cosine down to
+    ``min_lr_ratio * lr`` at step == steps (and after)."""
+    min_lr = min_lr_ratio * lr
+    if step < warmup:
+        return lr * (step + 1) / (warmup + 1)
+    if step >= steps:
+        return min_lr
+    progress = (step - warmup) / (steps - warmup)  # warmup <= step < steps: no division by zero
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
+
+
+def make_optimizer(model: torch.nn.Module, *, lr: float, weight_decay: float,
+                   betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.AdamW:
+    """AdamW decaying weight matrices, conv kernels and embeddings (dim >= 2) but not biases or
+    norm gains (dim < 2): decaying those only shrinks offsets and scales the model needs."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters")
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas)
+
+
+def apply_update(model, optimizer, loss: torch.Tensor, grad_clip: float | None) -> float:
+    """Backward ``loss``, clip the global gradient norm to ``grad_clip`` (None: no clipping), step
+    -> the loss as a float."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.item()
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA; nothing on the CPU (fp32 there: bf16 matmuls are slow on most CPUs)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def check_hyperparameters(*, lr=1e-3, weight_decay=0.0, min_lr_ratio=0.0, grad_clip=None, seed=0) -> None:
+    """The optimiser settings every loop takes: lr > 0, weight_decay >= 0, min_lr_ratio in [0, 1],
+    grad_clip > 0 or None, seed an int >= 0 (finite numbers, bool refused)."""
+    def number(value, name):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        return value
+
+    if number(lr, "lr") <= 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if number(weight_decay, "weight_decay") < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    if not 0 <= number(min_lr_ratio, "min_lr_ratio") <= 1:
+        raise ValueError(f"min_lr_ratio must lie in [0, 1], got {min_lr_ratio!r}")
+    if grad_clip is not None and number(grad_clip, "grad_clip") <= 0:
+        raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip!r}")
+    check_int_arg(seed, "seed", minimum=0)
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """A torch.Generator for the draws of one step, a pure function of (seed, step): batches that do
+    not depend on how many steps ran before in this process is what makes resuming exact."""
+    import numpy as np
+
+    words = np.random.SeedSequence([seed, step]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(words[0]) | (int(words[1] & 0x7FFFFFFF) << 32))
+
+
+def init_distributed() -> tuple[int, int]:
+    """(rank, world size). Under torchrun (WORLD_SIZE > 1) joins the process group once (NCCL when
+    CUDA is present, else gloo) and selects this process's GPU (LOCAL_RANK); else (0, 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def training_device(requested: str | None = None) -> torch.device:
+    """The device to train on: this rank's GPU under torchrun with CUDA, else ``requested`` (default:
+    CUDA when available, else the CPU)."""
+    rank, world = init_distributed()
+    if world > 1 and torch.cuda.is_available() and requested != "cpu":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if requested is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss_of: Callable, lr: float,
+                 weight_decay: float = 0.01, warmup: int | None = None, min_lr_ratio: float = 0.1,
+                 grad_clip: float | None = 1.0, seed: int = 0, evaluate: Callable | None = None,
+                 eval_every: int | None = None, select: tuple[str, str] | None = None,
+                 checkpoint_dir=None, checkpoint_every: int | None = None, resume: bool = False,
+                 settings: dict | None = None, progress: bool = True, desc: str = "train",
+                 describe_eval: Callable | None = None) -> dict:
+    """Train ``model`` (on its device, in place) for ``steps`` updates.
+
+    batch_at(step, rank, world) -> this rank's batch of update ``step`` (0-based), a pure function of
+      the step (see ``step_generator``); with world == 1, the whole batch.
+    loss_of(model, batch) -> the mean loss (scalar tensor) of the batch; runs under bf16 autocast on
+      CUDA; ``model`` may be the DistributedDataParallel wrapper, so call it, do not reach inside.
+    lr / warmup / min_lr_ratio: ``lr_at``'s schedule; warmup defaults to min(1000, steps // 10).
+    evaluate(model) -> {name: float}: run (eval mode, no grad, rank 0) every ``eval_every`` steps and
+      after the last one. select: (metric, "max" | "min") keeps the best evaluation's weights.
+    checkpoint_dir / checkpoint_every / resume: see the module docstring. settings: the caller's
+      hyperparameters (JSON-able), stored and compared on resume along with the loop's own.
+    describe_eval(result) -> str: the line printed after an evaluation (default: every metric).
+    seed: seeds the RNG dropout draws from (a fork: the caller's RNG state is left alone).
+
+    -> {"loss": [float per step], "lr": [...], "eval": [{"step": s, **metrics}], "best": {"step", metric}
+    or None}; on resume, the lists include the steps before the stop. The model is left in eval mode.
+    """
+    steps = check_int_arg(steps, "steps")
+    warmup = min(1000, steps // 10) if warmup is None else check_int_arg(warmup, "warmup", minimum=0)
+    check_hyperparameters(lr=lr, weight_decay=weight_decay, min_lr_ratio=min_lr_ratio, grad_clip=grad_clip, seed=seed)
+    eval_every = None if eval_every is None else check_int_arg(eval_every, "eval_every")
+    checkpoint_every = None if checkpoint_every is None else check_int_arg(checkpoint_every, "checkpoint_every")
+    if select is not None and (evaluate is None or len(select) != 2 or select[1] not in ("max", "min")):
+        raise ValueError(f"select must be (metric, 'max' | 'min') and needs evaluate, got {select!r}")
+    if checkpoint_dir is not None:
+        from ..models.checkpoint import check_saveable
+        check_saveable(model)
+        checkpoint_dir = os.fspath(checkpoint_dir)
+        os.makedirs(checkpoint_dir, exist_ok=True)
+    elif resume:
+        raise ValueError("resume=True needs a checkpoint_dir to resume from")
+    settings = {**(settings or {}), "steps": steps, "lr": lr, "weight_decay": weight_decay, "warmup": warmup,
+                "min_lr_ratio": min_lr_ratio, "grad_clip": grad_clip, "seed": seed}
+    settings = json.loads(json.dumps(settings))  # as it will read back: tuples become lists
+
+    rank, world = init_distributed()
+    device = next(model.parameters()).device
+    optimizer = make_optimizer(model, lr=lr, weight_decay=weight_decay)
+    history = {"loss": [], "lr": [], "eval": [], "best": None}
+    saved = _load_state(checkpoint_dir, model, optimizer, settings, world) if resume else None
+    start = 0 if saved is None else saved["step"]
+    if saved is not None:
+        history = saved["history"]
+    trained = model
+    if world > 1:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if device.type == "cuda" and device.index != local:
+            raise ValueError(f"under torchrun, rank {rank} must train on cuda:{local} (its LOCAL_RANK), but the "
+                             f"model is on {device}: move it with model.to(fastwave.training.loop.training_device())")
+        from torch.nn.parallel import DistributedDataParallel
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    cuda_devices = [device] if device.type == "cuda" else []
+
+    def checkpoint(done: int) -> None:
+        rng = _rng_states(device, world)  # collective under DDP: every rank calls it
+        if checkpoint_dir is not None and rank == 0:
+            _save_state(checkpoint_dir, model, optimizer, done, history, settings, rng)
+
+    from tqdm.auto import tqdm
+
+    model.train()
+    try:
+        with torch.random.fork_rng(devices=cuda_devices), \
+                tqdm(total=steps, initial=start, desc=desc, disable=not progress or rank != 0) as bar:
+            if saved is None:
+                torch.manual_seed(seed + rank)  # dropout: reproducible, different on each rank
+            else:
+                _set_rng(saved["rng"][rank], device)
+            done = start
+            with _deferred_interrupt(enabled=world == 1) as interrupted:
+                running = history["loss"][-1] if history["loss"] else None
+                for step in range(start, steps):
+                    step_lr = lr_at(step, lr=lr, steps=steps, warmup=warmup, min_lr_ratio=min_lr_ratio)
+                    for group in optimizer.param_groups:
+                        group["lr"] = step_lr
+                    with autocast_for(device):
+                        loss = loss_of(trained, batch_at(step, rank, world))
+                    loss = apply_update(model, optimizer, loss.float(), grad_clip)
+                    if world > 1:  # record the whole batch's loss, not this rank's share
+                        loss = _mean_over_ranks(loss, device)
+                    history["loss"].append(loss)
+                    history["lr"].append(step_lr)
+                    running = loss if running is None else 0.95 * running + 0.05 * loss  # smoothed for display
+                    bar.set_postfix(loss=f"{running:.4f}", lr=f"{step_lr:.2e}", refresh=False)
+                    bar.update(1)
+                    done = step + 1
+                    evaluating = evaluate is not None and (done == steps or (eval_every and done % eval_every == 0))
+                    if evaluating:
+                        _evaluate(model, evaluate, done, history, select, rank, world, checkpoint_dir,
+                                  bar if progress and rank == 0 else None, describe_eval)
+                    stopping = interrupted()
+                    if evaluating or stopping or done == steps or (checkpoint_every and done % checkpoint_every == 0):
+                        checkpoint(done)
+                    if stopping:
+                        raise KeyboardInterrupt
+    finally:
+        model.eval()  # also when a step raises or the run is interrupted
+    return history
+
+
+@contextmanager
+def _deferred_interrupt(enabled: bool = True):
+    """Within: the first Ctrl-C (SIGINT) only raises a flag, read by calling the yielded function, so
+    the loop stops at the end of a whole step and saves it (a step cut in half, its dropout drawn or
+    some parameters updated, would not resume exactly); a second Ctrl-C interrupts at once. Outside
+    the main thread signals cannot be caught, and under torchrun (``enabled`` False) the launcher
+    handles them: there, Ctrl-C interrupts as usual."""
+    import signal
+    import threading
+
+    flag = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum, frame):
+        if flag:
+            raise KeyboardInterrupt
+        flag.append(signum)
+        print("\nfastwave: stopping after this step (Ctrl-C again to stop now, without a checkpoint)",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(flag)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _mean_over_ranks(value: float, device: torch.device) -> float:
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return float(tensor.item()) / dist.get_world_size()
+
+
+def _evaluate(model, evaluate, done, history, select, rank, world, checkpoint_dir, bar, describe) -> None:
+    if rank == 0:
+        model.eval()
+        with torch.no_grad():
+            result = {name: float(value) for name, value in evaluate(model).items()}
+        model.train()
+        history["eval"].append({"step": done, **result})
+        if select is not None:
+            name, mode = select
+            if name not in result:
+                raise ValueError(f"select names {name!r} but evaluate returned {sorted(result)}")
+            best = history["best"]
+            better = best is None or (result[name] > best[name] if mode == "max" else result[name] < best[name])
+            if better:  # the file first: history never names weights that were not written
+                if checkpoint_dir is not None:
+                    _save_model(model, os.path.join(checkpoint_dir, BEST))  # atomic
+                history["best"] = {"step": done, name: result[name]}
+        if bar is not None:
+            line = describe(result) if describe else ", ".join(f"{k} {v:.4f}" for k, v in result.items())
+            bar.write(f"step {done}: {line}")
+    if world > 1:
+        dist.barrier()  # the other ranks wait for rank 0's evaluation
+
+
+def _rng_states(device: torch.device, world: int) -> list:
+    """[per rank: {"cpu": ByteTensor, "cuda": ByteTensor or None}] (gathered to every rank under DDP)."""
+    state = {"cpu": torch.get_rng_state(),
+             "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+    if world == 1:
+        return [state]
+    states = [None] * world
+    dist.all_gather_object(states, state)
+    return states
+
+
+def _set_rng(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and state["cuda"] is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _save_model(model, path: str) -> None:
+    from ..models.checkpoint import save_checkpoint
+    save_checkpoint(model, path)
+
+
+def _save_state(folder: str, model, optimizer, step: int, history: dict, settings: dict, rng: list) -> None:
+    # The weights go into the state too: resuming reads this one file, so a run killed between the
+    # two renames cannot pair one step's weights with another step's optimizer.
+    weights = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
+    state = {"format": STATE_FORMAT, "step": step, "model": weights, "optimizer": optimizer.state_dict(), "rng": rng,
+             "history": history, "settings": settings, "model_config": json.dumps(model.config.to_dict())}
+    _save_model(model, os.path.join(folder, LAST))  # atomic, as every write below
+    write_atomically(os.path.join(folder, STATE), lambda path: torch.save(state, path))
+    text = json.dumps({"step": step, "settings": settings, **history}, indent=1)
+    with open_atomically(os.path.join(folder, HISTORY)) as f:
+        f.write(text)
+
+
+def _load_state(folder: str, model, optimizer, settings: dict, world: int) -> dict | None:
+    """Restore model and optimizer from ``folder`` -> the saved state, or None if it holds none."""
+    path = os.path.join(folder, STATE)
+    if not os.path.exists(path):
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated or foreign: refuse rather than silently start over
+        raise ValueError(f"{path} is not a readable training state: {err}") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path} is not a fastwave training state (format {STATE_FORMAT})")
+    if state["model_config"] != json.dumps(model.config.to_dict()):
+        raise ValueError(f"{path} was written for another model config: {state['model_config']}")
+    differing = sorted(k for k in set(settings) | set(state["settings"])
+                       if settings.get(k) != state["settings"].get(k))
+    if differing:
+        raise ValueError(f"{folder} was trained with other settings, so resuming would not be exact: " +
+                         ", ".join(f"{k}: saved {state['settings'].get(k)!r}, now {settings.get(k)!r}"
+                                   for k in differing))
+    if len(state["rng"]) != world:
+        raise ValueError(f"{folder} was written by {len(state['rng'])} processes; resume it with as many")
+    model.load_state_dict(state["model"], strict=True)
+    optimizer.load_state_dict(state["optimizer"])
+    return state

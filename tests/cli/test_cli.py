@@ -1,0 +1,221 @@
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastwave
+from fastwave import load_audio
+from fastwave.cli import main
+from fastwave.corpora.score import ROLL_CHANNELS, ROLL_HOP
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TINY = ["--layers", "4", "--cycles", "2", "--residual-channels", "8", "--gate-channels", "8",
+        "--skip-channels", "8", "--classes", "64"]
+
+
+def test_info_reports_the_native_module(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"native module\s+yes", out)
+    assert re.search(r"CUDA compiled\s+(yes|no)", out) and "torch" in out
+
+
+def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--seconds", "0.05", "--repeats", "3", "--batch", "1,2", "--json", str(path)] + TINY) == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "naive" in out and "torch" in out and "cpu" in out and "samples/s" in out
+    # progress on stderr, per engine and batch, with the runs done
+    for engine in ("naive", "torch", "cpu"):
+        for batch in (1, 2):
+            assert f"bench {engine} batch {batch}" in captured.err
+    assert "3/3" in captured.err and "bench naive" not in out
+    rows = json.loads(path.read_text())
+    engines = ("naive", "torch", "cpu", "cpu-fp16", "cpu-int8")  # WaveNet's C++ engine stores three precisions
+    assert {(r["engine"], r["batch"]) for r in rows} == {(e, b) for e in engines for b in (1, 2)}
+    for row in rows:
+        assert row["median_s"] > 0 and row["samples_per_s"] > 0
+        assert row["realtime_factor"] == pytest.approx(row["samples_per_s"] / 16000)
+        assert row["samples_per_s"] == pytest.approx(row["batch"] * row["samples_per_run"] / row["median_s"])
+        assert row["flops_per_sample"] > 0 and row["weight_bytes_per_sample"] > 0
+        # at most the samples asked for (800; the naive engine's 32), fewer if a run would pass the bound
+        assert 1 <= row["samples_per_run"] <= row["samples_wanted"] == (32 if row["engine"] == "naive" else 800)
+        assert row["max_seconds_per_run"] == 1.0 and row["usable_cores"] >= 1 and "load_average" in row
+        assert isinstance(row["notes"], list) and row["precision"] == (row["engine"].partition("-")[2] or "fp32")
+        if row["engine"].startswith("cpu"):  # the lower of the two floors, both measured
+            floors = (row["bandwidth_floor_samples_per_s"], row["compute_floor_samples_per_s"])
+            assert row["floor_samples_per_s"] == min(floors) > 0
+            assert row["floor"] == ("compute" if floors[1] < floors[0] else "bandwidth")
+    torch_row = next(r for r in rows if r["engine"] == "torch" and r["batch"] == 1)
+    assert torch_row["speedup_vs_torch"] == pytest.approx(1.0)
+    by_engine = {r["engine"]: r for r in rows if r["batch"] == 1}
+    assert by_engine["cpu-fp16"]["weight_bytes_per_sample"] == by_engine["cpu"]["weight_bytes_per_sample"] / 2
+    assert by_engine["cpu-int8"]["weight_bytes_per_sample"] > by_engine["cpu"]["weight_bytes_per_sample"] / 4
+
+
+TINY_TRANSFORMER = ["--model", "transformer", "--layers", "1", "--heads", "2", "--width", "32", "--context", "16",
+                    "--classes", "64"]
+
+
+def test_bench_and_generate_a_transformer(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--seconds", "0.003", "--repeats", "2", "--quiet", "--json", str(path)] + TINY_TRANSFORMER) == 0
+    captured = capsys.readouterr()
+    assert "cost per sample as the context fills" in captured.out
+    assert "bench cpu" not in captured.err and "run/s" not in captured.err  # --quiet: no progress bars
+    from fastwave.engines.generation import cpu_precisions
+    rows = json.loads(path.read_text())
+    precisions = cpu_precisions(fastwave.SampleTransformer())  # a cpu-<precision> row for each but fp32
+    assert precisions == ("fp32", "fp16", "int8")
+    assert [r["engine"] for r in rows] == ["naive", "torch", "cpu", "cpu-fp16", "cpu-int8"]
+    assert all(r["model"] == "transformer" for r in rows)
+    torch_row, cpu_row, fp16_row, int8_row = rows[1:]
+    # fp16 stores the weights and the keys and values in half; int8 in bytes, with fp32 scales
+    assert fp16_row["precision"] == "fp16" and fp16_row["weight_bytes_per_sample"] == cpu_row["weight_bytes_per_sample"] / 2
+    assert fp16_row["state_bytes_per_sample"] == cpu_row["state_bytes_per_sample"] / 2
+    # 2 heads of 16 features: 32 bytes and 2 scales per position and K or V, against 32 floats
+    assert int8_row["state_bytes_per_sample"] == cpu_row["state_bytes_per_sample"] * (32 + 2 * 4) / (32 * 4)
+    # the decode step reads every layer's keys and values with the context full: 1 * 2 * 16 * 32 fp32
+    assert torch_row["state_bytes_per_sample"] == 1 * 2 * 16 * 32 * 4 and torch_row["samples_per_s"] > 0
+    # ... and fewer while the cache fills: 1, 4, 8 and 16 of the 16 positions
+    assert [c["filled"] for c in torch_row["cost_by_fill"]] == [1, 4, 8, 16]
+    assert torch_row["cost_by_fill"][-1]["kv_bytes_per_stream"] == torch_row["state_bytes_per_sample"]
+    out = tmp_path / "t.wav"
+    assert main(["generate", "--seconds", "0.002", "--out", str(out), "--quiet", "--cond-window", "32"]
+                + TINY_TRANSFORMER) == 0
+    assert load_audio(out)[0].shape == (32,)
+    assert main(["bench", "--residual-channels", "8"] + TINY_TRANSFORMER) == 2
+    assert "--residual-channels do not apply to --model transformer" in capsys.readouterr().err
+
+
+def test_generate_writes_audio(tmp_path, capsys):
+    out = tmp_path / "out.wav"
+    assert main(["generate", "--seconds", "0.01", "--out", str(out), "--quiet", "--temperature", "0.5"] + TINY) == 0
+    audio, rate = load_audio(out)
+    assert rate == 16000 and audio.shape == (160,)
+    int8 = tmp_path / "int8.wav"
+    assert main(["generate", "--seconds", "0.01", "--out", str(int8), "--quiet", "--precision", "int8"] + TINY) == 0
+    assert load_audio(int8)[0].shape == (160,)
+    capsys.readouterr()
+    assert main(["generate", "--seconds", "0.01", "--out", str(int8), "--engine", "torch", "--precision", "fp16"]
+                + TINY) == 2
+    assert "needs engine='cpu'" in capsys.readouterr().err
+
+
+def test_generate_with_no_model_plays_the_shipped_piano_wavenet(tmp_path, capsys, monkeypatch):
+    from fastwave import pretrained
+    model = pretrained.piano_wavenet()
+    assert isinstance(model, fastwave.WaveNet) and model.config.classes == 256 and model.sample_rate == 16000
+    assert pathlib.Path(pretrained.PIANO_WAVENET).stat().st_size <= 10 * 2 ** 20  # the 10 MB
+    assert model.config.local_channels == ROLL_CHANNELS and model.config.cond_hop == ROLL_HOP
+    out = tmp_path / "piano.wav"
+    assert main(["generate", "--seconds", "0.01", "--out", str(out), "--quiet"]) == 0
+    assert "shipped piano WaveNet plays random score 0" in capsys.readouterr().err
+    # the CLI plays score --seed: the same audio as the Python API with that score
+    cond = pretrained.piano_cond(160, [0])
+    fastwave.save_audio(tmp_path / "api.wav", fastwave.mulaw_decode(fastwave.generate(model, 160, cond=cond))[0], 16000)
+    assert np.array_equal(load_audio(out)[0], load_audio(tmp_path / "api.wav")[0])
+    assert main(["generate", "--seconds", "0.01", "--out", str(out), "--quiet", "--seed", "1"]) == 0
+    assert not np.array_equal(load_audio(out)[0], load_audio(tmp_path / "api.wav")[0])
+    # a size flag (or --model) still asks for a random-weight model
+    assert main(["generate", "--seconds", "0.01", "--out", str(out), "--quiet"] + TINY) == 0
+    assert "random-weight wavenet" in capsys.readouterr().err
+    monkeypatch.setattr(pretrained, "PIANO_WAVENET", str(tmp_path / "absent.safetensors"))
+    assert main(["generate", "--seconds", "0.01", "--out", str(out), "--quiet"]) == 2
+    assert "no shipped piano model" in capsys.readouterr().err
+
+
+def test_generate_continues_a_prompt_file(tmp_path):
+    import numpy as np
+    from fastwave import save_audio
+    prompt = tmp_path / "prompt.wav"
+    save_audio(prompt, 0.3 * np.sin(np.linspace(0, 100, 441)).astype(np.float32), 44100)  # resampled to 16 kHz
+    out = tmp_path / "continued.wav"
+    greedy = ["--seconds", "0.005", "--quiet", "--temperature", "0"] + TINY
+    assert main(["generate", "--out", str(out), "--prompt", str(prompt)] + greedy) == 0
+    assert main(["generate", "--out", str(tmp_path / "unprompted.wav")] + greedy) == 0
+    continued = load_audio(out)[0]
+    assert continued.shape == (80,) and not np.array_equal(continued, load_audio(tmp_path / "unprompted.wav")[0])
+    assert main(["generate", "--out", str(out), "--prompt", str(tmp_path / "absent.wav")] + TINY) == 2
+
+
+def test_generate_from_a_checkpoint_with_two_streams(tmp_path):
+    model = fastwave.WaveNet(layers=2, cycles=1, residual_channels=4, gate_channels=4, skip_channels=4,
+                             sample_rate=8000)
+    model.save(tmp_path / "m.safetensors")
+    out = tmp_path / "gen.wav"
+    args = ["generate", "--seconds", "0.01", "--out", str(out), "--checkpoint", str(tmp_path / "m.safetensors"),
+            "--batch", "2", "--quiet"]
+    assert main(args) == 0
+    for i in range(2):
+        audio, rate = load_audio(tmp_path / f"gen_{i}.wav")
+        assert rate == 8000 and audio.shape == (80,)
+
+
+def test_bad_input_is_an_error_message_not_a_traceback(tmp_path, capsys):
+    assert main(["generate", "--seconds", "0.01", "--out", str(tmp_path / "x.wav"), "--engine", "warp"] + TINY) == 2
+    assert "engine must be one of" in capsys.readouterr().err
+    assert main(["generate", "--out", str(tmp_path / "x.wav"), "--checkpoint", str(tmp_path / "none")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["bench", "--engines", "cuda"] + TINY) == 2
+    for seconds in ("0", "-3", "inf", "nan"):
+        assert main(["generate", "--seconds", seconds, "--out", str(tmp_path / "x.wav")] + TINY) == 2
+        assert "--seconds must be a positive" in capsys.readouterr().err
+    assert main(["bench", "--repeats", "0"] + TINY) == 2
+    assert main(["generate", "--seconds", "0.01", "--out", str(tmp_path / "x.mp9")] + TINY) == 2
+    assert "extension" in capsys.readouterr().err
+    conditioned = tmp_path / "conditioned.safetensors"
+    fastwave.WaveNet(layers=2, cycles=1, residual_channels=4, gate_channels=4, skip_channels=4, global_classes=2).save(conditioned)
+    assert main(["generate", "--out", str(tmp_path / "x.wav"), "--checkpoint", str(conditioned)]) == 2
+    assert "conditioned" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "--batch", "one"])
+    # the shipped model's path used to fail later, on its scores ("seeds must name at least one score")
+    assert main(["generate", "--batch", "0", "--out", str(tmp_path / "x.wav")]) == 2
+    assert "--batch must be a positive number of streams, got 0" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    result = subprocess.run([sys.executable, "-m", "fastwave.cli", "bench", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--json" in result.stdout and "--engines" in result.stdout
+
+
+def test_version_license_and_every_generate_flag_explained(capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        main(["--version"])
+    assert exit_code.value.code == 0 and capsys.readouterr().out.strip() == f"fastwave {fastwave.__version__}"
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = capsys.readouterr().out
+    blocks = re.findall(r"^  (-[-\w]+)(.*(?:\n {6,}.*)*)", text, flags=re.M)  # flag, then its help
+    assert {"--top-k", "--top-p", "--device", "--prompt"} <= {flag for flag, _ in blocks}
+    unexplained = [flag for flag, rest in blocks if not re.search(r"\s{2,}\S|\n", rest)]
+    assert unexplained == [], unexplained
+    assert "continuation only" in text  # --prompt: the file holds the continuation, not the prompt
+    license_text = (ROOT / "LICENSE").read_text()
+    assert license_text.split()[:4] == ["Apache", "License", "Version", "2.0,"]
+    assert 'license = { text = "Apache-2.0" }' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_the_readmes_python_example_runs_as_written(tmp_path, monkeypatch):
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"^## In Python\n\n```python\n(.*?)^```", readme, flags=re.M | re.S).group(1)
+    monkeypatch.chdir(tmp_path)  # it writes wavenet.safetensors and out.wav
+    scope = {}
+    exec(compile(example, "README.md (In Python)", "exec"), scope)
+    assert scope["tokens"].shape == (2, 64000) and scope["chunk"].shape == (1, 1600)
+    assert set(scope["cond"]) == {"local_cond"} and scope["cond"]["local_cond"].shape == (2, ROLL_CHANNELS, 1000)
+    assert load_audio(tmp_path / "out.wav")[0].shape == (16000,)
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"^(pip install .*pytest)$", readme, flags=re.M)
+    assert len(commands) == 1
+    assert commands[0] in (ROOT / ".ci" / "run").read_text().splitlines()
+    assert re.search(r"^pip install .* && fastwave bench$", readme, flags=re.M)

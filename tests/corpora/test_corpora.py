@@ -1,0 +1,168 @@
+"""The corpora: plans decided from a seed, splits that hold out programs, the files written, the CLI.
+Nothing is rendered with the SoundFont here unless tinysoundfont and FluidR3_GM are installed (not in
+CI): a stub renderer plays each note as a sine."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from fastwave import corpora
+from fastwave.cli import main
+from fastwave.corpora import gm
+from fastwave.corpora.piano import plan_piano
+from fastwave.corpora.plans import NSYNTH_VELOCITIES, SPLITS, plan_mixtures, plan_notes
+from fastwave.training.data import clips_from_csv
+
+
+class SineRenderer:
+    """Stands in for SoundFontRenderer: each note a sine at its pitch, as loud as its velocity."""
+
+    def __init__(self, sample_rate=8000):
+        self.sample_rate, self.soundfont = sample_rate, "stub.sf2"
+
+    def render(self, clip, gain_db=0.0):
+        t = np.arange(round(clip.seconds * self.sample_rate)) / self.sample_rate
+        out = np.zeros(t.shape, dtype=np.float32)
+        for source in clip.sources:
+            for n in source.notes:
+                on = (t >= n.start) & (t < n.start + n.duration)
+                hz = 440.0 * 2 ** ((n.pitch - 69) / 12)
+                out += on * source.gain * n.velocity / 127 * 0.3 * np.sin(2 * np.pi * hz * t).astype(np.float32)
+        return np.clip(out * 10 ** (gain_db / 20), -0.99, 0.99)
+
+
+def test_program_splits_hold_out_one_program_per_family_per_split():
+    splits = corpora.program_splits(0)
+    assert sorted(p for s in SPLITS for p in splits[s]) == list(range(128))  # each program once
+    for name in gm.FAMILIES:
+        members = set(gm.family_programs(name))
+        assert [len(members & set(splits[s])) for s in SPLITS] == [6, 1, 1], name
+    assert splits == corpora.program_splits(0) and splits != corpora.program_splits(1)
+    assert gm.family(0) == "piano" and gm.family(33) == "bass" and gm.family(127) == "sound_effects"
+    with pytest.raises(ValueError, match="program"):
+        gm.family(128)
+    with pytest.raises(ValueError, match="family"):
+        gm.family_programs("kazoo")
+
+
+def test_notes_are_single_labelled_notes_of_their_splits_programs():
+    clips = plan_notes(400, seed=3, seconds=2.0)
+    splits = corpora.program_splits(3)
+    assert len(clips) == 400 and clips == plan_notes(400, seed=3, seconds=2.0)
+    assert len({c.name for c in clips}) == 400
+    for clip in clips:
+        (source,) = clip.sources
+        (note,) = source.notes
+        assert source.program in splits[clip.split] and clip.labels == (gm.family(source.program),)
+        low, high = gm.PITCH_RANGES[clip.labels[0]]
+        assert low <= note.pitch <= high and note.velocity in NSYNTH_VELOCITIES
+        assert clip.seconds == 2.0 and note.start == 0.0 and note.duration == 1.5
+    assert {c.split for c in clips} == set(SPLITS)
+    assert len({c.labels for c in clips}) == 16  # every family appears in 400 clips
+    for bad in [dict(count=0), dict(count=2.0), dict(count=3, seconds=1.5), dict(count=3, seconds=True)]:
+        with pytest.raises(ValueError):
+            plan_notes(**bad)
+
+
+def test_mixtures_label_every_family_they_mix():
+    clips = plan_mixtures(300, seed=5)
+    splits = corpora.program_splits(5)
+    sizes = set()
+    for clip in clips:
+        families = [gm.family(s.program) for s in clip.sources]
+        sizes.add(len(families))
+        assert len(set(families)) == len(families) and clip.labels == tuple(sorted(families))
+        for source in clip.sources:
+            assert source.program in splits[clip.split]
+            assert 10 ** (-12 / 20) - 1e-4 <= source.gain <= 1.0
+            for n in source.notes:
+                assert 0.0 <= n.start and n.start + n.duration <= clip.seconds + 1e-6 and 1 <= n.velocity <= 127
+    assert sizes == {1, 2, 3} and clips == plan_mixtures(300, seed=5) and clips != plan_mixtures(300, seed=6)
+
+
+def test_piano_phrases_fill_the_minutes_on_the_split_pianos():
+    clips = plan_piano(3.0, seed=1)
+    assert sum(c.seconds for c in clips) >= 180.0 and clips == plan_piano(3.0, seed=1)
+    for clip in clips:
+        (source,) = clip.sources
+        assert source.program in corpora.PIANO_SPLITS[clip.split] and clip.labels == ("piano",)
+        assert len(source.notes) >= 8
+        for n in source.notes:
+            assert 21 <= n.pitch <= 108 and 1 <= n.velocity <= 127
+            assert n.start + n.duration <= clip.seconds
+    assert len({len(c.sources[0].notes) for c in clips}) > 3  # phrases differ
+    with pytest.raises(ValueError, match="minutes"):
+        plan_piano(0)
+    with pytest.raises(ValueError, match="minutes"):
+        corpora.plan_corpus("piano", count=3)
+    with pytest.raises(ValueError, match="kind"):
+        corpora.plan_corpus("drums")
+    with pytest.raises(ValueError, match="count"):
+        corpora.plan_corpus("mixtures", minutes=2)
+    with pytest.raises(ValueError, match="seconds"):
+        plan_mixtures(2, seconds=True)
+
+
+def test_write_corpus_writes_wavs_labels_and_a_record(tmp_path):
+    clips = corpora.plan_corpus("mixtures", seed=2, count=40)
+    record = corpora.write_corpus(clips, tmp_path, SineRenderer(), kind="mixtures", seed=2, command="test",
+                                  progress=False)
+    read = clips_from_csv(tmp_path / "labels.csv", tmp_path)
+    assert len(read.paths) == 40 and set(read.vocabulary) <= set(gm.FAMILIES)
+    assert sum(record["clips"].values()) == 40 and record["seed"] == 2 and record["sample_rate"] == 8000
+    assert json.loads((tmp_path / "corpus.json").read_text())["clips"] == record["clips"]
+    for split in SPLITS:
+        held = set(record["programs"][split])
+        assert held <= set(corpora.program_splits(2)[split])
+        assert len(os.listdir(tmp_path / split)) == record["clips"][split]
+    with pytest.raises(ValueError, match="kind"):
+        corpora.write_corpus(clips, tmp_path / "new", SineRenderer(), kind="drums", seed=2)
+    with pytest.raises(ValueError, match="not empty"):  # stale clips would mix into a new corpus
+        corpora.write_corpus(clips[:3], tmp_path, SineRenderer(), kind="mixtures", seed=2)
+    assert len(read.paths) == 40
+
+
+def test_corpus_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(corpora, "SoundFontRenderer", lambda soundfont, rate: SineRenderer(rate))
+    assert main(["corpus", "piano", "--out", str(tmp_path / "p"), "--minutes", "0.5", "--quiet",
+                 "--sample-rate", "8000"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["kind"] == "piano" and sum(summary["seconds"].values()) >= 30.0
+    record = json.loads((tmp_path / "p" / "corpus.json").read_text())
+    assert record["command"].startswith("fastwave corpus piano") and record["gain_db"] == 6.0
+    assert main(["corpus", "piano", "--out", str(tmp_path / "q"), "--count", "3"]) == 2
+    assert "minutes" in capsys.readouterr().err
+    assert main(["corpus", "notes", "--out", str(tmp_path / "n"), "--minutes", "3"]) == 2
+
+    def no_tinysoundfont(soundfont, rate):
+        raise ImportError("rendering corpora needs tinysoundfont: pip install --no-deps tinysoundfont")
+
+    monkeypatch.setattr(corpora, "SoundFontRenderer", no_tinysoundfont)
+    capsys.readouterr()
+    assert main(["corpus", "notes", "--out", str(tmp_path / "n"), "--count", "2"]) == 2
+    assert "pip install --no-deps tinysoundfont" in capsys.readouterr().err
+
+
+def test_renderer_explains_what_is_missing(tmp_path):
+    try:
+        import tinysoundfont  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install --no-deps tinysoundfont"):
+            corpora.SoundFontRenderer()
+        return
+    with pytest.raises(FileNotFoundError, match="soundfont"):
+        corpora.SoundFontRenderer(tmp_path / "missing.sf2")
+
+
+@pytest.mark.skipif(not os.path.isfile(corpora.DEFAULT_SOUNDFONT), reason="FluidR3_GM is not installed")
+def test_soundfont_rendering_is_deterministic_and_audible():
+    pytest.importorskip("tinysoundfont")
+    renderer = corpora.SoundFontRenderer()
+    clip = plan_piano(0.1, seed=0)[0]
+    audio = renderer.render(clip)
+    assert audio.dtype == np.float32 and audio.shape == (round(clip.seconds * 16000),)
+    assert np.array_equal(audio, corpora.SoundFontRenderer().render(clip))
+    assert 0.01 < np.abs(audio).max() <= 0.99 and audio.std() > 1e-3
+    note = plan_notes(1, seed=0)[0]
+    assert np.abs(renderer.render(note)).max() > 0.01

@@ -1,0 +1,15 @@
+"""Run by tests/training/test_loop.py under torchrun (2 CPU processes, gloo): trains the tiny model of
+that test with the shared loop and writes its checkpoint to the folder given as argv[1]."""
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_loop import tiny_transformer, train  # noqa: E402
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    model = tiny_transformer(dropout=0.0)  # the same initial weights on every rank (seeded)
+    train(model, checkpoint_dir=sys.argv[1])
+    torch.distributed.destroy_process_group()
