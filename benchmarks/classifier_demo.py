@@ -1,4 +1,4 @@
-"""The README's classifier commands, run verbatim on generated sounds: writes an FSD50K-style data set
+"""The classifier commands of docs/tagging.md, run verbatim on generated sounds: writes an FSD50K-style data set
 (wav files + a CSV of comma-separated labels: low tones, high tones, noise bursts, mixed), trains the
 default WaveletClassifier with `fastwave train-classifier`, scores it with `fastwave evaluate` and
 draws its front end with `fastwave analyze-frontend`.
@@ -6,7 +6,7 @@ draws its front end with `fastwave analyze-frontend`.
     python benchmarks/classifier_demo.py --clips 600 --epochs 20 --out benchmarks/results/classifier_demo
 
 Generated sounds, not real recordings: the figure shows where a front end trained on *these* sounds
-puts its filters (issue 10's corpora do real instruments). The generator is the test suite's
+puts its filters (`fastwave corpus` renders real instruments: docs/corpora.md). The generator is the test suite's
 (tests/synthetic_audio.py).
 """
 import argparse

@@ -12,7 +12,7 @@ wrapper that fastwave.generate uses (so this build sheds threads on a busy machi
 --baseline-native times another build of fastwave.engines._native (e.g. an older commit's) in the same run,
 interleaved with this one, so the two are compared under the same load.
 
-The goal (issue 23): under load the default thread count makes >= 50% of the best of the three, and
+The goal: under load the default thread count makes >= 50% of the best of the three, and
 idle it is within 5% of the previous default.
 """
 from __future__ import annotations

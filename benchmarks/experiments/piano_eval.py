@@ -1,4 +1,4 @@
-"""How piano-like the shipped piano WaveNet sounds, in numbers and in the README's picture.
+"""How piano-like the shipped piano WaveNet sounds, in numbers and in the picture of docs/piano_model.md.
 
 For held-out phrases of the piano corpus (test split: a piano preset the model never heard), the
 model plays each phrase's score (its piano roll, fastwave.corpora.score) with the C++ engine, and the

@@ -1,4 +1,4 @@
-"""Train the piano WaveNet that `fastwave generate` ships with (issue 10's shipped model).
+"""Train the piano WaveNet that `fastwave generate` ships with.
 
 Renders the piano corpus (``fastwave corpus piano``) if its folder is missing, mu-law encodes the
 train and val phrases and rebuilds the piano roll of each from the corpus plan
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     parser.add_argument("--init", default=None, help="start from this saved WaveNet's weights (e.g. an earlier "
                                                     "run's best.safetensors) instead of random ones")
     parser.add_argument("--ship", choices=["last", "best"], default="last",
-                        help="which weights go to --out: the last (default; the shipped model's, see the README) or "
+                        help="which weights go to --out: the last (default; the shipped model's, see docs/piano_model.md) or "
                              "the best by validation bits per sample (an unheard preset)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)

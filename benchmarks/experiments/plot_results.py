@@ -1,5 +1,6 @@
-"""The README's plot of the three experiments against the papers' numbers: one panel per experiment,
-read from benchmarks/results/experiment_{a,b,c}_*.json (a missing result leaves its panel empty).
+"""The plot of the three experiments (docs/experiments.md) against the papers' numbers: one panel
+per experiment, read from benchmarks/results/experiment_{a,b,c}_*.json (a missing result leaves its
+panel empty).
 
     python benchmarks/experiments/plot_results.py     # -> benchmarks/results/experiments.png
 """

@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         add_scores(row, logp, tokens[0, 1:])
         rows.append(row)
         print({k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-    # issue 23's goals for WaveNet, held to the Transformer too
+    # the goals set for WaveNet's precisions (wavenet_precision.GOALS), held to the Transformer too
     write_record(args.record, rows, {"bits_per_sample": "bits", "kl_bits": "kl_bits"}, args, started,
                  model="fastwave.SampleTransformer() (defaults)", training=training)
     return 0

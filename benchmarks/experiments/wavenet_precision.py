@@ -72,7 +72,7 @@ def interval(values) -> list[float]:
     return [float(values.mean()), float(values.mean() - half), float(values.mean() + half)]
 
 
-GOALS = {"fp16": 0.01, "int8": 0.03}  # issue 23: bits/sample lost against fp32
+GOALS = {"fp16": 0.01, "int8": 0.03}  # the most bits/sample each may lose against fp32
 
 
 def summarise(rows, measures: dict) -> tuple[dict, dict]:

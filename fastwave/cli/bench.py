@@ -89,7 +89,7 @@ WARM_UP_CHUNKS = 16
 # The timing reads ``perf_counter`` by this module's name for it, so that tests can run it on a
 # fake clock; a run counts at least one tick.
 CLOCK_TICK = time.get_clock_info("perf_counter").resolution
-# The C++ engine reaches 60-95% of its bandwidth floor at batch 1 on an idle machine (the README's
+# The C++ engine reaches 60-95% of its bandwidth floor at batch 1 on an idle machine (docs/generation.md's
 # runs); far below that, something else is using the cores. That holds where the floor binds: a
 # model so small that its floor is above FLOOR_BINDS_BELOW samples/s is held back by the step's
 # fixed costs (sampling, the threads' hand-offs), and its fraction says nothing about the load.

@@ -24,7 +24,7 @@ def add_commands(sub, csv_list) -> None:
                      help="weights of the cpu engine: fp32 (default; the same audio on every engine), fp16 (half "
                           "precision storage) or int8 (int8 weights, inputs quantised per step; the Transformer's KV "
                           "cache too); "
-                          "the README gives speed and the bits/sample each costs")
+                          "docs/generation.md gives the speed and the bits/sample each costs")
     gen.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                      help="where the model runs (default cpu); the cpu engine needs cpu, the naive and torch "
                           "engines run on either")

@@ -4,8 +4,8 @@ default thread count, and the loop around a native engine object.
 A wrapper only moves arrays across: the model's exported weights go to the native engine once;
 then each chunk is one native call that runs every sample, layer and sampling draw with the GIL
 released. The sampling contract is every engine's (sample n of stream b uses Philox uniform
-(seed, n, b)), so the same seed gives the same tokens as the torch engine, up to DESIGN's rounding
-exception.
+(seed, n, b)), so the same seed gives the same tokens as the torch engine, up to the contract's one
+rounding exception (fastwave/engines/sampling.py).
 """
 from __future__ import annotations
 
@@ -56,9 +56,10 @@ class NativeCpuEngine:
     found a partner late, it moves to a team of half the threads, and later tries the full team
     again (after ``RETRY_SECONDS``, doubling while it keeps losing). Moving feeds the new team the
     tokens of the last receptive field, which leaves the same state (prefill's contract): the
-    tokens stay those of any thread count, up to DESIGN's rounding exception. An int8 engine keeps
-    its team: there a different split of a stream changes its rounding visibly (README, "fp16 and
-    int8 weights"), and the same seed and ``threads`` must give the same audio on a busy machine too.
+    tokens stay those of any thread count, up to the sampling contract's rounding exception. An
+    int8 engine keeps its team: there a different split of a stream changes its rounding visibly
+    (docs/generation.md, "fp16 and int8 weights"), and the same seed and ``threads`` must give the
+    same audio on a busy machine too.
     """
 
     native: object

@@ -90,7 +90,7 @@ def stream(model, n_samples: int, *, batch: int = 1, prompt=None, temperature: f
       "int8": int8 weights with an fp32 scale per output channel, each step's inputs
         quantised per stream to 7 bits, integer dot products: a quarter of the weight bytes (the
         sample Transformer's KV cache too, with a scale per position and head).
-      Tokens match fp32 only until the first near tie; the README gives the measured cost in
+      Tokens match fp32 only until the first near tie; docs/generation.md gives the measured cost in
       bits/sample.
     """
     params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p)

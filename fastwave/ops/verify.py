@@ -3,7 +3,7 @@ the GPU benchmark (which checks the device before it times anything).
 
 Each ``*_errors`` function runs the kernel (forced, on ``device`` in ``dtype``) forward and backward
 and returns ``{output or gradient name: max |kernel - reference| / max |reference|}``; TOLERANCE
-holds DESIGN.md's bounds per dtype.
+holds the bounds per dtype that the kernels promise (docs/kernels.md).
 """
 from __future__ import annotations
 

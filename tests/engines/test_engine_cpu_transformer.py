@@ -422,7 +422,7 @@ def test_fp16_is_chosen_through_generate_and_refused_where_it_cannot_run():
 # ---- int8 storage ---------------------------------------------------------------------------------
 
 # Relative error of int8's logits against the torch engine: about 2x the 0.014-0.036 measured on these
-# small random models (the cost in bits/sample of a trained model is in the README).
+# small random models (the cost in bits/sample of a trained model is in docs/generation.md).
 INT8_TOLERANCE = 0.08
 
 
@@ -474,7 +474,7 @@ def test_int8_threads_sharing_a_stream_quantise_it_as_one_thread_does():
     """Threads that share a stream split the attention heads and the MLP's hidden units, whose
     activations int8 quantises per head and per kSplitBlock units: blocks no split cuts, so the
     split changes no scale, only the order in which the threads' partial sums are added (as in
-    fp32; int8's re-quantisation can amplify that, README). Quantised with one scale per thread's
+    fp32; int8's re-quantisation can amplify that, docs/generation.md). Quantised with one scale per thread's
     share instead (the first version), the median position's logits of this model moved by 2.9%."""
     model = make_transformer(**{**WIDE, "mlp_ratio": 4, "context": 40})
     tokens = torch.randint(0, 256, (1, 300), generator=torch.Generator().manual_seed(2))
