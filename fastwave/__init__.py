@@ -24,5 +24,5 @@ from . import codes, tagging, training  # the pipelines: fastwave.training.train
 
 __all__ = ["CodeLM", "CodeLMConfig", "CodeTokenizer", "LogMelCNN", "LogMelCNNConfig", "SampleTransformer", "SampleTransformerConfig", "SamplingParams",
            "TokenizerConfig", "WaveNet", "WaveNetConfig", "WaveletClassifier", "WaveletClassifierConfig",
-           "available_engines", "generate", "load_audio", "pretrained", "load_model", "mulaw_decode", "mulaw_encode", "save_audio",
-           "save_checkpoint", "stream"]
+           "available_engines", "codes", "generate", "load_audio", "pretrained", "load_model", "mulaw_decode", "mulaw_encode",
+           "save_audio", "save_checkpoint", "stream", "tagging", "training"]

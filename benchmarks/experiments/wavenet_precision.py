@@ -37,9 +37,9 @@ from fastwave.corpora.render import SoundFontRenderer  # noqa: E402
 from fastwave.corpora.score import piano_roll  # noqa: E402
 from fastwave.engines.wavenet_cpu import CpuWaveNetEngine  # noqa: E402
 from fastwave.pretrained import PIANO_WAVENET  # noqa: E402
+from fastwave.training.intervals import t_interval  # noqa: E402
 
 PRECISIONS = ("fp32", "fp16", "int8")
-T_975 = {1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
 def held_out_phrases(count: int, seconds: float, rate: int, minutes: float, seed: int):
@@ -67,9 +67,7 @@ def teacher_forced(model, tokens, cond, precision: str, threads):
 
 def interval(values) -> list[float]:
     """Mean and 95% t-interval of per-phrase values."""
-    values = np.asarray(values, dtype=float)
-    half = T_975.get(len(values) - 1, 1.96) * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-    return [float(values.mean()), float(values.mean() - half), float(values.mean() + half)]
+    return list(t_interval(values))
 
 
 GOALS = {"fp16": 0.01, "int8": 0.03}  # the most bits/sample each may lose against fp32

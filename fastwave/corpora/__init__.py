@@ -14,8 +14,8 @@ SoundFont needed); ``SoundFontRenderer`` plays plans with FluidR3_GM through tin
 """
 from .build import KINDS, plan_corpus, write_corpus
 from .gm import FAMILIES, family
-from .plans import PIANO_SPLITS, Clip, Note, Source, program_splits
+from .plans import PIANO_SPLITS, Clip, Note, Source, program_folds, program_splits
 from .render import DEFAULT_SOUNDFONT, SoundFontRenderer
 
 __all__ = ["DEFAULT_SOUNDFONT", "FAMILIES", "KINDS", "PIANO_SPLITS", "Clip", "Note", "SoundFontRenderer", "Source",
-           "family", "plan_corpus", "program_splits", "write_corpus"]
+           "family", "plan_corpus", "program_folds", "program_splits", "write_corpus"]

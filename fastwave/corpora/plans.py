@@ -58,6 +58,27 @@ def program_splits(seed: int) -> dict[str, tuple[int, ...]]:
     return {split: tuple(sorted(programs)) for split, programs in chosen.items()}
 
 
+
+def program_folds(seed: int, folds: int = 8) -> list[dict[str, tuple[int, ...]]]:
+    """Cross-validation over programs: ``folds`` splits (1-8) of the 128 programs, each holding out
+    one program per family for test and another for val, so that over 8 folds every program is
+    tested exactly once (and validates once). Fold 0 is ``program_splits(seed)``: a corpus rendered
+    with that split serves every fold, its clips re-assigned by program."""
+    if isinstance(folds, bool) or not isinstance(folds, int) or not 1 <= folds <= 8:
+        raise ValueError(f"folds must be an int in [1, 8] (8 programs per family), got {folds!r}")
+    rng = np.random.default_rng([seed, 1])  # the permutations of program_splits
+    order = {name: rng.permutation(gm.family_programs(name)).tolist() for name in gm.FAMILIES}
+    result = []
+    for fold in range(folds):
+        chosen = {split: [] for split in SPLITS}
+        for programs in order.values():
+            test, val = programs[(7 - fold) % 8], programs[(6 - fold) % 8]
+            chosen["test"].append(test)
+            chosen["val"].append(val)
+            chosen["train"] += [p for p in programs if p not in (test, val)]
+        result.append({split: tuple(sorted(programs)) for split, programs in chosen.items()})
+    return result
+
 def _draw_split(rng: np.random.Generator, fractions=(0.7, 0.15, 0.15)) -> str:
     return SPLITS[int(rng.choice(3, p=fractions))]
 

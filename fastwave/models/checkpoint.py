@@ -6,7 +6,6 @@ json}``; ``load_model(path)`` rebuilds the right model class from that config an
 from __future__ import annotations
 
 import json
-import os
 
 import torch
 from torch import nn

@@ -46,6 +46,21 @@ def test_program_splits_hold_out_one_program_per_family_per_split():
         gm.family_programs("kazoo")
 
 
+
+def test_program_folds_test_every_program_once():
+    folds = corpora.program_folds(0)
+    assert len(folds) == 8 and folds[0] == corpora.program_splits(0)  # a rendered corpus serves every fold
+    for split in ("test", "val"):
+        assert sorted(p for fold in folds for p in fold[split]) == list(range(128))
+    for fold in folds:
+        assert sorted(p for s in SPLITS for p in fold[s]) == list(range(128))  # disjoint, complete
+        for name in gm.FAMILIES:
+            members = set(gm.family_programs(name))
+            assert [len(members & set(fold[s])) for s in SPLITS] == [6, 1, 1], name
+    assert corpora.program_folds(0, 3) == folds[:3] and corpora.program_folds(1) != folds
+    with pytest.raises(ValueError, match="folds"):
+        corpora.program_folds(0, 9)
+
 def test_notes_are_single_labelled_notes_of_their_splits_programs():
     clips = plan_notes(400, seed=3, seconds=2.0)
     splits = corpora.program_splits(3)

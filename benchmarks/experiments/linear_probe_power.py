@@ -1,0 +1,131 @@
+"""Experiment B's power, measured before B is rerun: how small a difference in test accuracy can its
+test set detect, with the split it has and with cross-validation over programs?
+
+The pilot is the strong simple baseline the probe must beat: the mean and standard deviation of
+each log-mel bin over the note (128 numbers) and a linear probe (``fastwave.codes.fit_linear_probe``),
+trained to name the note's GM family (16 classes). Its second method, for a paired difference, is
+the same probe on the means alone. Test notes are clustered by program (a method that suits an
+instrument suits all its notes), so every interval and detectable difference here is over programs
+(``fastwave.training.intervals``).
+
+Two designs on the same rendered notes:
+- **split**: the corpus's own split, one test program per family (16 programs), as B ran;
+- **8-fold**: ``fastwave.corpora.program_folds``: eight splits of the programs, each testing one
+  program per family, so that every program (128) is tested once; the folds' test predictions
+  are pooled.
+
+The question B asks is the paper's gap between the code-LM probe (60.1%) and supervised training
+(71.3%): 11.2 points. A design is powered for it when it detects half of that (5.6 points) at 95%
+with 80% power.
+
+    python benchmarks/experiments/linear_probe_power.py             # 2,000 notes: about 1 min on 2 cores
+    python benchmarks/experiments/linear_probe_power.py --scale 4   # 8,000 notes (more per program)
+
+Results: benchmarks/results/experiment_b_power_<notes>_notes.{md,json}.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import add_run_flags, clip_corpus, run_record, write_results  # noqa: E402
+from fastwave.audio import load_audio, log_mel_spectrogram  # noqa: E402
+from fastwave.codes import fit_linear_probe  # noqa: E402
+from fastwave.corpora import FAMILIES, plan_corpus, program_folds  # noqa: E402
+from fastwave.training.intervals import cluster_bootstrap, detectable_difference  # noqa: E402
+
+PAPER_GAP = 0.713 - 0.601  # supervised end to end vs code-LM probe, Verma & Smith (2020)
+
+
+def note_features(folder: str, clips) -> torch.Tensor:
+    """(N, 128): per clip, the mean and std over time of 64 log-mel bins."""
+    rows = []
+    for clip in clips:
+        audio, _ = load_audio(os.path.join(folder, clip.split, clip.name + ".wav"), sample_rate=16000)
+        mel = log_mel_spectrogram(torch.as_tensor(audio), 16000, n_mels=64)  # (64, frames)
+        rows.append(torch.cat([mel.mean(dim=1), mel.std(dim=1)]))
+    return torch.stack(rows)
+
+
+def fold_correct(features, families, programs, fold: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Train on the fold's train programs, choose L2 on its val programs -> (per method, 0/1
+    correctness of each test note; the test notes' indices). Chance is the fold's most frequent
+    training family."""
+    index = {split: np.flatnonzero(np.isin(programs, fold[split])) for split in ("train", "val", "test")}
+    correct = {}
+    for method, columns in (("log-mel mean+std", slice(None)), ("log-mel mean", slice(0, 64))):
+        x = features[:, columns]
+        probe = fit_linear_probe(x[index["train"]], families[index["train"]], x[index["val"]],
+                                 families[index["val"]], num_classes=len(FAMILIES))
+        predicted = probe.scores(x[index["test"]]).argmax(dim=1)
+        correct[method] = (predicted == families[index["test"]]).numpy().astype(float)
+    majority = int(torch.bincount(families[index["train"]], minlength=len(FAMILIES)).argmax())
+    correct["chance"] = (families[index["test"]] == majority).numpy().astype(float)
+    return correct, index["test"]
+
+
+def design_summary(correct: dict, programs: np.ndarray) -> dict:
+    """Intervals over test programs for each method, and what the design can detect."""
+    first, second = correct["log-mel mean+std"], correct["log-mel mean"]
+    summary = {"notes": int(first.size), "programs": int(np.unique(programs).size)}
+    for name in ("log-mel mean+std", "log-mel mean", "chance"):
+        summary[name] = list(cluster_bootstrap(correct[name], programs))
+    summary["paired difference (mean+std - mean)"] = list(cluster_bootstrap(first - second, programs))
+    summary["detectable, paired pilot"] = detectable_difference(first - second, programs)
+    summary["detectable, independent methods"] = math.sqrt(2) * detectable_difference(first, programs)
+    return summary
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=None, help="the notes corpus (default data/notes_<count>; rendered if missing)")
+    add_run_flags(parser)
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    torch.manual_seed(args.seed)
+    corpus = clip_corpus("notes", args)
+    clips = plan_corpus("notes", seed=args.seed, count=sum(corpus["clips"].values()))
+    programs = np.array([clip.sources[0].program for clip in clips])
+    families = torch.tensor([FAMILIES.index(clip.labels[0]) for clip in clips])
+    features = note_features(args.data, clips)
+
+    folds = program_folds(args.seed)
+    correct, test = fold_correct(features, families, programs, folds[0])
+    designs = {"split (1 test program per family)": design_summary(correct, programs[test])}
+    runs = [fold_correct(features, families, programs, fold) for fold in folds]
+    pooled = {method: np.concatenate([correct[method] for correct, _ in runs]) for method in runs[0][0]}
+    test = np.concatenate([test for _, test in runs])
+    designs["8-fold over programs (every program tested once)"] = design_summary(pooled, programs[test])
+
+    record = {"experiment": "B, power: what the notes test set can detect", "paper_gap": PAPER_GAP,
+              "wanted": PAPER_GAP / 2, "data": {k: corpus[k] for k in ("seed", "clips", "seconds")},
+              "designs": designs, **run_record(args.seed, args.device, time.perf_counter() - started)}
+    cell = lambda v: f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"  # noqa: E731
+    lines = ["# Experiment B, power: what the test set can detect", "",
+             f"Command: `{record['command']}`; {record['machine']}, torch {record['torch']}, "
+             f"{record['wall_seconds']:.0f} s. {sum(corpus['clips'].values())} notes of 1 s, the 16 GM families. "
+             "Intervals: 95% bootstrap over test programs (10,000 resamples). Detectable: the smallest true "
+             "difference in accuracy a two-sided test at 95% finds with 80% power.", "",
+             "| design | test notes | test programs | log-mel mean+std | log-mel mean | chance | "
+             "detectable (paired pilot) | detectable (independent methods) |", "|---|---|---|---|---|---|---|---|"]
+    for name, s in designs.items():
+        lines.append(f"| {name} | {s['notes']} | {s['programs']} | {cell(s['log-mel mean+std'])} | "
+                     f"{cell(s['log-mel mean'])} | {cell(s['chance'])} | {s['detectable, paired pilot']:.3f} | "
+                     f"{s['detectable, independent methods']:.3f} |")
+    lines += ["", f"B's question is the paper's gap of {PAPER_GAP:.3f} (supervised 0.713 against the code-LM "
+              f"probe 0.601): a design is powered for it when it detects {PAPER_GAP / 2:.3f}."]
+    write_results(f"experiment_b_power_{len(clips)}_notes", record, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Intervals for comparing models: the t-interval against its formula, the cluster bootstrap's
+coverage where items within a cluster move together (where an item bootstrap is far too narrow),
+and the detectable difference against its closed form and a simulated test's power."""
+import math
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+
+from fastwave.training.intervals import cluster_bootstrap, detectable_difference, t_interval
+
+
+def test_t_interval_is_the_student_t_formula():
+    mean, low, high = t_interval([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2 dof) x sd 1 / sqrt(3)
+    assert mean == 2.0 and low == pytest.approx(2 - half) and high == pytest.approx(2 + half)
+    assert all(math.isnan(v) for v in t_interval([0.5])[1:])
+
+
+def clustered(rng, clusters=16, per=60, spread=0.25, mean=0.5):
+    """Accuracies of items whose cluster shifts them together: per-cluster rates around ``mean``."""
+    rates = np.clip(mean + spread * rng.standard_normal(clusters), 0, 1)
+    correct = (rng.random((clusters, per)) < rates[:, None]).astype(float)
+    return correct.ravel(), np.repeat(np.arange(clusters), per), rates
+
+
+def test_the_cluster_bootstrap_covers_where_an_item_bootstrap_does_not():
+    rng = np.random.default_rng(0)
+    covered = {"cluster": 0, "item": 0}
+    trials = 150
+    for trial in range(trials):
+        values, ids, _ = clustered(rng)
+        truth = 0.5  # the mean of the cluster rates' distribution (clipping is symmetric about it)
+        for kind, clusters in (("cluster", ids), ("item", np.arange(values.size))):
+            _, low, high = cluster_bootstrap(values, clusters, resamples=400, seed=trial)
+            covered[kind] += low <= truth <= high
+    assert covered["cluster"] / trials > 0.85, covered
+    assert covered["item"] / trials < 0.6, covered  # 960 'independent' items: an interval 4x too narrow
+
+
+def test_a_bootstrap_of_independent_items_matches_the_normal_interval():
+    rng = np.random.default_rng(1)
+    values = rng.normal(0.3, 1.0, size=2000)
+    mean, low, high = cluster_bootstrap(values, np.arange(values.size), resamples=4000)
+    half = 1.96 * values.std(ddof=1) / math.sqrt(values.size)
+    assert mean == pytest.approx(values.mean())
+    assert (high - low) / 2 == pytest.approx(half, rel=0.1)
+
+
+def test_the_detectable_difference_is_its_closed_form_and_has_its_power():
+    rng = np.random.default_rng(2)
+    differences, ids, rates = clustered(rng, clusters=32, per=50, spread=0.2, mean=0.0)
+    cluster_means = differences.reshape(32, 50).mean(1)
+    z = NormalDist().inv_cdf(0.975) + NormalDist().inv_cdf(0.8)
+    expected = z * cluster_means.std(ddof=1) / math.sqrt(32)  # equal clusters: the plain formula
+    smallest = detectable_difference(differences, ids)
+    assert smallest == pytest.approx(expected, rel=1e-9)
+    assert detectable_difference(differences[:800], ids[:800]) > smallest  # fewer clusters, less precision
+    # A true difference of that size, tested with the same design, is found about 80% of the time.
+    sd = cluster_means.std(ddof=1)
+    found = 0
+    for _ in range(2000):
+        sample = smallest + sd * rng.standard_normal(32)
+        found += abs(sample.mean()) / (sample.std(ddof=1) / math.sqrt(32)) > 1.96
+    assert 0.72 < found / 2000 < 0.88
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: cluster_bootstrap([1.0, 2.0], [0]), "one id per value"),
+    (lambda: cluster_bootstrap([], []), "non-empty"),
+    (lambda: cluster_bootstrap([1.0, math.nan], [0, 1]), "non-finite"),
+    (lambda: cluster_bootstrap([1.0, 2.0], [0, 1], level=1.5), "level"),
+    (lambda: cluster_bootstrap([1.0, 2.0], [0, 1], resamples=10), "resamples"),
+    (lambda: detectable_difference([1.0, 2.0], [0, 0]), "at least 2 clusters"),
+    (lambda: detectable_difference([1.0, 2.0], [0, 1], power=1.0), "power"),
+])
+def test_bad_input_is_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
