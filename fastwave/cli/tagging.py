@@ -48,6 +48,14 @@ def add_commands(sub, csv_list) -> None:
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--weight-decay", type=float, default=0.01)
     train.add_argument("--resume", action="store_true", help="continue from --out-dir's checkpoint")
+    augment = train.add_argument_group("augmentation, drawn afresh for every window of every step (default: none)")
+    augment.add_argument("--shift-ms", type=float, default=0.0,
+                         help="move each window by up to this many ms either way, zero-filled")
+    augment.add_argument("--gain-db", type=float, default=0.0, help="scale each window by up to this many dB either way")
+    augment.add_argument("--polarity", action="store_true", help="negate half of the windows")
+    augment.add_argument("--mix", type=float, default=0.0, metavar="P",
+                         help="with probability P add another window of the batch (-12 to 0 dB) and join its labels "
+                              "(multi-label data only)")
     _common(train)
 
     evaluate = sub.add_parser(
@@ -142,7 +150,8 @@ def cmd_train_classifier(args) -> int:
               f"pooling {args.pooling}, {world} process(es) on {device}")
     history = train_classifier(model, train, val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                weight_decay=args.weight_decay, seed=args.seed, checkpoint_dir=args.out_dir,
-                               resume=args.resume, eval_batch_size=args.batch_eval, progress=not quiet)
+                               resume=args.resume, eval_batch_size=args.batch_eval, augment=_augment(args, rate),
+                               progress=not quiet)
     if rank == 0:
         from ..models.checkpoint import load_model
 
@@ -155,6 +164,15 @@ def cmd_train_classifier(args) -> int:
     if world > 1:
         torch.distributed.destroy_process_group()
     return 0
+
+
+def _augment(args, sample_rate: int):
+    from ..training.augment import WaveAugment
+
+    if not 0 <= args.shift_ms <= 1000:  # also refuses NaN
+        raise ValueError(f"--shift-ms must lie in [0, 1000], got {args.shift_ms}")
+    return WaveAugment(shift=round(args.shift_ms * sample_rate / 1000), gain_db=args.gain_db, polarity=args.polarity,
+                       mix=args.mix)
 
 
 def _new_classifier(args, **task):

@@ -23,9 +23,12 @@ import numpy as np
 import torch
 
 from .._checks import check_int_arg
+from ..training.augment import WaveAugment, augmented_batch
 from ..training.clip_windows import WindowedClips, average_by_clip, clip_windows
 from ..training.metrics import accuracy, headline_metric, multilabel_metrics
 from ..training.loop import autocast_for, run_training, step_generator
+
+AUGMENT_STREAM = 1  # the step_generator stream of augmentation draws (stream 0 orders the epoch)
 
 
 def check_data(model, data, name: str = "data") -> None:
@@ -154,7 +157,7 @@ def train_classifier(model, train: WindowedClips, val: WindowedClips | None = No
                      batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.01, warmup: int | None = None,
                      min_lr_ratio: float = 0.01, grad_clip: float | None = 1.0, seed: int = 0,
                      checkpoint_dir=None, resume: bool = False, eval_batch_size: int = 256,
-                     progress: bool = True) -> dict:
+                     augment: WaveAugment | None = None, progress: bool = True) -> dict:
     """Train ``model`` (in place, on its device) on the windows of ``train`` for ``epochs`` epochs.
 
     Each epoch visits every window once in an order fixed by (seed, epoch), in batches of
@@ -163,7 +166,9 @@ def train_classifier(model, train: WindowedClips, val: WindowedClips | None = No
     accuracy) and the best epoch's weights are kept in ``checkpoint_dir``/best.safetensors. The
     schedule, checkpoints and exact resume are ``fastwave.training.loop.run_training``'s; warmup defaults
     to one epoch (capped at 1000 steps). Under torchrun, move the model to
-    ``fastwave.training.loop.training_device()`` (this rank's GPU) before calling.
+    ``fastwave.training.loop.training_device()`` (this rank's GPU) before calling. ``augment``
+    (``fastwave.training.augment.WaveAugment``: shift, gain, polarity, on-the-fly mixing) draws
+    afresh for every step, from (seed, step), so augmented runs resume exactly too.
 
     -> the history: {"loss", "lr" per step, "eval": [{"step", "epoch", metric...}], "best"}.
     """
@@ -185,8 +190,11 @@ def train_classifier(model, train: WindowedClips, val: WindowedClips | None = No
         if epoch not in order:
             order.clear()
             order[epoch] = torch.randperm(len(train), generator=step_generator(seed, epoch))
-        picked = order[epoch][index * batch_size:(index + 1) * batch_size][rank::world]
-        return train.batch(picked)
+        picked = order[epoch][index * batch_size:(index + 1) * batch_size]
+        if augment is None or not augment.active:
+            return train.batch(picked[rank::world])
+        return augmented_batch(augment, train, picked, step_generator(seed, step, stream=AUGMENT_STREAM),
+                               rows=slice(rank, None, world))
 
     def loss_of(trained, batch) -> torch.Tensor:
         windows, targets = batch
@@ -197,7 +205,10 @@ def train_classifier(model, train: WindowedClips, val: WindowedClips | None = No
         return {k: v for k, v in report.metrics.items() if isinstance(v, float) and not math.isnan(v)}
 
     metric = headline_metric(model.config.multi_label)
-    settings = {"epochs": epochs, "batch_size": batch_size, "train_windows": len(train), "train_clips": train.num_clips}
+    if augment is not None and augment.mix and not model.config.multi_label:
+        raise ValueError("augment.mix needs a multi-label model: a mixture of single-label clips has no one label")
+    settings = {"epochs": epochs, "batch_size": batch_size, "train_windows": len(train), "train_clips": train.num_clips,
+                **({"augment": dataclasses.asdict(augment)} if augment is not None and augment.active else {})}
     history = run_training(
         model, steps=epochs * steps_per_epoch, batch_at=batch_at, loss_of=loss_of, lr=lr, weight_decay=weight_decay,
         warmup=min(1000, steps_per_epoch) if warmup is None else warmup, min_lr_ratio=min_lr_ratio,

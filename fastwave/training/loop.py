@@ -109,12 +109,14 @@ def check_hyperparameters(*, lr=1e-3, weight_decay=0.0, min_lr_ratio=0.0, grad_c
     check_int_arg(seed, "seed", minimum=0)
 
 
-def step_generator(seed: int, step: int) -> torch.Generator:
+def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
     """A torch.Generator for the draws of one step, a pure function of (seed, step): batches that do
-    not depend on how many steps ran before in this process is what makes resuming exact."""
+    not depend on how many steps ran before in this process is what makes resuming exact. ``stream``
+    > 0 gives another independent sequence for the same step (e.g. augmentation beside the batch
+    order); stream 0 is the one every loop used before streams existed."""
     import numpy as np
 
-    words = np.random.SeedSequence([seed, step]).generate_state(2, dtype=np.uint32)
+    words = np.random.SeedSequence([seed, step] + ([stream] if stream else [])).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(words[0]) | (int(words[1] & 0x7FFFFFFF) << 32))
 
 

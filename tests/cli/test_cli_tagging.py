@@ -25,6 +25,10 @@ def dataset(tmp_path_factory):
     return root
 
 
+# Every augmentation on: the flags reach train_classifier and are recorded with the run.
+AUGMENT = ["--shift-ms", "10", "--gain-db", "3", "--polarity", "--mix", "0.5"]
+
+
 @pytest.fixture(scope="module")
 def trained(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
@@ -33,7 +37,7 @@ def trained(dataset, tmp_path_factory):
     try:
         code = main(["train-classifier", str(dataset / "audio"), "--labels", str(dataset / "labels.csv"),
                      "--out-dir", str(out), "--layers", "1", "--width", "32", "--heads", "2", "--frontend", "32",
-                     "--epochs", "3", "--batch-size", "8", "--device", "cpu", "--quiet"])
+                     "--epochs", "3", "--batch-size", "8", "--device", "cpu", "--quiet", *AUGMENT])
     finally:
         torch.set_num_threads(threads)
     assert code == 0
@@ -50,13 +54,14 @@ def test_train_writes_checkpoints_and_a_test_report(trained, capsys):
     assert 0 < report["test"]["metrics"]["mAP"] <= 1 and report["test"]["clips"] >= 3
     history = json.loads((trained / "history.json").read_text())
     assert len(history["eval"]) == 3
+    assert history["settings"]["augment"] == {"shift": 160, "gain_db": 3.0, "polarity": True, "mix": 0.5}
 
 
 def test_resume_of_a_finished_run_trains_nothing(dataset, trained, capsys):
     before = (trained / "last.safetensors").read_bytes()
     code = main(["train-classifier", str(dataset / "audio"), "--labels", str(dataset / "labels.csv"),
                  "--out-dir", str(trained), "--layers", "1", "--width", "32", "--heads", "2", "--frontend", "32",
-                 "--epochs", "3", "--batch-size", "8", "--device", "cpu", "--quiet", "--resume"])
+                 "--epochs", "3", "--batch-size", "8", "--device", "cpu", "--quiet", "--resume", *AUGMENT])
     assert code == 0 and (trained / "last.safetensors").read_bytes() == before
     assert "mAP (macro, per class)" in capsys.readouterr().out
 
