@@ -18,7 +18,8 @@ Our choices, where the paper leaves them open or we differ: positions are a lear
 table added after the front end (a clip shorter than ``clip_samples`` uses its first rows);
 attention is one ``torch.nn.functional.scaled_dot_product_attention`` call over all frames (no
 mask); blocks are pre-norm (GPT-2: x + attn(norm(x)), x + mlp(norm(x)), GELU MLP of
-``mlp_ratio * width``), with a final LayerNorm; every dense layer starts from GPT-2's N(0, 0.02).
+``mlp_ratio * width``), with a final LayerNorm; the blocks and the head start from GPT-2's N(0, 0.02),
+the front end from He initialisation (so that its output keeps the audio's scale; see ``__init__``).
 The default config (6 layers, width 64, 4 heads, front end 400 -> 2048 -> 64, 200 classes) has
 1,267,976 parameters, of which 952,384 are the front end; the paper reports 2.3 M for its "large"
 6-layer model, so its layers (or front end) must be wider than ours in some way it does not spell
@@ -147,12 +148,18 @@ class WaveletClassifier(ClipClassifier):
         self.layers = nn.ModuleList(EncoderBlock(c.width, c.heads, c.mlp_ratio, c.dropout) for _ in range(c.layers))
         self.norm = nn.LayerNorm(c.width)
         self.head = nn.Linear(c.width, c.num_classes)
-        # One rule for every dense layer, the front end included: N(0, 0.02) is close to PyTorch's
-        # fan-in default for the 400-sample patches (1 / sqrt(3 * 400) = 0.029), and LayerNorm
-        # rescales each frame before every block, so only the front end's scale relative to the
-        # positions (also N(0, 0.02)) matters, and at ordinary audio levels the two are comparable.
         init_gpt_weights(self, c.layers)
         nn.init.normal_(self.positions, 0.0, 0.02)
+        # The front end embeds raw audio, so the audio's level sets its output's. He initialisation
+        # (fan-in, with ReLU's gain on the hidden layers) carries a patch's RMS through the layers
+        # whatever their widths: at initialisation the embedding's RMS is the audio's (0.05-0.2 at
+        # ordinary levels) against the positions' 0.02, content before position as in a ViT's patch
+        # embedding. GPT-2's N(0, 0.02) here made the output's scale depend on the width: 9% of the
+        # audio's RMS at 256 hidden units (25% at 2,048), below the positions' at ordinary levels.
+        layers = [module for module in self.frontend if isinstance(module, nn.Linear)]
+        for i, layer in enumerate(layers):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu" if i < len(layers) - 1 else "linear")
+            nn.init.zeros_(layer.bias)
 
     def patches(self, waveform) -> torch.Tensor:
         """waveform (B, S) float -> (B, S // patch_size, patch_size) in the model's dtype (a view when

@@ -189,6 +189,22 @@ def test_frontend_filters():
     assert small(frontend=()).frontend_filters().shape == (32, 400)
 
 
+
+@pytest.mark.parametrize("frontend", [(), (256,), (2048,), (512, 128)])
+def test_the_front_end_keeps_the_audios_scale_at_any_width(frontend):
+    # At initialisation the embedding's RMS is the audio's, whatever the front end's widths, so it
+    # stands above the positions (N(0, 0.02)) at ordinary levels; GPT-2's N(0, 0.02) front end gave
+    # 9% of the audio's RMS at 256 hidden units and 25% at 2,048.
+    torch.manual_seed(0)
+    model = WaveletClassifier(frontend=frontend, num_classes=16).eval()
+    for rms in (0.03, 0.3):
+        waveform = rms * torch.randn(8, 16000, generator=torch.Generator().manual_seed(2))
+        with torch.no_grad():
+            embedded = model.frontend(model.patches(waveform))
+        ratio = float(embedded.pow(2).mean().sqrt()) / rms
+        assert 0.75 < ratio < 1.33, (frontend, rms, ratio)
+    assert float(model.positions.detach().std()) == pytest.approx(0.02, rel=0.1)
+
 def test_loss_and_gradients_reach_the_front_end():
     model = small().train()
     waveform = audio(batch=4)
