@@ -186,7 +186,10 @@ def cmd_probe(args) -> int:
     print(format_table(rows))
     if args.json:
         with open_atomically(args.json, name="--json") as f:
-            json.dump({"rows": rows, "command": " ".join(["fastwave"] + args.argv)}, f, indent=1)
+            # The test clips, in the order of each row's "test_predictions" (intervals over test items).
+            test = {"test_clips": [clips.paths[i] for i in splits["test"]],
+                    "test_targets": clips.targets()[splits["test"]].tolist()}
+            json.dump({"rows": rows, **test, "command": " ".join(["fastwave"] + args.argv)}, f, indent=1)
         print(f"wrote {args.json}")
     return 0
 

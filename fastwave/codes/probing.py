@@ -43,7 +43,9 @@ from ..training.sample_models import seeded_rng
 def probe_report(lm: CodeLM, clip_codes, targets, splits: dict, *, supervised_steps: int = 500, seed: int = 0,
                  progress: bool = False) -> list[dict]:
     """-> rows {"method", "metric", "val", "test"} for the code LM probe, the random-weights probe,
-    the supervised model and (multi-class) chance; see the module docstring."""
+    the supervised model and (multi-class) chance; see the module docstring. With multi-class
+    targets each row also holds "test_predictions": the class it gives each test clip, in the order
+    of ``splits["test"]`` (for intervals over test items; ``format_table`` leaves it out)."""
     clips = code_clips(clip_codes, lm.config.classes, "clip_codes")
     targets, multi_label = _check_targets(targets, len(clips))
     splits = check_splits(splits, len(clips))
@@ -53,17 +55,27 @@ def probe_report(lm: CodeLM, clip_codes, targets, splits: dict, *, supervised_st
         random_lm = CodeLM(lm.config).to(device)
     rows = []
     for method, model in (("code LM probe", lm), ("random-weights probe", random_lm)):
-        val, test = _probe(model.embed(clips), targets, splits, multi_label)
-        rows.append({"method": method, "metric": metric, "val": val, "test": test})
-    val, test = train_supervised(lm.config, clips, targets, splits, steps=supervised_steps, seed=seed,
-                                 device=device, progress=progress)
-    rows.append({"method": "supervised end to end", "metric": metric, "val": val, "test": test})
+        val, test, scores = _probe(model.embed(clips), targets, splits, multi_label)
+        rows.append(_row(method, metric, val, test, scores, multi_label))
+    model, val = fit_supervised(lm.config, clips, targets, splits, steps=supervised_steps, seed=seed, device=device,
+                                progress=progress)
+    scores = _scores(model, clips, splits["test"])
+    test = headline_score(scores, targets[splits["test"]], multi_label)
+    rows.append(_row("supervised end to end", metric, val, test, scores, multi_label))
     if not multi_label:
         train_y = targets[splits["train"]]
-        rows.append({"method": "chance (most frequent class)", "metric": metric,
-                     "val": chance_accuracy(train_y, targets[splits["val"]]),
-                     "test": chance_accuracy(train_y, targets[splits["test"]])})
+        majority = torch.zeros(len(splits["test"]), int(targets.max()) + 1)
+        majority[:, int(np.bincount(train_y).argmax())] = 1.0  # the lowest id on ties, as chance_accuracy
+        rows.append(_row("chance (most frequent class)", metric, chance_accuracy(train_y, targets[splits["val"]]),
+                         chance_accuracy(train_y, targets[splits["test"]]), majority, multi_label))
     return rows
+
+
+def _row(method: str, metric: str, val: float, test: float, test_scores: torch.Tensor, multi_label: bool) -> dict:
+    row = {"method": method, "metric": metric, "val": val, "test": test}
+    if not multi_label:
+        row["test_predictions"] = test_scores.argmax(dim=1).tolist()
+    return row
 
 
 def codes_sweep(tokenizer, clip_audio, targets, splits: dict, *, codes=(16, 64, 256, 1024), lm_steps: int = 1000,
@@ -92,7 +104,7 @@ def codes_sweep(tokenizer, clip_audio, targets, splits: dict, *, codes=(16, 64, 
         train_code_lm(lm, [clips[i] for i in splits["train"]], steps=lm_steps, lr=lm_lr, seed=seed,
                       progress=progress)
         heldout = code_lm_metrics(lm, [clips[i] for i in splits["test"] if len(clips[i]) >= 2])
-        val, test = _probe(lm.embed(clips), targets, splits, multi_label)
+        val, test, _ = _probe(lm.embed(clips), targets, splits, multi_label)
         rows.append({"codes": k, "perplexity": heldout["perplexity"], "top1": heldout["top1"],
                      "metric": headline_metric(multi_label), "val": val, "test": test})
     return rows
@@ -110,12 +122,24 @@ class CodeClassifier(nn.Module):
         return self.classify(self.lm.pooled(codes, lengths))
 
 
-def train_supervised(config: CodeLMConfig, clip_codes, targets, splits: dict, *, steps: int = 500,
-                     batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.01, eval_every: int = 50,
-                     seed: int = 0, device=None, progress: bool = False) -> tuple[float, float]:
+def train_supervised(config: CodeLMConfig, clip_codes, targets, splits: dict, **kwargs) -> tuple[float, float]:
+    """``fit_supervised`` (its keyword arguments pass through), then the model scored on the test
+    clips. -> (val, test)."""
+    clips = code_clips(clip_codes, config.classes, "clip_codes")
+    model, val = fit_supervised(config, clips, targets, splits, **kwargs)
+    targets, multi_label = _check_targets(targets, len(clips))
+    splits = check_splits(splits, len(clips))
+    test = headline_score(_scores(model, clips, splits["test"]), targets[splits["test"]], multi_label)
+    return val, test
+
+
+def fit_supervised(config: CodeLMConfig, clip_codes, targets, splits: dict, *, steps: int = 500,
+                   batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.01, eval_every: int = 50,
+                   seed: int = 0, device=None, progress: bool = False) -> tuple[CodeClassifier, float]:
     """Train ``CodeClassifier(config)`` on ``device`` (default CPU) with the labels of the training
-    clips (cross-entropy, or binary cross-entropy for multi-hot targets); the weights of the best
-    validation score (checked every ``eval_every`` steps) are scored on test. -> (val, test)."""
+    clips (cross-entropy, or binary cross-entropy for multi-hot targets), keeping the weights of the
+    best validation score (checked every ``eval_every`` steps). -> (the model, in eval mode, with
+    those weights; its validation score)."""
     from tqdm.auto import tqdm
 
     clips = code_clips(clip_codes, config.classes, "clip_codes")
@@ -147,13 +171,12 @@ def train_supervised(config: CodeLMConfig, clip_codes, targets, splits: dict, *,
                 if score > best:
                     best, best_state = score, copy.deepcopy(model.state_dict())
         model.load_state_dict(best_state)
-    test = headline_score(_scores(model, clips, splits["test"]), targets[splits["test"]], multi_label)
-    return best, test
+    return model.eval(), best
 
 
 def format_table(rows: list[dict]) -> str:
     """Rows of ``probe_report`` / ``codes_sweep`` as a markdown table."""
-    keys = list(rows[0])
+    keys = [key for key, value in rows[0].items() if not isinstance(value, list)]
     cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(cell(row[k]) for k in keys) + " |" for row in rows]
@@ -162,13 +185,15 @@ def format_table(rows: list[dict]) -> str:
 
 # ---- helpers -------------------------------------------------------------------------------------
 
-def _probe(embeddings, targets, splits, multi_label) -> tuple[float, float]:
+def _probe(embeddings, targets, splits, multi_label) -> tuple[float, float, torch.Tensor]:
+    """A linear probe on the clips' embeddings -> (val score, test score, test scores (N_test, C))."""
     x = {name: embeddings[splits[name]] for name in SPLITS}
     y = {name: targets[splits[name]] for name in SPLITS}
     probe = fit_linear_probe(x["train"], y["train"], x["val"], y["val"], multi_label=multi_label,
                              num_classes=targets.shape[1] if multi_label else int(targets.max()) + 1)
     key = headline_metric(multi_label)
-    return evaluate_probe(probe, x["val"], y["val"])[key], evaluate_probe(probe, x["test"], y["test"])[key]
+    return (evaluate_probe(probe, x["val"], y["val"])[key], evaluate_probe(probe, x["test"], y["test"])[key],
+            probe.scores(x["test"]))
 
 
 @torch.no_grad()

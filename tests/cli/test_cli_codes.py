@@ -47,8 +47,13 @@ def test_the_pipeline_from_the_command_line(folder, tmp_path, capsys):
                  "--json", str(report), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "24 clips, 3 labels (multi-class)" in out and "| code LM probe | accuracy |" in out
-    rows = json.loads(report.read_text())["rows"]
+    saved = json.loads(report.read_text())
+    rows = saved["rows"]
     assert [r["method"] for r in rows][:3] == ["code LM probe", "random-weights probe", "supervised end to end"]
+    assert len(saved["test_clips"]) == len(saved["test_targets"]) == len(rows[0]["test_predictions"]) > 0
+    for row in rows:  # the predictions, clips and targets line up: they reproduce each row's accuracy
+        hits = [p == t for p, t in zip(row["test_predictions"], saved["test_targets"])]
+        assert sum(hits) / len(hits) == pytest.approx(row["test"])
 
     assert main(["probe", str(folder), "--tokenizer", str(tok), "--sweep-codes", "4,8", "--lm-steps", "10",
                  "--quiet"]) == 0

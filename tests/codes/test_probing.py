@@ -46,6 +46,11 @@ def test_probe_beats_chance_on_timbres(corpus):
     assert rows["code LM probe"]["val"] >= chance + 0.4, rows
     assert rows["supervised end to end"]["test"] >= chance + 0.3, rows
     assert all(row["metric"] == "accuracy" for row in rows.values())
+    test_labels = np.asarray(labels)[splits["test"]]
+    for row in rows.values():  # each test clip's prediction, for intervals over test items
+        assert len(row["test_predictions"]) == len(test_labels)
+        assert np.mean(np.asarray(row["test_predictions"]) == test_labels) == pytest.approx(row["test"]), row["method"]
+    assert len(set(rows["chance (most frequent class)"]["test_predictions"])) == 1
     table = format_table(list(rows.values()))
     assert table.splitlines()[0] == "| method | metric | val | test |" and "code LM probe" in table
 
@@ -56,7 +61,7 @@ def test_multi_label_targets_report_map(corpus):
     targets = np.stack([labels >= 1, labels == 2], axis=1).astype(np.float32)
     rows = probe_report(lm, codes, targets, splits, supervised_steps=50)
     assert [row["method"] for row in rows] == ["code LM probe", "random-weights probe", "supervised end to end"]
-    assert all(row["metric"] == "mAP" and 0 <= row["test"] <= 1 for row in rows)
+    assert all(row["metric"] == "mAP" and 0 <= row["test"] <= 1 and "test_predictions" not in row for row in rows)
     assert rows[0]["test"] > 0.8
 
 
