@@ -31,6 +31,22 @@ def run(*argv: str) -> None:
         raise SystemExit(f"fastwave {' '.join(argv)} failed")
 
 
+def run_pipeline(train_audio: list[str], data: str, labels: str, work: str, args) -> str:
+    """fit-tokenizer and encode on ``train_audio`` (folders or files), train-code-lm on those codes,
+    then probe every clip of ``data`` with the splits of ``labels`` -> the probe's JSON path."""
+    os.makedirs(work, exist_ok=True)
+    steps = str(max(20, round(1000 * args.scale)))
+    common = ["--device", args.device, "--seed", str(args.seed), "--quiet"]
+    tok, codes, lm = (os.path.join(work, name) for name in ("tok.safetensors", "codes.npz", "lm.safetensors"))
+    run("fit-tokenizer", *train_audio, "--out", tok, "--codes", "64", "--steps", steps, *common)
+    run("encode", *train_audio, "--tokenizer", tok, "--out", codes, "--device", args.device, "--quiet")
+    run("train-code-lm", codes, "--out", lm, "--steps", steps, "--context", "128", *common)
+    probe_json = os.path.join(work, "probe.json")
+    run("probe", data, "--tokenizer", tok, "--lm", lm, "--labels", labels, "--json", probe_json,
+        "--supervised-steps", str(max(20, round(500 * args.scale))), *common)
+    return probe_json
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="the notes corpus (default data/notes_<count>; rendered if missing)")
@@ -41,19 +57,13 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     corpus = clip_corpus("notes", args)
-    os.makedirs(args.work, exist_ok=True)
-    steps = str(max(20, round(1000 * args.scale)))
-    common = ["--device", args.device, "--seed", str(args.seed), "--quiet"]
-    tok, codes, lm = (os.path.join(args.work, name) for name in ("tok.safetensors", "codes.npz", "lm.safetensors"))
-    run("fit-tokenizer", os.path.join(args.data, "train"), "--out", tok, "--codes", "64", "--steps", steps, *common)
-    run("encode", os.path.join(args.data, "train"), "--tokenizer", tok, "--out", codes, "--device", args.device, "--quiet")
-    run("train-code-lm", codes, "--out", lm, "--steps", steps, "--context", "128", *common)
-    probe_json, sweep_json = os.path.join(args.work, "probe.json"), os.path.join(args.work, "sweep.json")
     labels = os.path.join(args.data, "labels.csv")
-    run("probe", args.data, "--tokenizer", tok, "--lm", lm, "--labels", labels, "--json", probe_json,
-        "--supervised-steps", str(max(20, round(500 * args.scale))), *common)
+    probe_json = run_pipeline([os.path.join(args.data, "train")], args.data, labels, args.work, args)
+    sweep_json = os.path.join(args.work, "sweep.json")
+    tok, lm = os.path.join(args.work, "tok.safetensors"), os.path.join(args.work, "lm.safetensors")
     run("probe", args.data, "--tokenizer", tok, "--lm", lm, "--labels", labels, "--json", sweep_json,
-        "--sweep-codes", args.sweep, "--lm-steps", str(max(20, round(500 * args.scale))), *common)
+        "--sweep-codes", args.sweep, "--lm-steps", str(max(20, round(500 * args.scale))),
+        "--device", args.device, "--seed", str(args.seed), "--quiet")
     with open(probe_json, encoding="utf-8") as f:
         probe = json.load(f)["rows"]
     with open(sweep_json, encoding="utf-8") as f:

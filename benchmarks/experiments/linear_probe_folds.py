@@ -1,0 +1,175 @@
+"""Experiment B on eight folds over the GM programs, with seeds and intervals: the design that
+`linear_probe_power.py` showed can separate methods (B's own split cannot).
+
+Each run is one fold and one training seed. It runs B's pipeline (fit-tokenizer and encode on the
+fold's training notes, train-code-lm, probe) with the fold's split, and keeps each test note's
+prediction. Over 8 folds every program is tested once. The summary pools the runs there are:
+- per method, the accuracy of each seed (all its folds pooled), with a t-interval over seeds;
+- a bootstrap interval over test programs of the per-note correctness averaged over seeds;
+- for each of the paper's claims, the paired difference with its interval and a verdict:
+  supported, contradicted, or not resolved.
+
+    python benchmarks/experiments/linear_probe_folds.py --fold 0 --seed 0   # one run: ~6 min on 2 cores
+    for s in 0 1 2; do for f in 0 1 2 3 4 5 6 7; do
+        python benchmarks/experiments/linear_probe_folds.py --fold $f --seed $s; done; done
+    python benchmarks/experiments/linear_probe_folds.py --summarise
+
+Runs: <work>/fold<F>_seed<S>/run.json (a run already there is skipped). Results:
+benchmarks/results/experiment_b_folds.{md,json}.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import os
+import re
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import clip_corpus, run_record, write_results  # noqa: E402
+from linear_probe import PAPER, run_pipeline  # noqa: E402
+from fastwave.corpora import program_folds  # noqa: E402
+from fastwave.training.intervals import cluster_bootstrap, detectable_difference, t_interval  # noqa: E402
+
+# The paper's claims B can test: (better method, worse method), each a paired difference.
+CLAIMS = [("supervised end to end", "code LM probe"),  # 71.3% against 60.1%
+          ("code LM probe", "random-weights probe")]   # the LM learned more than its architecture gives
+PROGRAM = re.compile(r"_p(\d{3})_")
+
+
+def program_of(path: str) -> int:
+    match = PROGRAM.search(os.path.basename(path))
+    if match is None:
+        raise SystemExit(f"{path}: not a notes-corpus clip (its name carries no _pNNN_ program)")
+    return int(match.group(1))
+
+
+def fold_labels(data: str, fold: dict, out: str) -> list[str]:
+    """labels.csv of ``data`` with each clip's split set by its program's place in ``fold``, written
+    to ``out`` -> the training clips' paths."""
+    split_of = {program: split for split, programs in fold.items() for program in programs}
+    with open(os.path.join(data, "labels.csv"), encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    train = []
+    with open(out, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["fname", "labels", "split"])
+        writer.writeheader()
+        for row in rows:
+            split = split_of[program_of(row["fname"])]
+            writer.writerow({"fname": row["fname"], "labels": row["labels"], "split": split})
+            if split == "train":
+                train.append(os.path.join(data, row["fname"]))
+    return train
+
+
+def one_run(args) -> int:
+    work = os.path.join(args.work, f"fold{args.fold}_seed{args.seed}")
+    if os.path.isfile(os.path.join(work, "run.json")):
+        print(f"{work}/run.json exists: skipped")
+        return 0
+    started = time.perf_counter()
+    training_seed, args.seed = args.seed, args.corpus_seed  # the corpus is the same for every run
+    corpus = clip_corpus("notes", args)
+    args.seed = training_seed
+    os.makedirs(work, exist_ok=True)
+    fold = program_folds(args.corpus_seed)[args.fold]
+    labels = os.path.join(work, "labels.csv")
+    train_audio = fold_labels(args.data, fold, labels)
+    with open(run_pipeline(train_audio, args.data, labels, work, args), encoding="utf-8") as f:
+        probe = json.load(f)
+    record = {"fold": args.fold, "programs": fold, "corpus": {k: corpus[k] for k in ("seed", "clips")},
+              "scale": args.scale, "rows": probe["rows"], "test_clips": probe["test_clips"],
+              "test_targets": probe["test_targets"],
+              **run_record(training_seed, args.device, time.perf_counter() - started)}
+    with open(os.path.join(work, "run.json"), "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    print({row["method"]: round(row["test"], 4) for row in probe["rows"]})
+    return 0
+
+
+def pooled(runs: list[dict]) -> tuple[list[int], list[str], dict[str, np.ndarray], list[int]]:
+    """The runs' test notes that every seed scored -> (seeds, clips, per method a (seeds, clips)
+    0/1 correctness array, the clips' programs)."""
+    seeds = sorted({run["seed"] for run in runs})
+    correct = {}  # (method, seed) -> {clip: 0/1}
+    for run in runs:
+        for row in run["rows"]:
+            hits = correct.setdefault((row["method"], run["seed"]), {})
+            for clip, predicted, target in zip(run["test_clips"], row["test_predictions"], run["test_targets"]):
+                hits[os.path.basename(clip)] = float(predicted == target)
+    methods = sorted({method for method, _ in correct})
+    clips = sorted(set.intersection(*(set(hits) for hits in correct.values())))
+    arrays = {m: np.array([[correct[(m, s)][c] for c in clips] for s in seeds]) for m in methods}
+    return seeds, clips, arrays, [program_of(c) for c in clips]
+
+
+def verdict(low: float, high: float) -> str:
+    if low > 0:
+        return "supported"
+    if high < 0:
+        return "contradicted"
+    return "not resolved at this scale"
+
+
+def summarise(args) -> int:
+    runs = []
+    for path in sorted(glob.glob(os.path.join(args.work, "fold*_seed*", "run.json"))):
+        with open(path, encoding="utf-8") as f:
+            runs.append(json.load(f))
+    if not runs:
+        raise SystemExit(f"no runs under {args.work}: run --fold F --seed S first")
+    seeds, clips, correct, programs = pooled(runs)
+    folds = sorted({run["fold"] for run in runs})
+    methods = {}
+    for method, hits in correct.items():
+        per_seed = hits.mean(axis=1)
+        methods[method] = {"per_seed": per_seed.tolist(), "seeds": list(t_interval(per_seed)),
+                           "programs": list(cluster_bootstrap(hits.mean(axis=0), programs, seed=0))}
+    claims = []
+    for better, worse in CLAIMS:
+        difference = (correct[better] - correct[worse]).mean(axis=0)
+        mean, low, high = cluster_bootstrap(difference, programs, seed=0)
+        claims.append({"claim": f"{better} > {worse}", "difference": [mean, low, high],
+                       "detectable": detectable_difference(difference, programs), "verdict": verdict(low, high),
+                       "paper": PAPER[better] - PAPER[worse] if better in PAPER and worse in PAPER else None})
+    record = {"experiment": "B on 8 folds over programs", "folds": folds, "seeds": seeds, "test_notes": len(clips),
+              "test_programs": len(set(programs)), "methods": methods, "claims": claims,
+              "runs": [{k: run[k] for k in ("fold", "seed", "command", "machine", "wall_seconds")} for run in runs]}
+    cell = lambda v: f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"  # noqa: E731
+    lines = ["# Experiment B on folds over programs", "",
+             f"{len(runs)} runs: folds {folds}, seeds {seeds}; {len(clips)} test notes of {len(set(programs))} "
+             "programs, each scored by every seed. Intervals 95%: over seeds (t), and over test programs "
+             "(bootstrap of each note's correctness averaged over seeds).", "",
+             "| method | accuracy, over seeds | accuracy, over programs | paper |", "|---|---|---|---|"]
+    lines += [f"| {m} | {cell(v['seeds'])} | {cell(v['programs'])} | {PAPER.get(m, float('nan')):.3f} |"
+              .replace("nan", "–") for m, v in methods.items()]
+    lines += ["", "| claim | difference, over programs | detectable here | verdict |", "|---|---|---|---|"]
+    lines += [f"| {c['claim']} | {cell(c['difference'])} | {c['detectable']:.3f} | {c['verdict']} |" for c in claims]
+    write_results("experiment_b_folds", record, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=None, help="the notes corpus (default data/notes_<count>; rendered if missing)")
+    parser.add_argument("--work", default="runs/experiment_b_folds", help="one folder per run")
+    parser.add_argument("--fold", type=int, choices=range(8), help="the fold to run (0-7)")
+    parser.add_argument("--summarise", action="store_true", help="pool the runs under --work into the results")
+    parser.add_argument("--corpus-seed", type=int, default=0, help="the corpus and its folds (default 0)")
+    parser.add_argument("--scale", type=float, default=1.0, help="grows the data and the training")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0, help="the training seed of a run")
+    args = parser.parse_args(argv)
+    if args.summarise == (args.fold is not None):
+        parser.error("give --fold F (one run) or --summarise")
+    return summarise(args) if args.summarise else one_run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
