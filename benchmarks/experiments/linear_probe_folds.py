@@ -38,7 +38,9 @@ from fastwave.training.intervals import cluster_bootstrap, detectable_difference
 
 # The paper's claims B can test: (better method, worse method), each a paired difference.
 CLAIMS = [("supervised end to end", "code LM probe"),  # 71.3% against 60.1%
-          ("code LM probe", "random-weights probe")]   # the LM learned more than its architecture gives
+          ("code LM probe", "random-weights probe"),   # the LM learned more than its architecture gives
+          ("code LM probe", "log-mel mean+std probe")]  # ... and more than plain spectrogram statistics
+BASELINE = "log-mel mean+std probe"
 PROGRAM = re.compile(r"_p(\d{3})_")
 
 
@@ -92,11 +94,30 @@ def one_run(args) -> int:
     return 0
 
 
-def pooled(runs: list[dict]) -> tuple[list[int], list[str], dict[str, np.ndarray], list[int]]:
+def baseline_hits(data: str, corpus_seed: int, count: int, folds: list[int]) -> dict[str, float]:
+    """The log-mel statistics probe (linear_probe_power.py's pilot) on each of ``folds`` -> {clip
+    file name: 0/1 correct} over their test notes. It has no training seed: L-BFGS is deterministic."""
+    import torch
+
+    from linear_probe_power import fold_correct, note_features
+    from fastwave.corpora import FAMILIES, plan_corpus
+
+    clips = plan_corpus("notes", seed=corpus_seed, count=count)
+    programs = np.array([clip.sources[0].program for clip in clips])
+    families = torch.tensor([FAMILIES.index(clip.labels[0]) for clip in clips])
+    features = note_features(data, clips)
+    hits = {}
+    for fold in folds:
+        correct, test = fold_correct(features, families, programs, program_folds(corpus_seed)[fold])
+        hits.update({clips[i].name + ".wav": value for i, value in zip(test, correct["log-mel mean+std"])})
+    return hits
+
+
+def pooled(runs: list[dict], baseline: dict[str, float]) -> tuple[list[int], list[str], dict[str, np.ndarray], list[int]]:
     """The runs' test notes that every seed scored -> (seeds, clips, per method a (seeds, clips)
-    0/1 correctness array, the clips' programs)."""
+    0/1 correctness array, the clips' programs). ``baseline`` joins every seed's methods."""
     seeds = sorted({run["seed"] for run in runs})
-    correct = {}  # (method, seed) -> {clip: 0/1}
+    correct = {(BASELINE, seed): baseline for seed in seeds}  # (method, seed) -> {clip: 0/1}
     for run in runs:
         for row in run["rows"]:
             hits = correct.setdefault((row["method"], run["seed"]), {})
@@ -123,8 +144,11 @@ def summarise(args) -> int:
             runs.append(json.load(f))
     if not runs:
         raise SystemExit(f"no runs under {args.work}: run --fold F --seed S first")
-    seeds, clips, correct, programs = pooled(runs)
     folds = sorted({run["fold"] for run in runs})
+    corpus = runs[0]["corpus"]
+    data = args.data or f"data/notes_{sum(corpus['clips'].values())}"
+    baseline = baseline_hits(data, corpus["seed"], sum(corpus["clips"].values()), folds)
+    seeds, clips, correct, programs = pooled(runs, baseline)
     methods = {}
     for method, hits in correct.items():
         per_seed = hits.mean(axis=1)
