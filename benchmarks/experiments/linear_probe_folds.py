@@ -152,7 +152,8 @@ def summarise(args) -> int:
     methods = {}
     for method, hits in correct.items():
         per_seed = hits.mean(axis=1)
-        methods[method] = {"per_seed": per_seed.tolist(), "seeds": list(t_interval(per_seed)),
+        seeds_interval = [None if np.isnan(v) else v for v in t_interval(per_seed)]  # one seed: no interval (JSON null)
+        methods[method] = {"per_seed": per_seed.tolist(), "seeds": seeds_interval,
                            "programs": list(cluster_bootstrap(hits.mean(axis=0), programs, seed=0))}
     claims = []
     for better, worse in CLAIMS:
@@ -164,7 +165,7 @@ def summarise(args) -> int:
     record = {"experiment": "B on 8 folds over programs", "folds": folds, "seeds": seeds, "test_notes": len(clips),
               "test_programs": len(set(programs)), "methods": methods, "claims": claims,
               "runs": [{k: run[k] for k in ("fold", "seed", "command", "machine", "wall_seconds")} for run in runs]}
-    cell = lambda v: f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"  # noqa: E731
+    cell = lambda v: f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" if None not in v else f"{v[0]:.3f} (one seed)"  # noqa: E731
     lines = ["# Experiment B on folds over programs", "",
              f"{len(runs)} runs: folds {folds}, seeds {seeds}; {len(clips)} test notes of {len(set(programs))} "
              "programs, each scored by every seed. Intervals 95%: over seeds (t), and over test programs "
