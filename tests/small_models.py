@@ -19,6 +19,9 @@ def make_transformer(seed=0, **kw) -> SampleTransformer:
     return model
 
 
+TINY_CODE_LM = {"layers": 2, "heads": 2, "width": 32, "context": 32}  # the code tests' LM (without its classes)
+
+
 def small_code_lm(**overrides) -> CodeLM:
     """A 2-layer, width-32 code LM over 8 codes with context 16, seeded, in eval mode."""
     torch.manual_seed(0)

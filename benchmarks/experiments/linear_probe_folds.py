@@ -2,19 +2,22 @@
 `linear_probe_power.py` showed can separate methods (B's own split cannot).
 
 Each run is one fold and one training seed. It runs B's pipeline (fit-tokenizer and encode on the
-fold's training notes, train-code-lm, probe) with the fold's split, and keeps each test note's
-prediction. Over 8 folds every program is tested once. The summary pools the runs there are:
+fold's training notes, train-code-lm, probe) with the fold's split, then the baselines that explain
+the probe (``fastwave.codes.baselines``: bag-of-codes, the autoencoder bottleneck before k-means,
+and the trained and random LMs with layer and pooling chosen on validation), and keeps each test
+note's prediction. Over 8 folds every program is tested once. The summary pools the runs there are:
 - per method, the accuracy of each seed (all its folds pooled), with a t-interval over seeds;
 - a bootstrap interval over test programs of the per-note correctness averaged over seeds;
 - for each of the paper's claims, the paired difference with its interval and a verdict:
   supported, contradicted, or not resolved.
 
-    python benchmarks/experiments/linear_probe_folds.py --fold 0 --seed 0   # one run: ~6 min on 2 cores
+    python benchmarks/experiments/linear_probe_folds.py --fold 0 --seed 0   # one run: ~10 min on 2 cores
     for s in 0 1 2; do for f in 0 1 2 3 4 5 6 7; do
         python benchmarks/experiments/linear_probe_folds.py --fold $f --seed $s; done; done
     python benchmarks/experiments/linear_probe_folds.py --summarise
 
-Runs: <work>/fold<F>_seed<S>/run.json (a run already there is skipped). Results:
+Runs: <work>/fold<F>_seed<S>/run.json and baselines.json (a part already there is skipped: rerunning a
+run made before the baselines existed adds them). Results:
 benchmarks/results/experiment_b_folds.{md,json}.
 """
 from __future__ import annotations
@@ -37,9 +40,16 @@ from fastwave.corpora import program_folds  # noqa: E402
 from fastwave.training.intervals import cluster_bootstrap, detectable_difference, t_interval  # noqa: E402
 
 # The paper's claims B can test: (better method, worse method), each a paired difference.
+CHOSEN_LM, CHOSEN_RANDOM = ("code LM probe, layer and pooling chosen on val",
+                           "random-weights probe, layer and pooling chosen on val")
 CLAIMS = [("supervised end to end", "code LM probe"),  # 71.3% against 60.1%
           ("code LM probe", "random-weights probe"),   # the LM learned more than its architecture gives
-          ("code LM probe", "log-mel mean+std probe")]  # ... and more than plain spectrogram statistics
+          ("code LM probe", "log-mel mean+std probe"),  # ... and more than plain spectrogram statistics
+          # The same claims with the LM's best layer and pooling, and what explains the probe:
+          ("supervised end to end", CHOSEN_LM),
+          (CHOSEN_LM, CHOSEN_RANDOM),
+          (CHOSEN_LM, "bag-of-codes probe"),  # the LM reads more than which codes occur
+          ("autoencoder bottleneck probe", "bag-of-codes probe")]  # k-means throws information away
 BASELINE = "log-mel mean+std probe"
 PROGRAM = re.compile(r"_p(\d{3})_")
 
@@ -71,13 +81,22 @@ def fold_labels(data: str, fold: dict, out: str) -> list[str]:
 
 def one_run(args) -> int:
     work = os.path.join(args.work, f"fold{args.fold}_seed{args.seed}")
-    if os.path.isfile(os.path.join(work, "run.json")):
-        print(f"{work}/run.json exists: skipped")
-        return 0
-    started = time.perf_counter()
     training_seed, args.seed = args.seed, args.corpus_seed  # the corpus is the same for every run
     corpus = clip_corpus("notes", args)
     args.seed = training_seed
+    if os.path.isfile(os.path.join(work, "run.json")):
+        print(f"{work}/run.json exists: pipeline skipped")
+    else:
+        pipeline_run(work, corpus, args)
+    if os.path.isfile(os.path.join(work, "baselines.json")):
+        print(f"{work}/baselines.json exists: skipped")
+    else:
+        baselines_run(work, args)
+    return 0
+
+
+def pipeline_run(work: str, corpus: dict, args) -> None:
+    started = time.perf_counter()
     os.makedirs(work, exist_ok=True)
     fold = program_folds(args.corpus_seed)[args.fold]
     labels = os.path.join(work, "labels.csv")
@@ -87,11 +106,35 @@ def one_run(args) -> int:
     record = {"fold": args.fold, "programs": fold, "corpus": {k: corpus[k] for k in ("seed", "clips")},
               "scale": args.scale, "rows": probe["rows"], "test_clips": probe["test_clips"],
               "test_targets": probe["test_targets"],
-              **run_record(training_seed, args.device, time.perf_counter() - started)}
+              **run_record(args.seed, args.device, time.perf_counter() - started)}
     with open(os.path.join(work, "run.json"), "w", encoding="utf-8") as f:
         json.dump(record, f)
     print({row["method"]: round(row["test"], 4) for row in probe["rows"]})
-    return 0
+
+
+def baselines_run(work: str, args) -> None:
+    """The run's tokenizer and LM through ``probe_baselines`` on the run's splits -> baselines.json
+    (rows in the order of run.json's test clips, and the layer/pooling sweep)."""
+    from fastwave.codes import CodeTokenizer
+    from fastwave.codes.baselines import probe_baselines
+    from fastwave.models import load_model
+    from fastwave.training.data import clip_splits, clips_from_csv
+
+    started = time.perf_counter()
+    with open(os.path.join(work, "run.json"), encoding="utf-8") as f:
+        test_clips = json.load(f)["test_clips"]
+    tokenizer = CodeTokenizer.load(os.path.join(work, "tok.safetensors"), map_location=args.device)
+    lm = load_model(os.path.join(work, "lm.safetensors"), map_location=args.device)
+    clips = clips_from_csv(os.path.join(work, "labels.csv"), args.data)
+    splits = clip_splits(clips, seed=args.seed)  # the probe's call: the splits come from labels.csv
+    if [clips.paths[i] for i in splits["test"]] != test_clips:
+        raise SystemExit(f"{work}: the test clips differ from run.json's (was --data another corpus?)")
+    rows, sweep = probe_baselines(tokenizer, lm, clips.paths, clips.targets(), splits, seed=args.seed)
+    record = {"fold": args.fold, "seed": args.seed, "rows": rows, "sweep": sweep,
+              **run_record(args.seed, args.device, time.perf_counter() - started)}
+    with open(os.path.join(work, "baselines.json"), "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    print({row["method"]: round(row["test"], 4) for row in rows})
 
 
 def baseline_hits(data: str, corpus_seed: int, count: int, folds: list[int]) -> dict[str, float]:
@@ -117,9 +160,15 @@ def pooled(runs: list[dict], baseline: dict[str, float]) -> tuple[list[int], lis
     """The runs' test notes that every seed scored -> (seeds, clips, per method a (seeds, clips)
     0/1 correctness array, the clips' programs). ``baseline`` joins every seed's methods."""
     seeds = sorted({run["seed"] for run in runs})
+    everywhere = set.intersection(*({row["method"] for row in run["rows"]} for run in runs))
+    missing = sorted({row["method"] for run in runs for row in run["rows"]} - everywhere)
+    if missing:  # e.g. baselines not yet run everywhere: left out rather than shrinking every method's notes
+        print(f"left out (not in every run): {', '.join(missing)}")
     correct = {(BASELINE, seed): baseline for seed in seeds}  # (method, seed) -> {clip: 0/1}
     for run in runs:
         for row in run["rows"]:
+            if row["method"] not in everywhere:
+                continue
             hits = correct.setdefault((row["method"], run["seed"]), {})
             for clip, predicted, target in zip(run["test_clips"], row["test_predictions"], run["test_targets"]):
                 hits[os.path.basename(clip)] = float(predicted == target)
@@ -141,7 +190,12 @@ def summarise(args) -> int:
     runs = []
     for path in sorted(glob.glob(os.path.join(args.work, "fold*_seed*", "run.json"))):
         with open(path, encoding="utf-8") as f:
-            runs.append(json.load(f))
+            run = json.load(f)
+        extra = os.path.join(os.path.dirname(path), "baselines.json")
+        if os.path.isfile(extra):  # same test clips, same order (checked when it was made)
+            with open(extra, encoding="utf-8") as f:
+                run["rows"] = run["rows"] + json.load(f)["rows"]
+        runs.append(run)
     if not runs:
         raise SystemExit(f"no runs under {args.work}: run --fold F --seed S first")
     folds = sorted({run["fold"] for run in runs})
@@ -156,7 +210,7 @@ def summarise(args) -> int:
         methods[method] = {"per_seed": per_seed.tolist(), "seeds": seeds_interval,
                            "programs": list(cluster_bootstrap(hits.mean(axis=0), programs, seed=0))}
     claims = []
-    for better, worse in CLAIMS:
+    for better, worse in [(b, w) for b, w in CLAIMS if b in correct and w in correct]:
         difference = (correct[better] - correct[worse]).mean(axis=0)
         mean, low, high = cluster_bootstrap(difference, programs, seed=0)
         claims.append({"claim": f"{better} > {worse}", "difference": [mean, low, high],

@@ -75,6 +75,10 @@ def add_commands(sub, csv_list) -> None:
                        help="instead: for each dictionary size refit k-means, train a code LM (--lm-steps; "
                             "--lm's config if given) and report held-out perplexity and probe score")
     probe.add_argument("--lm-steps", type=int, default=1000)
+    probe.add_argument("--baselines", action="store_true",
+                       help="also the probes that explain the score (fastwave.codes.baselines): bag-of-codes, "
+                            "the autoencoder bottleneck before k-means, and the trained and random LMs with "
+                            "layer and pooling chosen on validation")
     probe.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     _common(probe)
 
@@ -163,6 +167,8 @@ def cmd_probe(args) -> int:
         _check_out(args.json)
     if args.lm is None and not args.sweep_codes:
         raise ValueError("--lm is required (or --sweep-codes to train one per dictionary size)")
+    if args.baselines and args.sweep_codes:
+        raise ValueError("--baselines probes one --lm: run it without --sweep-codes")
     device = check_device(args.device)
     tokenizer = CodeTokenizer.load(args.tokenizer, map_location=device)
     lm = load_model(args.lm, map_location=device) if args.lm else None
@@ -183,13 +189,21 @@ def cmd_probe(args) -> int:
         codes = [tokenizer.encode_item(p) for p in tqdm(clips.paths, desc="encode", unit="file", disable=args.quiet)]
         rows = probe_report(lm, codes, clips.targets(), splits, supervised_steps=args.supervised_steps,
                             seed=args.seed, progress=not args.quiet)
+    sweep = None
+    if args.baselines:
+        from ..codes.baselines import probe_baselines
+
+        more, sweep = probe_baselines(tokenizer, lm, clips.paths, clips.targets(), splits, seed=args.seed,
+                                      progress=not args.quiet)
+        rows += [{k: v for k, v in row.items() if k not in ("layer", "pooling")} for row in more]
     print(format_table(rows))
     if args.json:
         with open_atomically(args.json, name="--json") as f:
             # The test clips, in the order of each row's "test_predictions" (intervals over test items).
             test = {"test_clips": [clips.paths[i] for i in splits["test"]],
                     "test_targets": clips.targets()[splits["test"]].tolist()}
-            json.dump({"rows": rows, **test, "command": " ".join(["fastwave"] + args.argv)}, f, indent=1)
+            extra = {"sweep": sweep} if sweep is not None else {}  # each layer and pooling's val and test
+            json.dump({"rows": rows, **test, **extra, "command": " ".join(["fastwave"] + args.argv)}, f, indent=1)
         print(f"wrote {args.json}")
     return 0
 

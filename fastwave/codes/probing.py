@@ -51,8 +51,7 @@ def probe_report(lm: CodeLM, clip_codes, targets, splits: dict, *, supervised_st
     splits = check_splits(splits, len(clips))
     metric = headline_metric(multi_label)
     device = next(lm.parameters()).device
-    with seeded_rng(seed, torch.device("cpu")):
-        random_lm = CodeLM(lm.config).to(device)
+    random_lm = random_weights_like(lm, seed)
     rows = []
     for method, model in (("code LM probe", lm), ("random-weights probe", random_lm)):
         val, test, scores = _probe(model.embed(clips), targets, splits, multi_label)
@@ -69,6 +68,13 @@ def probe_report(lm: CodeLM, clip_codes, targets, splits: dict, *, supervised_st
         rows.append(_row("chance (most frequent class)", metric, chance_accuracy(train_y, targets[splits["val"]]),
                          chance_accuracy(train_y, targets[splits["test"]]), majority, multi_label))
     return rows
+
+
+def random_weights_like(lm: CodeLM, seed: int) -> CodeLM:
+    """A CodeLM of ``lm``'s config with its initial weights from ``seed``, on ``lm``'s device: what the
+    architecture gives without learning (the same network for every caller with that seed)."""
+    with seeded_rng(seed, torch.device("cpu")):
+        return CodeLM(lm.config).to(next(lm.parameters()).device)
 
 
 def _row(method: str, metric: str, val: float, test: float, test_scores: torch.Tensor, multi_label: bool) -> dict:

@@ -322,6 +322,16 @@ class CodeTokenizer(ConfiguredModule):
         return codes.reshape(patches.shape[:-1]).cpu()
 
     @torch.no_grad()
+    def latents(self, patches) -> torch.Tensor:
+        """Patches (..., patch_size) from ``patches`` -> the autoencoder's bottleneck vectors
+        (..., bottleneck) float32 on the CPU: what k-means quantises into codes (a probe on them
+        measures what the quantisation loses)."""
+        self._check_fitted()
+        patches = _check_patches(patches, self.config).to(self.centroids.device)
+        flat = self._bottleneck(patches.reshape(-1, patches.shape[-1]))
+        return flat.reshape(*patches.shape[:-1], -1).float().cpu()
+
+    @torch.no_grad()
     def decode(self, codes) -> torch.Tensor:
         """codes (..., N) int in [0, codes) -> patches (..., N, feature_bins, patch_frames): each code's
         centroid through the decoder, in the feature's units (log magnitude). ``decoded.movedim(-3,

@@ -5,8 +5,9 @@ Shapes: codes (B, T) int64 in [0, classes) where ``classes`` is the tokenizer's 
 ``forward`` -> logits (B, classes, T), ``logits[:, :, t]`` predicting code t + 1 — the contract of
 the sample models, so the sample models' training and scoring apply unchanged
 (``fastwave.codes.train_code_lm``, ``fastwave.codes.code_lm_metrics``). ``embed`` -> (N, width), one
-vector per clip: the final hidden states (after the last norm) averaged over the clip, the
-representation a linear probe reads.
+vector per clip: by default the final hidden states (after the last norm) averaged over the clip,
+the representation a linear probe reads; ``layer=`` reads an earlier block's output and
+``pooling=`` adds the max or the std over the clip (a probe's sweep chooses them on validation).
 
 The blocks are the sample Transformer's (``blocks.py``: rotary positions, causal attention on
 ``fastwave.ops.causal_attention``, pre-norm, GELU MLP); positions past ``context`` attend over a
@@ -22,6 +23,8 @@ from torch import nn
 from .._checks import check_config_ints, check_int_arg, check_tokens, token_streams
 from .blocks import TransformerBlock, check_transformer_config, init_gpt_weights, run_blocks
 from .checkpoint import ConfiguredModule
+
+POOLINGS = ("mean", "mean+max", "mean+std")  # how ``CodeLM.pooled`` turns a clip's states into one vector
 
 
 @dataclass
@@ -70,36 +73,60 @@ class CodeLM(ConfiguredModule):
     def receptive_field(self) -> int:
         return self.config.receptive_field
 
-    def hidden(self, codes) -> torch.Tensor:
-        """codes (B, T) -> the final hidden states (B, T, width), after the last norm."""
+    def hidden(self, codes, layer: int | None = None) -> torch.Tensor:
+        """codes (B, T) -> hidden states (B, T, width). ``layer`` None (or ``layers``): the final
+        states, after the last norm. 0 .. layers - 1: the residual stream after that many blocks (0:
+        the code embeddings), un-normed; only those blocks run."""
         codes = check_tokens(codes, self.config.classes, "codes")
         c = self.config
-        x = run_blocks(self.layers, self.embedding(codes), start=0, context=c.context, head_dim=c.head_dim,
+        layer = self._check_layer(layer)
+        x = run_blocks(self.layers[:layer], self.embedding(codes), start=0, context=c.context, head_dim=c.head_dim,
                        rope_base=c.rope_base)
-        return self.norm(x)
+        return self.norm(x) if layer == c.layers else x
 
     def forward(self, codes) -> torch.Tensor:
         """codes (B, T) int64 -> logits (B, classes, T)."""
         return self.head(self.hidden(codes)).transpose(1, 2)
 
-    def pooled(self, codes, lengths=None) -> torch.Tensor:
-        """codes (B, T), the first ``lengths[b]`` (1 <= lengths[b] <= T) of row b real -> (B, width),
-        the mean hidden state over those positions; differentiable (the supervised baseline trains
-        through it). Padding after a clip cannot change its states: attention is causal."""
-        states = self.hidden(codes)
-        if lengths is None:
+    def pooled(self, codes, lengths=None, *, layer: int | None = None, pooling: str = "mean") -> torch.Tensor:
+        """codes (B, T), the first ``lengths[b]`` (1 <= lengths[b] <= T) of row b real -> (B, width)
+        (or (B, 2 * width) for the paired poolings): the ``hidden(codes, layer)`` states over those
+        positions pooled by ``pooling`` (one of ``POOLINGS``); differentiable (the supervised baseline
+        trains through it). Padding after a clip cannot change its states: attention is causal."""
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        states = self.hidden(codes, layer)
+        if lengths is None and pooling == "mean":
             return states.mean(1)
+        if lengths is None:
+            lengths = [states.shape[1]] * states.shape[0]
         lengths = torch.as_tensor(lengths, device=states.device)
         if lengths.shape != (states.shape[0],) or bool((lengths < 1).any()) or bool((lengths > states.shape[1]).any()):
             raise ValueError(f"lengths must be (B,) = ({states.shape[0]},) ints in [1, {states.shape[1]}], "
                              f"got {lengths.tolist()}")
-        mask = torch.arange(states.shape[1], device=states.device)[None, :] < lengths[:, None]
-        return (states * mask[..., None]).sum(1) / lengths[:, None].to(states.dtype)
+        mask = (torch.arange(states.shape[1], device=states.device)[None, :] < lengths[:, None])[..., None]
+        count = lengths[:, None].to(states.dtype)
+        mean = (states * mask).sum(1) / count
+        if pooling == "mean":
+            return mean
+        if pooling == "mean+max":
+            return torch.cat([mean, states.masked_fill(~mask, -torch.inf).amax(1)], dim=1)
+        variance = ((states - mean[:, None]).pow(2) * mask).sum(1) / count  # population variance over the clip
+        return torch.cat([mean, variance.clamp_min(1e-12).sqrt()], dim=1)  # the floor keeps sqrt's gradient finite
+
+    def _check_layer(self, layer) -> int:
+        if layer is None:
+            return self.config.layers
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer <= self.config.layers:
+            raise ValueError(f"layer must be None or an int in [0, {self.config.layers}] (0: the embeddings, "
+                             f"{self.config.layers}: the final normed states), got {layer!r}")
+        return layer
 
     @torch.no_grad()
-    def embed(self, codes, batch_size: int = 64) -> torch.Tensor:
+    def embed(self, codes, batch_size: int = 64, *, layer: int | None = None, pooling: str = "mean") -> torch.Tensor:
         """One vector per clip: codes (T,), (N, T) or a list of N 1-D clips of any lengths >= 1 ->
-        (N, width) float32 on the CPU. Runs in eval mode (dropout off; the mode is restored)."""
+        (N, width) float32 on the CPU ((N, 2 * width) for the paired poolings); ``layer`` and
+        ``pooling`` as ``pooled``. Runs in eval mode (dropout off; the mode is restored)."""
         clips = code_clips(codes, self.config.classes)
         batch_size = check_int_arg(batch_size, "batch_size")
         device = next(self.parameters()).device
@@ -111,7 +138,7 @@ class CodeLM(ConfiguredModule):
             for first in range(0, len(order), batch_size):
                 chunk = order[first:first + batch_size]
                 rows, lengths = pad_clips([clips[i] for i in chunk])
-                pooled = self.pooled(rows.to(device), lengths).float().cpu()
+                pooled = self.pooled(rows.to(device), lengths, layer=layer, pooling=pooling).float().cpu()
                 for row, i in enumerate(chunk):
                     vectors[i] = pooled[row]
         finally:

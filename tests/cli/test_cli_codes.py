@@ -44,12 +44,17 @@ def test_the_pipeline_from_the_command_line(folder, tmp_path, capsys):
 
     report = tmp_path / "probe.json"
     assert main(["probe", str(folder), "--tokenizer", str(tok), "--lm", str(lm), "--supervised-steps", "20",
-                 "--json", str(report), "--quiet"]) == 0
+                 "--json", str(report), "--baselines", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "24 clips, 3 labels (multi-class)" in out and "| code LM probe | accuracy |" in out
+    assert "| bag-of-codes probe | accuracy |" in out
     saved = json.loads(report.read_text())
     rows = saved["rows"]
     assert [r["method"] for r in rows][:3] == ["code LM probe", "random-weights probe", "supervised end to end"]
+    assert [r["method"] for r in rows][4:] == [
+        "bag-of-codes probe", "autoencoder bottleneck probe", "code LM probe, layer and pooling chosen on val",
+        "random-weights probe, layer and pooling chosen on val"]
+    assert len(saved["sweep"]) == 2 * 2 * 3  # two networks, layers 0..1 (a 1-layer LM), three poolings
     assert len(saved["test_clips"]) == len(saved["test_targets"]) == len(rows[0]["test_predictions"]) > 0
     for row in rows:  # the predictions, clips and targets line up: they reproduce each row's accuracy
         hits = [p == t for p, t in zip(row["test_predictions"], saved["test_targets"])]
@@ -100,6 +105,8 @@ def test_command_errors(folder, tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     assert main(["probe", str(folder), "--tokenizer", str(tok)]) == 2
     assert "--lm is required" in capsys.readouterr().err
+    assert main(["probe", str(folder), "--tokenizer", str(tok), "--sweep-codes", "4", "--baselines"]) == 2
+    assert "--baselines probes one --lm" in capsys.readouterr().err
     assert main(["fit-tokenizer", str(folder), "--out", str(tmp_path / "no" / "t.safetensors")] + TOKENIZER) == 2
     assert "does not exist" in capsys.readouterr().err
 

@@ -6,27 +6,8 @@ import pytest
 import torch
 
 from fastwave.codes.probing import codes_sweep, format_table, probe_report, train_supervised
-from fastwave.training.data import split_indices
-from fastwave.codes.lm_training import code_lm_metrics, train_code_lm
-from fastwave.models.code_lm import CodeLM
-from fastwave.codes.tokenizer import CodeTokenizer
-from synthetic_audio import timbre_clips
-
-LM = {"layers": 2, "heads": 2, "width": 32, "context": 32}
-
-
-@pytest.fixture(scope="module")
-def corpus():
-    clips, labels = timbre_clips(per_class=20, seconds=0.5, seed=1)
-    tokenizer = CodeTokenizer(n_mels=32, hidden=(64, 32), bottleneck=16, codes=16)
-    tokenizer.fit(clips, steps=300, batch_size=32, progress=False)
-    codes = [tokenizer.encode(clip) for clip in clips]
-    splits = split_indices(len(clips), stratify=labels, seed=0)
-    torch.manual_seed(0)
-    lm = CodeLM(classes=16, **LM)
-    train_code_lm(lm, [codes[i] for i in splits["train"]], steps=200, lr=3e-3, progress=False)
-    return clips, labels, tokenizer, codes, splits, lm
-
+from fastwave.codes.lm_training import code_lm_metrics
+from small_models import TINY_CODE_LM as LM
 
 def test_the_code_lm_predicts_held_out_codes(corpus):
     _, _, _, codes, splits, lm = corpus

@@ -76,3 +76,44 @@ def test_pooled_lengths():
         lm.pooled(codes, [0, 5])
     with pytest.raises(ValueError, match="lengths"):
         lm.pooled(codes, [3, 6])
+
+
+def test_hidden_layers_are_the_residual_stream_after_that_many_blocks():
+    lm = small_code_lm().eval()
+    codes = torch.randint(8, (2, 12))
+    x = lm.embedding(codes)
+    torch.testing.assert_close(lm.hidden(codes, 0), x)
+    from fastwave.models.blocks import run_blocks
+
+    c = lm.config
+    after_one = run_blocks(lm.layers[:1], x, start=0, context=c.context, head_dim=c.head_dim, rope_base=c.rope_base)
+    torch.testing.assert_close(lm.hidden(codes, 1), after_one)
+    torch.testing.assert_close(lm.hidden(codes, c.layers), lm.hidden(codes))  # the last layer is the normed output
+    assert not torch.allclose(lm.hidden(codes, 1), lm.hidden(codes, 0))
+
+
+def test_poolings_over_each_clip_ignore_padding():
+    lm = small_code_lm()
+    clips = [torch.randint(8, (n,)) for n in (3, 11, 1)]
+    for layer in (0, 1, None):
+        states = [lm.hidden(clip[None], layer)[0] for clip in clips]
+        mean_max = lm.embed(clips, layer=layer, pooling="mean+max")
+        mean_std = lm.embed(clips, layer=layer, pooling="mean+std")
+        assert mean_max.shape == mean_std.shape == (3, 64)
+        for state, with_max, with_std in zip(states, mean_max, mean_std):
+            torch.testing.assert_close(with_max, torch.cat([state.mean(0), state.amax(0)]), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(with_std, torch.cat([state.mean(0), state.std(0, unbiased=False).clamp_min(1e-6)]),
+                                       rtol=1e-5, atol=1e-5)
+
+
+def test_std_pooling_has_finite_gradients_on_a_one_code_clip():
+    lm = small_code_lm()
+    lm.pooled(torch.tensor([[3]]), pooling="mean+std").sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in lm.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("kwargs, message", [({"layer": 3}, r"layer must be .*\[0, 2\]"), ({"layer": -1}, "layer"),
+                                             ({"layer": True}, "layer"), ({"pooling": "max"}, "pooling must be one of")])
+def test_bad_layer_or_pooling(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        small_code_lm().embed([torch.tensor([1, 2])], **kwargs)
