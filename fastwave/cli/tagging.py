@@ -13,7 +13,10 @@ import os
 
 from .._files import check_writable, open_atomically
 
+# The model's choices, repeated so that `fastwave --help` needs no torch (tests/cli/test_cli_tagging.py
+# holds them equal to fastwave.models.classifier's).
 POOLINGS = ("none", "avg", "wavelet")
+INPUTS = ("waveform", "logmel")
 
 
 def add_commands(sub, csv_list) -> None:
@@ -42,6 +45,10 @@ def add_commands(sub, csv_list) -> None:
     train.add_argument("--heads", type=int, default=4)
     train.add_argument("--frontend", type=csv_list(int), default=[2048], metavar="N[,N]",
                        help="hidden widths of the dense front end (default 2048)")
+    train.add_argument("--inputs", choices=INPUTS, default="waveform",
+                       help="what the Transformer's front end reads per 25 ms patch: its samples (default), or "
+                            "its log-mel frame (--n-mels bands; separates the front end from the architecture)")
+    train.add_argument("--n-mels", type=int, default=64, help="--inputs logmel: mel bands (default 64)")
     train.add_argument("--dropout", type=float, default=None, help="default: the model's (0.1 transformer, 0.2 cnn)")
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=64, help="windows per update, over all processes")
@@ -185,7 +192,7 @@ def _new_classifier(args, **task):
     if args.arch == "cnn":
         return LogMelCNN(channels=tuple(args.channels), **task)
     return WaveletClassifier(pooling=args.pooling, layers=args.layers, width=args.width, heads=args.heads,
-                             frontend=tuple(args.frontend), **task)
+                             frontend=tuple(args.frontend), inputs=args.inputs, n_mels=args.n_mels, **task)
 
 
 def _load_classifier(path: str, device: str = "cpu", transformer_only: bool = False):

@@ -13,6 +13,9 @@ patches (B, F, patch_size) with F = S // patch_size -> front end (B, F, width) +
 ``layers`` encoder blocks, pooled between them ("none" and "wavelet" keep F frames, "avg" halves
 them, rounding up) -> LayerNorm -> mean over frames (B, width) -> head -> logits (B, num_classes).
 The model returns logits: ``loss`` applies the sigmoid (multi-label) or softmax (single-label).
+With ``inputs="logmel"`` the front end reads each patch's log-mel frame (B, F, n_mels) instead of its
+samples: the same Transformer with a fixed filterbank, to tell the front end's share from the
+architecture's.
 
 Our choices, where the paper leaves them open or we differ: positions are a learned (frames, width)
 table added after the front end (a clip shorter than ``clip_samples`` uses its first rows);
@@ -34,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_config_ints
+from ..audio import log_mel_spectrogram
 from .blocks import MLP, init_gpt_weights
 from .checkpoint import register_model
 from .clip_classifier import ClipClassifier, ClipTaskConfig
@@ -46,6 +50,7 @@ from .pooling import (
 )
 
 POOLINGS = ("none", "avg", "wavelet")
+INPUTS = ("waveform", "logmel")
 
 
 @dataclass
@@ -55,6 +60,8 @@ class WaveletClassifierConfig(ClipTaskConfig):
     clip_samples: int = 16000  # the longest input: 1 s at 16 kHz
     patch_size: int = 400  # 25 ms at 16 kHz
     frontend: tuple = (2048,)  # hidden widths of the dense front end, before its last layer to `width`
+    inputs: str = "waveform"  # what the front end reads per patch: its samples, or "logmel": its log-mel frame
+    n_mels: int = 64  # "logmel" only: mel bands of each patch's frame
     width: int = 64
     heads: int = 4
     layers: int = 6
@@ -68,7 +75,7 @@ class WaveletClassifierConfig(ClipTaskConfig):
     def __post_init__(self):
         model = "WaveletClassifier"
         check_config_ints(self, model, ("sample_rate", "clip_samples", "patch_size", "width", "heads", "layers",
-                                        "mlp_ratio"))
+                                        "mlp_ratio", "n_mels"))
         self._check_task(model)
         self._check_tuple_of_ints("frontend", model, "hidden widths")
         if self.clip_samples % self.patch_size:
@@ -76,6 +83,11 @@ class WaveletClassifierConfig(ClipTaskConfig):
                              f"({self.patch_size})")
         if self.width % self.heads:
             raise ValueError(f"{model} width ({self.width}) must be a multiple of heads ({self.heads})")
+        if self.inputs not in INPUTS:
+            raise ValueError(f"{model} inputs must be one of {', '.join(map(repr, INPUTS))}, got {self.inputs!r}")
+        if self.inputs == "logmel" and self.patch_size // 2 + 1 < self.n_mels:
+            raise ValueError(f"{model} n_mels ({self.n_mels}) exceeds the {self.patch_size // 2 + 1} STFT bins of "
+                             f"one patch of {self.patch_size} samples")
         if self.pooling not in POOLINGS:
             raise ValueError(f"{model} pooling must be one of {', '.join(map(repr, POOLINGS))}, got {self.pooling!r}")
         self.wavelet_fractions = check_wavelet_fractions(self.wavelet_fractions, f"{model} wavelet_fractions")
@@ -90,6 +102,11 @@ class WaveletClassifierConfig(ClipTaskConfig):
     @property
     def head_dim(self) -> int:
         return self.width // self.heads
+
+    @property
+    def input_size(self) -> int:
+        """Numbers the front end reads per patch: its samples, or its mel bands."""
+        return self.patch_size if self.inputs == "waveform" else self.n_mels
 
     def to_dict(self) -> dict:
         return asdict(self)  # tuples become JSON lists; __post_init__ turns them back
@@ -139,7 +156,9 @@ class WaveletClassifier(ClipClassifier):
     def __init__(self, config: WaveletClassifierConfig | None = None, **overrides):
         super().__init__(config, **overrides)
         c = self.config
-        sizes = (c.patch_size, *c.frontend, c.width)
+        sizes = (c.input_size, *c.frontend, c.width)
+        # log-mel inputs are standardised per band, as the CNN's (their level is arbitrary: a log)
+        self.input_norm = nn.BatchNorm1d(c.n_mels) if c.inputs == "logmel" else None
         front = []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
             front += [nn.Linear(fan_in, fan_out), nn.ReLU()]
@@ -169,6 +188,19 @@ class WaveletClassifier(ClipClassifier):
         batch, samples = waveform.shape
         return waveform.to(self.positions.dtype).reshape(batch, samples // c.patch_size, c.patch_size)
 
+    def inputs(self, waveform) -> torch.Tensor:
+        """waveform (B, S) -> what the front end reads: (B, F, patch_size) samples, or for
+        ``inputs="logmel"`` (B, F, n_mels): each patch's Hann-windowed log-mel frame (one STFT
+        frame per patch, no overlap), standardised per band."""
+        patches = self.patches(waveform)
+        c = self.config
+        if c.inputs == "waveform":
+            return patches
+        mel = log_mel_spectrogram(patches.float().flatten(0, 1), c.sample_rate, n_fft=c.patch_size,
+                                  hop_length=c.patch_size, n_mels=c.n_mels, center=False)  # (B * F, n_mels, 1)
+        mel = self.input_norm(mel[..., 0].to(patches.dtype))
+        return mel.unflatten(0, patches.shape[:2])
+
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """The step between two layers: (B, T, W) -> (B, T, W), or (B, ceil(T / 2), W) for "avg"."""
         if self.config.pooling == "avg":
@@ -180,8 +212,8 @@ class WaveletClassifier(ClipClassifier):
     def features(self, waveform) -> torch.Tensor:
         """waveform (B, S) -> (B, width): the final hidden states (after the last norm) averaged over
         frames, what the head reads (and a clip embedding a linear probe can read)."""
-        patches = self.patches(waveform)
-        x = self.frontend(patches) + self.positions[:patches.shape[1]]
+        inputs = self.inputs(waveform)
+        x = self.frontend(inputs) + self.positions[:inputs.shape[1]]
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < len(self.layers) - 1:
@@ -190,15 +222,19 @@ class WaveletClassifier(ClipClassifier):
 
     def frontend_filters(self) -> torch.Tensor:
         """The first dense layer's weights, (frontend[0], patch_size) float32 on the CPU (width rows
-        when there is no hidden front-end layer), a copy: each row is a learned 25 ms FIR filter."""
+        when there is no hidden front-end layer), a copy: each row is a learned 25 ms FIR filter.
+        A log-mel model has no filters to show (ValueError)."""
+        if self.config.inputs != "waveform":
+            raise ValueError(f"this model reads {self.config.inputs} patches: its front end learned no FIR filters")
         return self.frontend[0].weight.detach().to("cpu", torch.float32, copy=True)
 
 
 def parameter_count(config: WaveletClassifierConfig) -> int:
     """Parameters of a WaveletClassifier built from ``config``, by formula (no model is built)."""
     c = config
-    sizes = (c.patch_size, *c.frontend, c.width)
+    sizes = (c.input_size, *c.frontend, c.width)
     frontend = sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
+    frontend += 2 * c.n_mels if c.inputs == "logmel" else 0  # the input norm's scale and shift
     hidden = c.mlp_ratio * c.width
     norms, attention = 2 * 2 * c.width, (c.width + 1) * 4 * c.width  # qkv and out projections
     block = norms + attention + (c.width + 1) * hidden + (hidden + 1) * c.width

@@ -131,3 +131,24 @@ def test_the_cnn_baseline_trains_and_evaluates_through_the_same_commands(dataset
     assert "mAP (macro, per class)" in capsys.readouterr().out
     assert main(["analyze-frontend", str(out / "best.safetensors"), "--out", str(tmp_path / "f.png")]) == 2
     assert "not a wavelet Audio Transformer" in capsys.readouterr().err
+
+
+def test_the_logmel_transformer_arm_trains_through_the_same_command(dataset, tmp_path, capsys):
+    out = tmp_path / "logmel"
+    code = main(["train-classifier", str(dataset / "audio"), "--labels", str(dataset / "labels.csv"),
+                 "--out-dir", str(out), "--inputs", "logmel", "--n-mels", "32", "--layers", "1", "--width", "32",
+                 "--heads", "2", "--frontend", "32", "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--quiet"])
+    assert code == 0
+    model = fastwave.load_model(out / "best.safetensors")
+    assert isinstance(model, fastwave.WaveletClassifier)
+    assert (model.config.inputs, model.config.n_mels, model.frontend[0].in_features) == ("logmel", 32, 32)
+    capsys.readouterr()
+    assert main(["analyze-frontend", str(out / "best.safetensors"), "--out", str(tmp_path / "f.png")]) == 2
+    assert "no FIR filters" in capsys.readouterr().err
+
+
+def test_the_command_line_choices_are_the_models():
+    from fastwave.cli import tagging
+    from fastwave.models import classifier
+
+    assert tagging.POOLINGS == classifier.POOLINGS and tagging.INPUTS == classifier.INPUTS

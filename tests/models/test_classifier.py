@@ -36,7 +36,8 @@ def test_default_parameter_count():
     # front end 400 -> 2048 -> 64: 952,384; positions 40 x 64; 6 blocks of 49,984; norm; head 64 -> 200
     assert count == 952_384 + 2_560 + 6 * 49_984 + 128 + 13_000 == 1_267_976
     assert count == parameter_count(model.config)
-    for overrides in (SMALL, {**SMALL, "frontend": ()}, {**SMALL, "frontend": (32, 16), "mlp_ratio": 2}):
+    for overrides in (SMALL, {**SMALL, "frontend": ()}, {**SMALL, "frontend": (32, 16), "mlp_ratio": 2},
+                      {**SMALL, "inputs": "logmel"}, {**SMALL, "inputs": "logmel", "n_mels": 40, "frontend": ()}):
         config = WaveletClassifierConfig(**overrides)
         assert WaveletClassifier(config).num_parameters() == parameter_count(config)
 
@@ -144,6 +145,9 @@ def test_config_json_round_trip_and_properties():
     ({"dropout": 1.0}, "dropout"),
     ({"dropout": -0.1}, "dropout"),
     ({"multi_label": "yes"}, "multi_label"),
+    ({"inputs": "mfcc"}, "inputs must be one of"),
+    ({"inputs": "logmel", "patch_size": 80, "clip_samples": 16000}, r"n_mels \(64\) exceeds the 41 STFT bins"),
+    ({"n_mels": 0}, "n_mels"),
 ])
 def test_bad_config(overrides, match):
     with pytest.raises(ValueError, match=match):
@@ -238,3 +242,41 @@ def test_torch_compile_forward():
     waveform = audio()
     compiled = torch.compile(model, backend="eager", fullgraph=True)  # traces without a C++ toolchain
     torch.testing.assert_close(compiled(waveform), model(waveform))
+
+
+def test_logmel_inputs_are_each_patchs_own_log_mel_frame_standardised():
+    """Patch i's input is the log-mel frame of patch i alone (no frame straddles two patches), through
+    the per-band norm; the rest of the model is the waveform model's."""
+    from fastwave.audio import log_mel_spectrogram
+
+    model = small(inputs="logmel", n_mels=40)
+    waveform = audio(samples=4000)  # 10 patches
+    inputs = model.inputs(waveform)
+    assert inputs.shape == (2, 10, 40)
+    norm = model.input_norm
+    for b in range(2):
+        for i in (0, 3, 9):
+            patch = waveform[b, 400 * i:400 * (i + 1)]
+            frame = log_mel_spectrogram(patch, 16000, n_fft=400, hop_length=400, n_mels=40, center=False)[:, 0]
+            expected = (frame - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps)  # eval mode
+            torch.testing.assert_close(inputs[b, i], expected, rtol=1e-5, atol=1e-5)
+    x = model.frontend(inputs) + model.positions[:10]
+    for i, layer in enumerate(model.layers):
+        x = layer(x)
+        if i < len(model.layers) - 1:
+            x = model.pool(x)
+    torch.testing.assert_close(model(waveform), model.head(model.norm(x).mean(1)), rtol=1e-5, atol=1e-5)
+
+
+def test_a_logmel_model_trains_its_norm_and_round_trips(tmp_path):
+    model = small(inputs="logmel").train()
+    loss = model(audio(batch=4)).square().mean()
+    loss.backward()
+    assert model.input_norm.weight.grad is not None and model.frontend[0].weight.grad.abs().sum() > 0
+    assert model.input_norm.num_batches_tracked == 1
+    model.eval().save(tmp_path / "m.safetensors")
+    loaded = fastwave.load_model(tmp_path / "m.safetensors")
+    assert loaded.config.inputs == "logmel"
+    torch.testing.assert_close(loaded(audio()), model(audio()), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="no FIR filters"):
+        model.frontend_filters()
