@@ -51,6 +51,12 @@ def add_commands(sub, csv_list) -> None:
     train.add_argument("--n-mels", type=int, default=64, help="--inputs logmel: mel bands (default 64)")
     train.add_argument("--dropout", type=float, default=None, help="default: the model's (0.1 transformer, 0.2 cnn)")
     train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--steps", type=int, default=None,
+                       help="train for this many updates instead of --epochs (a budget that does not grow with the data)")
+    train.add_argument("--eval-every", type=int, default=None, metavar="STEPS",
+                       help="evaluate on val every this many updates (default: every epoch) and after the last")
+    train.add_argument("--warmup", type=int, default=None, metavar="STEPS",
+                       help="learning-rate warm-up updates (default: one epoch, at most 1000)")
     train.add_argument("--batch-size", type=int, default=64, help="windows per update, over all processes")
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--weight-decay", type=float, default=0.01)
@@ -155,10 +161,10 @@ def cmd_train_classifier(args) -> int:
               f"({'multi-label' if clips.multi_label else 'multi-class'}); windows: train {len(train)}, val "
               f"{len(val)}, test {len(test)}; {sum(p.numel() for p in model.parameters()):,} parameters, "
               f"pooling {args.pooling}, {world} process(es) on {device}")
-    history = train_classifier(model, train, val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                               weight_decay=args.weight_decay, seed=args.seed, checkpoint_dir=args.out_dir,
-                               resume=args.resume, eval_batch_size=args.batch_eval, augment=_augment(args, rate),
-                               progress=not quiet)
+    history = train_classifier(model, train, val, epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
+                               lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup, seed=args.seed,
+                               checkpoint_dir=args.out_dir, resume=args.resume, eval_every=args.eval_every,
+                               eval_batch_size=args.batch_eval, augment=_augment(args, rate), progress=not quiet)
     if rank == 0:
         from ..models.checkpoint import load_model
 

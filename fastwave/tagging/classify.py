@@ -154,16 +154,19 @@ def evaluate_classifier(model, data: WindowedClips, batch_size: int = 256, name:
 
 
 def train_classifier(model, train: WindowedClips, val: WindowedClips | None = None, *, epochs: int = 10,
-                     batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.01, warmup: int | None = None,
-                     min_lr_ratio: float = 0.01, grad_clip: float | None = 1.0, seed: int = 0,
-                     checkpoint_dir=None, resume: bool = False, eval_batch_size: int = 256,
-                     augment: WaveAugment | None = None, progress: bool = True) -> dict:
-    """Train ``model`` (in place, on its device) on the windows of ``train`` for ``epochs`` epochs.
+                     steps: int | None = None, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.01,
+                     warmup: int | None = None, min_lr_ratio: float = 0.01, grad_clip: float | None = 1.0,
+                     seed: int = 0, checkpoint_dir=None, resume: bool = False, eval_every: int | None = None,
+                     eval_batch_size: int = 256, augment: WaveAugment | None = None, progress: bool = True) -> dict:
+    """Train ``model`` (in place, on its device) on the windows of ``train`` for ``epochs`` epochs, or
+    for ``steps`` updates when given (a budget that does not grow with the data, as a data-scaling
+    curve wants; ``epochs`` is then ignored).
 
     Each epoch visits every window once in an order fixed by (seed, epoch), in batches of
     ``batch_size`` (the last partial batch is dropped); under torchrun each rank takes batch_size /
-    world of every batch. With ``val``, the model is evaluated after every epoch (per clip: mAP or
-    accuracy) and the best epoch's weights are kept in ``checkpoint_dir``/best.safetensors. The
+    world of every batch. With ``val``, the model is evaluated after every epoch, or every
+    ``eval_every`` steps, and after the last (per clip: mAP or accuracy); the best evaluation's
+    weights are kept in ``checkpoint_dir``/best.safetensors. The
     schedule, checkpoints and exact resume are ``fastwave.training.loop.run_training``'s; warmup defaults
     to one epoch (capped at 1000 steps). Under torchrun, move the model to
     ``fastwave.training.loop.training_device()`` (this rank's GPU) before calling. ``augment``
@@ -180,6 +183,8 @@ def train_classifier(model, train: WindowedClips, val: WindowedClips | None = No
     steps_per_epoch = len(train) // batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"train has {len(train)} windows, fewer than batch_size={batch_size}")
+    steps = epochs * steps_per_epoch if steps is None else check_int_arg(steps, "steps")
+    eval_every = steps_per_epoch if eval_every is None else check_int_arg(eval_every, "eval_every")
     device = next(model.parameters()).device
     order = {}  # the current epoch's permutation, drawn once per epoch
 
@@ -207,12 +212,13 @@ def train_classifier(model, train: WindowedClips, val: WindowedClips | None = No
     metric = headline_metric(model.config.multi_label)
     if augment is not None and augment.mix and not model.config.multi_label:
         raise ValueError("augment.mix needs a multi-label model: a mixture of single-label clips has no one label")
-    settings = {"epochs": epochs, "batch_size": batch_size, "train_windows": len(train), "train_clips": train.num_clips,
+    settings = {"epochs": steps / steps_per_epoch, "batch_size": batch_size,
+                "train_windows": len(train), "train_clips": train.num_clips,
                 **({"augment": dataclasses.asdict(augment)} if augment is not None and augment.active else {})}
     history = run_training(
-        model, steps=epochs * steps_per_epoch, batch_at=batch_at, loss_of=loss_of, lr=lr, weight_decay=weight_decay,
+        model, steps=steps, batch_at=batch_at, loss_of=loss_of, lr=lr, weight_decay=weight_decay,
         warmup=min(1000, steps_per_epoch) if warmup is None else warmup, min_lr_ratio=min_lr_ratio,
-        grad_clip=grad_clip, seed=seed, evaluate=None if val is None else evaluate, eval_every=steps_per_epoch,
+        grad_clip=grad_clip, seed=seed, evaluate=None if val is None else evaluate, eval_every=eval_every,
         select=None if val is None else (metric, "max"), checkpoint_dir=checkpoint_dir, resume=resume,
         settings=settings, progress=progress, desc="train",
         describe_eval=lambda r: ", ".join(f"{k} {v:.4f}" for k, v in r.items()))

@@ -137,8 +137,11 @@ def test_the_logmel_transformer_arm_trains_through_the_same_command(dataset, tmp
     out = tmp_path / "logmel"
     code = main(["train-classifier", str(dataset / "audio"), "--labels", str(dataset / "labels.csv"),
                  "--out-dir", str(out), "--inputs", "logmel", "--n-mels", "32", "--layers", "1", "--width", "32",
-                 "--heads", "2", "--frontend", "32", "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--quiet"])
+                 "--heads", "2", "--frontend", "32", "--steps", "5", "--eval-every", "2", "--warmup", "1",
+                 "--batch-size", "8", "--device", "cpu", "--quiet"])
     assert code == 0
+    history = json.loads((out / "history.json").read_text())
+    assert [e["step"] for e in history["eval"]] == [2, 4, 5] and history["settings"]["warmup"] == 1
     model = fastwave.load_model(out / "best.safetensors")
     assert isinstance(model, fastwave.WaveletClassifier)
     assert (model.config.inputs, model.config.n_mels, model.frontend[0].in_features) == ("logmel", 32, 32)

@@ -50,6 +50,19 @@ def test_overfits_a_tiny_multi_label_set(pooling):
     assert history["best"]["mAP"] == max(e["mAP"] for e in history["eval"])
 
 
+def test_a_budget_of_steps_replaces_epochs_and_evaluation_follows_eval_every():
+    data = mixtures(24, seed=0)
+    history = train_classifier(tiny(), data, data, epochs=99, steps=7, eval_every=3, batch_size=8, progress=False)
+    assert len(history["loss"]) == 7
+    assert [e["step"] for e in history["eval"]] == [3, 6, 7]  # every 3 steps, and after the last
+    assert [e["epoch"] for e in history["eval"]] == [step // (len(data) // 8) for step in (3, 6, 7)]
+    assert history["best"]["mAP"] == max(e["mAP"] for e in history["eval"])
+    with pytest.raises(ValueError, match="steps"):
+        train_classifier(tiny(), data, data, steps=0, batch_size=8, progress=False)
+    with pytest.raises(ValueError, match="eval_every"):
+        train_classifier(tiny(), data, data, epochs=1, eval_every=0, batch_size=8, progress=False)
+
+
 def test_generalises_to_new_clips():
     train, test = mixtures(96, seed=0), mixtures(48, seed=1)
     chance = multilabel_metrics(np.random.default_rng(0).random(test.targets.shape), test.targets)
