@@ -11,6 +11,7 @@ EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "expe
 sys.path.insert(0, str(EXPERIMENTS))
 
 import linear_probe_folds  # noqa: E402
+import next_sample_curves  # noqa: E402
 import tagging_scaling  # noqa: E402
 
 
@@ -83,3 +84,39 @@ def test_b_pooling_leaves_out_methods_missing_from_some_runs(capsys):
     assert "bag-of-codes probe" not in correct and "left out (not in every run): bag-of-codes probe" in capsys.readouterr().out
     assert len(clips) == 12 and correct["code LM probe"].shape == (1, 12)  # every run's notes kept
     assert correct["code LM probe"].mean() == 0.5 and sorted(set(programs)) == [0, 1, 2, 10, 11, 12]
+
+
+def _curve_run(model, seed, steps, phrase_top5, val_bits):
+    """A made-up A run: ``steps`` updates, a straight validation curve from ``val_bits`` (start, end)."""
+    curve = [{"step": s, "bits_per_sample": val_bits[0] + (val_bits[1] - val_bits[0]) * np.log(s) / np.log(steps)}
+             for s in next_sample_curves.eval_steps(steps)]
+    return {"model": model, "seed": seed, "steps": steps, "parameters": 1000, "train_seconds": 240.0,
+            "top5": float(np.mean(phrase_top5)), "bits_per_sample": 5.0, "curve": curve,
+            "test_phrases": [{"top5": t} for t in phrase_top5]}
+
+
+def test_a_pooling_reads_equal_updates_and_pairs_phrases():
+    """Equal updates are read at the fewest updates any model reached, from each run's own curve (its
+    log-spaced evaluations reach down there; between them, linear in log updates); the
+    paired claims resample phrases, so a model better on every phrase is supported however far the
+    phrases differ from each other, and an ordering that flips between phrases is not resolved."""
+    phrases = np.linspace(0.2, 0.6, 7)  # phrases differ far more than the models do
+    runs = []
+    for seed in range(3):
+        runs.append(_curve_run("transformer_3", seed, 400, phrases + 0.02, (8.0, 4.0)))
+        runs.append(_curve_run("wavenet_10", seed, 2000, phrases, (8.0, 6.0)))
+        runs.append(_curve_run("wavenet_30", seed, 800, phrases + 0.02 * (-1) ** np.arange(7), (8.0, 5.0)))
+    table, claims, common = next_sample_curves.pool_runs(runs)
+    assert common == 400
+    assert next_sample_curves.eval_steps(2000)[0] == 10 and len(next_sample_curves.eval_steps(2000)) == next_sample_curves.EVALS
+    # wavenet_10's curve at 400 of its 2000 updates, between two of its evaluations
+    assert 400 not in next_sample_curves.eval_steps(2000)
+    assert table["wavenet_10"]["val_bits_at_common_updates"][0] == pytest.approx(8 - 2 * np.log(400) / np.log(2000))
+    assert np.isnan(next_sample_curves.at_updates(runs[0]["curve"], 5))  # before a curve's first point: not guessed
+    assert table["transformer_3"]["val_bits_at_common_updates"][0] == pytest.approx(4.0)
+    assert table["transformer_3"]["seeds"] == [0, 1, 2]
+    verdicts = {c["claim"]: c for c in claims}
+    assert verdicts["transformer_3 > wavenet_10 (test top-5)"]["verdict"] == "supported"
+    assert verdicts["transformer_3 > wavenet_10 (test top-5)"]["difference"][0] == pytest.approx(0.02)
+    assert verdicts["wavenet_30 > wavenet_10 (test top-5)"]["verdict"] == "not resolved"
+    assert not any("transformer_6" in c for c in verdicts)  # a model with no runs compares with nothing

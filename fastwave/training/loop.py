@@ -36,6 +36,7 @@ import json
 import math
 import os
 import sys
+import time
 from contextlib import contextmanager, nullcontext
 from typing import Callable
 
@@ -148,7 +149,7 @@ def training_device(requested: str | None = None) -> torch.device:
 def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss_of: Callable, lr: float,
                  weight_decay: float = 0.01, warmup: int | None = None, min_lr_ratio: float = 0.1,
                  grad_clip: float | None = 1.0, seed: int = 0, evaluate: Callable | None = None,
-                 eval_every: int | None = None, select: tuple[str, str] | None = None,
+                 eval_every: int | None = None, eval_at=(), select: tuple[str, str] | None = None,
                  checkpoint_dir=None, checkpoint_every: int | None = None, resume: bool = False,
                  settings: dict | None = None, progress: bool = True, desc: str = "train",
                  describe_eval: Callable | None = None) -> dict:
@@ -159,20 +160,24 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
     loss_of(model, batch) -> the mean loss (scalar tensor) of the batch; runs under bf16 autocast on
       CUDA; ``model`` may be the DistributedDataParallel wrapper, so call it, do not reach inside.
     lr / warmup / min_lr_ratio: ``lr_at``'s schedule; warmup defaults to min(1000, steps // 10).
-    evaluate(model) -> {name: float}: run (eval mode, no grad, rank 0) every ``eval_every`` steps and
-      after the last one. select: (metric, "max" | "min") keeps the best evaluation's weights.
+    evaluate(model) -> {name: float}: run (eval mode, no grad, rank 0) every ``eval_every`` steps, after
+      each step count in ``eval_at`` (e.g. log-spaced, for a curve drawn on a log axis) and after the
+      last one. select: (metric, "max" | "min") keeps the best evaluation's weights.
     checkpoint_dir / checkpoint_every / resume: see the module docstring. settings: the caller's
       hyperparameters (JSON-able), stored and compared on resume along with the loop's own.
     describe_eval(result) -> str: the line printed after an evaluation (default: every metric).
     seed: seeds the RNG dropout draws from (a fork: the caller's RNG state is left alone).
 
-    -> {"loss": [float per step], "lr": [...], "eval": [{"step": s, **metrics}], "best": {"step", metric}
-    or None}; on resume, the lists include the steps before the stop. The model is left in eval mode.
+    -> {"loss": [float per step], "lr": [...], "step_seconds": [wall seconds of each update, without
+    evaluations and checkpoints: a learning curve against training time sums them], "eval": [{"step": s,
+    **metrics}], "best": {"step", metric} or None}; on resume, the lists include the steps before the
+    stop. The model is left in eval mode.
     """
     steps = check_int_arg(steps, "steps")
     warmup = min(1000, steps // 10) if warmup is None else check_int_arg(warmup, "warmup", minimum=0)
     check_hyperparameters(lr=lr, weight_decay=weight_decay, min_lr_ratio=min_lr_ratio, grad_clip=grad_clip, seed=seed)
     eval_every = None if eval_every is None else check_int_arg(eval_every, "eval_every")
+    eval_at = {check_int_arg(done, "eval_at") for done in eval_at}
     checkpoint_every = None if checkpoint_every is None else check_int_arg(checkpoint_every, "checkpoint_every")
     if select is not None and (evaluate is None or len(select) != 2 or select[1] not in ("max", "min")):
         raise ValueError(f"select must be (metric, 'max' | 'min') and needs evaluate, got {select!r}")
@@ -190,11 +195,12 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
     rank, world = init_distributed()
     device = next(model.parameters()).device
     optimizer = make_optimizer(model, lr=lr, weight_decay=weight_decay)
-    history = {"loss": [], "lr": [], "eval": [], "best": None}
+    history = {"loss": [], "lr": [], "step_seconds": [], "eval": [], "best": None}
     saved = _load_state(checkpoint_dir, model, optimizer, settings, world) if resume else None
     start = 0 if saved is None else saved["step"]
     if saved is not None:
         history = saved["history"]
+        history.setdefault("step_seconds", [None] * len(history["loss"]))  # a state saved before they were kept
     trained = model
     if world > 1:
         local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -224,6 +230,7 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
             with _deferred_interrupt(enabled=world == 1) as interrupted:
                 running = history["loss"][-1] if history["loss"] else None
                 for step in range(start, steps):
+                    began = time.perf_counter()
                     step_lr = lr_at(step, lr=lr, steps=steps, warmup=warmup, min_lr_ratio=min_lr_ratio)
                     for group in optimizer.param_groups:
                         group["lr"] = step_lr
@@ -234,11 +241,13 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
                         loss = _mean_over_ranks(loss, device)
                     history["loss"].append(loss)
                     history["lr"].append(step_lr)
+                    history["step_seconds"].append(time.perf_counter() - began)  # the update alone (loss.item() synced)
                     running = loss if running is None else 0.95 * running + 0.05 * loss  # smoothed for display
                     bar.set_postfix(loss=f"{running:.4f}", lr=f"{step_lr:.2e}", refresh=False)
                     bar.update(1)
                     done = step + 1
-                    evaluating = evaluate is not None and (done == steps or (eval_every and done % eval_every == 0))
+                    evaluating = evaluate is not None and (done == steps or done in eval_at
+                                                          or (eval_every and done % eval_every == 0))
                     if evaluating:
                         _evaluate(model, evaluate, done, history, select, rank, world, checkpoint_dir,
                                   bar if progress and rank == 0 else None, describe_eval)

@@ -53,7 +53,7 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
                        lr: float = 3e-4, weight_decay: float = 0.01, warmup: int | None = None,
                        min_lr_ratio: float = 0.1, grad_clip: float | None = 1.0, seed: int = 0,
                        cond: dict | None = None, eval_tokens=None, eval_cond: dict | None = None,
-                       eval_every: int | None = None, eval_segment: int | None = None,
+                       eval_every: int | None = None, eval_at=(), eval_segment: int | None = None,
                        pad_short: bool = False, checkpoint_dir=None, resume: bool = False,
                        checkpoint_every: int | None = None, progress: bool = True) -> dict:
     """Train ``model`` in place by teacher forcing on random crops of ``tokens``.
@@ -73,7 +73,7 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
     pad_short: streams shorter than a crop (clips of codes) are taken whole, padded at the end, their
       padded positions left out of the loss; the causal model never reads the padding.
     eval_tokens: streams for ``evaluate_sample_model`` (segment ``eval_segment``), run every
-      ``eval_every`` steps (if given) and after the last step.
+      ``eval_every`` steps (if given), after each step count in ``eval_at`` and after the last step.
     checkpoint_dir / resume / checkpoint_every: ``fastwave.training.loop.run_training``'s checkpoints; the
       best evaluation (lowest bits per sample) is kept as best.safetensors. Under torchrun each rank
       takes batch_size / world of every step's crops; move the model to
@@ -117,6 +117,7 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
     return run_training(model, steps=steps, batch_at=batch_at, loss_of=loss_of, lr=lr, weight_decay=weight_decay,
                         warmup=warmup, min_lr_ratio=min_lr_ratio, grad_clip=grad_clip, seed=seed,
                         evaluate=None if eval_tokens is None else evaluate, eval_every=eval_every,
+                        eval_at=eval_at,
                         select=None if eval_tokens is None else ("bits_per_sample", "min"),
                         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
                         settings=settings, progress=progress,

@@ -79,6 +79,39 @@ def test_checkpoint_files_and_history(tmp_path):
     assert not model.training
 
 
+def test_step_seconds_time_the_updates_alone(monkeypatch):
+    """A fake clock ticks once per read; an evaluation jumps it by 100 s: the updates' times leave the
+    evaluations out (a learning curve against training time must)."""
+    import fastwave.training.loop as loop
+
+    clock = iter(range(10_000))
+    ticks = {"now": 0.0}
+
+    def perf_counter():
+        ticks["now"] += 1.0
+        return ticks["now"]
+
+    monkeypatch.setattr(loop.time, "perf_counter", perf_counter)
+
+    def evaluate(m):
+        ticks["now"] += 100.0
+        return {"score": float(next(clock))}
+
+    history = train(tiny_transformer(), evaluate=evaluate, eval_every=2)
+    assert history["step_seconds"] == [1.0] * 6
+
+
+def test_eval_at_adds_evaluations_at_given_step_counts():
+    """Evaluations at eval_every's multiples, at each of eval_at's counts, and after the last step, each
+    once; a step count that is not a positive int is refused before training."""
+    seen = []
+    history = train(tiny_transformer(), steps=12, evaluate=lambda m: seen.append(1) or {"n": float(len(seen))},
+                    eval_every=5, eval_at=[1, 2, 10, 12, 40])
+    assert [e["step"] for e in history["eval"]] == [1, 2, 5, 10, 12]
+    with pytest.raises(ValueError, match="eval_at must be an int >= 1"):
+        train(tiny_transformer(), evaluate=lambda m: {}, eval_at=[0])
+
+
 def ctrl_c():
     os.kill(os.getpid(), signal.SIGINT)
 
@@ -192,6 +225,7 @@ def test_sample_model_training_resumes_exactly(tmp_path, monkeypatch):
     history = train_sample_model(resumed, tokens, **args, checkpoint_dir=tmp_path, resume=True)
     assert_same(weights(resumed), weights(straight))
     assert history["loss"] == reference["loss"] and history["eval"] == reference["eval"]
+    assert len(history["step_seconds"]) == 6 and all(t > 0 for t in history["step_seconds"])
     assert history["best"]["step"] in (3, 6)
     with pytest.raises(ValueError, match="other settings.*batch_size"):
         train_sample_model(tiny_transformer(), tokens, **{**args, "batch_size": 2}, checkpoint_dir=tmp_path,

@@ -1,0 +1,241 @@
+"""Experiment A with seeds and learning curves: next-sample prediction on held-out piano at an equal
+wall-clock budget (Verma & Chafe, 2021, Table 1: WaveNets 74-76% top-5, Transformers 80-84%).
+
+The five models of `next_sample.py` (about 0.33-0.42 M parameters each) train on the piano corpus's
+train phrases for the same wall-clock budget: each run first times a few updates of its model, then
+takes as many updates as fit the budget (the schedule spans them all). Validation bits per sample
+are measured on the val preset's phrases as training goes (log-spaced), against samples seen and
+against training seconds (``step_seconds``: updates only); the curve is the evidence. The final model
+is scored, teacher-forced, on the first second (x --scale) of every test phrase (a piano preset no
+model heard; 46 phrases at the default scale): phrases, not seconds of one phrase, set the precision.
+
+Intervals: over seeds (t), and over the test phrases (bootstrap of each phrase's score averaged over
+seeds) for every paired difference. Equal updates are read from the validation curves, at the
+largest update count every model reached.
+
+    python benchmarks/experiments/next_sample_curves.py --model transformer_3 --seed 0   # one run
+    python benchmarks/experiments/next_sample_curves.py --all         # 5 models x 3 seeds: about 75 min
+    python benchmarks/experiments/next_sample_curves.py --summarise   # results and figure
+
+Time the runs on a quiet machine: a budget in seconds is only equal when the load is.
+Runs: <work>/<model>_seed<seed>.json. Results: benchmarks/results/experiment_a_curves.{md,json,png}.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import glob
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import ensure_corpus, parameters, run_record, token_split, write_results  # noqa: E402
+from next_sample import PAPER_TOP5, models  # noqa: E402
+from fastwave.training.evaluation import evaluate_sample_model  # noqa: E402
+from fastwave.training.intervals import cluster_bootstrap, detectable_difference, t_interval  # noqa: E402
+from fastwave.training.sample_models import train_sample_model  # noqa: E402
+
+SEEDS = (0, 1, 2)
+BATCH, SEGMENT = 8, 1024
+VAL_SAMPLES = 32_768  # of the val phrases, per evaluation: 2 s of audio, so a curve costs little
+EVALS = 10  # validation points per run, log-spaced from the 10th update to the last
+TEST_SECONDS = 1.0  # scored of each test phrase (x --scale): a Transformer scores ~7,000 samples/s here
+# (better, worse): the paper's orderings.
+CLAIMS = [("transformer_3", "wavenet_10"), ("transformer_3", "wavenet_30"), ("wavenet_30", "wavenet_10"),
+          ("transformer_6", "transformer_3"), ("transformer_3_cond", "transformer_3")]
+
+
+def calibrate(model, train, seed: int) -> float:
+    """Seconds per update of ``model`` on this machine now: the median of 4 timed updates of a copy
+    (after one untimed)."""
+    history = train_sample_model(copy.deepcopy(model), train, steps=5, batch_size=BATCH, segment=SEGMENT, lr=1e-3,
+                                 seed=seed, progress=False)
+    return float(np.median(history["step_seconds"][1:]))
+
+
+def val_tokens(folder: str) -> list[torch.Tensor]:
+    """The val phrases cut to VAL_SAMPLES tokens in all (the first phrases first)."""
+    streams, left = [], VAL_SAMPLES
+    for stream in token_split(folder, "val"):
+        if left <= 1:
+            break
+        streams.append(stream[:left])
+        left -= len(streams[-1])
+    return streams
+
+
+def one_run(args, name: str, seed: int) -> None:
+    path = os.path.join(args.work, f"{name}_seed{seed}.json")
+    if os.path.isfile(path):
+        print(f"{path}: done, skipped")
+        return
+    started = time.perf_counter()
+    train, val = token_split(args.data, "train"), val_tokens(args.data)
+    test = [phrase[:round(16000 * TEST_SECONDS * args.scale) + 1] for phrase in token_split(args.data, "test")]
+    torch.manual_seed(seed)
+    model = models()[name]().to(args.device)
+    per_update = calibrate(model, train, seed)
+    steps = max(10, round(args.budget / per_update))
+    history = train_sample_model(model, train, steps=steps, batch_size=BATCH, segment=SEGMENT, lr=1e-3,
+                                 warmup=max(1, steps // 10), seed=seed, eval_tokens=val,
+                                 eval_at=eval_steps(steps), eval_segment=4096, progress=False)
+    seconds = np.cumsum(history["step_seconds"])
+    curve = [{"step": e["step"], "samples": e["step"] * BATCH * SEGMENT, "train_seconds": float(seconds[e["step"] - 1]),
+              "bits_per_sample": e["bits_per_sample"], "top5": e["top5"]} for e in history["eval"]]
+    phrases = [evaluate_sample_model(model, [phrase], segment=4096, burn_in=1024) for phrase in test]
+    positions = np.array([p["positions"] for p in phrases], dtype=float)
+    record = {"model": name, "parameters": parameters(model), "budget_seconds": args.budget,
+              "calibrated_seconds_per_update": per_update, "steps": steps, "train_seconds": float(seconds[-1]),
+              "samples_seen": steps * BATCH * SEGMENT, "curve": curve,
+              "test_phrases": [{k: p[k] for k in ("top1", "top5", "bits_per_sample", "positions")} for p in phrases],
+              **{k: float(np.average([p[k] for p in phrases], weights=positions))
+                 for k in ("top1", "top5", "bits_per_sample")},
+              **run_record(seed, args.device, time.perf_counter() - started)}
+    os.makedirs(args.work, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    print(f"{name} seed {seed}: {steps} updates in {record['train_seconds']:.0f} s, test top-5 {record['top5']:.3f}, "
+          f"{record['bits_per_sample']:.3f} bits/sample", flush=True)
+
+
+def eval_steps(steps: int) -> list[int]:
+    """Where a run of ``steps`` updates is evaluated: log-spaced, so that a fast model's curve (many
+    updates) has points down at a slow model's update count, where equal updates are read, and the
+    figure's log axis is evenly covered."""
+    return sorted({int(round(s)) for s in np.geomspace(min(10, steps), steps, EVALS)})
+
+
+def at_updates(curve: list[dict], step: float) -> float:
+    """Validation bits per sample at ``step`` updates, linear in log(updates) between the curve's
+    points; NaN outside them (a curve is not extrapolated)."""
+    steps = [p["step"] for p in curve]
+    if not steps[0] <= step <= steps[-1]:
+        return float("nan")
+    return float(np.interp(np.log(step), np.log(steps), [p["bits_per_sample"] for p in curve]))
+
+
+def pool_runs(runs: list[dict]) -> tuple[dict, list[dict], int]:
+    """Run records -> ({model: means and intervals}, the paired claims, the common update count)."""
+    by_model = {}
+    for run in runs:
+        by_model.setdefault(run["model"], []).append(run)
+    common = min(min(run["steps"] for run in group) for group in by_model.values())
+    table = {}
+    for name, group in by_model.items():
+        table[name] = {"seeds": sorted(r["seed"] for r in group), "parameters": group[0]["parameters"],
+                       "steps": [r["steps"] for r in group], "train_seconds": [r["train_seconds"] for r in group],
+                       "top5": interval_of([r["top5"] for r in group]),
+                       "bits_per_sample": interval_of([r["bits_per_sample"] for r in group]),
+                       "val_bits_at_common_updates": interval_of([at_updates(r["curve"], common) for r in group]),
+                       # per test phrase, averaged over seeds: the unit of the bootstrap
+                       "phrase_top5": np.mean([[p["top5"] for p in r["test_phrases"]] for r in group], axis=0).tolist()}
+    claims = []
+    for better, worse in CLAIMS:
+        if better not in table or worse not in table:
+            continue
+        diff = np.array(table[better]["phrase_top5"]) - np.array(table[worse]["phrase_top5"])
+        phrases = np.arange(len(diff))
+        mean, low, high = cluster_bootstrap(diff, phrases, seed=0)
+        claims.append({"claim": f"{better} > {worse} (test top-5)", "difference": [mean, low, high],
+                       "detectable": detectable_difference(diff, phrases),
+                       "paper": PAPER_TOP5[better] - PAPER_TOP5[worse],
+                       "verdict": "supported" if low > 0 else "contradicted" if high < 0 else "not resolved"})
+    return table, claims, common
+
+
+def interval_of(values) -> list:
+    return [None if np.isnan(v) else v for v in t_interval(values)]
+
+
+def summarise(args) -> int:
+    runs = []
+    for path in sorted(glob.glob(os.path.join(args.work, "*_seed*.json"))):
+        with open(path, encoding="utf-8") as f:
+            runs.append(json.load(f))
+    if not runs:
+        raise SystemExit(f"no runs under {args.work}: run --model M --seed S (or --all) first")
+    table, claims, common = pool_runs(runs)
+    record = {"experiment": "A: next-sample prediction, equal wall-clock budgets", "budget_seconds": args.budget,
+              "batch": BATCH, "segment": SEGMENT, "common_updates": common, "models": table, "claims": claims,
+              "runs": [{k: r[k] for k in ("model", "seed", "steps", "train_seconds", "command", "machine")} for r in runs]}
+    cell = lambda v, f=".3f": (f"{v[0]:{f}} [{v[1]:{f}}, {v[2]:{f}}]" if None not in v  # noqa: E731
+                               else f"{v[0]:{f}} (one seed)")
+    lines = ["# Experiment A: next-sample prediction at equal wall-clock budgets", "",
+             f"{len(runs)} runs; each model trains {args.budget:.0f} s (updates of {BATCH} crops of {SEGMENT}; the "
+             "count each fits is in the table), then is scored on every test phrase. 95% intervals over seeds (t). "
+             f"Equal updates: validation bits/sample at {common} updates, the most every model reached.", "",
+             "| model | parameters | updates | test top-5 | test bits/sample | val bits at equal updates | paper top-5 |",
+             "|---|---|---|---|---|---|---|"]
+    for name, v in table.items():
+        lines.append(f"| {name} | {v['parameters']:,} | {min(v['steps'])}-{max(v['steps'])} | {cell(v['top5'])} | "
+                     f"{cell(v['bits_per_sample'])} | {cell(v['val_bits_at_common_updates'])} | {PAPER_TOP5[name]:.2f} |")
+    lines += ["", "Paired differences in test top-5, over the test phrases (each phrase's score averaged over seeds):",
+              "", "| claim | difference | detectable | paper | verdict |", "|---|---|---|---|---|"]
+    lines += [f"| {c['claim']} | {cell(c['difference'])} | {c['detectable']:.3f} | {c['paper']:+.2f} | {c['verdict']} |"
+              for c in claims]
+    write_results("experiment_a_curves", record, "\n".join(lines) + "\n")
+    plot(runs)
+    print("\n".join(lines))
+    return 0
+
+
+def plot(runs: list[dict]) -> None:
+    """Validation bits/sample against samples seen and against training seconds, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    colours = {}
+    for run in sorted(runs, key=lambda r: (r["model"], r["seed"])):
+        colour = colours.setdefault(run["model"], f"C{len(colours)}")
+        label = run["model"] if run["seed"] == min(r["seed"] for r in runs if r["model"] == run["model"]) else None
+        for ax, key in zip(axes, ("samples", "train_seconds")):
+            ax.plot([p[key] for p in run["curve"]], [p["bits_per_sample"] for p in run["curve"]], color=colour,
+                    alpha=0.8, marker=".", label=label)
+    axes[0].set_xlabel("samples seen")
+    axes[1].set_xlabel("training seconds (updates only)")
+    axes[0].set_ylabel("validation bits / sample")
+    for ax in axes:
+        ax.set_xscale("log")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Experiment A: learning curves, one line per seed")
+    fig.tight_layout()
+    fig.savefig(os.path.join(os.path.dirname(__file__), "..", "results", "experiment_a_curves.png"), dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=None, help="the piano corpus (default data/piano_<minutes>min)")
+    parser.add_argument("--work", default="runs/experiment_a_curves", help="one JSON per run")
+    parser.add_argument("--model", choices=list(models()), help="one run: the model")
+    parser.add_argument("--all", action="store_true", help="every missing run: all models, seeds 0-2")
+    parser.add_argument("--summarise", action="store_true", help="pool the runs under --work into the results")
+    parser.add_argument("--scale", type=float, default=1.0, help="grows the corpus and the budget")
+    parser.add_argument("--budget", type=float, default=None, help="training seconds per run (default 180 x scale)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0, help="one run: the training seed")
+    args = parser.parse_args(argv)
+    if sum([args.model is not None, args.all, args.summarise]) != 1:
+        parser.error("give --model M [--seed S] (one run), --all or --summarise")
+    args.budget = args.budget or 180.0 * args.scale
+    minutes = max(10.0, 60.0 * args.scale)
+    args.data = args.data or f"data/piano_{minutes:g}min"
+    ensure_corpus("piano", args.data, 0, minutes=minutes)
+    if args.summarise:
+        return summarise(args)
+    for seed in ([args.seed] if args.model else SEEDS):  # a whole seed first: an interrupted --all keeps whole curves
+        for name in ([args.model] if args.model else models()):
+            one_run(args, name, seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
