@@ -11,6 +11,7 @@ EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "expe
 sys.path.insert(0, str(EXPERIMENTS))
 
 import linear_probe_folds  # noqa: E402
+from fastwave.training.intervals import t_interval  # noqa: E402
 import next_sample_curves  # noqa: E402
 import tagging_scaling  # noqa: E402
 
@@ -119,4 +120,14 @@ def test_a_pooling_reads_equal_updates_and_pairs_phrases():
     assert verdicts["transformer_3 > wavenet_10 (test top-5)"]["verdict"] == "supported"
     assert verdicts["transformer_3 > wavenet_10 (test top-5)"]["difference"][0] == pytest.approx(0.02)
     assert verdicts["wavenet_30 > wavenet_10 (test top-5)"]["verdict"] == "not resolved"
+    # Better on every phrase averaged over seeds, but the seeds disagree: the phrase interval alone
+    # would call it; the seeds' interval does not (the bug of the first summary, which pooled seeds
+    # away before its only interval).
+    swing = [0.10, -0.06, -0.01]
+    runs = [_curve_run("transformer_3", s, 400, phrases + swing[s], (8.0, 4.0)) for s in range(3)]
+    runs += [_curve_run("wavenet_10", s, 2000, phrases, (8.0, 6.0)) for s in range(3)]
+    claim = next_sample_curves.pool_runs(runs)[1][0]
+    assert claim["difference"][1] > 0 and claim["difference_over_seeds"][1] < 0 < claim["difference_over_seeds"][2]
+    assert claim["verdict"] == "not resolved"
+    assert claim["difference_over_seeds"] == pytest.approx(list(t_interval([0.10, -0.06, -0.01])))
     assert not any("transformer_6" in c for c in verdicts)  # a model with no runs compares with nothing

@@ -8,17 +8,20 @@ and the trained and random LMs with layer and pooling chosen on validation), and
 note's prediction. Over 8 folds every program is tested once. The summary pools the runs there are:
 - per method, the accuracy of each seed (all its folds pooled), with a t-interval over seeds;
 - a bootstrap interval over test programs of the per-note correctness averaged over seeds;
-- for each of the paper's claims, the paired difference with its interval and a verdict:
-  supported, contradicted, or not resolved.
+- for each of the paper's claims, the paired difference with its intervals over programs and over
+  seeds (the t-interval of each seed's difference) and a verdict: supported or contradicted only
+  where both exclude zero, else not resolved.
 
     python benchmarks/experiments/linear_probe_folds.py --fold 0 --seed 0   # one run: ~10 min on 2 cores
     for s in 0 1 2; do for f in 0 1 2 3 4 5 6 7; do
         python benchmarks/experiments/linear_probe_folds.py --fold $f --seed $s; done; done
     python benchmarks/experiments/linear_probe_folds.py --summarise
 
-Runs: <work>/fold<F>_seed<S>/run.json and baselines.json (a part already there is skipped: rerunning a
-run made before the baselines existed adds them). Results:
-benchmarks/results/experiment_b_folds.{md,json}.
+Runs: the tokenizer, codes and LM in <work>/fold<F>_seed<S>/; each run's records (per-note
+predictions of every method, command, machine) in <records>/fold<F>_seed<S>.json and
+fold<F>_seed<S>_baselines.json, committed so that runs add up across machines and sessions. A part
+with its record is skipped (rerunning a run made before the baselines existed adds them; where its
+model files are gone, the pipeline reruns first). Results: benchmarks/results/experiment_b_folds.{md,json}.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import clip_corpus, run_record, write_results  # noqa: E402
 from linear_probe import PAPER, run_pipeline  # noqa: E402
 from fastwave.corpora import program_folds  # noqa: E402
-from fastwave.training.intervals import cluster_bootstrap, detectable_difference, t_interval  # noqa: E402
+from fastwave.training.intervals import cluster_bootstrap, detectable_difference, t_interval, verdict  # noqa: E402
 
 # The paper's claims B can test: (better method, worse method), each a paired difference.
 CHOSEN_LM, CHOSEN_RANDOM = ("code LM probe, layer and pooling chosen on val",
@@ -79,23 +82,31 @@ def fold_labels(data: str, fold: dict, out: str) -> list[str]:
     return train
 
 
+def record_paths(args) -> tuple[str, str]:
+    """This run's records: (the pipeline's, the baselines')."""
+    stem = os.path.join(args.records, f"fold{args.fold}_seed{args.seed}")
+    return stem + ".json", stem + "_baselines.json"
+
+
 def one_run(args) -> int:
     work = os.path.join(args.work, f"fold{args.fold}_seed{args.seed}")
     training_seed, args.seed = args.seed, args.corpus_seed  # the corpus is the same for every run
     corpus = clip_corpus("notes", args)
     args.seed = training_seed
-    if os.path.isfile(os.path.join(work, "run.json")):
-        print(f"{work}/run.json exists: pipeline skipped")
-    else:
-        pipeline_run(work, corpus, args)
-    if os.path.isfile(os.path.join(work, "baselines.json")):
-        print(f"{work}/baselines.json exists: skipped")
-    else:
-        baselines_run(work, args)
+    run_path, baselines_path = record_paths(args)
+    os.makedirs(args.records, exist_ok=True)
+    if os.path.isfile(run_path) and os.path.isfile(baselines_path):
+        print(f"{run_path} and its baselines exist: skipped")
+        return 0
+    if os.path.isfile(run_path) and os.path.isfile(os.path.join(work, "lm.safetensors")):
+        print(f"{run_path} exists: pipeline skipped")
+    else:  # the baselines read the pipeline's tokenizer and LM
+        pipeline_run(work, corpus, args, run_path)
+    baselines_run(work, args, run_path, baselines_path)
     return 0
 
 
-def pipeline_run(work: str, corpus: dict, args) -> None:
+def pipeline_run(work: str, corpus: dict, args, out: str) -> None:
     started = time.perf_counter()
     os.makedirs(work, exist_ok=True)
     fold = program_folds(args.corpus_seed)[args.fold]
@@ -107,32 +118,32 @@ def pipeline_run(work: str, corpus: dict, args) -> None:
               "scale": args.scale, "rows": probe["rows"], "test_clips": probe["test_clips"],
               "test_targets": probe["test_targets"],
               **run_record(args.seed, args.device, time.perf_counter() - started)}
-    with open(os.path.join(work, "run.json"), "w", encoding="utf-8") as f:
+    with open(out, "w", encoding="utf-8") as f:
         json.dump(record, f)
     print({row["method"]: round(row["test"], 4) for row in probe["rows"]})
 
 
-def baselines_run(work: str, args) -> None:
-    """The run's tokenizer and LM through ``probe_baselines`` on the run's splits -> baselines.json
-    (rows in the order of run.json's test clips, and the layer/pooling sweep)."""
+def baselines_run(work: str, args, run_path: str, out: str) -> None:
+    """The run's tokenizer and LM through ``probe_baselines`` on the run's splits -> ``out`` (rows in
+    the order of the run record's test clips, and the layer/pooling sweep)."""
     from fastwave.codes import CodeTokenizer
     from fastwave.codes.baselines import probe_baselines
     from fastwave.models import load_model
     from fastwave.training.data import clip_splits, clips_from_csv
 
     started = time.perf_counter()
-    with open(os.path.join(work, "run.json"), encoding="utf-8") as f:
+    with open(run_path, encoding="utf-8") as f:
         test_clips = json.load(f)["test_clips"]
     tokenizer = CodeTokenizer.load(os.path.join(work, "tok.safetensors"), map_location=args.device)
     lm = load_model(os.path.join(work, "lm.safetensors"), map_location=args.device)
     clips = clips_from_csv(os.path.join(work, "labels.csv"), args.data)
     splits = clip_splits(clips, seed=args.seed)  # the probe's call: the splits come from labels.csv
     if [clips.paths[i] for i in splits["test"]] != test_clips:
-        raise SystemExit(f"{work}: the test clips differ from run.json's (was --data another corpus?)")
+        raise SystemExit(f"{work}: the test clips differ from {run_path}'s (was --data another corpus?)")
     rows, sweep = probe_baselines(tokenizer, lm, clips.paths, clips.targets(), splits, seed=args.seed)
     record = {"fold": args.fold, "seed": args.seed, "rows": rows, "sweep": sweep,
               **run_record(args.seed, args.device, time.perf_counter() - started)}
-    with open(os.path.join(work, "baselines.json"), "w", encoding="utf-8") as f:
+    with open(out, "w", encoding="utf-8") as f:
         json.dump(record, f)
     print({row["method"]: round(row["test"], 4) for row in rows})
 
@@ -178,26 +189,20 @@ def pooled(runs: list[dict], baseline: dict[str, float]) -> tuple[list[int], lis
     return seeds, clips, arrays, [program_of(c) for c in clips]
 
 
-def verdict(low: float, high: float) -> str:
-    if low > 0:
-        return "supported"
-    if high < 0:
-        return "contradicted"
-    return "not resolved at this scale"
-
-
 def summarise(args) -> int:
     runs = []
-    for path in sorted(glob.glob(os.path.join(args.work, "fold*_seed*", "run.json"))):
+    for path in sorted(glob.glob(os.path.join(args.records, "fold*_seed*.json"))):
+        if path.endswith("_baselines.json"):
+            continue
         with open(path, encoding="utf-8") as f:
             run = json.load(f)
-        extra = os.path.join(os.path.dirname(path), "baselines.json")
+        extra = path[:-len(".json")] + "_baselines.json"
         if os.path.isfile(extra):  # same test clips, same order (checked when it was made)
             with open(extra, encoding="utf-8") as f:
                 run["rows"] = run["rows"] + json.load(f)["rows"]
         runs.append(run)
     if not runs:
-        raise SystemExit(f"no runs under {args.work}: run --fold F --seed S first")
+        raise SystemExit(f"no runs under {args.records}: run --fold F --seed S first")
     folds = sorted({run["fold"] for run in runs})
     corpus = runs[0]["corpus"]
     data = args.data or f"data/notes_{sum(corpus['clips'].values())}"
@@ -212,9 +217,12 @@ def summarise(args) -> int:
     claims = []
     for better, worse in [(b, w) for b, w in CLAIMS if b in correct and w in correct]:
         difference = (correct[better] - correct[worse]).mean(axis=0)
-        mean, low, high = cluster_bootstrap(difference, programs, seed=0)
-        claims.append({"claim": f"{better} > {worse}", "difference": [mean, low, high],
-                       "detectable": detectable_difference(difference, programs), "verdict": verdict(low, high),
+        over_programs = cluster_bootstrap(difference, programs, seed=0)
+        over_seeds = t_interval((correct[better] - correct[worse]).mean(axis=1))  # one value per seed
+        claims.append({"claim": f"{better} > {worse}", "difference": list(over_programs),
+                       "difference_over_seeds": [None if np.isnan(v) else v for v in over_seeds],
+                       "detectable": detectable_difference(difference, programs),
+                       "verdict": verdict(over_programs, over_seeds),
                        "paper": PAPER[better] - PAPER[worse] if better in PAPER and worse in PAPER else None})
     record = {"experiment": "B on 8 folds over programs", "folds": folds, "seeds": seeds, "test_notes": len(clips),
               "test_programs": len(set(programs)), "methods": methods, "claims": claims,
@@ -227,8 +235,12 @@ def summarise(args) -> int:
              "| method | accuracy, over seeds | accuracy, over programs | paper |", "|---|---|---|---|"]
     lines += [f"| {m} | {cell(v['seeds'])} | {cell(v['programs'])} | {PAPER.get(m, float('nan')):.3f} |"
               .replace("nan", "–") for m, v in methods.items()]
-    lines += ["", "| claim | difference, over programs | detectable here | verdict |", "|---|---|---|---|"]
-    lines += [f"| {c['claim']} | {cell(c['difference'])} | {c['detectable']:.3f} | {c['verdict']} |" for c in claims]
+    lines += ["", "A verdict needs the difference's intervals over programs and over seeds on one side of zero "
+              "(one seed resolves nothing).", "",
+              "| claim | difference, over programs | over seeds | detectable over programs | verdict |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {c['claim']} | {cell(c['difference'])} | {cell(c['difference_over_seeds'])} | "
+              f"{c['detectable']:.3f} | {c['verdict']} |" for c in claims]
     write_results("experiment_b_folds", record, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
@@ -237,9 +249,12 @@ def summarise(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="the notes corpus (default data/notes_<count>; rendered if missing)")
-    parser.add_argument("--work", default="runs/experiment_b_folds", help="one folder per run")
+    parser.add_argument("--work", default="runs/experiment_b_folds", help="one folder of model files per run")
+    parser.add_argument("--records", default=os.path.join(os.path.dirname(__file__), "..", "results", "runs",
+                                                        "experiment_b_folds"),
+                        help="the runs' JSON records (committed; summarised from here)")
     parser.add_argument("--fold", type=int, choices=range(8), help="the fold to run (0-7)")
-    parser.add_argument("--summarise", action="store_true", help="pool the runs under --work into the results")
+    parser.add_argument("--summarise", action="store_true", help="pool the records into the results")
     parser.add_argument("--corpus-seed", type=int, default=0, help="the corpus and its folds (default 0)")
     parser.add_argument("--scale", type=float, default=1.0, help="grows the data and the training")
     parser.add_argument("--device", default="cpu")

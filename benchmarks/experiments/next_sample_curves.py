@@ -10,15 +10,18 @@ is scored, teacher-forced, on the first second (x --scale) of every test phrase 
 model heard; 46 phrases at the default scale): phrases, not seconds of one phrase, set the precision.
 
 Intervals: over seeds (t), and over the test phrases (bootstrap of each phrase's score averaged over
-seeds) for every paired difference. Equal updates are read from the validation curves, at the
-largest update count every model reached.
+seeds). A paired difference has both: over seeds (the t-interval of the per-seed differences, seed s
+of one model against seed s of the other) and over phrases; a claim is supported or contradicted
+only where both exclude zero. Equal updates are read from the validation curves, at the largest
+update count every model reached.
 
     python benchmarks/experiments/next_sample_curves.py --model transformer_3 --seed 0   # one run
     python benchmarks/experiments/next_sample_curves.py --all         # 5 models x 3 seeds: about 75 min
     python benchmarks/experiments/next_sample_curves.py --summarise   # results and figure
 
 Time the runs on a quiet machine: a budget in seconds is only equal when the load is.
-Runs: <work>/<model>_seed<seed>.json. Results: benchmarks/results/experiment_a_curves.{md,json,png}.
+Runs: <work>/<model>_seed<seed>.json (default benchmarks/results/runs/experiment_a_curves, committed so
+that runs add up across machines and sessions; a run there is skipped). Results: benchmarks/results/experiment_a_curves.{md,json,png}.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import ensure_corpus, parameters, run_record, token_split, write_results  # noqa: E402
 from next_sample import PAPER_TOP5, models  # noqa: E402
 from fastwave.training.evaluation import evaluate_sample_model  # noqa: E402
-from fastwave.training.intervals import cluster_bootstrap, detectable_difference, t_interval  # noqa: E402
+from fastwave.training.intervals import cluster_bootstrap, detectable_difference, t_interval, verdict  # noqa: E402
 from fastwave.training.sample_models import train_sample_model  # noqa: E402
 
 SEEDS = (0, 1, 2)
@@ -140,11 +143,14 @@ def pool_runs(runs: list[dict]) -> tuple[dict, list[dict], int]:
             continue
         diff = np.array(table[better]["phrase_top5"]) - np.array(table[worse]["phrase_top5"])
         phrases = np.arange(len(diff))
-        mean, low, high = cluster_bootstrap(diff, phrases, seed=0)
-        claims.append({"claim": f"{better} > {worse} (test top-5)", "difference": [mean, low, high],
+        over_phrases = cluster_bootstrap(diff, phrases, seed=0)
+        seeds = sorted(set(table[better]["seeds"]) & set(table[worse]["seeds"]))
+        top5 = {(r["model"], r["seed"]): r["top5"] for r in runs}
+        over_seeds = t_interval([top5[(better, s)] - top5[(worse, s)] for s in seeds]) if seeds else (np.nan,) * 3
+        claims.append({"claim": f"{better} > {worse} (test top-5)", "difference": list(over_phrases),
+                       "difference_over_seeds": [None if np.isnan(v) else v for v in over_seeds],
                        "detectable": detectable_difference(diff, phrases),
-                       "paper": PAPER_TOP5[better] - PAPER_TOP5[worse],
-                       "verdict": "supported" if low > 0 else "contradicted" if high < 0 else "not resolved"})
+                       "paper": PAPER_TOP5[better] - PAPER_TOP5[worse], "verdict": verdict(over_phrases, over_seeds)})
     return table, claims, common
 
 
@@ -174,10 +180,12 @@ def summarise(args) -> int:
     for name, v in table.items():
         lines.append(f"| {name} | {v['parameters']:,} | {min(v['steps'])}-{max(v['steps'])} | {cell(v['top5'])} | "
                      f"{cell(v['bits_per_sample'])} | {cell(v['val_bits_at_common_updates'])} | {PAPER_TOP5[name]:.2f} |")
-    lines += ["", "Paired differences in test top-5, over the test phrases (each phrase's score averaged over seeds):",
-              "", "| claim | difference | detectable | paper | verdict |", "|---|---|---|---|---|"]
-    lines += [f"| {c['claim']} | {cell(c['difference'])} | {c['detectable']:.3f} | {c['paper']:+.2f} | {c['verdict']} |"
-              for c in claims]
+    lines += ["", "Paired differences in test top-5: over the test phrases (each phrase's score averaged over seeds) "
+              "and over seeds (seed s against seed s); a verdict needs both intervals on one side of zero.",
+              "", "| claim | difference, over phrases | over seeds | detectable over phrases | paper | verdict |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {c['claim']} | {cell(c['difference'])} | {cell(c['difference_over_seeds'])} | {c['detectable']:.3f} | "
+              f"{c['paper']:+.2f} | {c['verdict']} |" for c in claims]
     write_results("experiment_a_curves", record, "\n".join(lines) + "\n")
     plot(runs)
     print("\n".join(lines))
@@ -214,7 +222,8 @@ def plot(runs: list[dict]) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="the piano corpus (default data/piano_<minutes>min)")
-    parser.add_argument("--work", default="runs/experiment_a_curves", help="one JSON per run")
+    parser.add_argument("--work", default=os.path.join(os.path.dirname(__file__), "..", "results", "runs",
+                                                     "experiment_a_curves"), help="one JSON per run")
     parser.add_argument("--model", choices=list(models()), help="one run: the model")
     parser.add_argument("--all", action="store_true", help="every missing run: all models, seeds 0-2")
     parser.add_argument("--summarise", action="store_true", help="pool the runs under --work into the results")

@@ -14,12 +14,17 @@ import os
 import sys
 
 RESULTS = os.path.join(os.path.dirname(__file__), "..", "results")
-# Per panel, the results files in order of preference (B: the 8-fold design, which has intervals).
+# Per panel, the results files in order of preference: the designs with seeds and intervals first.
 PANELS = (
-    (("experiment_a_next_sample",), "A: next-sample top-5, held-out piano"),
+    (("experiment_a_curves", "experiment_a_next_sample"), "A: next-sample top-5, held-out piano"),
     (("experiment_b_folds", "experiment_b_linear_probe"), "B: instrument family accuracy, held-out programs"),
-    (("experiment_c_tagging",), "C: tagging mAP on mixtures"),
+    (("experiment_c_scaling", "experiment_c_tagging"), "C: tagging mAP on mixtures"),
 )
+
+
+def interval(v: list) -> tuple[float, float] | None:
+    """[mean, low, high] (low/high None for one seed) -> (low, high) or None."""
+    return None if None in v else (v[1], v[2])
 
 
 def bars(record: dict, stem: str) -> tuple[list[str], list[float], list[tuple[float, float] | None], float | None]:
@@ -29,6 +34,18 @@ def bars(record: dict, stem: str) -> tuple[list[str], list[float], list[tuple[fl
         chance = next((v["programs"][0] for m, v in record["methods"].items() if m.startswith("chance")), None)
         return (list(methods), [v["programs"][0] for v in methods.values()],
                 [tuple(v["programs"][1:]) for v in methods.values()], chance)
+    if stem == "experiment_a_curves":  # intervals over seeds
+        models = record["models"]
+        return list(models), [v["top5"][0] for v in models.values()], [interval(v["top5"]) for v in models.values()], None
+    if stem == "experiment_c_scaling":  # each arm at the most clips it trained on, intervals over seeds
+        cells = {}
+        for key, v in record["cells"].items():
+            arm, size = key.rsplit(" n", 1)
+            if int(size) >= cells.get(arm, (0, None))[0]:
+                cells[arm] = (int(size), v)
+        labels = [f"{arm} ({size})" for arm, (size, _) in cells.items()]
+        return (labels, [v["over_seeds"][0] for _, v in cells.values()],
+                [interval(v["over_seeds"]) for _, v in cells.values()], record.get("chance_test_mAP"))
     if stem.startswith("experiment_a"):
         rows = record["rows"]
         return [r["model"] for r in rows], [r["top5"] for r in rows], [None] * len(rows), None
@@ -76,6 +93,10 @@ def main(argv=None) -> int:
         if stem == "experiment_b_folds":
             note = (f"{len(record['seeds'])} seed(s), {record['test_programs']} test programs; "
                     "bars: 95% interval over programs")
+        elif stem == "experiment_a_curves":
+            note = f"{record['budget_seconds']:.0f} s of training each; bars: 95% interval over seeds"
+        elif stem == "experiment_c_scaling":
+            note = f"{record['runs']} runs, clips in brackets; bars: 95% interval over seeds"
         else:
             note = (f"one run (no interval), scale {record.get('scale', 1):g}, "
                     f"{record['wall_seconds'] / 60:.0f} min on {record['device']}")

@@ -15,14 +15,18 @@ within 1% (about 0.32 M):
 
 Intervals: over seeds (t, on each arm's mean test mAP) and over test programs. Each of the 16
 classes (GM families) has one test program, so a class's AP is that program's: the bootstrap
-resamples classes (their APs averaged over seeds), for each arm and for each paired difference.
+resamples classes (their APs averaged over seeds), for each arm and for each paired difference. A
+paired difference also has its interval over seeds (seed s of one arm against seed s of the other);
+a claim is supported or contradicted only where both intervals exclude zero.
 
     python benchmarks/experiments/tagging_scaling.py --arm cnn --size 250 --seed 0   # one run
     python benchmarks/experiments/tagging_scaling.py --all        # every missing run (3 seeds): see the budget
     python benchmarks/experiments/tagging_scaling.py --summarise  # results and figure from the runs there are
 
-Runs: <work>/<arm>_n<size>_seed<seed>/ (train-classifier's files and scores.json; a run with
-scores.json is skipped). Results: benchmarks/results/experiment_c_scaling.{md,json,png}.
+Runs: train-classifier's files in <work>/<arm>_n<size>_seed<seed>/, and each run's record (test
+scores, per-class AP, command, machine) in <records>/<arm>_n<size>_seed<seed>.json, committed so that
+runs add up across machines and sessions; a run with a record is skipped. Results:
+benchmarks/results/experiment_c_scaling.{md,json,png}.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import csv
 import glob
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -38,7 +43,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import clip_corpus, parameters, run_record, write_results  # noqa: E402
-from fastwave.training.intervals import cluster_bootstrap, detectable_difference, t_interval  # noqa: E402
+from fastwave.training.intervals import cluster_bootstrap, detectable_difference, t_interval, verdict  # noqa: E402
 
 TRANSFORMER = ["--arch", "transformer", "--frontend", "256", "--layers", "4", "--width", "64", "--heads", "4"]
 ARMS = {"cnn": ["--arch", "cnn", "--channels", "16,32,64,136"],
@@ -48,6 +53,7 @@ ARMS = {"cnn": ["--arch", "cnn", "--channels", "16,32,64,136"],
 AUGMENT = ["--shift-ms", "10", "--gain-db", "6", "--polarity", "--mix", "0.5"]
 SIZES = (250, 500, 1000, 2000)
 SEEDS = (0, 1, 2)
+RECORDS = os.path.join(os.path.dirname(__file__), "..", "results", "runs", "experiment_c_scaling")
 CORPUS_CLIPS = 3000  # about 2,100 training clips: the largest size fits
 # The differences the curve is read by: (better, worse, what it measures).
 COMPARISONS = [("cnn", "transformer_none", "CNN over the raw Transformer"),
@@ -116,12 +122,14 @@ def test_scores(run: str, data: str) -> dict:
 def one_run(args, arm: str, size: int, seed: int) -> None:
     from fastwave.cli import main as fastwave_cli
 
-    run = os.path.join(args.work, f"{arm}_n{size}_seed{seed}")
-    if os.path.isfile(os.path.join(run, "scores.json")):
-        print(f"{run}: done, skipped")
+    name = f"{arm}_n{size}_seed{seed}"
+    run, path = os.path.join(args.work, name), os.path.join(args.records, name + ".json")
+    if os.path.isfile(path):
+        print(f"{path}: done, skipped")
         return
     started = time.perf_counter()
-    os.makedirs(run, exist_ok=True)
+    shutil.rmtree(run, ignore_errors=True)  # a run cut off before its record starts again
+    os.makedirs(run)
     size_labels(args.data, size, os.path.join(run, "labels.csv"))
     b = budget(args)
     code = fastwave_cli(["train-classifier", args.data, "--labels", os.path.join(run, "labels.csv"), "--out-dir", run,
@@ -132,13 +140,14 @@ def one_run(args, arm: str, size: int, seed: int) -> None:
         raise SystemExit(f"training {arm} on {size} clips (seed {seed}) failed")
     record = {"arm": arm, "size": size, "budget": b, **test_scores(run, args.data),
               **run_record(seed, args.device, time.perf_counter() - started)}
-    with open(os.path.join(run, "scores.json"), "w", encoding="utf-8") as f:
+    os.makedirs(args.records, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
         json.dump(record, f)
     print(f"{arm}, {size} clips, seed {seed}: test mAP {record['mAP']:.3f} ({record['wall_seconds']:.0f} s)", flush=True)
 
 
 def pool_runs(runs: list[dict]) -> tuple[dict, list[dict]]:
-    """scores.json records -> ({(arm, size): mean and intervals}, the paired comparisons)."""
+    """Run records -> ({(arm, size): mean and intervals}, the paired comparisons)."""
     cells = {}  # (arm, size) -> list of runs
     for run in runs:
         cells.setdefault((run["arm"], run["size"]), []).append(run)
@@ -157,21 +166,25 @@ def pool_runs(runs: list[dict]) -> tuple[dict, list[dict]]:
             if (better, size) not in table or (worse, size) not in table:
                 continue
             diff = np.array(table[(better, size)]["class_ap"]) - np.array(table[(worse, size)]["class_ap"])
-            mean, low, high = cluster_bootstrap(diff, np.arange(len(diff)), seed=0)
+            over_programs = cluster_bootstrap(diff, np.arange(len(diff)), seed=0)
+            seeds = sorted(set(table[(better, size)]["seeds"]) & set(table[(worse, size)]["seeds"]))
+            maps = {(run["arm"], run["seed"]): run["mAP"] for run in cells[(better, size)] + cells[(worse, size)]}
+            over_seeds = t_interval([maps[(better, s)] - maps[(worse, s)] for s in seeds]) if seeds else (np.nan,) * 3
             comparisons.append({"claim": f"{better} > {worse}", "meaning": meaning, "size": size,
-                                "difference": [mean, low, high],
+                                "difference": list(over_programs),
+                                "difference_over_seeds": [None if np.isnan(v) else v for v in over_seeds],
                                 "detectable": detectable_difference(diff, np.arange(len(diff))),
-                                "verdict": "supported" if low > 0 else "contradicted" if high < 0 else "not resolved"})
+                                "verdict": verdict(over_programs, over_seeds)})
     return table, comparisons
 
 
 def summarise(args) -> int:
     runs = []
-    for path in sorted(glob.glob(os.path.join(args.work, "*_n*_seed*", "scores.json"))):
+    for path in sorted(glob.glob(os.path.join(args.records, "*_n*_seed*.json"))):
         with open(path, encoding="utf-8") as f:
             runs.append(json.load(f))
     if not runs:
-        raise SystemExit(f"no runs under {args.work}: run --arm A --size N --seed S (or --all) first")
+        raise SystemExit(f"no runs under {args.records}: run --arm A --size N --seed S (or --all) first")
     table, comparisons = pool_runs(runs)
     arms = [a for a in ARMS if any(a == arm for arm, _ in table)]
     trained = sorted({size for _, size in table})
@@ -195,10 +208,12 @@ def summarise(args) -> int:
         present = [table.get((arm, n)) for n in trained]
         params = next(v["parameters"] for v in present if v)
         lines.append(f"| {arm} | {params:,} | " + " | ".join(cell(v["over_seeds"]) if v else "–" for v in present) + " |")
-    lines += ["", "Paired differences in test mAP, over the 16 test programs:", "",
-              "| claim | clips | difference | detectable | verdict |", "|---|---|---|---|---|"]
-    lines += [f"| {c['claim']} ({c['meaning']}) | {c['size']} | {cell(c['difference'])} | {c['detectable']:.3f} | "
-              f"{c['verdict']} |" for c in comparisons]
+    lines += ["", "Paired differences in test mAP, over the 16 test programs and over seeds (seed s against seed s); "
+              "a verdict needs both intervals on one side of zero:", "",
+              "| claim | clips | difference, over programs | over seeds | detectable over programs | verdict |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {c['claim']} ({c['meaning']}) | {c['size']} | {cell(c['difference'])} | "
+              f"{cell(c['difference_over_seeds'])} | {c['detectable']:.3f} | {c['verdict']} |" for c in comparisons]
     write_results("experiment_c_scaling", record, "\n".join(lines) + "\n")
     plot(table, arms, trained, chance)
     print("\n".join(lines))
@@ -234,11 +249,12 @@ def plot(table: dict, arms: list[str], trained: list[int], chance: float) -> Non
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="the mixtures corpus (default data/mixtures_<count>; rendered if missing)")
-    parser.add_argument("--work", default="runs/experiment_c_scaling", help="one folder per run")
+    parser.add_argument("--work", default="runs/experiment_c_scaling", help="one folder of model files per run")
+    parser.add_argument("--records", default=RECORDS, help="one JSON per run (committed; summarised from here)")
     parser.add_argument("--arm", choices=ARMS, help="one run: the arm")
     parser.add_argument("--size", type=int, help="one run: training clips (one of the sizes)")
     parser.add_argument("--all", action="store_true", help="every missing run: all arms, sizes and seeds 0-2")
-    parser.add_argument("--summarise", action="store_true", help="pool the runs under --work into the results")
+    parser.add_argument("--summarise", action="store_true", help="pool the records into the results")
     parser.add_argument("--scale", type=float, default=1.0, help="grows the corpus, the sizes and the updates")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0, help="one run: the training seed")

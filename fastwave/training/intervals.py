@@ -4,6 +4,7 @@
     mean, low, high = cluster_bootstrap(correct, programs, seed=0)          # items clustered by program
     mean, low, high = cluster_bootstrap(correct_a - correct_b, programs)    # a paired difference
     smallest = detectable_difference(correct_a - correct_b, programs)       # what this test set can resolve
+    verdict(over_seeds, over_programs)   # 'supported' only if every interval of the difference is above 0
 
 Test items are not independent when they share a source: the notes of one GM program, the phrases
 of one piano preset. An interval that treats 2,000 notes of 16 programs as 2,000 draws is far too
@@ -11,6 +12,11 @@ narrow, because a method that suits one instrument suits all its notes. So the b
 resamples whole clusters (programs, presets) with replacement, and the detectable difference is
 computed from the spread between cluster means: the number of clusters sets the precision, not the
 number of items.
+
+A comparison of trained models has two sources of noise: the test items (which instruments happen
+to be tested) and the training seeds (which run happened). An interval over items from scores
+averaged over seeds leaves the seeds out, and an interval over seeds leaves the items out; a claim
+is decided by ``verdict`` only where both exclude zero.
 
 Shapes: ``values`` (N,) real, one per test item (0/1 correctness, a per-clip score, or a paired
 difference); ``clusters`` (N,) hashable ids, one per item. Every function returns python floats.
@@ -107,3 +113,25 @@ def detectable_difference(differences, clusters, *, level: float = LEVEL, power:
     variance = float((weights ** 2 * (means - centre) ** 2).sum()) * sums.size / (sums.size - 1)
     z = NormalDist().inv_cdf(0.5 + level / 2) + NormalDist().inv_cdf(power)
     return z * math.sqrt(variance)
+
+
+def verdict(*intervals) -> str:
+    """The verdict on a claim "A is better than B" from intervals of the difference A - B, each
+    (mean, low, high): "supported" when every interval lies above 0, "contradicted" when every one
+    lies below, else "not resolved". An interval with a missing bound (NaN or None: one seed, one
+    cluster) resolves nothing."""
+    if not intervals:
+        raise ValueError("verdict needs at least one interval")
+    bounds = []
+    for interval in intervals:
+        if len(interval) != 3:
+            raise ValueError(f"an interval is (mean, low, high), got {interval!r}")
+        low, high = interval[1], interval[2]
+        if low is None or high is None or math.isnan(low) or math.isnan(high):
+            return "not resolved"
+        bounds.append((low, high))
+    if all(low > 0 for low, _ in bounds):
+        return "supported"
+    if all(high < 0 for _, high in bounds):
+        return "contradicted"
+    return "not resolved"

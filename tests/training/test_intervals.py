@@ -7,7 +7,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from fastwave.training.intervals import cluster_bootstrap, detectable_difference, t_interval
+from fastwave.training.intervals import cluster_bootstrap, detectable_difference, t_interval, verdict
 
 
 def test_t_interval_is_the_student_t_formula():
@@ -77,3 +77,17 @@ def test_the_detectable_difference_is_its_closed_form_and_has_its_power():
 def test_bad_input_is_refused(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_a_verdict_needs_every_interval_of_the_difference_on_one_side():
+    above, below, across = (0.03, 0.01, 0.05), (-0.03, -0.05, -0.01), (0.03, -0.01, 0.07)
+    assert verdict(above) == verdict(above, above) == "supported"
+    assert verdict(below, below) == "contradicted"
+    # narrow over test items, wide over seeds: the seeds decide nothing, so neither does the claim
+    assert verdict(above, across) == verdict(across, below) == "not resolved"
+    assert verdict(above, below) == "not resolved"
+    assert verdict(above, (0.03, math.nan, math.nan)) == verdict(above, (0.03, None, None)) == "not resolved"
+    with pytest.raises(ValueError, match="at least one"):
+        verdict()
+    with pytest.raises(ValueError, match="mean, low, high"):
+        verdict((0.0, 1.0))
