@@ -250,7 +250,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="the notes corpus (default data/notes_<count>; rendered if missing)")
     parser.add_argument("--work", default="runs/experiment_b_folds", help="one folder of model files per run")
-    parser.add_argument("--records", default=os.path.join(os.path.dirname(__file__), "..", "results", "runs",
+    parser.add_argument("--records", default=os.path.join(os.path.dirname(__file__), "..", "results", "run_records",
                                                         "experiment_b_folds"),
                         help="the runs' JSON records (committed; summarised from here)")
     parser.add_argument("--fold", type=int, choices=range(8), help="the fold to run (0-7)")

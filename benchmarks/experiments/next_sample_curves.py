@@ -20,7 +20,7 @@ update count every model reached.
     python benchmarks/experiments/next_sample_curves.py --summarise   # results and figure
 
 Time the runs on a quiet machine: a budget in seconds is only equal when the load is.
-Runs: <work>/<model>_seed<seed>.json (default benchmarks/results/runs/experiment_a_curves, committed so
+Runs: <work>/<model>_seed<seed>.json (default benchmarks/results/run_records/experiment_a_curves, committed so
 that runs add up across machines and sessions; a run there is skipped). Results: benchmarks/results/experiment_a_curves.{md,json,png}.
 """
 from __future__ import annotations
@@ -222,7 +222,7 @@ def plot(runs: list[dict]) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="the piano corpus (default data/piano_<minutes>min)")
-    parser.add_argument("--work", default=os.path.join(os.path.dirname(__file__), "..", "results", "runs",
+    parser.add_argument("--work", default=os.path.join(os.path.dirname(__file__), "..", "results", "run_records",
                                                      "experiment_a_curves"), help="one JSON per run")
     parser.add_argument("--model", choices=list(models()), help="one run: the model")
     parser.add_argument("--all", action="store_true", help="every missing run: all models, seeds 0-2")

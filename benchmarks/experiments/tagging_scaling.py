@@ -53,7 +53,7 @@ ARMS = {"cnn": ["--arch", "cnn", "--channels", "16,32,64,136"],
 AUGMENT = ["--shift-ms", "10", "--gain-db", "6", "--polarity", "--mix", "0.5"]
 SIZES = (250, 500, 1000, 2000)
 SEEDS = (0, 1, 2)
-RECORDS = os.path.join(os.path.dirname(__file__), "..", "results", "runs", "experiment_c_scaling")
+RECORDS = os.path.join(os.path.dirname(__file__), "..", "results", "run_records", "experiment_c_scaling")
 CORPUS_CLIPS = 3000  # about 2,100 training clips: the largest size fits
 # The differences the curve is read by: (better, worse, what it measures).
 COMPARISONS = [("cnn", "transformer_none", "CNN over the raw Transformer"),
