@@ -77,3 +77,18 @@ def write_results(stem: str, record: dict, markdown: str) -> None:
         json.dump(record, f, indent=1)
     with open(os.path.join(results, stem + ".md"), "w", encoding="utf-8") as f:
         f.write(markdown)
+
+
+def cell(interval, spec: str = ".3f") -> str:
+    """A markdown cell of (mean, low, high): "m [l, h]", or "m (one seed)" where the bounds are None."""
+    mean, low, high = interval
+    if mean is None:
+        return "–"
+    if low is None or high is None:
+        return f"{mean:{spec}} (one seed)"
+    return f"{mean:{spec}} [{low:{spec}}, {high:{spec}}]"
+
+
+def json_interval(interval) -> list:
+    """(mean, low, high) with NaN bounds (one seed) -> a JSON-able list with None for them."""
+    return [None if v != v else v for v in interval]

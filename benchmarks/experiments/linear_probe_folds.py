@@ -37,10 +37,10 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import clip_corpus, run_record, write_results  # noqa: E402
+from _common import cell, clip_corpus, json_interval, run_record, write_results  # noqa: E402
 from linear_probe import PAPER, run_pipeline  # noqa: E402
 from fastwave.corpora import program_folds  # noqa: E402
-from fastwave.training.intervals import cluster_bootstrap, detectable_difference, t_interval, verdict  # noqa: E402
+from fastwave.training.intervals import cluster_bootstrap, paired_difference, t_interval  # noqa: E402
 
 # The paper's claims B can test: (better method, worse method), each a paired difference.
 CHOSEN_LM, CHOSEN_RANDOM = ("code LM probe, layer and pooling chosen on val",
@@ -211,23 +211,18 @@ def summarise(args) -> int:
     methods = {}
     for method, hits in correct.items():
         per_seed = hits.mean(axis=1)
-        seeds_interval = [None if np.isnan(v) else v for v in t_interval(per_seed)]  # one seed: no interval (JSON null)
+        seeds_interval = json_interval(t_interval(per_seed))  # one seed: no interval (JSON null)
         methods[method] = {"per_seed": per_seed.tolist(), "seeds": seeds_interval,
                            "programs": list(cluster_bootstrap(hits.mean(axis=0), programs, seed=0))}
     claims = []
     for better, worse in [(b, w) for b, w in CLAIMS if b in correct and w in correct]:
-        difference = (correct[better] - correct[worse]).mean(axis=0)
-        over_programs = cluster_bootstrap(difference, programs, seed=0)
-        over_seeds = t_interval((correct[better] - correct[worse]).mean(axis=1))  # one value per seed
-        claims.append({"claim": f"{better} > {worse}", "difference": list(over_programs),
-                       "difference_over_seeds": [None if np.isnan(v) else v for v in over_seeds],
-                       "detectable": detectable_difference(difference, programs),
-                       "verdict": verdict(over_programs, over_seeds),
+        difference = correct[better] - correct[worse]  # (seeds, notes)
+        claims.append({"claim": f"{better} > {worse}",
+                       **paired_difference(difference.mean(axis=0), programs, difference.mean(axis=1)),
                        "paper": PAPER[better] - PAPER[worse] if better in PAPER and worse in PAPER else None})
     record = {"experiment": "B on 8 folds over programs", "folds": folds, "seeds": seeds, "test_notes": len(clips),
               "test_programs": len(set(programs)), "methods": methods, "claims": claims,
               "runs": [{k: run[k] for k in ("fold", "seed", "command", "machine", "wall_seconds")} for run in runs]}
-    cell = lambda v: f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" if None not in v else f"{v[0]:.3f} (one seed)"  # noqa: E731
     lines = ["# Experiment B on folds over programs", "",
              f"{len(runs)} runs: folds {folds}, seeds {seeds}; {len(clips)} test notes of {len(set(programs))} "
              "programs, each scored by every seed. Intervals 95%: over seeds (t), and over test programs "

@@ -37,10 +37,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import ensure_corpus, parameters, run_record, token_split, write_results  # noqa: E402
+from _common import cell, ensure_corpus, json_interval, parameters, run_record, token_split, write_results  # noqa: E402
 from next_sample import PAPER_TOP5, models  # noqa: E402
 from fastwave.training.evaluation import evaluate_sample_model  # noqa: E402
-from fastwave.training.intervals import cluster_bootstrap, detectable_difference, t_interval, verdict  # noqa: E402
+from fastwave.training.intervals import paired_difference, t_interval  # noqa: E402
 from fastwave.training.sample_models import train_sample_model  # noqa: E402
 
 SEEDS = (0, 1, 2)
@@ -142,20 +142,16 @@ def pool_runs(runs: list[dict]) -> tuple[dict, list[dict], int]:
         if better not in table or worse not in table:
             continue
         diff = np.array(table[better]["phrase_top5"]) - np.array(table[worse]["phrase_top5"])
-        phrases = np.arange(len(diff))
-        over_phrases = cluster_bootstrap(diff, phrases, seed=0)
         seeds = sorted(set(table[better]["seeds"]) & set(table[worse]["seeds"]))
         top5 = {(r["model"], r["seed"]): r["top5"] for r in runs}
-        over_seeds = t_interval([top5[(better, s)] - top5[(worse, s)] for s in seeds]) if seeds else (np.nan,) * 3
-        claims.append({"claim": f"{better} > {worse} (test top-5)", "difference": list(over_phrases),
-                       "difference_over_seeds": [None if np.isnan(v) else v for v in over_seeds],
-                       "detectable": detectable_difference(diff, phrases),
-                       "paper": PAPER_TOP5[better] - PAPER_TOP5[worse], "verdict": verdict(over_phrases, over_seeds)})
+        claims.append({"claim": f"{better} > {worse} (test top-5)", "paper": PAPER_TOP5[better] - PAPER_TOP5[worse],
+                       **paired_difference(diff, np.arange(len(diff)),
+                                           [top5[(better, s)] - top5[(worse, s)] for s in seeds])})
     return table, claims, common
 
 
 def interval_of(values) -> list:
-    return [None if np.isnan(v) else v for v in t_interval(values)]
+    return json_interval(t_interval(values))
 
 
 def summarise(args) -> int:
@@ -169,8 +165,6 @@ def summarise(args) -> int:
     record = {"experiment": "A: next-sample prediction, equal wall-clock budgets", "budget_seconds": args.budget,
               "batch": BATCH, "segment": SEGMENT, "common_updates": common, "models": table, "claims": claims,
               "runs": [{k: r[k] for k in ("model", "seed", "steps", "train_seconds", "command", "machine")} for r in runs]}
-    cell = lambda v, f=".3f": (f"{v[0]:{f}} [{v[1]:{f}}, {v[2]:{f}}]" if None not in v  # noqa: E731
-                               else f"{v[0]:{f}} (one seed)")
     lines = ["# Experiment A: next-sample prediction at equal wall-clock budgets", "",
              f"{len(runs)} runs; each model trains {args.budget:.0f} s (updates of {BATCH} crops of {SEGMENT}; the "
              "count each fits is in the table), then is scored on every test phrase. 95% intervals over seeds (t). "

@@ -42,8 +42,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import clip_corpus, parameters, run_record, write_results  # noqa: E402
-from fastwave.training.intervals import cluster_bootstrap, detectable_difference, t_interval, verdict  # noqa: E402
+from _common import cell, clip_corpus, json_interval, parameters, run_record, write_results  # noqa: E402
+from fastwave.training.intervals import cluster_bootstrap, paired_difference, t_interval  # noqa: E402
 
 TRANSFORMER = ["--arch", "transformer", "--frontend", "256", "--layers", "4", "--width", "64", "--heads", "4"]
 ARMS = {"cnn": ["--arch", "cnn", "--channels", "16,32,64,136"],
@@ -155,7 +155,7 @@ def pool_runs(runs: list[dict]) -> tuple[dict, list[dict]]:
     for (arm, size), group in cells.items():
         maps = np.array([run["mAP"] for run in group])
         class_ap = np.mean([run["class_ap"] for run in group], axis=0)  # per class, over seeds
-        seeds = [None if np.isnan(v) else v for v in t_interval(maps)]  # one seed: no interval (JSON null)
+        seeds = json_interval(t_interval(maps))  # one seed: no interval (JSON null)
         table[(arm, size)] = {"seeds": sorted(run["seed"] for run in group), "per_seed": maps.tolist(),
                               "over_seeds": seeds, "class_ap": class_ap.tolist(),
                               "over_programs": list(cluster_bootstrap(class_ap, np.arange(len(class_ap)), seed=0)),
@@ -166,15 +166,11 @@ def pool_runs(runs: list[dict]) -> tuple[dict, list[dict]]:
             if (better, size) not in table or (worse, size) not in table:
                 continue
             diff = np.array(table[(better, size)]["class_ap"]) - np.array(table[(worse, size)]["class_ap"])
-            over_programs = cluster_bootstrap(diff, np.arange(len(diff)), seed=0)
             seeds = sorted(set(table[(better, size)]["seeds"]) & set(table[(worse, size)]["seeds"]))
             maps = {(run["arm"], run["seed"]): run["mAP"] for run in cells[(better, size)] + cells[(worse, size)]}
-            over_seeds = t_interval([maps[(better, s)] - maps[(worse, s)] for s in seeds]) if seeds else (np.nan,) * 3
             comparisons.append({"claim": f"{better} > {worse}", "meaning": meaning, "size": size,
-                                "difference": list(over_programs),
-                                "difference_over_seeds": [None if np.isnan(v) else v for v in over_seeds],
-                                "detectable": detectable_difference(diff, np.arange(len(diff))),
-                                "verdict": verdict(over_programs, over_seeds)})
+                                **paired_difference(diff, np.arange(len(diff)),
+                                                    [maps[(better, s)] - maps[(worse, s)] for s in seeds])})
     return table, comparisons
 
 
@@ -195,7 +191,6 @@ def summarise(args) -> int:
               "arms": {arm: ARMS[arm] for arm in arms}, "sizes": trained, "chance_test_mAP": chance,
               "cells": {f"{arm} n{size}": value for (arm, size), value in sorted(table.items())},
               "comparisons": comparisons, "runs": len(runs)}
-    cell = lambda v: f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" if None not in v else f"{v[0]:.3f} (one seed)"  # noqa: E731
     b = budget(args)
     lines = ["# Experiment C: data-scaling curve (mixtures, 16 GM families)", "",
              f"{len(runs)} runs. Every arm: {b['steps']} updates of {b['batch_size']} at lr {b['lr']:g}, augmentation "

@@ -5,6 +5,7 @@
     mean, low, high = cluster_bootstrap(correct_a - correct_b, programs)    # a paired difference
     smallest = detectable_difference(correct_a - correct_b, programs)       # what this test set can resolve
     verdict(over_seeds, over_programs)   # 'supported' only if every interval of the difference is above 0
+    paired_difference(a_minus_b_per_item, programs, a_minus_b_per_seed)   # all of it, for one claim
 
 Test items are not independent when they share a source: the notes of one GM program, the phrases
 of one piano preset. An interval that treats 2,000 notes of 16 programs as 2,000 draws is far too
@@ -135,3 +136,18 @@ def verdict(*intervals) -> str:
     if all(high < 0 for _, high in bounds):
         return "contradicted"
     return "not resolved"
+
+
+def paired_difference(item_differences, clusters, seed_differences, *, seed: int = 0) -> dict:
+    """One claim "A is better than B", from A - B per test item (each item's score averaged over
+    seeds; ``clusters`` as for ``cluster_bootstrap``) and per training seed (seed s of A against seed
+    s of B: each seed's mean score) -> {"difference": (mean, low, high) over items, "difference_over_
+    seeds": (mean, low, high) over seeds (None bounds for one seed; all None for no seed in common), "detectable": the smallest true
+    difference the items detect, "verdict": ``verdict`` of both}."""
+    over_items = cluster_bootstrap(item_differences, clusters, seed=seed)
+    # no seed in common (A's seeds 0-1 against B's seed 2): nothing to say over seeds
+    over_seeds = t_interval(seed_differences) if len(seed_differences) else (math.nan,) * 3
+    return {"difference": list(over_items),
+            "difference_over_seeds": [None if math.isnan(v) else v for v in over_seeds],  # JSON has no NaN
+            "detectable": detectable_difference(item_differences, clusters),
+            "verdict": verdict(over_items, over_seeds)}

@@ -7,7 +7,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from fastwave.training.intervals import cluster_bootstrap, detectable_difference, t_interval, verdict
+from fastwave.training.intervals import cluster_bootstrap, detectable_difference, t_interval, paired_difference, verdict
 
 
 def test_t_interval_is_the_student_t_formula():
@@ -91,3 +91,16 @@ def test_a_verdict_needs_every_interval_of_the_difference_on_one_side():
         verdict()
     with pytest.raises(ValueError, match="mean, low, high"):
         verdict((0.0, 1.0))
+
+
+def test_a_paired_difference_reports_both_intervals_and_decides_by_both():
+    items = np.array([0.05, 0.04, 0.06, 0.05] * 4)
+    programs = np.repeat(np.arange(8), 2)
+    agreeing = paired_difference(items, programs, [0.05, 0.045, 0.055])
+    assert agreeing["verdict"] == "supported" and agreeing["difference"][0] == pytest.approx(0.05)
+    assert agreeing["difference_over_seeds"] == pytest.approx(list(t_interval([0.05, 0.045, 0.055])))
+    assert agreeing["detectable"] == pytest.approx(detectable_difference(items, programs))
+    assert paired_difference(items, programs, [0.15, -0.10, 0.10])["verdict"] == "not resolved"
+    one_seed = paired_difference(items, programs, [0.05])
+    assert one_seed["difference_over_seeds"][1:] == [None, None] and one_seed["verdict"] == "not resolved"
+    assert paired_difference(items, programs, [])["difference_over_seeds"] == [None, None, None]
