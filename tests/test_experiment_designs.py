@@ -1,6 +1,9 @@
 """The experiment scripts' designs, on made-up runs: what they pool, match and conclude (the runs
 themselves take hours; these are the parts a mistake would silently bias)."""
+import argparse
 import csv
+import json
+import os
 import pathlib
 import sys
 
@@ -131,3 +134,27 @@ def test_a_pooling_reads_equal_updates_and_pairs_phrases():
     assert claim["verdict"] == "not resolved"
     assert claim["difference_over_seeds"] == pytest.approx(list(t_interval([0.10, -0.06, -0.01])))
     assert not any("transformer_6" in c for c in verdicts)  # a model with no runs compares with nothing
+
+
+def test_b_pretraining_phrases_hold_out_the_folds_test_and_val_programs(tmp_path, monkeypatch):
+    """The unlabelled corpus a fold's tokenizer and LM learn from plays only its training programs
+    (else the probe's test instruments would be heard in pretraining), once for every seed."""
+    class QuietRenderer:  # stands in for the SoundFont: what is written is not the question here
+        sample_rate, soundfont = 8000, "stub.sf2"
+
+        def render(self, clip, gain_db=0.0):
+            return np.zeros(round(clip.seconds * self.sample_rate), dtype=np.float32)
+
+    monkeypatch.setattr(linear_probe_folds, "SoundFontRenderer", QuietRenderer)
+    args = argparse.Namespace(k=4, fold=1, pretrain_clips=40, scale=1.0, corpus_seed=0, work=str(tmp_path))
+    fold = linear_probe_folds.program_folds(0, k=4)[1]
+    (folder,) = linear_probe_folds.pretraining_audio(args, fold)
+    with open(os.path.join(folder, "corpus.json")) as f:
+        heard = set(json.load(f)["programs"]["train"])
+    assert heard and heard <= set(fold["train"]) and not heard & set(fold["test"] + fold["val"])
+    assert len(os.listdir(os.path.join(folder, "train"))) == 40 and not os.path.exists(folder + ".partial")
+    stamp = os.path.getmtime(os.path.join(folder, "corpus.json"))
+    assert linear_probe_folds.pretraining_audio(args, fold) == (folder,)  # the next seed reuses it
+    assert os.path.getmtime(os.path.join(folder, "corpus.json")) == stamp
+    assert linear_probe_folds.pretraining_audio(argparse.Namespace(**{**vars(args), "pretrain_clips": 0}), fold) == ()
+    assert linear_probe_folds.design(args) == "k4_pretrain40"

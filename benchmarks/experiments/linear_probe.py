@@ -31,16 +31,19 @@ def run(*argv: str) -> None:
         raise SystemExit(f"fastwave {' '.join(argv)} failed")
 
 
-def run_pipeline(train_audio: list[str], data: str, labels: str, work: str, args) -> str:
-    """fit-tokenizer and encode on ``train_audio`` (folders or files), train-code-lm on those codes,
-    then probe every clip of ``data`` with the splits of ``labels`` -> the probe's JSON path."""
+def run_pipeline(train_audio: list[str], data: str, labels: str, work: str, args, unlabelled: tuple[str, ...] = ()) -> str:
+    """fit-tokenizer and encode on ``train_audio`` and the ``unlabelled`` audio (folders or files),
+    train-code-lm on those codes (its metrics on held-out clips in <work>/lm.json), then probe every
+    clip of ``data`` with the splits of ``labels`` -> the probe's JSON path."""
     os.makedirs(work, exist_ok=True)
     steps = str(max(20, round(1000 * args.scale)))
     common = ["--device", args.device, "--seed", str(args.seed), "--quiet"]
     tok, codes, lm = (os.path.join(work, name) for name in ("tok.safetensors", "codes.npz", "lm.safetensors"))
-    run("fit-tokenizer", *train_audio, "--out", tok, "--codes", "64", "--steps", steps, *common)
-    run("encode", *train_audio, "--tokenizer", tok, "--out", codes, "--device", args.device, "--quiet")
-    run("train-code-lm", codes, "--out", lm, "--steps", steps, "--context", "128", *common)
+    audio = [*train_audio, *unlabelled]
+    run("fit-tokenizer", *audio, "--out", tok, "--codes", "64", "--steps", steps, *common)
+    run("encode", *audio, "--tokenizer", tok, "--out", codes, "--device", args.device, "--quiet")
+    run("train-code-lm", codes, "--out", lm, "--steps", steps, "--context", "128", "--json",
+        os.path.join(work, "lm.json"), *common)
     probe_json = os.path.join(work, "probe.json")
     run("probe", data, "--tokenizer", tok, "--lm", lm, "--labels", labels, "--json", probe_json,
         "--supervised-steps", str(max(20, round(500 * args.scale))), *common)

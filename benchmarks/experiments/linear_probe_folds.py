@@ -1,27 +1,33 @@
-"""Experiment B on eight folds over the GM programs, with seeds and intervals: the design that
-`linear_probe_power.py` showed can separate methods (B's own split cannot).
+"""Experiment B with cross-validation over the GM programs, pretraining on unlabelled phrases, seeds
+and intervals: the design that `linear_probe_power.py` showed can separate methods (B's own split
+cannot).
 
-Each run is one fold and one training seed. It runs B's pipeline (fit-tokenizer and encode on the
-fold's training notes, train-code-lm, probe) with the fold's split, then the baselines that explain
-the probe (``fastwave.codes.baselines``: bag-of-codes, the autoencoder bottleneck before k-means,
-and the trained and random LMs with layer and pooling chosen on validation), and keeps each test
-note's prediction. Over 8 folds every program is tested once. The summary pools the runs there are:
+Each run is one fold and one training seed. The fold's training programs also play an unlabelled
+pretraining corpus (``fastwave corpus phrases``: 5 s solo melodies, by default 2,400 of them, 8x the
+probe's training notes in audio; rendered once per fold, no test or val program in it), so the
+tokenizer and the code LM learn from more than the labelled notes, on clips long enough that the
+next code is not a copy of the last. The run then follows B's pipeline (fit-tokenizer and encode on
+the training notes and the phrases, train-code-lm, probe with the fold's split) and the baselines
+that explain the probe (``fastwave.codes.baselines``: bag-of-codes, the autoencoder bottleneck before
+k-means, and the trained and random LMs with layer and pooling chosen on validation), keeping each
+test note's prediction. Over the k folds every program is tested once. The summary pools the runs:
 - per method, the accuracy of each seed (all its folds pooled), with a t-interval over seeds;
 - a bootstrap interval over test programs of the per-note correctness averaged over seeds;
 - for each of the paper's claims, the paired difference with its intervals over programs and over
   seeds (the t-interval of each seed's difference) and a verdict: supported or contradicted only
   where both exclude zero, else not resolved.
 
-    python benchmarks/experiments/linear_probe_folds.py --fold 0 --seed 0   # one run: ~10 min on 2 cores
-    for s in 0 1 2; do for f in 0 1 2 3 4 5 6 7; do
-        python benchmarks/experiments/linear_probe_folds.py --fold $f --seed $s; done; done
+    python benchmarks/experiments/linear_probe_folds.py --all        # 4 folds x 3 seeds: ~75 min on 2 cores
+    python benchmarks/experiments/linear_probe_folds.py --fold 0 --seed 0   # one run: ~6 min
     python benchmarks/experiments/linear_probe_folds.py --summarise
+    python benchmarks/experiments/linear_probe_folds.py --all --k 8 --scale 4 --device cuda   # a GPU's design
 
-Runs: the tokenizer, codes and LM in <work>/fold<F>_seed<S>/; each run's records (per-note
-predictions of every method, command, machine) in <records>/fold<F>_seed<S>.json and
-fold<F>_seed<S>_baselines.json, committed so that runs add up across machines and sessions. A part
-with its record is skipped (rerunning a run made before the baselines existed adds them; where its
-model files are gone, the pipeline reruns first). Results: benchmarks/results/experiment_b_folds.{md,json}.
+Runs: the phrases in <work>/k<K>_fold<F>_phrases<N>/, the tokenizer, codes and LM in
+<work>/<design>/fold<F>_seed<S>/; each run's records (per-note predictions of every method, the
+LM's held-out metrics, command, machine) in <records>/<design>/fold<F>_seed<S>.json and
+fold<F>_seed<S>_baselines.json, committed so that runs add up across machines and sessions; the
+design is k<K>_pretrain<N>[_scale<X>]. A part with its record is skipped (where its model files are
+gone, the pipeline reruns first). Results: benchmarks/results/experiment_b_folds.{md,json}.
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import sys
 import time
 
@@ -39,7 +46,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import cell, clip_corpus, json_interval, run_record, write_results  # noqa: E402
 from linear_probe import PAPER, run_pipeline  # noqa: E402
-from fastwave.corpora import program_folds  # noqa: E402
+from fastwave.corpora import SoundFontRenderer, plan_phrases, program_folds, write_corpus  # noqa: E402
 from fastwave.training.intervals import cluster_bootstrap, paired_difference, t_interval  # noqa: E402
 
 # The paper's claims B can test: (better method, worse method), each a paired difference.
@@ -52,8 +59,11 @@ CLAIMS = [("supervised end to end", "code LM probe"),  # 71.3% against 60.1%
           ("supervised end to end", CHOSEN_LM),
           (CHOSEN_LM, CHOSEN_RANDOM),
           (CHOSEN_LM, "bag-of-codes probe"),  # the LM reads more than which codes occur
-          ("autoencoder bottleneck probe", "bag-of-codes probe")]  # k-means throws information away
+          ("autoencoder bottleneck probe", "bag-of-codes probe"),  # k-means throws information away
+          # Is the tokenizer the cap? Trained on codes, the network should beat spectrogram statistics.
+          ("supervised end to end", "log-mel mean+std probe")]
 BASELINE = "log-mel mean+std probe"
+SEEDS = (0, 1, 2)
 PROGRAM = re.compile(r"_p(\d{3})_")
 
 
@@ -82,19 +92,46 @@ def fold_labels(data: str, fold: dict, out: str) -> list[str]:
     return train
 
 
+def design(args) -> str:
+    """The records' sub-folder: runs of one design pool, others never mix with them."""
+    return f"k{args.k}_pretrain{pretrain_count(args)}" + ("" if args.scale == 1.0 else f"_scale{args.scale:g}")
+
+
+def pretrain_count(args) -> int:
+    return round(args.pretrain_clips * args.scale)
+
+
 def record_paths(args) -> tuple[str, str]:
     """This run's records: (the pipeline's, the baselines')."""
-    stem = os.path.join(args.records, f"fold{args.fold}_seed{args.seed}")
+    stem = os.path.join(args.records, design(args), f"fold{args.fold}_seed{args.seed}")
     return stem + ".json", stem + "_baselines.json"
 
 
+def pretraining_audio(args, fold: dict) -> tuple[str, ...]:
+    """The fold's unlabelled phrases (its training programs only), rendered once for every seed ->
+    (their folder,), or () without pretraining."""
+    count = pretrain_count(args)
+    if count == 0:
+        return ()
+    folder = os.path.join(args.work, f"k{args.k}_fold{args.fold}_phrases{count}")
+    if not os.path.isfile(os.path.join(folder, "corpus.json")):
+        partial = folder + ".partial"  # a render cut short is redone, never read
+        shutil.rmtree(partial, ignore_errors=True)
+        clips = plan_phrases(count, seed=args.corpus_seed, programs=fold["train"])
+        write_corpus(clips, partial, SoundFontRenderer(), kind="phrases", seed=args.corpus_seed,
+                     command=f"plan_phrases({count}, seed={args.corpus_seed}, programs=fold {args.fold} of k={args.k})",
+                     progress=False)
+        os.replace(partial, folder)
+    return (folder,)
+
+
 def one_run(args) -> int:
-    work = os.path.join(args.work, f"fold{args.fold}_seed{args.seed}")
+    work = os.path.join(args.work, design(args), f"fold{args.fold}_seed{args.seed}")
     training_seed, args.seed = args.seed, args.corpus_seed  # the corpus is the same for every run
     corpus = clip_corpus("notes", args)
     args.seed = training_seed
     run_path, baselines_path = record_paths(args)
-    os.makedirs(args.records, exist_ok=True)
+    os.makedirs(os.path.dirname(run_path), exist_ok=True)
     if os.path.isfile(run_path) and os.path.isfile(baselines_path):
         print(f"{run_path} and its baselines exist: skipped")
         return 0
@@ -109,14 +146,17 @@ def one_run(args) -> int:
 def pipeline_run(work: str, corpus: dict, args, out: str) -> None:
     started = time.perf_counter()
     os.makedirs(work, exist_ok=True)
-    fold = program_folds(args.corpus_seed)[args.fold]
+    fold = program_folds(args.corpus_seed, k=args.k)[args.fold]
     labels = os.path.join(work, "labels.csv")
     train_audio = fold_labels(args.data, fold, labels)
-    with open(run_pipeline(train_audio, args.data, labels, work, args), encoding="utf-8") as f:
+    unlabelled = pretraining_audio(args, fold)
+    with open(run_pipeline(train_audio, args.data, labels, work, args, unlabelled), encoding="utf-8") as f:
         probe = json.load(f)
-    record = {"fold": args.fold, "programs": fold, "corpus": {k: corpus[k] for k in ("seed", "clips")},
-              "scale": args.scale, "rows": probe["rows"], "test_clips": probe["test_clips"],
-              "test_targets": probe["test_targets"],
+    with open(os.path.join(work, "lm.json"), encoding="utf-8") as f:
+        lm = json.load(f)
+    record = {"fold": args.fold, "k": args.k, "programs": fold, "corpus": {k: corpus[k] for k in ("seed", "clips")},
+              "pretrain_clips": pretrain_count(args), "scale": args.scale, "lm": lm, "rows": probe["rows"],
+              "test_clips": probe["test_clips"], "test_targets": probe["test_targets"],
               **run_record(args.seed, args.device, time.perf_counter() - started)}
     with open(out, "w", encoding="utf-8") as f:
         json.dump(record, f)
@@ -148,7 +188,7 @@ def baselines_run(work: str, args, run_path: str, out: str) -> None:
     print({row["method"]: round(row["test"], 4) for row in rows})
 
 
-def baseline_hits(data: str, corpus_seed: int, count: int, folds: list[int]) -> dict[str, float]:
+def baseline_hits(data: str, corpus_seed: int, count: int, folds: list[int], k: int) -> dict[str, float]:
     """The log-mel statistics probe (linear_probe_power.py's pilot) on each of ``folds`` -> {clip
     file name: 0/1 correct} over their test notes. It has no training seed: L-BFGS is deterministic."""
     import torch
@@ -162,7 +202,7 @@ def baseline_hits(data: str, corpus_seed: int, count: int, folds: list[int]) -> 
     features = note_features(data, clips)
     hits = {}
     for fold in folds:
-        correct, test = fold_correct(features, families, programs, program_folds(corpus_seed)[fold])
+        correct, test = fold_correct(features, families, programs, program_folds(corpus_seed, k=k)[fold])
         hits.update({clips[i].name + ".wav": value for i, value in zip(test, correct["log-mel mean+std"])})
     return hits
 
@@ -191,7 +231,8 @@ def pooled(runs: list[dict], baseline: dict[str, float]) -> tuple[list[int], lis
 
 def summarise(args) -> int:
     runs = []
-    for path in sorted(glob.glob(os.path.join(args.records, "fold*_seed*.json"))):
+    records = os.path.join(args.records, design(args))
+    for path in sorted(glob.glob(os.path.join(records, "fold*_seed*.json"))):
         if path.endswith("_baselines.json"):
             continue
         with open(path, encoding="utf-8") as f:
@@ -202,11 +243,11 @@ def summarise(args) -> int:
                 run["rows"] = run["rows"] + json.load(f)["rows"]
         runs.append(run)
     if not runs:
-        raise SystemExit(f"no runs under {args.records}: run --fold F --seed S first")
+        raise SystemExit(f"no runs under {records}: run --fold F --seed S (or --all) first")
     folds = sorted({run["fold"] for run in runs})
     corpus = runs[0]["corpus"]
     data = args.data or f"data/notes_{sum(corpus['clips'].values())}"
-    baseline = baseline_hits(data, corpus["seed"], sum(corpus["clips"].values()), folds)
+    baseline = baseline_hits(data, corpus["seed"], sum(corpus["clips"].values()), folds, args.k)
     seeds, clips, correct, programs = pooled(runs, baseline)
     methods = {}
     for method, hits in correct.items():
@@ -220,13 +261,20 @@ def summarise(args) -> int:
         claims.append({"claim": f"{better} > {worse}",
                        **paired_difference(difference.mean(axis=0), programs, difference.mean(axis=1)),
                        "paper": PAPER[better] - PAPER[worse] if better in PAPER and worse in PAPER else None})
-    record = {"experiment": "B on 8 folds over programs", "folds": folds, "seeds": seeds, "test_notes": len(clips),
-              "test_programs": len(set(programs)), "methods": methods, "claims": claims,
+    lm = {name: [run["lm"]["heldout"][name] for run in runs] for name in ("perplexity", "top1")}
+    record = {"experiment": f"B on {args.k} folds over programs", "design": design(args), "k": args.k,
+              "pretrain_clips": pretrain_count(args), "folds": folds, "seeds": seeds, "test_notes": len(clips),
+              "test_programs": len(set(programs)), "lm_heldout": lm, "methods": methods, "claims": claims,
               "runs": [{k: run[k] for k in ("fold", "seed", "command", "machine", "wall_seconds")} for run in runs]}
-    lines = ["# Experiment B on folds over programs", "",
-             f"{len(runs)} runs: folds {folds}, seeds {seeds}; {len(clips)} test notes of {len(set(programs))} "
-             "programs, each scored by every seed. Intervals 95%: over seeds (t), and over test programs "
-             "(bootstrap of each note's correctness averaged over seeds).", "",
+    minutes = sum(run["wall_seconds"] for run in runs) / 60
+    lines = [f"# Experiment B on {args.k} folds over programs", "",
+             f"Design {design(args)}: {len(runs)} runs (folds {folds}, seeds {seeds}, {minutes:.0f} min of pipeline "
+             f"in all on {runs[0]['machine']}); {len(clips)} test notes of {len(set(programs))} programs, each scored "
+             f"by every seed. The tokenizer and code LM of each fold also learned from {pretrain_count(args)} "
+             "unlabelled 5 s phrases of its training programs; the LM's next-code perplexity on its held-out "
+             f"clips: {np.mean(lm['perplexity']):.2f} of 64 codes (top-1 {np.mean(lm['top1']):.3f}), mean of the runs. "
+             "Intervals 95%: over seeds (t), and over test programs (bootstrap of each note's correctness "
+             "averaged over seeds).", "",
              "| method | accuracy, over seeds | accuracy, over programs | paper |", "|---|---|---|---|"]
     lines += [f"| {m} | {cell(v['seeds'])} | {cell(v['programs'])} | {PAPER.get(m, float('nan')):.3f} |"
               .replace("nan", "–") for m, v in methods.items()]
@@ -244,20 +292,36 @@ def summarise(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="the notes corpus (default data/notes_<count>; rendered if missing)")
-    parser.add_argument("--work", default="runs/experiment_b_folds", help="one folder of model files per run")
+    parser.add_argument("--work", default="runs/experiment_b_folds", help="the phrases and one folder of model files per run")
     parser.add_argument("--records", default=os.path.join(os.path.dirname(__file__), "..", "results", "run_records",
                                                         "experiment_b_folds"),
-                        help="the runs' JSON records (committed; summarised from here)")
-    parser.add_argument("--fold", type=int, choices=range(8), help="the fold to run (0-7)")
+                        help="the runs' JSON records, a sub-folder per design (committed; summarised from here)")
+    parser.add_argument("--k", type=int, default=4, choices=(2, 4, 8),
+                        help="folds over programs (default 4: each tests 2 programs of every family)")
+    parser.add_argument("--fold", type=int, help="one run: the fold (0 to k-1)")
+    parser.add_argument("--all", action="store_true", help="every missing run: all folds, seeds 0-2")
     parser.add_argument("--summarise", action="store_true", help="pool the records into the results")
+    parser.add_argument("--pretrain-clips", type=int, default=2400,
+                        help="unlabelled 5 s phrases per fold (x --scale) the tokenizer and LM also learn from (0: none)")
     parser.add_argument("--corpus-seed", type=int, default=0, help="the corpus and its folds (default 0)")
     parser.add_argument("--scale", type=float, default=1.0, help="grows the data and the training")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0, help="the training seed of a run")
+    parser.add_argument("--seed", type=int, default=0, help="one run: the training seed")
     args = parser.parse_args(argv)
-    if args.summarise == (args.fold is not None):
-        parser.error("give --fold F (one run) or --summarise")
-    return summarise(args) if args.summarise else one_run(args)
+    if sum([args.fold is not None, args.all, args.summarise]) != 1:
+        parser.error("give --fold F [--seed S] (one run), --all or --summarise")
+    if args.fold is not None and not 0 <= args.fold < args.k:
+        parser.error(f"--fold must be in [0, {args.k - 1}] with --k {args.k}")
+    if args.pretrain_clips < 0:
+        parser.error(f"--pretrain-clips must be >= 0, got {args.pretrain_clips}")
+    if args.summarise:
+        return summarise(args)
+    if args.fold is not None:
+        return one_run(args)
+    for seed in SEEDS:  # a whole seed first: an interrupted --all still leaves every fold of a seed
+        for fold in range(args.k):
+            one_run(argparse.Namespace(**{**vars(args), "fold": fold, "seed": seed, "data": args.data}))
+    return 0
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ def add_commands(sub, csv_list) -> None:
     lm.add_argument("--batch-size", type=int, default=32)
     lm.add_argument("--lr", type=float, default=3e-4)
     lm.add_argument("--heldout", type=float, default=0.1, help="share of clips held out for evaluation")
+    lm.add_argument("--json", metavar="PATH", help="also write the training and held-out metrics as JSON")
     _common(lm)
 
     probe = sub.add_parser("probe", help="linear probe of a code LM vs random weights vs supervised",
@@ -131,6 +132,8 @@ def cmd_train_code_lm(args) -> int:
     from ..codes.tokenizer import load_codes
 
     _check_out(args.out)
+    if args.json:
+        _check_out(args.json)
     if not 0 <= args.heldout < 1:
         raise ValueError(f"--heldout must be in [0, 1), got {args.heldout}")
     _, clips, classes = load_codes(args.codes)
@@ -147,10 +150,14 @@ def cmd_train_code_lm(args) -> int:
     model.save(args.out)
     print(f"trained {args.steps} steps on {len(train)} clips: final loss {history['loss'][-1]:.4f}; wrote {args.out}")
     scored = [clip for clip in test if len(clip) >= 2]
-    if scored:
-        m = code_lm_metrics(model, scored)
-        print(f"held-out {len(scored)} clips: next-code top-1 {m['top1']:.3f}, top-5 {m['top5']:.3f}, "
-              f"perplexity {m['perplexity']:.2f} (of {classes} codes)")
+    metrics = code_lm_metrics(model, scored) if scored else None
+    if metrics:
+        print(f"held-out {len(scored)} clips: next-code top-1 {metrics['top1']:.3f}, top-5 {metrics['top5']:.3f}, "
+              f"perplexity {metrics['perplexity']:.2f} (of {classes} codes)")
+    if args.json:
+        with open_atomically(args.json) as f:
+            json.dump({"steps": args.steps, "train_clips": len(train), "heldout_clips": len(scored),
+                       "final_loss": history["loss"][-1], "heldout": metrics}, f, indent=1)
     return 0
 
 

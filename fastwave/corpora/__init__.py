@@ -4,18 +4,20 @@
   instrument family (the 16 GM families): multi-class.
 * ``mixtures``: 1 s clips mixing 1-3 notes or short phrases from different families at random
   gains, labelled with every family present: multi-label, an FSD50K-style CSV.
+* ``phrases``: 5 s solo melodies (one program each, chords now and then), for pretraining
+  unlabelled; ``plan_phrases(programs=...)`` restricts them to a fold's training programs.
 * ``piano``: phrases (melodies over chords, dynamics) on the acoustic pianos, for sample models.
 
 Splits hold out whole programs (``plans.program_splits``, ``plans.PIANO_SPLITS``): the test set is
 instruments no model heard. ``plan_corpus`` decides every note from the seed (no audio, no
 SoundFont needed); ``SoundFontRenderer`` plays plans with FluidR3_GM through tinysoundfont;
 ``write_corpus`` writes the WAVs, ``labels.csv`` (read by ``fastwave.training.data.clips_from_csv``) and
-``corpus.json``. The command: ``fastwave corpus {notes,mixtures,piano} --out DIR``.
+``corpus.json``. The command: ``fastwave corpus {notes,mixtures,phrases,piano} --out DIR``.
 """
 from .build import KINDS, plan_corpus, write_corpus
 from .gm import FAMILIES, family
-from .plans import PIANO_SPLITS, Clip, Note, Source, program_folds, program_splits
+from .plans import PIANO_SPLITS, Clip, Note, Source, plan_phrases, program_folds, program_splits
 from .render import DEFAULT_SOUNDFONT, SoundFontRenderer
 
 __all__ = ["DEFAULT_SOUNDFONT", "FAMILIES", "KINDS", "PIANO_SPLITS", "Clip", "Note", "SoundFontRenderer", "Source",
-           "family", "plan_corpus", "program_folds", "program_splits", "write_corpus"]
+           "family", "plan_corpus", "plan_phrases", "program_folds", "program_splits", "write_corpus"]

@@ -6,26 +6,29 @@ import json
 import os
 import time
 
-from .plans import SPLITS, Clip, plan_mixtures, plan_notes
+from .plans import SPLITS, Clip, plan_mixtures, plan_notes, plan_phrases
 from .piano import plan_piano
 from .._files import open_atomically
 
-KINDS = ("notes", "mixtures", "piano")
+KINDS = ("notes", "mixtures", "phrases", "piano")
 # FluidR3 plays a piano phrase at a median peak of about 0.2: the piano corpus is rendered 6 dB
 # louder so mu-law's 256 levels cover it (the loudest few phrases are then limited to PEAK).
-GAIN_DB = {"notes": 0.0, "mixtures": 0.0, "piano": 6.0}
+GAIN_DB = {"notes": 0.0, "mixtures": 0.0, "phrases": 0.0, "piano": 6.0}
 
 
 def plan_corpus(kind: str, *, seed: int = 0, count: int | None = None, minutes: float | None = None,
                 seconds: float | None = None) -> list[Clip]:
-    """The clips of a corpus. notes / mixtures: ``count`` clips (default 1,000) of ``seconds``
-    (notes: 1 or 2, default 1; mixtures: default 1); piano: phrases until ``minutes`` (default 10)."""
-    if kind in ("notes", "mixtures") and minutes is not None:
+    """The clips of a corpus. notes / mixtures / phrases: ``count`` clips (default 1,000) of
+    ``seconds`` (notes: 1 or 2, default 1; mixtures: default 1; phrases: default 5); piano: phrases
+    until ``minutes`` (default 10)."""
+    if kind in ("notes", "mixtures", "phrases") and minutes is not None:
         raise ValueError(f"the {kind} corpus is sized by count (and seconds), not minutes")
     if kind == "notes":
         return plan_notes(1000 if count is None else count, seed, 1.0 if seconds is None else seconds)
     if kind == "mixtures":
         return plan_mixtures(1000 if count is None else count, seed, 1.0 if seconds is None else seconds)
+    if kind == "phrases":
+        return plan_phrases(1000 if count is None else count, seed, 5.0 if seconds is None else seconds)
     if kind == "piano":
         if count is not None or seconds is not None:
             raise ValueError("the piano corpus is sized by minutes, not count / seconds")

@@ -59,23 +59,29 @@ def program_splits(seed: int) -> dict[str, tuple[int, ...]]:
 
 
 
-def program_folds(seed: int, folds: int = 8) -> list[dict[str, tuple[int, ...]]]:
-    """Cross-validation over programs: ``folds`` splits (1-8) of the 128 programs, each holding out
-    one program per family for test and another for val, so that over 8 folds every program is
-    tested exactly once (and validates once). Fold 0 is ``program_splits(seed)``: a corpus rendered
-    with that split serves every fold, its clips re-assigned by program."""
-    if isinstance(folds, bool) or not isinstance(folds, int) or not 1 <= folds <= 8:
-        raise ValueError(f"folds must be an int in [1, 8] (8 programs per family), got {folds!r}")
+def program_folds(seed: int, folds: int | None = None, *, k: int = 8) -> list[dict[str, tuple[int, ...]]]:
+    """k-fold cross-validation over programs: the first ``folds`` (default all ``k``) of ``k`` splits
+    of the 128 programs (``k`` 2, 4 or 8), each holding out 8 / ``k`` programs per family for test
+    and the next one for val, so that over the ``k`` folds every program is tested exactly once.
+    Fold 0 of ``k`` = 8 is ``program_splits(seed)``: a corpus rendered with that split serves every
+    fold, its clips re-assigned by program."""
+    if isinstance(k, bool) or k not in (2, 4, 8):
+        raise ValueError(f"k must be 2, 4 or 8 (it divides the 8 programs of a family), got {k!r}")
+    folds = k if folds is None else folds
+    if isinstance(folds, bool) or not isinstance(folds, int) or not 1 <= folds <= k:
+        raise ValueError(f"folds must be an int in [1, {k}] (the first folds of k = {k}), got {folds!r}")
+    per_fold = 8 // k
     rng = np.random.default_rng([seed, 1])  # the permutations of program_splits
     order = {name: rng.permutation(gm.family_programs(name)).tolist() for name in gm.FAMILIES}
     result = []
     for fold in range(folds):
         chosen = {split: [] for split in SPLITS}
         for programs in order.values():
-            test, val = programs[(7 - fold) % 8], programs[(6 - fold) % 8]
-            chosen["test"].append(test)
+            test = [programs[(7 - per_fold * fold - j) % 8] for j in range(per_fold)]
+            val = programs[(7 - per_fold * (fold + 1)) % 8]
+            chosen["test"] += test
             chosen["val"].append(val)
-            chosen["train"] += [p for p in programs if p not in (test, val)]
+            chosen["train"] += [p for p in programs if p not in test and p != val]
         result.append({split: tuple(sorted(programs)) for split, programs in chosen.items()})
     return result
 
@@ -148,3 +154,48 @@ def plan_mixtures(count: int, seed: int = 0, seconds: float = 1.0) -> list[Clip]
         labels = tuple(sorted(gm.FAMILIES[f] for f in families.tolist()))
         clips.append(Clip(f"mix_{i:06d}", float(seconds), tuple(sources), labels, split))
     return clips
+
+
+PHRASE_BEATS = (0.125, 0.25, 0.25, 0.5, 0.5, 0.75, 1.0)  # seconds between onsets: short notes commoner
+
+
+def plan_phrases(count: int, seed: int = 0, seconds: float = 5.0, programs=None) -> list[Clip]:
+    """Solo phrases for unlabelled pretraining: ``count`` clips of ``seconds`` (1-30), each one GM
+    program playing a melody that steps through its family's range (onsets 0.125-1 s apart, some
+    rests, a chord now and then, each note held 50-100% of its gap, velocities 30-127), so that the
+    next 40 ms of a clip is not a copy of the last. Program uniform over the clip's split, or over
+    ``programs`` (every clip then in split "train": a pool that holds out the programs left out, as
+    a cross-validation fold's pretraining needs). Label: the family."""
+    count = check_int_arg(count, "count")
+    if isinstance(seconds, bool) or not (isinstance(seconds, (int, float)) and 1.0 <= seconds <= 30.0):
+        raise ValueError(f"seconds must be in [1, 30], got {seconds!r}")
+    if programs is not None:
+        programs = tuple(programs)
+        if not programs or any(isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not 0 <= p < 128
+                               for p in programs):
+            raise ValueError(f"programs must be a non-empty list of GM programs 0-127, got {programs!r}")
+    splits = program_splits(seed)
+    rng = np.random.default_rng([seed, 4])
+    clips = []
+    for i in range(count):
+        split = "train" if programs is not None else _draw_split(rng)
+        program = int(rng.choice(programs if programs is not None else splits[split]))
+        notes = _melody(rng, program, float(seconds))
+        clips.append(Clip(f"phrase_{i:06d}_p{program:03d}_n{len(notes):03d}", float(seconds),
+                          (Source(program, notes),), (gm.family(program),), split))
+    return clips
+
+
+def _melody(rng: np.random.Generator, program: int, seconds: float) -> tuple[Note, ...]:
+    low, high = gm.PITCH_RANGES[gm.family(program)]
+    pitch, start, notes = int(rng.integers(low, high + 1)), float(rng.uniform(0.0, 0.25)), []
+    while start < seconds - 0.1:
+        gap = float(rng.choice(PHRASE_BEATS))
+        if rng.random() >= 0.1:  # else a rest
+            velocity = int(rng.integers(30, 128))
+            held = round(min(gap * float(rng.uniform(0.5, 1.0)), seconds - start), 4)  # ends in the clip
+            chord = [0] + ([int(rng.choice([3, 4, 7, 12]))] if rng.random() < 0.15 else [])
+            notes += [Note(int(min(pitch + interval, high)), velocity, round(start, 4), held) for interval in chord]
+        pitch = int(np.clip(pitch + rng.choice([-7, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 7]), low, high))
+        start += gap
+    return tuple(notes)

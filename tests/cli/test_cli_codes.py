@@ -37,9 +37,14 @@ def test_the_pipeline_from_the_command_line(folder, tmp_path, capsys):
     assert classes == 8 and len(names) == 24 and all(len(c) == 12 for c in clips)
     torch.testing.assert_close(clips[0], CodeTokenizer.load(tok).encode_item(names[0]), rtol=0, atol=0)
 
-    assert main(["train-code-lm", str(codes), "--out", str(lm), "--steps", "30", "--lr", "3e-3"] + LM) == 0
+    metrics = tmp_path / "lm.json"
+    assert main(["train-code-lm", str(codes), "--out", str(lm), "--steps", "30", "--lr", "3e-3",
+                 "--json", str(metrics)] + LM) == 0
     out = capsys.readouterr().out
     assert "held-out 2 clips" in out and "perplexity" in out
+    saved = json.loads(metrics.read_text())  # what it printed, for scripts
+    assert saved["steps"] == 30 and saved["train_clips"] == 22 and saved["heldout_clips"] == 2
+    assert f"perplexity {saved['heldout']['perplexity']:.2f}" in out and 1.0 <= saved["heldout"]["perplexity"] <= 8
     assert isinstance(fastwave.load_model(lm), fastwave.CodeLM)
 
     report = tmp_path / "probe.json"

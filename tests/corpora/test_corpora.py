@@ -11,7 +11,7 @@ from fastwave import corpora
 from fastwave.cli import main
 from fastwave.corpora import gm
 from fastwave.corpora.piano import plan_piano
-from fastwave.corpora.plans import NSYNTH_VELOCITIES, SPLITS, plan_mixtures, plan_notes
+from fastwave.corpora.plans import NSYNTH_VELOCITIES, SPLITS, plan_mixtures, plan_notes, plan_phrases
 from fastwave.training.data import clips_from_csv
 
 
@@ -61,6 +61,23 @@ def test_program_folds_test_every_program_once():
     with pytest.raises(ValueError, match="folds"):
         corpora.program_folds(0, 9)
 
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_program_folds_with_fewer_folds_test_every_program_once(k):
+    folds = corpora.program_folds(0, k=k)
+    assert len(folds) == k and sorted(p for fold in folds for p in fold["test"]) == list(range(128))
+    for fold in folds:
+        assert sorted(p for s in SPLITS for p in fold[s]) == list(range(128))
+        for name in gm.FAMILIES:
+            members = set(gm.family_programs(name))
+            assert [len(members & set(fold[s])) for s in SPLITS] == [7 - 8 // k, 1, 8 // k], name
+    assert corpora.program_folds(0, 1, k=k) == folds[:1]
+    for bad in (3, 16, True):
+        with pytest.raises(ValueError, match="k must"):
+            corpora.program_folds(0, k=bad)
+    with pytest.raises(ValueError, match="folds"):
+        corpora.program_folds(0, k + 1, k=k)
+
 def test_notes_are_single_labelled_notes_of_their_splits_programs():
     clips = plan_notes(400, seed=3, seconds=2.0)
     splits = corpora.program_splits(3)
@@ -94,6 +111,28 @@ def test_mixtures_label_every_family_they_mix():
             for n in source.notes:
                 assert 0.0 <= n.start and n.start + n.duration <= clip.seconds + 1e-6 and 1 <= n.velocity <= 127
     assert sizes == {1, 2, 3} and clips == plan_mixtures(300, seed=5) and clips != plan_mixtures(300, seed=6)
+
+
+def test_phrases_are_melodies_of_their_splits_or_the_given_programs():
+    clips = plan_phrases(200, seed=2)
+    splits = corpora.program_splits(2)
+    assert clips == plan_phrases(200, seed=2) and clips != plan_phrases(200, seed=3)
+    assert {c.split for c in clips} == set(SPLITS) and all(c.seconds == 5.0 for c in clips)
+    for clip in clips:
+        (source,) = clip.sources
+        assert source.program in splits[clip.split] and clip.labels == (gm.family(source.program),)
+        low, high = gm.PITCH_RANGES[gm.family(source.program)]
+        assert len(source.notes) >= 4  # a melody: the next code is not a copy of the last
+        for n in source.notes:
+            assert low <= n.pitch <= high and 30 <= n.velocity <= 127
+            assert 0.0 <= n.start and 0.0 < n.duration and n.start + n.duration <= clip.seconds + 1e-6
+    pool = (0, 9, 100)
+    held_out = plan_phrases(60, seed=2, seconds=2.0, programs=pool)
+    assert {c.split for c in held_out} == {"train"} and {c.sources[0].program for c in held_out} == set(pool)
+    assert corpora.plan_corpus("phrases", seed=2, count=200) == clips
+    for bad in ({"seconds": 0.5}, {"seconds": True}, {"programs": ()}, {"programs": (128,)}, {"programs": (True,)}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            plan_phrases(3, **bad)
 
 
 def test_piano_phrases_fill_the_minutes_on_the_split_pianos():
