@@ -16,6 +16,7 @@ sys.path.insert(0, str(EXPERIMENTS))
 import linear_probe_folds  # noqa: E402
 from fastwave.training.intervals import t_interval  # noqa: E402
 import next_sample_curves  # noqa: E402
+import tagging_folds  # noqa: E402
 import tagging_scaling  # noqa: E402
 
 
@@ -158,3 +159,30 @@ def test_b_pretraining_phrases_hold_out_the_folds_test_and_val_programs(tmp_path
     assert os.path.getmtime(os.path.join(folder, "corpus.json")) == stamp
     assert linear_probe_folds.pretraining_audio(argparse.Namespace(**{**vars(args), "pretrain_clips": 0}), fold) == ()
     assert linear_probe_folds.design(args) == "k4_pretrain40"
+
+
+def test_c_folds_pool_fold_family_units_and_only_seeds_with_every_fold():
+    """Each seed's mAP averages the same folds (a seed missing a fold is left out, not averaged over
+    fewer); the units are (fold, family) APs, so a lead on every unit is supported however much the
+    families differ, and an alternating one is not resolved."""
+    rng = np.random.default_rng(0)
+    base = {f: rng.uniform(0.1, 0.9, 16) for f in range(2)}  # families differ far more than the arms
+    runs = []
+    for seed in range(3):
+        for fold in range(2):
+            noise = 0.002 * seed
+            for arm, ap in (("transformer_none", base[fold] + noise), ("cnn", base[fold] + 0.1 + noise),
+                            ("transformer_wavelet", base[fold] + 0.05 * (-1) ** np.arange(16) + noise)):
+                runs.append({"arm": arm, "seed": seed, "fold": fold, "size": 2000, "class_ap": ap.tolist(),
+                             "mAP": float(ap.mean())})
+    runs.append({"arm": "transformer_logmel", "seed": 0, "fold": 0, "size": 2000, "class_ap": base[0].tolist(),
+                 "mAP": 0.9})  # seed 0 ran fold 0 only
+    table, comparisons = tagging_folds.pool_folds(runs)
+    assert "transformer_logmel" not in table and table["cnn"]["seeds"] == [0, 1, 2]
+    assert len(table["cnn"]["units"]) == 32
+    assert table["cnn"]["per_seed"][1] == pytest.approx(np.mean([base[f].mean() + 0.102 for f in range(2)]))
+    verdicts = {c["claim"]: c for c in comparisons}
+    assert verdicts["cnn > transformer_none"]["verdict"] == "supported"
+    assert verdicts["cnn > transformer_none"]["difference"][0] == pytest.approx(0.1)
+    assert verdicts["transformer_wavelet > transformer_none"]["verdict"] == "not resolved"
+    assert not any("logmel" in claim for claim in verdicts)

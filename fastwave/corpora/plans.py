@@ -129,13 +129,18 @@ def _phrase(rng: np.random.Generator, program: int, seconds: float) -> tuple[Not
     return tuple(notes)
 
 
-def plan_mixtures(count: int, seed: int = 0, seconds: float = 1.0) -> list[Clip]:
+def plan_mixtures(count: int, seed: int = 0, seconds: float = 1.0, splits: dict | None = None) -> list[Clip]:
     """FSD50K-like multi-label clips: 1-3 sources from different families, each a single note or a
-    short phrase, at gains from -12 to 0 dB. Labels: every family present."""
+    short phrase, at gains from -12 to 0 dB. Labels: every family present. ``splits`` (default
+    ``program_splits(seed)``): the programs of each split, e.g. a fold of ``program_folds``; every
+    split must hold a program of every family."""
     count = check_int_arg(count, "count")
     if isinstance(seconds, bool) or not (isinstance(seconds, (int, float)) and 0.25 <= seconds <= 10.0):
         raise ValueError(f"seconds must be in [0.25, 10], got {seconds!r}")
-    splits = program_splits(seed)
+    if splits is None:
+        splits = program_splits(seed)
+    elif set(splits) != set(SPLITS) or any({p // 8 for p in splits[s]} != set(range(len(gm.FAMILIES))) for s in SPLITS):
+        raise ValueError(f"splits must map each of {SPLITS} to programs covering all 16 families, got {splits!r}")
     rng = np.random.default_rng([seed, 3])
     clips = []
     for i in range(count):

@@ -111,6 +111,19 @@ def test_mixtures_label_every_family_they_mix():
             for n in source.notes:
                 assert 0.0 <= n.start and n.start + n.duration <= clip.seconds + 1e-6 and 1 <= n.velocity <= 127
     assert sizes == {1, 2, 3} and clips == plan_mixtures(300, seed=5) and clips != plan_mixtures(300, seed=6)
+    assert plan_mixtures(300, seed=5, splits=splits) == clips  # the default split, given
+
+
+def test_mixtures_of_a_fold_play_only_its_splits_programs():
+    fold = corpora.program_folds(0, k=4)[2]
+    clips = plan_mixtures(300, seed=0, splits=fold)
+    for clip in clips:
+        assert all(source.program in fold[clip.split] for source in clip.sources)
+    assert {c.split for c in clips} == set(SPLITS)
+    with pytest.raises(ValueError, match="splits"):
+        plan_mixtures(3, splits={"train": fold["train"], "val": fold["val"]})
+    with pytest.raises(ValueError, match="splits"):
+        plan_mixtures(3, splits={**fold, "test": (0,)})  # one family only
 
 
 def test_phrases_are_melodies_of_their_splits_or_the_given_programs():

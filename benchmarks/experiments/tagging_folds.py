@@ -1,0 +1,160 @@
+"""Experiment C on folds over programs: are the CNN's lead over the wavelet Audio Transformer (Verma &
+Berger, 2021), the log-mel front end's gain and wavelet pooling's measured on enough instruments?
+
+The scaling curve (`tagging_scaling.py`) tests 16 programs, one per family, so it detects 0.11-0.14
+of mAP. Here the 128 programs are split into k folds (``fastwave.corpora.program_folds``, default
+k = 4: each fold tests 2 programs of every family, so every program is tested once). A mixture plays
+programs of one split, so each fold renders its own mixtures corpus (the curve's plan and size, its
+programs drawn from the fold's splits), and every arm trains on 2,000 of its training clips with the
+curve's budget and augmentation (`tagging_scaling.one_run`), for 3 seeds.
+
+Intervals: over seeds (t, on each seed's mAP averaged over the folds) and over (fold, class) units:
+the AP of one family on one fold's test clips, averaged over seeds (64 units with k = 4), resampled
+by a bootstrap. A paired difference has both; a claim is supported or contradicted only where both
+intervals exclude zero.
+
+    python benchmarks/experiments/tagging_folds.py --all        # 4 folds x 4 arms x 3 seeds: ~45 min on 2 cores
+    python benchmarks/experiments/tagging_folds.py --fold 0 --arm cnn --seed 0   # one run: ~2 min
+    python benchmarks/experiments/tagging_folds.py --summarise
+
+Corpora in data/mixtures_<count>_k<K>_fold<F>/ (rendered when missing, 10 s each), runs in
+<work>/k<K>_fold<F>/, records in <records>/k<K>/fold<F>/<arm>_n<size>_seed<seed>.json (committed;
+a run with a record is skipped). Results: benchmarks/results/experiment_c_folds.{md,json}.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import cell, json_interval, write_results  # noqa: E402
+from tagging_scaling import COMPARISONS, CORPUS_CLIPS, SEEDS, budget, one_run  # noqa: E402
+from fastwave.training.intervals import cluster_bootstrap, paired_difference, t_interval  # noqa: E402
+
+ARMS = ("cnn", "transformer_none", "transformer_wavelet", "transformer_logmel")
+SIZE = 2000  # the curve's largest
+RECORDS = os.path.join(os.path.dirname(__file__), "..", "results", "run_records", "experiment_c_folds")
+
+
+def fold_corpus(args, fold: int) -> str:
+    """The fold's mixtures corpus (rendered once) -> its folder."""
+    from fastwave.corpora import SoundFontRenderer, plan_mixtures, program_folds, write_corpus
+
+    count = round(CORPUS_CLIPS * args.scale)
+    folder = os.path.join(args.data_root, f"mixtures_{count}_k{args.k}_fold{fold}")
+    if not os.path.isfile(os.path.join(folder, "corpus.json")):
+        partial = folder + ".partial"  # a render cut short is redone, never read
+        shutil.rmtree(partial, ignore_errors=True)
+        splits = program_folds(0, k=args.k)[fold]
+        write_corpus(plan_mixtures(count, seed=0, splits=splits), partial, SoundFontRenderer(), kind="mixtures",
+                     seed=0, command=f"plan_mixtures({count}, seed=0, splits=fold {fold} of k={args.k})", progress=False)
+        os.replace(partial, folder)
+    return folder
+
+
+def fold_args(args, fold: int) -> argparse.Namespace:
+    """What ``tagging_scaling.one_run`` reads, for one fold."""
+    return argparse.Namespace(data=fold_corpus(args, fold), work=os.path.join(args.work, f"k{args.k}_fold{fold}"),
+                              records=os.path.join(args.records, f"k{args.k}", f"fold{fold}"), scale=args.scale,
+                              device=args.device)
+
+
+def size(args) -> int:
+    return max(64, round(SIZE * args.scale))
+
+
+def pool_folds(runs: list[dict]) -> tuple[dict, list[dict]]:
+    """Run records (each with its "fold") -> ({arm: mean and intervals}, the paired comparisons).
+    Only seeds with every fold of the runs count, so each seed's mAP averages the same folds."""
+    folds = sorted({run["fold"] for run in runs})
+    by = {(run["arm"], run["seed"], run["fold"]): run for run in runs}
+    seeds = {arm: [s for s in SEEDS if all((arm, s, f) in by for f in folds)] for arm in ARMS}
+    table = {}
+    for arm in [a for a in ARMS if seeds[a]]:
+        per_seed = np.array([np.mean([by[(arm, s, f)]["mAP"] for f in folds]) for s in seeds[arm]])
+        units = np.array([np.mean([by[(arm, s, f)]["class_ap"] for s in seeds[arm]], axis=0) for f in folds]).reshape(-1)
+        table[arm] = {"seeds": seeds[arm], "per_seed": per_seed.tolist(), "over_seeds": json_interval(t_interval(per_seed)),
+                      "units": units.tolist(), "over_units": list(cluster_bootstrap(units, np.arange(units.size), seed=0))}
+    comparisons = []
+    for better, worse, meaning in COMPARISONS:
+        if better not in table or worse not in table:
+            continue
+        common = sorted(set(seeds[better]) & set(seeds[worse]))
+        diff = np.array(table[better]["units"]) - np.array(table[worse]["units"])
+        by_seed = [np.mean([by[(better, s, f)]["mAP"] - by[(worse, s, f)]["mAP"] for f in folds]) for s in common]
+        comparisons.append({"claim": f"{better} > {worse}", "meaning": meaning,
+                            **paired_difference(diff, np.arange(diff.size), by_seed)})
+    return table, comparisons
+
+
+def summarise(args) -> int:
+    runs = []
+    for path in sorted(glob.glob(os.path.join(args.records, f"k{args.k}", "fold*", "*_n*_seed*.json"))):
+        with open(path, encoding="utf-8") as f:
+            runs.append({**json.load(f), "fold": int(os.path.basename(os.path.dirname(path))[len("fold"):])})
+    runs = [run for run in runs if run["size"] == size(args)]
+    if not runs:
+        raise SystemExit(f"no runs under {args.records}/k{args.k}: run --all (or --fold F --arm A --seed S) first")
+    table, comparisons = pool_folds(runs)
+    folds = sorted({run["fold"] for run in runs})
+    units = len(folds) * len(runs[0]["class_ap"])
+    minutes = sum(run["wall_seconds"] for run in runs) / 60
+    b = budget(args)
+    record = {"experiment": f"C on {args.k} folds over programs", "k": args.k, "folds": folds, "size": size(args),
+              "budget": b, "arms": table, "comparisons": comparisons, "runs": len(runs), "minutes": round(minutes, 1),
+              "machine": runs[0]["machine"]}
+    lines = [f"# Experiment C on {args.k} folds over programs (mixtures, 16 GM families)", "",
+             f"{len(runs)} runs, {minutes:.0f} min of training and scoring on {runs[0]['machine']}: folds {folds}, "
+             f"{size(args)} training clips of each fold's corpus, {b['steps']} updates as in the scaling curve. Test mAP "
+             f"with 95% intervals over seeds (t, each seed's mAP averaged over the folds) and over {units} "
+             "(fold, family) units (bootstrap of each family's AP on a fold's test programs, averaged over seeds).", "",
+             "| arm | seeds | test mAP, over seeds | over units |", "|---|---|---|---|"]
+    lines += [f"| {arm} | {len(v['seeds'])} | {cell(v['over_seeds'])} | {cell(v['over_units'])} |" for arm, v in table.items()]
+    lines += ["", "Paired differences in test mAP; a verdict needs both intervals on one side of zero:", "",
+              "| claim | difference, over units | over seeds | detectable over units | verdict |", "|---|---|---|---|---|"]
+    lines += [f"| {c['claim']} ({c['meaning']}) | {cell(c['difference'])} | {cell(c['difference_over_seeds'])} | "
+              f"{c['detectable']:.3f} | {c['verdict']} |" for c in comparisons]
+    write_results("experiment_c_folds", record, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", default="data", help="where the folds' corpora are (rendered if missing)")
+    parser.add_argument("--work", default="runs/experiment_c_folds", help="one folder of model files per run")
+    parser.add_argument("--records", default=RECORDS, help="the runs' JSON records (committed; summarised from here)")
+    parser.add_argument("--k", type=int, default=4, choices=(2, 4, 8), help="folds over programs (default 4)")
+    parser.add_argument("--fold", type=int, help="one run: the fold (0 to k-1)")
+    parser.add_argument("--arm", choices=ARMS, help="one run: the arm")
+    parser.add_argument("--all", action="store_true", help="every missing run: all folds, arms and seeds 0-2")
+    parser.add_argument("--summarise", action="store_true", help="pool the records into the results")
+    parser.add_argument("--scale", type=float, default=1.0, help="grows the corpora, the size and the updates")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0, help="one run: the training seed")
+    args = parser.parse_args(argv)
+    one = args.fold is not None or args.arm is not None
+    if sum([one, args.all, args.summarise]) != 1:
+        parser.error("give --fold F --arm A [--seed S] (one run), --all or --summarise")
+    if args.summarise:
+        return summarise(args)
+    if one:
+        if args.arm is None or args.fold is None or not 0 <= args.fold < args.k:
+            parser.error(f"one run needs --arm and --fold in [0, {args.k - 1}]")
+        one_run(fold_args(args, args.fold), args.arm, size(args), args.seed)
+        return 0
+    for seed in SEEDS:  # a whole seed first: an interrupted --all still leaves every fold of a seed
+        for fold in range(args.k):
+            for arm in ARMS:
+                one_run(fold_args(args, fold), arm, size(args), seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
