@@ -1,6 +1,7 @@
 """Small models and helpers shared by the test folders (``pythonpath = ["tests"]`` in pyproject)."""
 import torch
 
+import fastwave
 from fastwave import SampleTransformer
 from fastwave.models.code_lm import CodeLM
 
@@ -31,3 +32,12 @@ def small_code_lm(**overrides) -> CodeLM:
 def rel_error(a, b) -> float:
     """Largest absolute difference relative to the largest magnitude of the reference ``b``."""
     return float((a - b).abs().max() / b.abs().max())
+
+
+def greedy_on_every_engine(model, prompt, n, cond=None):
+    """The greedy continuation on naive, torch and cpu -> one tensor, after checking they agree."""
+    runs = {engine: fastwave.generate(model, n, prompt=prompt, batch=prompt.shape[0], temperature=0, engine=engine,
+                                      cond=cond) for engine in ("naive", "torch", "cpu")}
+    for engine, tokens in runs.items():
+        assert torch.equal(tokens, runs["naive"]), engine
+    return runs["naive"]

@@ -1,15 +1,15 @@
 """The `fastwave` command: the parser and the entry point. Each command group is a module here with
 ``add_commands(sub, csv_list)`` and ``HANDLERS``: generation (info, generate, bench), codes (the audio
-tokenizer and the code LM), tagging (the clip classifiers), corpus."""
+tokenizer and the code LM), tagging (the clip classifiers), corpus, convert (import)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
 from .. import __version__
-from . import codes, corpus, generation, tagging
+from . import codes, convert, corpus, generation, tagging
 
-COMMAND_GROUPS = (generation, codes, tagging, corpus)
+COMMAND_GROUPS = (generation, codes, tagging, corpus, convert)
 
 
 def _csv(kind):
