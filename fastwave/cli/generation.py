@@ -13,9 +13,15 @@ def add_commands(sub, csv_list) -> None:
     gen = sub.add_parser("generate", help="generate audio to a file")
     gen.add_argument("--seconds", type=float, default=1.0, help="audio per stream (default 1.0)")
     gen.add_argument("--out", required=True, help="output audio file (format from the extension, e.g. .wav)")
-    gen.add_argument("--checkpoint", help="a model saved with model.save() (WaveNet with global / local "
-                                         "conditioning generates from Python); default: the shipped piano "
-                                         "WaveNet playing random score --seed, or a random-weight --model")
+    gen.add_argument("--checkpoint", help="a model saved with model.save() (a conditioned WaveNet needs --cond "
+                                         "or --score); default: the shipped piano WaveNet playing random score "
+                                         "--seed, or a random-weight --model")
+    gen.add_argument("--cond", metavar="NPZ", help="a conditioned WaveNet's conditioning: an .npz with global_cond "
+                     "(ids, () or (batch,)) and / or local_cond (float, (channels, frames) or (batch, channels, "
+                     "frames), frames of the model's cond_hop samples covering the prompt and the output)")
+    gen.add_argument("--score", metavar="MID_OR_NPY", help="for a piano-score WaveNet (the shipped one, or one "
+                     "trained like it): a MIDI file (needs mido) or a piano roll .npy (96, frames) to play "
+                     "instead of random score --seed")
     gen.add_argument("--prompt", metavar="AUDIO", help="an audio file to continue (resampled, mu-law encoded); "
                      "OUT holds the continuation only, not the prompt")
     gen.add_argument("--engine", default="auto", help="naive, torch, cpu or auto (default: the fastest here)")
@@ -178,21 +184,13 @@ def cmd_generate(args) -> int:
         name = args.model or "wavenet"
         print(f"no --checkpoint: generating from a random-weight {name} (noise)", file=sys.stderr)
         model = build_model(name, device, seed=args.seed, **sizes)
-    if not shipped and (getattr(model.config, "global_classes", 0) or getattr(model.config, "local_channels", 0)):
-        raise ValueError("this checkpoint is conditioned (global_classes / local_channels); generate from "
-                         "Python with fastwave.generate(model, n, cond={...}) (for a piano-score WaveNet trained "
-                         "like the shipped one, cond=fastwave.pretrained.piano_cond(n, seeds))")
     n = max(1, round(args.seconds * model.sample_rate))
     prompt = None
     if args.prompt:  # continue a recording: the model's rate, mono, mu-law tokens
         audio, _ = fastwave.load_audio(args.prompt, sample_rate=model.sample_rate)
         prompt = fastwave.mulaw_encode(audio, classes=model.config.classes)
-    cond = None
-    if shipped:  # stream b plays score seed + b, over the prompt and the generated audio
-        from fastwave.pretrained import piano_cond
-
-        covered = n + (0 if prompt is None else int(prompt.shape[-1]))
-        cond = piano_cond(covered, [args.seed + b for b in range(args.batch)], model.sample_rate)
+    covered = n + (0 if prompt is None else int(prompt.shape[-1]))  # positions the conditioning must cover
+    cond = _conditioning(args, model, covered, shipped)
     tokens = fastwave.generate(model, n, batch=args.batch, prompt=prompt, cond=cond, temperature=args.temperature,
                                top_k=args.top_k, top_p=args.top_p, seed=args.seed, engine=args.engine,
                                threads=args.threads, precision=args.precision, progress=not args.quiet)
@@ -241,6 +239,77 @@ def cmd_bench(args) -> int:
         write_json([{**row, "environment": env, "command": " ".join(["fastwave"] + args.argv)} for row in rows], args.json)
         print(f"wrote {args.json}")
     return 0
+
+
+def _conditioning(args, model, covered: int, shipped: bool) -> dict | None:
+    """generate's ``cond`` from --cond / --score (or the shipped model's random score), for ``covered``
+    positions of --batch streams; a conditioned model without them, or them without one, is refused."""
+    import numpy as np
+    import torch
+
+    c = model.config
+    conditioned = bool(getattr(c, "global_classes", 0) or getattr(c, "local_channels", 0))
+    if args.cond and args.score:
+        raise ValueError("give --cond or --score, not both")
+    if (args.cond or args.score) and not conditioned:
+        raise ValueError(f"--{'cond' if args.cond else 'score'} was given but this {model.model_type} is not "
+                         "conditioned (no global_classes / local_channels)")
+    if args.score:
+        from fastwave.corpora.score import ROLL_CHANNELS, ROLL_HOP, notes_from_midi, piano_roll
+
+        if (c.local_channels, c.cond_hop, c.global_classes) != (ROLL_CHANNELS, ROLL_HOP, 0):
+            raise ValueError(f"--score needs a piano-score WaveNet (local_channels {ROLL_CHANNELS}, cond_hop "
+                             f"{ROLL_HOP}, no global ids); this one has local_channels {c.local_channels}, "
+                             f"cond_hop {c.cond_hop}, global_classes {c.global_classes}: give --cond")
+        if args.score.lower().endswith(".npy"):
+            roll = _npz_array(np.load(args.score, allow_pickle=False), "--score", np.floating)
+        else:
+            roll = piano_roll(notes_from_midi(args.score), covered, model.sample_rate)
+        return {"local_cond": _per_stream(torch.from_numpy(np.asarray(roll, np.float32)), args.batch, 2, "--score")}
+    if args.cond:
+        try:
+            arrays = np.load(args.cond, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"--cond {args.cond}: not a readable .npz file ({err})") from None
+        unknown = sorted(set(arrays.files) - {"global_cond", "local_cond"})
+        if unknown:
+            raise ValueError(f"--cond {args.cond} holds {', '.join(unknown)}; it takes global_cond and local_cond")
+        cond = {}
+        if "global_cond" in arrays.files:
+            ids = _npz_array(arrays["global_cond"], "--cond global_cond", np.integer)
+            cond["global_cond"] = _per_stream(torch.from_numpy(ids.astype(np.int64)), args.batch, 0, "--cond global_cond")
+        if "local_cond" in arrays.files:
+            local = _npz_array(arrays["local_cond"], "--cond local_cond", np.floating)
+            cond["local_cond"] = _per_stream(torch.from_numpy(local.astype(np.float32)), args.batch, 2,
+                                             "--cond local_cond")
+        return cond  # what the model needs and lacks here is named by its prepare_cond
+    if shipped:  # stream b plays score seed + b, over the prompt and the generated audio
+        from fastwave.pretrained import piano_cond
+
+        return piano_cond(covered, [args.seed + b for b in range(args.batch)], model.sample_rate)
+    if conditioned:
+        raise ValueError("this checkpoint is conditioned (global_classes / local_channels): give --cond FILE.npz "
+                         "(global_cond, local_cond), or --score for a piano-score WaveNet")
+    return None
+
+
+def _npz_array(array, name: str, kind):
+    """``array`` if its dtype is of ``kind`` (np.integer, np.floating), else a ValueError naming it."""
+    import numpy as np
+
+    if not np.issubdtype(array.dtype, kind):
+        raise ValueError(f"{name} must hold {'integers' if kind is np.integer else 'floats'}, got dtype {array.dtype}")
+    return array
+
+
+def _per_stream(tensor, batch: int, dims: int, name: str):
+    """One stream's conditioning (``dims`` dimensions) repeated for every stream, or --batch of them."""
+    if tensor.dim() == dims:
+        return tensor.unsqueeze(0).expand(batch, *tensor.shape).contiguous()
+    if tensor.dim() == dims + 1 and tensor.shape[0] == batch:
+        return tensor
+    raise ValueError(f"{name} has shape {tuple(tensor.shape)}: expected {dims} dimensions (every stream) or "
+                     f"{dims + 1} with --batch {batch} first")
 
 
 def _check_seconds(seconds: float) -> None:

@@ -7,6 +7,7 @@ the note's velocity / 127. ``random_score`` draws phrases from the piano corpus'
 ``fastwave generate`` can play something new for every seed.
 
     roll = piano_roll(notes, samples)          # (ROLL_CHANNELS, ceil(samples / ROLL_HOP)) float32
+    notes = notes_from_midi("score.mid")      # a MIDI file as Notes (needs mido)
 """
 from __future__ import annotations
 
@@ -61,3 +62,37 @@ def random_score(seconds: float, seed: int = 0) -> tuple[Note, ...]:
                   for n in phrase if offset + n.start < seconds]
         offset += length
     return tuple(notes)
+
+
+def notes_from_midi(path) -> tuple[Note, ...]:
+    """The notes of a MIDI file (every track and channel, tempo changes applied; needs ``mido``:
+    ``pip install mido``) -> Notes in seconds, sorted by start. A note-on with velocity 0 is a
+    note-off; a note still held at the end of the file ends there; a key struck again while held
+    ends the held note first (as a piano re-strikes it)."""
+    from .._checks import check_file
+
+    path = check_file(path, "path")
+    try:
+        import mido
+    except ImportError as err:
+        raise ImportError("reading MIDI needs mido: pip install mido") from err
+    try:
+        midi = mido.MidiFile(path)
+    except (OSError, EOFError, ValueError, KeyError, IndexError) as err:
+        raise ValueError(f"{path} is not a readable MIDI file: {err}") from None
+    now, held, notes = 0.0, {}, []
+    for message in midi:  # merged tracks; .time: seconds since the previous message
+        now += message.time
+        if message.type not in ("note_on", "note_off"):
+            continue
+        key = (message.channel, message.note)
+        if key in held:
+            start, velocity = held.pop(key)
+            notes.append(Note(message.note, velocity, round(start, 6), round(max(now - start, 1e-3), 6)))
+        if message.type == "note_on" and message.velocity > 0:
+            held[key] = (now, message.velocity)
+    for (_, pitch), (start, velocity) in held.items():
+        notes.append(Note(pitch, velocity, round(start, 6), round(max(now - start, 1e-3), 6)))
+    if not notes:
+        raise ValueError(f"{path} holds no notes")
+    return tuple(sorted(notes, key=lambda n: (n.start, n.pitch)))

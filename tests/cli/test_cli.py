@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import fastwave
 from fastwave import load_audio
@@ -219,3 +220,76 @@ def test_ci_runs_the_readme_test_command():
     assert len(commands) == 1
     assert commands[0] in (ROOT / ".ci" / "run").read_text().splitlines()
     assert re.search(r"^pip install .* && fastwave bench$", readme, flags=re.M)
+
+
+def test_generate_takes_a_conditioned_checkpoints_conditioning_from_a_file(tmp_path, capsys):
+    """--cond FILE.npz: the same tokens as fastwave.generate with that cond (one stream's arrays serve
+    every stream); what is missing or misshapen is named."""
+    torch.manual_seed(0)
+    model = fastwave.WaveNet(layers=2, cycles=1, residual_channels=4, gate_channels=4, skip_channels=4, classes=16,
+                             global_classes=3, local_channels=2, cond_hop=4, sample_rate=8000).eval()
+    model.save(tmp_path / "m.safetensors")
+    local = np.random.default_rng(0).standard_normal((2, 30)).astype(np.float32)
+    np.savez(tmp_path / "cond.npz", global_cond=np.array(2), local_cond=local)
+    out = tmp_path / "c.wav"
+    assert main(["generate", "--seconds", "0.01", "--out", str(out), "--checkpoint", str(tmp_path / "m.safetensors"),
+                 "--cond", str(tmp_path / "cond.npz"), "--batch", "2", "--seed", "3", "--quiet"]) == 0
+    tokens = fastwave.generate(model, 80, batch=2, seed=3, cond={"global_cond": torch.tensor([2, 2]),
+                                                                   "local_cond": torch.from_numpy(local).expand(2, 2, 30)})
+    for b in range(2):
+        audio, _ = load_audio(tmp_path / f"c_{b}.wav")
+        expected = fastwave.mulaw_decode(tokens[b], classes=16).numpy()
+        assert np.allclose(audio, expected, atol=1 / 32768 + 1e-6)
+    capsys.readouterr()
+    checkpoint = ["--checkpoint", str(tmp_path / "m.safetensors"), "--out", str(out), "--seconds", "0.01"]
+    np.savez(tmp_path / "local_only.npz", local_cond=local)
+    np.savez(tmp_path / "odd.npz", speaker=np.array(1))
+    np.savez(tmp_path / "floats.npz", global_cond=np.array(1.5), local_cond=local)
+    np.savez(tmp_path / "short.npz", global_cond=np.array(1), local_cond=local[:, :5])
+    for name, message in (("local_only", "global_cond"), ("odd", "holds speaker"), ("floats", "must hold integers"),
+                          ("short", "local_cond")):
+        assert main(["generate", *checkpoint, "--cond", str(tmp_path / f"{name}.npz")]) == 2, name
+        assert message in capsys.readouterr().err, name
+    plain = tmp_path / "plain.safetensors"
+    fastwave.WaveNet(layers=2, cycles=1, residual_channels=4, gate_channels=4, skip_channels=4).save(plain)
+    assert main(["generate", "--checkpoint", str(plain), "--out", str(out), "--cond", str(tmp_path / "cond.npz")]) == 2
+    assert "not conditioned" in capsys.readouterr().err
+    assert main(["generate", *checkpoint, "--score", str(tmp_path / "cond.npz")]) == 2
+    assert "piano-score WaveNet" in capsys.readouterr().err
+
+
+def test_generate_plays_a_midi_or_piano_roll_score_on_the_piano_model(tmp_path, capsys):
+    """--score: a MIDI file becomes the piano roll it spells (the same tokens as generating with that
+    roll), a roll .npy is read as is; both replace the random score."""
+    mido = pytest.importorskip("mido")
+    from fastwave.corpora.score import ROLL_CHANNELS, ROLL_HOP, notes_from_midi, piano_roll
+
+    torch.manual_seed(0)
+    model = fastwave.WaveNet(layers=2, cycles=1, residual_channels=4, gate_channels=4, skip_channels=4, classes=16,
+                             local_channels=ROLL_CHANNELS, cond_hop=ROLL_HOP, sample_rate=16000).eval()
+    model.save(tmp_path / "piano.safetensors")
+    midi = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    midi.tracks.append(track)
+    track += [mido.MetaMessage("set_tempo", tempo=500000), mido.Message("note_on", note=60, velocity=100, time=0),
+              mido.Message("note_on", note=64, velocity=80, time=240), mido.Message("note_off", note=60, time=240),
+              mido.Message("note_on", note=64, velocity=0, time=480)]
+    midi.save(tmp_path / "score.mid")
+    notes = notes_from_midi(tmp_path / "score.mid")
+    assert [(n.pitch, n.velocity, n.start, n.duration) for n in notes] == [(60, 100, 0.0, 0.5), (64, 80, 0.25, 0.75)]
+    out = tmp_path / "p.wav"
+    common = ["generate", "--checkpoint", str(tmp_path / "piano.safetensors"), "--seconds", "0.02", "--seed", "1",
+              "--quiet", "--out", str(out)]
+    assert main([*common, "--score", str(tmp_path / "score.mid")]) == 0
+    roll = piano_roll(notes, 320)
+    expected = fastwave.mulaw_decode(fastwave.generate(model, 320, seed=1, cond={"local_cond": torch.from_numpy(roll)[None]})[0],
+                                     classes=16).numpy()
+    assert np.allclose(load_audio(out)[0], expected, atol=1 / 32768 + 1e-6)
+    np.save(tmp_path / "roll.npy", roll)
+    assert main([*common, "--score", str(tmp_path / "roll.npy")]) == 0
+    assert np.allclose(load_audio(out)[0], expected, atol=1 / 32768 + 1e-6)
+    capsys.readouterr()
+    track.append(mido.Message("note_on", note=20, velocity=90, time=0))  # below the roll's keys
+    midi.save(tmp_path / "low.mid")
+    assert main([*common, "--score", str(tmp_path / "low.mid")]) == 2
+    assert "pitch 20 is outside" in capsys.readouterr().err
