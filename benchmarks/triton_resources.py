@@ -95,18 +95,19 @@ def kernel_configs(residual=64, gate=128, skip=128, taps=2, dtype="bf16"):
         yield name, sm._shifted_outer_sum_kernel, dict(DIRECTION=-1, ROW_SUM=True, PRECISION="ieee", **cfg), warps_os
 
 
-def attention_configs(head_dim=64, dtype="bf16"):
-    """causal_attention's kernels with the configurations their launchers pick (causal, no window),
-    compiled as launched on (B, H, N, D) tensors with D a multiple of 16 (see compile_for)."""
+def attention_configs(head_dim=64, dtype="bf16", group=1):
+    """causal_attention's kernels with the configurations their launchers pick (causal, no window,
+    ``group`` query heads per key / value head), compiled as launched on (B, H, N, D) tensors with D
+    a multiple of 16 (see compile_for)."""
     itemsize = 4 if dtype == "fp32" else 2
     common = dict(HEAD_DIM=head_dim, BLOCK_D=fa.head_block(head_dim))
     for name, kernel, key, flags in (("attention forward", fa._attention_forward_kernel, "forward", True),
                                      ("attention backward delta", fa._attention_backward_delta_kernel, "delta", False),
                                      ("attention backward dK dV", fa._attention_backward_dkdv_kernel, "dkdv", True),
                                      ("attention backward dQ", fa._attention_backward_dq_kernel, "dq", True)):
-        config = fa.attention_config(key, head_dim, itemsize)
+        config = fa.attention_config(key, head_dim, itemsize, group)
         warps = config.pop("num_warps")
-        flag_args = dict(WINDOWED=False, PRECISION="ieee") if flags else {}
+        flag_args = dict(GROUP=group, WINDOWED=False, PRECISION="ieee") if flags else {}
         yield name, kernel, dict(**common, **flag_args, **config), warps
 
 
@@ -141,10 +142,11 @@ def main(argv=None):
     parser.add_argument("--channels", default="64,128,128", help="residual,gate,skip of the layer")
     parser.add_argument("--attention", action="store_true", help="causal_attention's kernels instead")
     parser.add_argument("--head-dim", type=int, default=64, help="head dimension, with --attention")
+    parser.add_argument("--group", type=int, default=1, help="query heads per key / value head, with --attention")
     args = parser.parse_args(argv)
     rows = []
     residual, gate, skip = (int(c) for c in args.channels.split(","))
-    configs = list(attention_configs(args.head_dim, args.dtype) if args.attention
+    configs = list(attention_configs(args.head_dim, args.dtype, args.group) if args.attention
                    else kernel_configs(residual, gate, skip, dtype=args.dtype))
     for name, kernel, constexprs, warps in (flag_variants(configs) if args.variants else configs):
         stages = constexprs.pop("num_stages", None)

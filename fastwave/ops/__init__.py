@@ -6,12 +6,12 @@ reference (``*_reference``), the definition its kernel is tested against. ``back
 between kernel and reference (see ``_backend.py``).
 """
 from ._backend import BACKENDS, backend, get_backend, set_backend
-from .causal_attention import causal_attention, causal_attention_reference
+from .causal_attention import causal_attention, causal_attention_reference, flash_attn_func
 from .decode_attention import decode_attention, decode_attention_reference
 from .dilated_causal_conv1d import DilatedCausalConv1d, dilated_causal_conv1d, dilated_causal_conv1d_reference
 from .wavenet_block import wavenet_block, wavenet_block_reference
 
 __all__ = ["BACKENDS", "DilatedCausalConv1d", "backend", "causal_attention", "causal_attention_reference",
-           "decode_attention", "decode_attention_reference", "dilated_causal_conv1d",
+           "decode_attention", "decode_attention_reference", "dilated_causal_conv1d", "flash_attn_func",
            "dilated_causal_conv1d_reference", "get_backend", "set_backend", "wavenet_block",
            "wavenet_block_reference"]

@@ -1,17 +1,27 @@
-"""Causal multi-head attention, optionally over a sliding window:
+"""Causal multi-head attention, optionally over a sliding window, with grouped keys and values and
+queries that continue a cache:
 
-    out = causal_attention(q, k, v, scale=None, window=None)
-        q, k, v (B, H, N, D), one dtype and device, head dimension D from 16 to 128 -> out (B, H, N, D)
-        out[b, h, i] = sum_j softmax_j(scale * q[b, h, i] . k[b, h, j]) v[b, h, j]
-        over the keys j <= i (window None) or i - window < j <= i (window an int >= 1: Mistral-style
+    out = causal_attention(q, k, v, scale=None, window=None, layout="bhnd", return_lse=False)
+        q (B, H, N_q, D), k and v (B, H_kv, N_k, D): one dtype and device, head dimension D from 8 to
+        256, H_kv dividing H (grouped-query attention; H_kv = 1 is multi-query), N_q <= N_k.
+        -> out (B, H, N_q, D), and with return_lse the log-sum-exp of each row (B, H, N_q), fp32.
+        The queries are the last N_q positions of the N_k (prefill against a cache: N_q = N_k is
+        ordinary causal attention); query i sits at position p = i + N_k - N_q, and head h reads key
+        and value head h // (H / H_kv):
+        out[b, h, i] = sum_j softmax_j(scale * q[b, h, i] . k[b, h', j]) v[b, h', j]
+        over the keys j <= p (window None) or p - window < j <= p (window an int >= 1: Mistral-style
         band, each query sees itself and the window - 1 keys before it); scale defaults to 1 / sqrt(D).
+        layout "bnhd" takes and returns (B, N, H, D) tensors (flash-attn's layout) instead.
+
+``flash_attn_func`` takes flash-attn's signature and (B, N, H, D) tensors.
 
 On CUDA it is FlashAttention-2 in Triton (``kernels/flash_attention.py``): no N x N matrix in
-memory, blocks above the diagonal or outside the window never loaded, fp32 accumulation. The
-forward saves O and the log-sum-exp of each row (B, H, N), fp32, never P; the backward recomputes P
-from them. fp16 / bf16 / fp32 run the kernels; fp64 runs the reference (for gradcheck), as does
-every tensor when the backend says so (``_backend.py``). Any N (0 included), any batch / head / row
-strides; under torch.autocast it computes in the autocast dtype.
+memory, blocks above the diagonal or outside the window never loaded, keys and values of a group
+read in place (never copied per head), fp32 accumulation. The forward saves O and the log-sum-exp of
+each row (B, H, N_q), fp32, never P; the backward recomputes P from them. fp16 / bf16 / fp32 run the
+kernels; fp64 runs the reference (for gradcheck), as does every tensor when the backend says so
+(``_backend.py``). Any N (0 included), any batch / head / row strides; under torch.autocast it
+computes in the autocast dtype.
 """
 import math
 from typing import Optional
@@ -19,43 +29,107 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._args import autocast, check_shape, check_tensor
+from ._args import autocast, check_tensor
 from ._backend import dot_precision, use_triton
 
 Tensor = torch.Tensor
-HEAD_DIMS = (16, 128)  # the head dimensions the kernels take, inclusive
+HEAD_DIMS = (8, 256)  # the head dimensions the kernels take, inclusive
+LAYOUTS = ("bhnd", "bnhd")
 # The reference's written-out log-sum-exp and backward run over blocks of query rows of about this
-# many score elements (B * H * rows * N), so that they never hold the N x N scores at once.
+# many score elements (B * H * rows * N_k), so that they never hold the N_q x N_k scores at once.
 REFERENCE_BLOCK_ELEMENTS = 1 << 24
 
 
+def visible_keys(n_q: int, n_k: int, window: Optional[int], device=None) -> Tensor:
+    """(N_q, N_k) bool: which keys each query sees (query i at position i + N_k - N_q)."""
+    lag = (torch.arange(n_q, device=device) + (n_k - n_q))[:, None] - torch.arange(n_k, device=device)[None, :]
+    return (lag >= 0) & (lag < (window or n_k))
+
+
 def causal_attention_reference(q, k, v, scale: Optional[float] = None, window: Optional[int] = None):
-    """The plain-torch definition the kernel is held to: torch's scaled_dot_product_attention, causal,
-    with an explicit band mask when the window is shorter than the sequence."""
-    length = q.shape[-2]
-    if window is None or window >= length:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
-    i = torch.arange(length, device=q.device)
-    lag = i[:, None] - i[None, :]
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=(lag >= 0) & (lag < window), scale=scale)
+    """The plain-torch definition the kernel is held to, (B, H, N, D) layout: torch's
+    scaled_dot_product_attention (grouped heads through its enable_gqa), causal, with an explicit
+    mask when the queries continue a cache or the window is shorter than the sequence."""
+    n_q, n_k = q.shape[-2], k.shape[-2]
+    gqa = q.shape[1] != k.shape[1]
+    if n_q == n_k and (window is None or window >= n_k):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=visible_keys(n_q, n_k, window, q.device), scale=scale,
+                                          enable_gqa=gqa)
 
 
-def causal_attention(q: Tensor, k: Tensor, v: Tensor, scale: Optional[float] = None,
-                     window: Optional[int] = None) -> Tensor:
-    """q, k, v (B, H, N, D) -> (B, H, N, D); see the module docstring. Differentiable in q, k and v."""
+def causal_attention(q: Tensor, k: Tensor, v: Tensor, scale: Optional[float] = None, window: Optional[int] = None,
+                     *, layout: str = "bhnd", return_lse: bool = False):
+    """q (B, H, N_q, D), k, v (B, H_kv, N_k, D) -> out (B, H, N_q, D) [, lse (B, H, N_q) fp32]; in
+    layout "bnhd" every tensor is (B, N, H, D) instead. See the module docstring. Differentiable in
+    q, k and v (the log-sum-exp is not)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS} ((B, H, N, D) or flash-attn's (B, N, H, D)), got {layout!r}")
     q, k, v = autocast(q, k, v)
-    check_tensor(q, "q", 4)
-    check_tensor(k, "k", 4, like=q)
-    check_tensor(v, "v", 4, like=q)
-    check_shape(k, "k", tuple(q.shape))
-    check_shape(v, "v", tuple(q.shape))
-    if not HEAD_DIMS[0] <= q.shape[-1] <= HEAD_DIMS[1]:
-        raise ValueError(f"q, k and v must have a head dimension (their last) of {HEAD_DIMS[0]} to {HEAD_DIMS[1]}, "
-                         f"got {q.shape[-1]}")
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        check_tensor(t, name, 4, like=None if name == "q" else q)
+    if layout == "bnhd":  # views: the kernels take any batch / head / row strides
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+    _check_shapes(q, k, v, layout)
     scale = _check_scale(scale, q.shape[-1])
     _check_window(window)
-    out, _ = torch.ops.fastwave.causal_attention(q, k, v, scale, window)
-    return out
+    out, lse = torch.ops.fastwave.causal_attention(q, k, v, scale, window)
+    if layout == "bnhd":
+        out = out.transpose(1, 2)
+    return (out, lse) if return_lse else out
+
+
+def _check_shapes(q: Tensor, k: Tensor, v: Tensor, layout: str) -> None:
+    """Shapes in (B, H, N, D) order; errors name the layout the caller used."""
+    def shown(shape):
+        return tuple(shape) if layout == "bhnd" else (shape[0], shape[2], shape[1], shape[3])
+
+    order = "(B, H, N, D)" if layout == "bhnd" else "(B, N, H, D)"
+    batch, heads, n_q, head_dim = q.shape
+    if tuple(k.shape) != tuple(v.shape):
+        raise ValueError(f"k and v must have one shape, got {shown(k.shape)} and {shown(v.shape)}")
+    if k.shape[0] != batch or k.shape[3] != head_dim:
+        raise ValueError(f"k must match q's batch and head dimension: q {shown(q.shape)}, k {shown(k.shape)} "
+                         f"in layout {layout!r} {order}")
+    kv_heads, n_k = k.shape[1], k.shape[2]
+    if kv_heads == 0 or heads % kv_heads:
+        raise ValueError(f"k and v have {kv_heads} heads, which must divide q's {heads} (grouped-query attention); "
+                         f"shapes q {shown(q.shape)}, k {shown(k.shape)} in layout {layout!r} {order}: is the layout right?")
+    if n_q > n_k:
+        raise ValueError(f"q has {n_q} positions but k and v {n_k}: the queries must be the last N_q <= N_k "
+                         f"positions; shapes q {shown(q.shape)}, k {shown(k.shape)} in layout {layout!r} {order}: "
+                         "is the layout right?")
+    if not HEAD_DIMS[0] <= head_dim <= HEAD_DIMS[1]:
+        raise ValueError(f"q, k and v must have a head dimension (their last) of {HEAD_DIMS[0]} to {HEAD_DIMS[1]}, "
+                         f"got {head_dim}")
+
+
+def flash_attn_func(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0, softmax_scale: Optional[float] = None,
+                    causal: bool = True, window_size: tuple[int, int] = (-1, -1), return_attn_probs: bool = False):
+    """flash-attn's ``flash_attn_func`` on fastwave's kernels: q (B, N_q, H, D), k and v (B, N_k,
+    H_kv, D) -> out (B, N_q, H, D); with ``return_attn_probs``, (out, lse (B, H, N_q), None) as
+    flash-attn returns them (it never materialises the probabilities either). ``causal`` must be
+    True and ``window_size`` (left, right) must have right 0 or -1: fastwave's kernels are causal.
+    A left window of w keeps w + 1 keys (the query's own and w before it), flash-attn's meaning.
+    ``dropout_p`` must be 0 for now: dropout in the kernels is not built yet, and losing it silently
+    would train another model than the one asked for."""
+    if not causal:
+        raise ValueError("causal must be True: fastwave's attention kernels are causal "
+                         "(torch.nn.functional.scaled_dot_product_attention does the rest)")
+    if (not isinstance(window_size, (tuple, list)) or len(window_size) != 2
+            or any(isinstance(w, bool) or not isinstance(w, int) for w in window_size)):
+        raise ValueError(f"window_size must be a pair of ints (left, right), got {window_size!r}")
+    left, right = window_size
+    if right not in (-1, 0) or left < -1:
+        raise ValueError(f"window_size {tuple(window_size)}: right must be 0 or -1 (causal) and left -1 or >= 0")
+    if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)) or not 0 <= dropout_p < 1:
+        raise ValueError(f"dropout_p must be a float in [0, 1), got {dropout_p!r}")
+    if dropout_p > 0:
+        raise NotImplementedError("dropout_p > 0: attention dropout is not in fastwave's kernels yet; pass "
+                                  "dropout_p=0.0 (nanoGPT: dropout=0.0) or use scaled_dot_product_attention")
+    window = None if left < 0 else left + 1
+    out, lse = causal_attention(q, k, v, softmax_scale, window, layout="bnhd", return_lse=True)
+    return (out, lse, None) if return_attn_probs else out
 
 
 def _check_scale(scale, head_dim: int) -> float:
@@ -73,9 +147,9 @@ def _check_window(window) -> None:
         raise ValueError(f"window must be None or an int >= 1, got {window!r}")
 
 
-def _band(length: int, window: Optional[int]) -> Optional[int]:
-    """The window the kernels apply: None when it covers the whole sequence anyway."""
-    return None if window is None or window >= length else window
+def _band(n_k: int, window: Optional[int]) -> Optional[int]:
+    """The window the kernels apply: None when it covers every key anyway."""
+    return None if window is None or window >= n_k else window
 
 
 def _head_contiguous(t: Tensor) -> Tensor:
@@ -89,9 +163,9 @@ def _lse_dtype(dtype: torch.dtype) -> torch.dtype:
 
 @torch.library.custom_op("fastwave::causal_attention", mutates_args=())
 def _forward(q: Tensor, k: Tensor, v: Tensor, scale: float, window: Optional[int]) -> tuple[Tensor, Tensor]:
-    """-> (out (B, H, N, D) contiguous, lse (B, H, N): fp32 (fp64 for fp64 inputs), the natural
-    log-sum-exp of each row's scaled, masked scores)."""
-    window = _band(q.shape[2], window)
+    """q (B, H, N_q, D), k, v (B, H_kv, N_k, D) -> (out (B, H, N_q, D) contiguous, lse (B, H, N_q):
+    fp32 (fp64 for fp64 inputs), the natural log-sum-exp of each row's scaled, masked scores)."""
+    window = _band(k.shape[2], window)
     if q.numel() == 0:
         return q.new_empty(q.shape), q.new_empty(q.shape[:3], dtype=_lse_dtype(q.dtype))
     if not use_triton(q):
@@ -107,16 +181,23 @@ def _(q, k, v, scale, window):
     return q.new_empty(q.shape), q.new_empty(q.shape[:3], dtype=_lse_dtype(q.dtype))
 
 
-def _row_blocks(q: Tensor, window: Optional[int]):
-    """(query rows [i0, i1), their keys [j0, i1), the band mask (i1 - i0, i1 - j0)) in blocks that
-    keep B * H * rows * keys near REFERENCE_BLOCK_ELEMENTS."""
-    batch, heads, length, _ = q.shape
-    rows = max(1, REFERENCE_BLOCK_ELEMENTS // max(1, batch * heads * length))
-    for i0 in range(0, length, rows):
-        i1 = min(i0 + rows, length)
-        j0 = 0 if window is None else max(0, i0 - window + 1)
-        lag = torch.arange(i0, i1, device=q.device)[:, None] - torch.arange(j0, i1, device=q.device)[None, :]
-        yield i0, i1, j0, (lag >= 0) & (lag < (window or length))
+def _grouped(q: Tensor, kv_heads: int) -> Tensor:
+    """(B, H, N, D) -> (B, H_kv, H / H_kv, N, D), a view: head h is group h // (H / H_kv), member h % ..."""
+    batch, heads = q.shape[:2]
+    return q.reshape(batch, kv_heads, heads // kv_heads, *q.shape[2:])
+
+
+def _row_blocks(q: Tensor, n_k: int, window: Optional[int]):
+    """(query rows [i0, i1), their keys [j0, j1), the mask (i1 - i0, j1 - j0)) in blocks that keep
+    B * H * rows * N_k near REFERENCE_BLOCK_ELEMENTS; query i sits at position i + N_k - N_q."""
+    batch, heads, n_q, _ = q.shape
+    offset = n_k - n_q
+    rows = max(1, REFERENCE_BLOCK_ELEMENTS // max(1, batch * heads * n_k))
+    for i0 in range(0, n_q, rows):
+        i1 = min(i0 + rows, n_q)
+        j0, j1 = (0 if window is None else max(0, i0 + offset - window + 1)), i1 + offset
+        lag = torch.arange(i0 + offset, i1 + offset, device=q.device)[:, None] - torch.arange(j0, j1, device=q.device)[None, :]
+        yield i0, i1, j0, j1, (lag >= 0) & (lag < (window or n_k))
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -127,9 +208,11 @@ def _reference_lse(q, k, scale: float, window: Optional[int]) -> Tensor:
     """The log-sum-exp the kernel saves, written out in torch (a block of query rows at a time)."""
     dtype = _compute_dtype(q.dtype)
     lse = q.new_empty(q.shape[:3], dtype=_lse_dtype(q.dtype))
-    for i0, i1, j0, mask in _row_blocks(q, window):
-        s = torch.matmul(q[:, :, i0:i1].to(dtype), k[:, :, j0:i1].to(dtype).transpose(-1, -2)) * scale
-        lse[:, :, i0:i1] = torch.logsumexp(s.masked_fill(~mask, float("-inf")), dim=-1)
+    grouped, lse_g = _grouped(q, k.shape[1]), _grouped(lse, k.shape[1])
+    keys = k.unsqueeze(2)  # (B, H_kv, 1, N_k, D): broadcast over a group, never copied
+    for i0, i1, j0, j1, mask in _row_blocks(q, k.shape[2], window):
+        s = torch.matmul(grouped[..., i0:i1, :].to(dtype), keys[..., j0:j1, :].to(dtype).transpose(-1, -2)) * scale
+        lse_g[..., i0:i1] = torch.logsumexp(s.masked_fill(~mask, float("-inf")), dim=-1)
     return lse
 
 
@@ -137,38 +220,43 @@ def causal_attention_reference_backward(do, q, k, v, out, lse, scale: float, win
                                         need=(True, True, True)):
     """(dq, dk, dv) written out in torch from the forward's output and log-sum-exp, the formulas the
     kernels use (P = exp(s - lse), dS = P * (dO V^T - rowsum(dO * O)), dQ = scale dS K, dK = scale
-    dS^T Q, dV = P^T dO), a block of query rows at a time: no autograd (inside a custom op it does
-    not record) and no N x N matrix at once. ``need``: which of the three to compute (None for the
-    others). ``window`` must already be None when it covers the sequence."""
+    dS^T Q, dV = P^T dO, dK and dV summed over the heads of a group), a block of query rows at a
+    time: no autograd (inside a custom op it does not record) and no N x N matrix at once. ``need``:
+    which of the three to compute (None for the others). ``window`` must already be None when it
+    covers every key."""
     dtype = _compute_dtype(q.dtype)
-    q32, k32, v32, do32 = (t.to(dtype) for t in (q, k, v, do))
-    delta = (do32 * out.to(dtype)).sum(-1)
+    kv_heads = k.shape[1]
+    q32, do32 = (_grouped(t.to(dtype), kv_heads) for t in (q, do))  # (B, H_kv, G, N_q, D)
+    k32, v32 = (t.to(dtype).unsqueeze(2) for t in (k, v))  # (B, H_kv, 1, N_k, D)
+    lse_g = _grouped(lse, kv_heads).to(dtype)
+    delta = (do32 * _grouped(out.to(dtype), kv_heads)).sum(-1)
     dq = torch.zeros_like(q32) if need[0] else None
     dk = torch.zeros_like(k32) if need[1] else None
     dv = torch.zeros_like(v32) if need[2] else None
-    for i0, i1, j0, mask in _row_blocks(q, window):
-        q_i, do_i, k_j, v_j = q32[:, :, i0:i1], do32[:, :, i0:i1], k32[:, :, j0:i1], v32[:, :, j0:i1]
+    for i0, i1, j0, j1, mask in _row_blocks(q, k.shape[2], window):
+        q_i, do_i, k_j, v_j = q32[..., i0:i1, :], do32[..., i0:i1, :], k32[..., j0:j1, :], v32[..., j0:j1, :]
         s = torch.matmul(q_i, k_j.transpose(-1, -2)) * scale
-        p = torch.exp(s - lse[:, :, i0:i1, None].to(dtype)).masked_fill(~mask, 0.0)
+        p = torch.exp(s - lse_g[..., i0:i1, None]).masked_fill(~mask, 0.0)
         if dv is not None:
-            dv[:, :, j0:i1] += torch.matmul(p.transpose(-1, -2), do_i)
-        ds = p * (torch.matmul(do_i, v_j.transpose(-1, -2)) - delta[:, :, i0:i1, None])
+            dv[..., j0:j1, :] += torch.matmul(p.transpose(-1, -2), do_i).sum(2, keepdim=True)
+        ds = p * (torch.matmul(do_i, v_j.transpose(-1, -2)) - delta[..., i0:i1, None])
         if dq is not None:
-            dq[:, :, i0:i1] = torch.matmul(ds, k_j) * scale
+            dq[..., i0:i1, :] = torch.matmul(ds, k_j) * scale
         if dk is not None:
-            dk[:, :, j0:i1] += torch.matmul(ds.transpose(-1, -2), q_i) * scale
-    return tuple(None if g is None else g.to(q.dtype) for g in (dq, dk, dv))
+            dk[..., j0:j1, :] += torch.matmul(ds.transpose(-1, -2), q_i).sum(2, keepdim=True) * scale
+    return (None if dq is None else dq.reshape(q.shape).to(q.dtype),
+            None if dk is None else dk.squeeze(2).to(q.dtype), None if dv is None else dv.squeeze(2).to(q.dtype))
 
 
 @torch.library.custom_op("fastwave::causal_attention_backward", mutates_args=())
 def _backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, scale: float,
               window: Optional[int], needs: list[bool]) -> tuple[Tensor, Tensor, Tensor]:
-    """-> (dq, dk, dv), contiguous in q's dtype; a gradient that ``needs`` does not ask for comes
-    back empty."""
-    window = _band(q.shape[2], window)
+    """-> (dq like q, dk like k, dv like v), contiguous in q's dtype; a gradient that ``needs`` does
+    not ask for comes back empty."""
+    window = _band(k.shape[2], window)
     need_q, need_k, need_v = needs
-    if q.numel() == 0:
-        grads = tuple(q.new_zeros(q.shape) for _ in range(3))
+    if q.numel() == 0 or k.numel() == 0:
+        grads = (q.new_zeros(q.shape), k.new_zeros(k.shape), v.new_zeros(v.shape))
     elif not use_triton(q):
         grads = causal_attention_reference_backward(do, q, k, v, out, lse, scale, window, needs)
     else:
@@ -181,7 +269,7 @@ def _backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Ten
 
 @_backward.register_fake
 def _(do, q, k, v, out, lse, scale, window, needs):
-    return tuple(q.new_empty(q.shape) if need else q.new_empty(0) for need in needs)
+    return tuple(t.new_empty(t.shape) if need else q.new_empty(0) for t, need in zip((q, k, v), needs))
 
 
 def _setup_context(ctx, inputs, output):

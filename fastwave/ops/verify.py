@@ -132,10 +132,13 @@ def worst(errors: dict[str, float]) -> tuple[str, float]:
     return name, errors[name]
 
 
-def random_attention(batch, heads, length, head_dim, seed=0) -> tuple[torch.Tensor, ...]:
-    """-> (q, k, v, d_out), float32 on the CPU, each (batch, heads, length, head_dim)."""
+def random_attention(batch, heads, length, head_dim, seed=0, kv_heads=None, kv_length=None) -> tuple[torch.Tensor, ...]:
+    """-> (q, k, v, d_out), float32 on the CPU: q and d_out (batch, heads, length, head_dim), k and v
+    (batch, kv_heads or heads, kv_length or length, head_dim)."""
     g = torch.Generator().manual_seed(seed)
-    return tuple(torch.randn(batch, heads, length, head_dim, generator=g) for _ in range(4))
+    kv_shape = (batch, kv_heads or heads, kv_length or length, head_dim)
+    q, k, v = (torch.randn(*shape, generator=g) for shape in ((batch, heads, length, head_dim), kv_shape, kv_shape))
+    return q, k, v, torch.randn(batch, heads, length, head_dim, generator=g)
 
 
 def attention_errors(q, k, v, d_out, dtype: torch.dtype, device, scale=None, window=None) -> dict[str, float]:
@@ -148,7 +151,8 @@ def attention_errors(q, k, v, d_out, dtype: torch.dtype, device, scale=None, win
     ref = leaves(inputs, torch.float64, device)
     out_ref = causal_attention_reference(*ref, scale=scale, window=window)
     grads_ref = torch.autograd.grad(out_ref, ref, d_out.to(device, torch.float64))
-    if out.dtype != dtype or out.shape != q.shape or any(g.dtype != dtype or g.shape != q.shape for g in grads):
+    if (out.dtype != dtype or out.shape != q.shape
+            or any(g.dtype != dtype or g.shape != t.shape for g, t in zip(grads, (q, k, v)))):
         raise AssertionError("the kernel returned a different dtype or shape than its input")
     errors = {"out": rel_error(out, out_ref)}
     errors.update({"d" + n: rel_error(g, r) for n, g, r in zip("qkv", grads, grads_ref)})

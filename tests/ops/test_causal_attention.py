@@ -247,12 +247,16 @@ def test_attention_of_an_empty_sequence(backend):
     (dict(q="long"), TypeError, "q must be float16, bfloat16, float32 or float64"),
     (dict(k="half"), TypeError, "k has dtype torch.float16"),
     (dict(q=torch.randn(2, 5, 16)), ValueError, "q must have 4 dimensions"),
-    (dict(v=torch.randn(2, 3, 6, 16)), ValueError, r"v must have shape \(2, 3, 5, 16\)"),
+    (dict(v=torch.randn(2, 3, 6, 16)), ValueError, r"k and v must have one shape"),
+    (dict(k=torch.randn(2, 2, 5, 16), v=torch.randn(2, 2, 5, 16)), ValueError, "2 heads, which must divide q's 3"),
+    (dict(k=torch.randn(2, 3, 4, 16), v=torch.randn(2, 3, 4, 16)), ValueError, "q has 5 positions but k and v 4"),
+    (dict(k=torch.randn(1, 3, 5, 16), v=torch.randn(1, 3, 5, 16)), ValueError, "k must match q's batch"),
+    (dict(layout="nhbd"), ValueError, "layout must be one of"),
     (dict(k=torch.randn(2, 3, 5, 16, device="meta")), ValueError, "k is on meta but the input is on cpu"),
-    (dict(q=torch.randn(2, 3, 5, 8), k=torch.randn(2, 3, 5, 8), v=torch.randn(2, 3, 5, 8)), ValueError,
-     "head dimension .* of 16 to 128, got 8"),
-    (dict(q=torch.randn(1, 1, 5, 129), k=torch.randn(1, 1, 5, 129), v=torch.randn(1, 1, 5, 129)), ValueError,
-     "16 to 128, got 129"),
+    (dict(q=torch.randn(2, 3, 5, 4), k=torch.randn(2, 3, 5, 4), v=torch.randn(2, 3, 5, 4)), ValueError,
+     "head dimension .* of 8 to 256, got 4"),
+    (dict(q=torch.randn(1, 1, 5, 257), k=torch.randn(1, 1, 5, 257), v=torch.randn(1, 1, 5, 257)), ValueError,
+     "8 to 256, got 257"),
     (dict(scale=0.0), ValueError, "scale must be positive and finite"),
     (dict(scale=float("inf")), ValueError, "scale must be positive and finite"),
     (dict(scale=torch.tensor(0.5)), TypeError, "scale must be a float"),
@@ -262,20 +266,149 @@ def test_attention_of_an_empty_sequence(backend):
     (dict(q=[1.0]), TypeError, "q must be a torch.Tensor"),
 ])
 def test_attention_refuses_bad_arguments(change, error, message):
-    args = dict(zip("qkv", random_attention(2, 3, 5, 16)), scale=None, window=None)
+    args = dict(zip("qkv", random_attention(2, 3, 5, 16)), scale=None, window=None, layout="bhnd")
     for name, value in change.items():
-        args[name] = getattr(args[name], value)() if isinstance(value, str) else value
+        args[name] = getattr(args[name], value)() if isinstance(value, str) and name in "qkv" else value
     with pytest.raises(error, match=message):
         causal_attention(**args)
 
 
-def test_kernels_compile_for_a_gpu_without_spills():
-    """The kernels as a GPU build compiles them (sm_90, bf16, a head dimension padded in registers,
-    with and without a window; Triton's bundled ptxas, no GPU needed): all build and fit."""
+@pytest.mark.parametrize("head_dim,group", [(80, 1), (256, 4)])
+def test_kernels_compile_for_a_gpu_without_spills(head_dim, group):
+    """The kernels as a GPU build compiles them (sm_90, bf16, a head dimension padded in registers or
+    the widest, one or four query heads per key / value head, with and without a window; Triton's
+    bundled ptxas, no GPU needed): all build and fit."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "triton_resources.py"), "--attention",
-                           "--arch", "90", "--dtype", "bf16", "--head-dim", "80", "--variants"],
-                          capture_output=True, text=True, env=env, timeout=600, check=False)
+                           "--arch", "90", "--dtype", "bf16", "--head-dim", str(head_dim), "--group", str(group),
+                           "--variants"], capture_output=True, text=True, env=env, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if "regs" in line]
     assert len(lines) == 7 and all(" spill stack     0 B" in line for line in lines), done.stdout
+
+
+def naive_attention(q, k, v, scale=None, window=None):
+    """Grouped heads, queries as the last N_q of N_k positions, written out with a loop over heads:
+    the definition the reference (SDPA with enable_gqa and a mask) is checked against."""
+    heads, kv_heads, n_q, n_k = q.shape[1], k.shape[1], q.shape[2], k.shape[2]
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    position = torch.arange(n_q)[:, None] + n_k - n_q
+    lag = position - torch.arange(n_k)[None, :]
+    mask = (lag >= 0) & (lag < (window or n_k))
+    out = []
+    for h in range(heads):
+        kv = h // (heads // kv_heads)
+        s = (q[:, h] @ k[:, kv].transpose(-1, -2)) * scale
+        out.append(torch.softmax(s.masked_fill(~mask, float("-inf")), dim=-1) @ v[:, kv])
+    return torch.stack(out, dim=1)
+
+
+# (batch, heads, kv heads, N_q, N_k, head dim, window): grouped-query and multi-query attention,
+# queries continuing a cache (prefill), head dims 8 (padded to 16) and 256, windows across the offset.
+GROUPED_SHAPES = [
+    (2, 4, 2, 33, 33, 16, None),
+    (1, 6, 1, 20, 57, 32, None),  # multi-query; 20 queries after 37 cached keys
+    (2, 2, 2, 40, 72, 16, 24),  # prefill with a window shorter than the cache
+    (1, 4, 2, 1, 45, 48, None),  # one query: a decode step through the same op
+    (1, 2, 1, 17, 30, 8, 5),
+    (1, 2, 2, 19, 35, 256, None),
+]
+
+
+@pytest.mark.parametrize("shape", GROUPED_SHAPES)
+def test_reference_matches_the_written_out_definition(shape):
+    batch, heads, kv_heads, n_q, n_k, head_dim, window = shape
+    q, k, v, _ = (t.double() for t in random_attention(batch, heads, n_q, head_dim, kv_heads=kv_heads, kv_length=n_k))
+    expected = naive_attention(q, k, v, window=window)
+    assert rel_error(causal_attention_reference(q, k, v, window=window), expected) < 1e-12
+    with ops.backend("torch"):
+        out, lse = causal_attention(q, k, v, window=window, return_lse=True)
+    assert rel_error(out, expected) < 1e-12 and lse.shape == (batch, heads, n_q)
+
+
+@pytest.mark.parametrize("device,dtype", kernel_targets())
+@pytest.mark.parametrize("shape", GROUPED_SHAPES)
+def test_grouped_and_prefill_attention_forward_and_gradients_match_reference(device, dtype, shape, fp32_exact):
+    batch, heads, kv_heads, n_q, n_k, head_dim, window = shape
+    q, k, v, do = random_attention(batch, heads, n_q, head_dim, kv_heads=kv_heads, kv_length=n_k)
+    errors = attention_errors(q, k, v, do, dtype, device, window=window)
+    assert worst(errors)[1] < TOLERANCE[dtype], errors
+
+
+def test_prefill_never_loads_keys_past_a_query_block(monkeypatch):
+    """Queries 0..15 of 40 sit at positions 32..47 of 72 keys: with 16 x 16 blocks their program
+    never loads the key block from 48, so NaN there stays out of their outputs; queries 16.. see it."""
+    small_blocks(monkeypatch)
+    q, k, v, do = (t.to(DEVICE) for t in random_attention(1, 2, 40, 16, kv_heads=1, kv_length=72))
+    clean = outputs_and_grads(q, k, v, do)
+    k2, v2 = k.clone(), v.clone()
+    k2[:, :, 48:], v2[:, :, 48:] = float("nan"), float("nan")
+    out, dq, _, _ = outputs_and_grads(q, k2, v2, do)
+    assert torch.equal(out[:, :, :16], clean[0][:, :, :16]) and torch.equal(dq[:, :, :16], clean[1][:, :, :16])
+    assert out[:, :, 16:].isnan().all()
+
+
+def test_layouts_and_the_flash_attn_signature():
+    """layout "bnhd" is (B, N, H, D) in and out; flash_attn_func takes flash-attn's arguments, its
+    left window counting the keys before the query, and returns its (out, lse, None)."""
+    q, k, v, _ = random_attention(2, 4, 9, 16, kv_heads=2, kv_length=13)
+    expected, lse = causal_attention(q, k, v, window=4, return_lse=True)
+    q_t, k_t, v_t = (t.transpose(1, 2).contiguous() for t in (q, k, v))  # (B, N, H, D), as flash-attn takes them
+    got = causal_attention(q_t, k_t, v_t, window=4, layout="bnhd")
+    assert got.shape == (2, 9, 4, 16) and torch.equal(got.transpose(1, 2), expected)
+    out, lse_fa, probs = ops.flash_attn_func(q_t, k_t, v_t, window_size=(3, 0), return_attn_probs=True)
+    assert torch.equal(out.transpose(1, 2), expected) and torch.equal(lse_fa, lse) and probs is None
+    full = ops.flash_attn_func(q_t, k_t, v_t, 0.0, 0.5)
+    assert torch.equal(full.transpose(1, 2), causal_attention(q, k, v, scale=0.5))
+    for kwargs, error, message in ((dict(causal=False), ValueError, "causal must be True"),
+                                   (dict(window_size=(4, 2)), ValueError, "right must be 0 or -1"),
+                                   (dict(window_size=3), ValueError, "pair of ints"),
+                                   (dict(dropout_p=1.5), ValueError, "dropout_p must be"),
+                                   (dict(dropout_p=0.1), NotImplementedError, "dropout")):
+        with pytest.raises(error, match=message):
+            ops.flash_attn_func(q_t, k_t, v_t, **kwargs)
+    with pytest.raises(ValueError, match="is the layout right"):  # (B, N, H, D) passed as (B, H, N, D)
+        causal_attention(q_t, k.transpose(1, 2).contiguous(), v.transpose(1, 2).contiguous())
+
+
+def test_grouped_attention_gradcheck_opcheck_and_compile():
+    q, k, v, _ = (t.double().requires_grad_() for t in random_attention(1, 4, 5, 8, kv_heads=2, kv_length=9))
+    assert torch.autograd.gradcheck(lambda *a: causal_attention(*a, window=3), (q, k, v), fast_mode=True)
+    q, k, v, do = (t.to(DEVICE) for t in random_attention(1, 4, 20, 16, kv_heads=1, kv_length=27))
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    for backend in ("torch", "triton"):
+        with ops.backend(backend):
+            torch.library.opcheck(torch.ops.fastwave.causal_attention, (q, k, v, 0.25, 6))
+            out, lse = torch.ops.fastwave.causal_attention(q, k, v, 0.25, None)
+            torch.library.opcheck(torch.ops.fastwave.causal_attention_backward,
+                                  (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25, None,
+                                   [True, True, True]))
+    with ops.backend("triton"):
+        def layer(q, k, v):
+            return causal_attention(q, k, v, window=10, layout="bnhd").square().sum()
+
+        args = [t.transpose(1, 2) for t in (q, k, v)]
+        expected = torch.autograd.grad(layer(*args), (q, k, v))
+        got = torch.autograd.grad(torch.compile(layer, fullgraph=True, backend="aot_eager")(*args), (q, k, v))
+    assert all(rel_error(g, e) < 1e-5 for g, e in zip(got, expected))
+
+
+def test_the_attention_page_example_runs_and_matches_sdpa():
+    """docs/attention_in_your_model.md's block trains a step, and its layer equals the same layer
+    written with scaled_dot_product_attention (k and v repeated per head, a band mask)."""
+    import re
+
+    page = (ROOT / "docs" / "attention_in_your_model.md").read_text()
+    (example,) = re.findall(r"^```python\n(.*?)^```", page, flags=re.M | re.S)
+    namespace = {}
+    exec(example, namespace)
+    block, x = namespace["block"], namespace["x"]
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with torch.no_grad():
+        q = block.q(x).view(2, 100, 8, 16).transpose(1, 2)
+        k, v = (t.transpose(1, 2).repeat_interleave(4, dim=1)
+                for t in block.kv(x).view(2, 100, 2, 2, 16).unbind(2))
+        lag = torch.arange(100)[:, None] - torch.arange(100)[None, :]
+        y = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=(lag >= 0) & (lag < 64))
+        expected = block.proj(y.transpose(1, 2).reshape(2, 100, 128))
+        assert rel_error(block(x), expected) < 1e-5
