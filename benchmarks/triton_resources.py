@@ -34,7 +34,8 @@ from fastwave.ops.kernels import wavenet_block as wb  # noqa: E402
 
 
 FP32_POINTERS = ("out_ptr", "row_sum_ptr", "lse_ptr", "delta_ptr")  # fp32 buffers whatever the dtype
-FLOAT_SCALARS = ("scale", "qk_scale")
+FLOAT_SCALARS = ("scale", "qk_scale", "dropout_p", "keep_scale")
+INT64_POINTERS = ("seed_ptr",)
 
 
 def compile_for(kernel, constexprs: dict, dtype: str, arch: int, num_warps: int, num_stages: int | None = None,
@@ -47,7 +48,8 @@ def compile_for(kernel, constexprs: dict, dtype: str, arch: int, num_warps: int,
         if name in constexprs:
             signature[name] = "constexpr"
         elif name.endswith("_ptr"):
-            signature[name] = "*fp32" if name in FP32_POINTERS else f"*{dtype}"
+            signature[name] = ("*fp32" if name in FP32_POINTERS else "*i64" if name in INT64_POINTERS
+                               else f"*{dtype}")
         else:
             signature[name] = "fp32" if name in FLOAT_SCALARS else "i32"
         if divisible and (name.endswith("_ptr") or name.startswith("stride_")) and name not in constexprs:
@@ -107,12 +109,13 @@ def attention_configs(head_dim=64, dtype="bf16", group=1):
                                      ("attention backward dQ", fa._attention_backward_dq_kernel, "dq", True)):
         config = fa.attention_config(key, head_dim, itemsize, group)
         warps = config.pop("num_warps")
-        flag_args = dict(GROUP=group, WINDOWED=False, PRECISION="ieee") if flags else {}
+        flag_args = dict(GROUP=group, DROPOUT=False, WINDOWED=False, PRECISION="ieee") if flags else {}
         yield name, kernel, dict(**common, **flag_args, **config), warps
 
 
-FLAGS = {"_attention_forward_kernel": ("WINDOWED",), "_attention_backward_delta_kernel": (),
-         "_attention_backward_dkdv_kernel": ("WINDOWED",), "_attention_backward_dq_kernel": ("WINDOWED",),
+FLAGS = {"_attention_forward_kernel": ("WINDOWED", "DROPOUT"), "_attention_backward_delta_kernel": (),
+         "_attention_backward_dkdv_kernel": ("WINDOWED", "DROPOUT"),
+         "_attention_backward_dq_kernel": ("WINDOWED", "DROPOUT"),
 "_wavenet_block_forward_kernel": ("HAS_COND", "HAS_RES", "HAS_SKIP_IN"),
          "_wavenet_block_gate_backward_kernel": ("HAS_COND", "HAS_DRES"),
          "_shifted_matmul_kernel": ("DIRECTION", "HAS_BIAS", "HAS_ADD"),

@@ -37,45 +37,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..ops.philox import MASK32, philox_rounds
+
 __all__ = ["SamplingParams", "philox4x32", "philox_uniform", "sample_tokens"]
 
-_MASK32 = 0xFFFFFFFF
-_MULTIPLIERS = (0xD2511F53, 0xCD9E8D57)
-_WEYL_INCREMENTS = (0x9E3779B9, 0xBB67AE85)
-_ROUNDS = 10
 _UNIFORM_SCALE = 2.0**-24
-
-
-# --------------------------------------------------------------------------------------------
-# Philox4x32-10
-# --------------------------------------------------------------------------------------------
-
-
-def _mulhilo(a: int, b: Tensor | int) -> tuple[Tensor | int, Tensor | int]:
-    """Exact (high, low) 32-bit words of a * b, for a 32-bit constant a and uint32 values b in int64.
-
-    a * b reaches 2**64, past int64 (torch has no unsigned 32x32->64 multiply), so b is split into
-    16-bit halves: each partial product stays below 2**48 and the words are reassembled exactly.
-    """
-    low_product = a * (b & 0xFFFF)
-    high_product = a * (b >> 16)  # a * b == high_product * 2**16 + low_product
-    low = (low_product + ((high_product & 0xFFFF) << 16)) & _MASK32
-    high = (high_product + (low_product >> 16)) >> 16
-    return high, low
-
-
-def _philox_rounds(counter: tuple, key: tuple) -> tuple:
-    """Philox4x32-10 on broadcastable int64 tensors (or Python ints) holding uint32 words."""
-    c0, c1, c2, c3 = counter
-    k0, k1 = key
-    for round_index in range(_ROUNDS):
-        if round_index > 0:  # the key schedule bumps the key between rounds, not before the first
-            k0 = (k0 + _WEYL_INCREMENTS[0]) & _MASK32
-            k1 = (k1 + _WEYL_INCREMENTS[1]) & _MASK32
-        high0, low0 = _mulhilo(_MULTIPLIERS[0], c0)
-        high1, low1 = _mulhilo(_MULTIPLIERS[1], c2)
-        c0, c1, c2, c3 = high1 ^ c1 ^ k0, low1, high0 ^ c3 ^ k1, low0
-    return c0, c1, c2, c3
 
 
 def _require_uint32_words(words: Tensor, name: str) -> None:
@@ -83,7 +49,7 @@ def _require_uint32_words(words: Tensor, name: str) -> None:
         raise TypeError(f"{name} must be a torch.Tensor of dtype int64, got {type(words).__name__}")
     if words.dtype != torch.int64:
         raise TypeError(f"{name} must have dtype torch.int64, got {words.dtype}")
-    if words.numel() and bool(((words < 0) | (words > _MASK32)).any()):
+    if words.numel() and bool(((words < 0) | (words > MASK32)).any()):
         raise ValueError(f"{name} must hold integers in [0, 2**32)")
 
 
@@ -108,7 +74,7 @@ def philox4x32(counter: Tensor, key: Tensor) -> Tensor:
     _require_last_dim(key, "key", 2)
     if key.device != counter.device:
         raise ValueError(f"key must be on counter's device {counter.device}, got {key.device}")
-    words = _philox_rounds(tuple(counter.unbind(-1)), tuple(key.unbind(-1)))
+    words = philox_rounds(tuple(counter.unbind(-1)), tuple(key.unbind(-1)))
     return torch.stack(torch.broadcast_tensors(*words), dim=-1)
 
 
@@ -119,12 +85,12 @@ def _seed_words(seed: int) -> tuple[int, int]:
         raise TypeError(f"seed must be an integer, got {type(seed).__name__}") from None
     if not 0 <= seed < 2**64:
         raise ValueError(f"seed must be an integer in [0, 2**64), got {seed}")
-    return seed & _MASK32, seed >> 32
+    return seed & MASK32, seed >> 32
 
 
 def _philox_uniform_unchecked(seed_words: tuple[int, int], steps: Tensor, streams: Tensor) -> Tensor:
     """philox_uniform without validation (no device syncs), for loops that know their inputs."""
-    first_word = _philox_rounds((steps, streams, 0, 0), seed_words)[0]
+    first_word = philox_rounds((steps, streams, 0, 0), seed_words)[0]
     # The top 24 bits are exactly what a float32 mantissa holds, so the scaling is exact.
     return (first_word >> 8).to(torch.float32) * _UNIFORM_SCALE
 

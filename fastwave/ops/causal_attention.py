@@ -11,7 +11,8 @@ queries that continue a cache:
         out[b, h, i] = sum_j softmax_j(scale * q[b, h, i] . k[b, h', j]) v[b, h', j]
         over the keys j <= p (window None) or p - window < j <= p (window an int >= 1: Mistral-style
         band, each query sees itself and the window - 1 keys before it); scale defaults to 1 / sqrt(D).
-        layout "bnhd" takes and returns (B, N, H, D) tensors (flash-attn's layout) instead.
+        layout "bnhd" takes and returns (B, N, H, D) tensors (flash-attn's layout) instead;
+        dropout_p > 0 drops probabilities (training), seeded by dropout_seed (see causal_attention).
 
 ``flash_attn_func`` takes flash-attn's signature and (B, N, H, D) tensors.
 
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 
 from ._args import autocast, check_tensor
 from ._backend import dot_precision, use_triton
+from .philox import MASK32, philox_rounds
 
 Tensor = torch.Tensor
 HEAD_DIMS = (8, 256)  # the head dimensions the kernels take, inclusive
@@ -46,11 +48,34 @@ def visible_keys(n_q: int, n_k: int, window: Optional[int], device=None) -> Tens
     return (lag >= 0) & (lag < (window or n_k))
 
 
-def causal_attention_reference(q, k, v, scale: Optional[float] = None, window: Optional[int] = None):
+def dropout_keep_scale(seed: int, dropout_p: float, batch: int, heads: int, n_k: int, rows: Tensor, cols: Tensor,
+                       dtype=torch.float32) -> Tensor:
+    """Attention dropout, the kernels' draw: (B, H, len(rows), len(cols)), 1 / (1 - p) where the
+    probability of query ``rows[i]`` (of head h of row b) for key ``cols[j]`` is kept, 0 where it is
+    dropped. Kept when u >= p, u = (w >> 8) * 2**-24 from the first word w of Philox4x32-10 with key
+    ``seed`` (low, high 32-bit words) at counter ((i * N_k + j) mod 2**32, b * H + h, 0, 0)."""
+    bh = torch.arange(batch * heads, device=rows.device, dtype=torch.int64).reshape(batch, heads, 1, 1)
+    counter = (rows.to(torch.int64)[:, None] * n_k + cols.to(torch.int64)[None, :]) & MASK32
+    word = philox_rounds((counter, bh, 0, 0), (seed & MASK32, seed >> 32))[0]
+    uniform = (word >> 8).to(torch.float32) * 2.0 ** -24
+    return ((uniform >= dropout_p).to(dtype) / (1.0 - dropout_p)).to(dtype)
+
+
+def causal_attention_reference(q, k, v, scale: Optional[float] = None, window: Optional[int] = None,
+                               dropout_p: float = 0.0, dropout_seed: Optional[int] = None):
     """The plain-torch definition the kernel is held to, (B, H, N, D) layout: torch's
     scaled_dot_product_attention (grouped heads through its enable_gqa), causal, with an explicit
-    mask when the queries continue a cache or the window is shorter than the sequence."""
+    mask when the queries continue a cache or the window is shorter than the sequence. With dropout,
+    the probabilities written out and multiplied by ``dropout_keep_scale`` (the kernels' draw)."""
     n_q, n_k = q.shape[-2], k.shape[-2]
+    if dropout_p > 0:
+        heads, kv_heads = q.shape[1], k.shape[1]
+        keys, values = (t.repeat_interleave(heads // kv_heads, dim=1) for t in (k, v))
+        scores = torch.matmul(q, keys.transpose(-1, -2)) * (q.shape[-1] ** -0.5 if scale is None else scale)
+        probs = torch.softmax(scores.masked_fill(~visible_keys(n_q, n_k, window, q.device), float("-inf")), dim=-1)
+        keep = dropout_keep_scale(int(dropout_seed), dropout_p, q.shape[0], heads, n_k,
+                                  torch.arange(n_q, device=q.device), torch.arange(n_k, device=q.device), q.dtype)
+        return torch.matmul(probs * keep, values)
     gqa = q.shape[1] != k.shape[1]
     if n_q == n_k and (window is None or window >= n_k):
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
@@ -59,10 +84,16 @@ def causal_attention_reference(q, k, v, scale: Optional[float] = None, window: O
 
 
 def causal_attention(q: Tensor, k: Tensor, v: Tensor, scale: Optional[float] = None, window: Optional[int] = None,
-                     *, layout: str = "bhnd", return_lse: bool = False):
+                     *, layout: str = "bhnd", return_lse: bool = False, dropout_p: float = 0.0, dropout_seed=None):
     """q (B, H, N_q, D), k, v (B, H_kv, N_k, D) -> out (B, H, N_q, D) [, lse (B, H, N_q) fp32]; in
     layout "bnhd" every tensor is (B, N, H, D) instead. See the module docstring. Differentiable in
-    q, k and v (the log-sum-exp is not)."""
+    q, k and v (the log-sum-exp is not).
+
+    dropout_p: attention dropout (drop each probability with this chance, scale the rest by
+      1 / (1 - p)); pass 0 outside training, as with scaled_dot_product_attention. The draw is
+      Philox4x32-10 keyed by ``dropout_seed`` (an int in [0, 2**63) or an int64 tensor of one; by
+      default drawn from torch's generator, so torch.manual_seed fixes it): the same seed drops the
+      same probabilities forward and backward, on the kernels and the reference alike."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS} ((B, H, N, D) or flash-attn's (B, N, H, D)), got {layout!r}")
     q, k, v = autocast(q, k, v)
@@ -73,10 +104,30 @@ def causal_attention(q: Tensor, k: Tensor, v: Tensor, scale: Optional[float] = N
     _check_shapes(q, k, v, layout)
     scale = _check_scale(scale, q.shape[-1])
     _check_window(window)
-    out, lse = torch.ops.fastwave.causal_attention(q, k, v, scale, window)
+    seed = _dropout_seed(dropout_p, dropout_seed, q.device)
+    out, lse = torch.ops.fastwave.causal_attention(q, k, v, scale, window, float(dropout_p), seed)
     if layout == "bnhd":
         out = out.transpose(1, 2)
     return (out, lse) if return_lse else out
+
+
+def _dropout_seed(dropout_p, dropout_seed, device) -> Optional[Tensor]:
+    """The seed the op reads: None without dropout, else an int64 tensor (1,) on ``device`` (a
+    tensor, so that torch.compile does not recompile for every new seed)."""
+    if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)) or not 0 <= dropout_p < 1:
+        raise ValueError(f"dropout_p must be a float in [0, 1), got {dropout_p!r}")
+    if dropout_p == 0:
+        return None
+    if dropout_seed is None:
+        return torch.randint(0, 2 ** 62, (1,), device=device)
+    if isinstance(dropout_seed, Tensor):
+        if dropout_seed.dtype != torch.int64 or dropout_seed.numel() != 1:
+            raise ValueError(f"dropout_seed must be an int or an int64 tensor of one element, got {dropout_seed.dtype} "
+                             f"{tuple(dropout_seed.shape)}")
+        return dropout_seed.reshape(1).to(device)
+    if isinstance(dropout_seed, bool) or not isinstance(dropout_seed, int) or not 0 <= dropout_seed < 2 ** 63:
+        raise ValueError(f"dropout_seed must be an int in [0, 2**63), got {dropout_seed!r}")
+    return torch.tensor([dropout_seed], dtype=torch.int64, device=device)
 
 
 def _check_shapes(q: Tensor, k: Tensor, v: Tensor, layout: str) -> None:
@@ -111,8 +162,8 @@ def flash_attn_func(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0, sof
     flash-attn returns them (it never materialises the probabilities either). ``causal`` must be
     True and ``window_size`` (left, right) must have right 0 or -1: fastwave's kernels are causal.
     A left window of w keeps w + 1 keys (the query's own and w before it), flash-attn's meaning.
-    ``dropout_p`` must be 0 for now: dropout in the kernels is not built yet, and losing it silently
-    would train another model than the one asked for."""
+    ``dropout_p`` drops attention probabilities (training only, as flash-attn), seeded from torch's
+    generator (``causal_attention``'s ``dropout_seed`` fixes it)."""
     if not causal:
         raise ValueError("causal must be True: fastwave's attention kernels are causal "
                          "(torch.nn.functional.scaled_dot_product_attention does the rest)")
@@ -122,13 +173,8 @@ def flash_attn_func(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0, sof
     left, right = window_size
     if right not in (-1, 0) or left < -1:
         raise ValueError(f"window_size {tuple(window_size)}: right must be 0 or -1 (causal) and left -1 or >= 0")
-    if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)) or not 0 <= dropout_p < 1:
-        raise ValueError(f"dropout_p must be a float in [0, 1), got {dropout_p!r}")
-    if dropout_p > 0:
-        raise NotImplementedError("dropout_p > 0: attention dropout is not in fastwave's kernels yet; pass "
-                                  "dropout_p=0.0 (nanoGPT: dropout=0.0) or use scaled_dot_product_attention")
     window = None if left < 0 else left + 1
-    out, lse = causal_attention(q, k, v, softmax_scale, window, layout="bnhd", return_lse=True)
+    out, lse = causal_attention(q, k, v, softmax_scale, window, layout="bnhd", return_lse=True, dropout_p=dropout_p)
     return (out, lse, None) if return_attn_probs else out
 
 
@@ -162,22 +208,26 @@ def _lse_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 @torch.library.custom_op("fastwave::causal_attention", mutates_args=())
-def _forward(q: Tensor, k: Tensor, v: Tensor, scale: float, window: Optional[int]) -> tuple[Tensor, Tensor]:
+def _forward(q: Tensor, k: Tensor, v: Tensor, scale: float, window: Optional[int], dropout_p: float,
+             seed: Optional[Tensor]) -> tuple[Tensor, Tensor]:
     """q (B, H, N_q, D), k, v (B, H_kv, N_k, D) -> (out (B, H, N_q, D) contiguous, lse (B, H, N_q):
-    fp32 (fp64 for fp64 inputs), the natural log-sum-exp of each row's scaled, masked scores)."""
+    fp32 (fp64 for fp64 inputs), the natural log-sum-exp of each row's scaled, masked scores, before
+    dropout). ``seed``: an int64 (1,) tensor when dropout_p > 0."""
     window = _band(k.shape[2], window)
     if q.numel() == 0:
         return q.new_empty(q.shape), q.new_empty(q.shape[:3], dtype=_lse_dtype(q.dtype))
     if not use_triton(q):
-        out = causal_attention_reference(q, k, v, scale, window).contiguous()
-        return out, _reference_lse(q, k, scale, window)
+        lse = _reference_lse(q, k, scale, window)
+        if dropout_p > 0:
+            return _reference_dropout_forward(q, k, v, lse, scale, window, dropout_p, int(seed.item())), lse
+        return causal_attention_reference(q, k, v, scale, window).contiguous(), lse
     from .kernels.flash_attention import attention_forward
     return attention_forward(_head_contiguous(q), _head_contiguous(k), _head_contiguous(v), scale, window,
-                             dot_precision(q.dtype))
+                             dot_precision(q.dtype), dropout_p, seed)
 
 
 @_forward.register_fake
-def _(q, k, v, scale, window):
+def _(q, k, v, scale, window, dropout_p, seed):
     return q.new_empty(q.shape), q.new_empty(q.shape[:3], dtype=_lse_dtype(q.dtype))
 
 
@@ -216,14 +266,37 @@ def _reference_lse(q, k, scale: float, window: Optional[int]) -> Tensor:
     return lse
 
 
+def _block_keep(seed: int, dropout_p: float, q: Tensor, n_k: int, i0: int, i1: int, j0: int, j1: int, dtype):
+    """dropout_keep_scale for query rows [i0, i1) and keys [j0, j1), grouped as (B, H_kv, G, rows, keys)
+    by the caller's reshape."""
+    return dropout_keep_scale(seed, dropout_p, q.shape[0], q.shape[1], n_k, torch.arange(i0, i1, device=q.device),
+                              torch.arange(j0, j1, device=q.device), dtype)
+
+
+def _reference_dropout_forward(q, k, v, lse, scale: float, window: Optional[int], dropout_p: float, seed: int):
+    """out with dropout, written out like the backward below (a block of query rows at a time)."""
+    dtype = _compute_dtype(q.dtype)
+    kv_heads = k.shape[1]
+    q32, lse_g = _grouped(q.to(dtype), kv_heads), _grouped(lse, kv_heads).to(dtype)
+    k32, v32 = (t.to(dtype).unsqueeze(2) for t in (k, v))
+    out = torch.zeros_like(q32)
+    for i0, i1, j0, j1, mask in _row_blocks(q, k.shape[2], window):
+        s = torch.matmul(q32[..., i0:i1, :], k32[..., j0:j1, :].transpose(-1, -2)) * scale
+        p = torch.exp(s - lse_g[..., i0:i1, None]).masked_fill(~mask, 0.0)
+        keep = _grouped(_block_keep(seed, dropout_p, q, k.shape[2], i0, i1, j0, j1, dtype), kv_heads)
+        out[..., i0:i1, :] = torch.matmul(p * keep, v32[..., j0:j1, :])
+    return out.reshape(q.shape).to(q.dtype)
+
+
 def causal_attention_reference_backward(do, q, k, v, out, lse, scale: float, window: Optional[int],
-                                        need=(True, True, True)):
+                                        need=(True, True, True), dropout_p: float = 0.0, seed: int = 0):
     """(dq, dk, dv) written out in torch from the forward's output and log-sum-exp, the formulas the
     kernels use (P = exp(s - lse), dS = P * (dO V^T - rowsum(dO * O)), dQ = scale dS K, dK = scale
-    dS^T Q, dV = P^T dO, dK and dV summed over the heads of a group), a block of query rows at a
-    time: no autograd (inside a custom op it does not record) and no N x N matrix at once. ``need``:
-    which of the three to compute (None for the others). ``window`` must already be None when it
-    covers every key."""
+    dS^T Q, dV = P^T dO, dK and dV summed over the heads of a group; with dropout, Z the kept scale:
+    dV = (P Z)^T dO, dS = P * ((dO V^T) Z - rowsum(dO * O))), a block of query rows at a time: no
+    autograd (inside a custom op it does not record) and no N x N matrix at once. ``need``: which of
+    the three to compute (None for the others). ``window`` must already be None when it covers every
+    key."""
     dtype = _compute_dtype(q.dtype)
     kv_heads = k.shape[1]
     q32, do32 = (_grouped(t.to(dtype), kv_heads) for t in (q, do))  # (B, H_kv, G, N_q, D)
@@ -237,9 +310,11 @@ def causal_attention_reference_backward(do, q, k, v, out, lse, scale: float, win
         q_i, do_i, k_j, v_j = q32[..., i0:i1, :], do32[..., i0:i1, :], k32[..., j0:j1, :], v32[..., j0:j1, :]
         s = torch.matmul(q_i, k_j.transpose(-1, -2)) * scale
         p = torch.exp(s - lse_g[..., i0:i1, None]).masked_fill(~mask, 0.0)
+        keep = 1.0 if dropout_p == 0 else _grouped(_block_keep(seed, dropout_p, q, k.shape[2], i0, i1, j0, j1, dtype),
+                                                   kv_heads)
         if dv is not None:
-            dv[..., j0:j1, :] += torch.matmul(p.transpose(-1, -2), do_i).sum(2, keepdim=True)
-        ds = p * (torch.matmul(do_i, v_j.transpose(-1, -2)) - delta[..., i0:i1, None])
+            dv[..., j0:j1, :] += torch.matmul((p * keep).transpose(-1, -2), do_i).sum(2, keepdim=True)
+        ds = p * (torch.matmul(do_i, v_j.transpose(-1, -2)) * keep - delta[..., i0:i1, None])
         if dq is not None:
             dq[..., i0:i1, :] = torch.matmul(ds, k_j) * scale
         if dk is not None:
@@ -250,7 +325,8 @@ def causal_attention_reference_backward(do, q, k, v, out, lse, scale: float, win
 
 @torch.library.custom_op("fastwave::causal_attention_backward", mutates_args=())
 def _backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, scale: float,
-              window: Optional[int], needs: list[bool]) -> tuple[Tensor, Tensor, Tensor]:
+              window: Optional[int], dropout_p: float, seed: Optional[Tensor],
+              needs: list[bool]) -> tuple[Tensor, Tensor, Tensor]:
     """-> (dq like q, dk like k, dv like v), contiguous in q's dtype; a gradient that ``needs`` does
     not ask for comes back empty."""
     window = _band(k.shape[2], window)
@@ -258,33 +334,35 @@ def _backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Ten
     if q.numel() == 0 or k.numel() == 0:
         grads = (q.new_zeros(q.shape), k.new_zeros(k.shape), v.new_zeros(v.shape))
     elif not use_triton(q):
-        grads = causal_attention_reference_backward(do, q, k, v, out, lse, scale, window, needs)
+        grads = causal_attention_reference_backward(do, q, k, v, out, lse, scale, window, needs, dropout_p,
+                                                    0 if seed is None else int(seed.item()))
     else:
         from .kernels.flash_attention import attention_backward
         grads = attention_backward(*(_head_contiguous(t) for t in (do, q, k, v, out)), lse, scale, window,
-                                   dot_precision(q.dtype), need_q=need_q, need_kv=need_k or need_v)
+                                   dot_precision(q.dtype), dropout_p, seed, need_q=need_q, need_kv=need_k or need_v)
     # outputs must not alias one another (nor an input)
     return tuple(g.contiguous() if need else q.new_empty(0) for g, need in zip(grads, needs))
 
 
 @_backward.register_fake
-def _(do, q, k, v, out, lse, scale, window, needs):
+def _(do, q, k, v, out, lse, scale, window, dropout_p, seed, needs):
     return tuple(t.new_empty(t.shape) if need else q.new_empty(0) for t, need in zip((q, k, v), needs))
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, scale, window = inputs
+    q, k, v, scale, window, dropout_p, seed = inputs
     out, lse = output
-    ctx.save_for_backward(q, k, v, out, lse)
-    ctx.scale, ctx.window = scale, window
+    ctx.save_for_backward(q, k, v, out, lse, seed)
+    ctx.scale, ctx.window, ctx.dropout_p = scale, window, dropout_p
     ctx.mark_non_differentiable(lse)
 
 
 def _autograd_backward(ctx, dout, dlse):
-    q, k, v, out, lse = ctx.saved_tensors
+    q, k, v, out, lse, seed = ctx.saved_tensors
     needs = [bool(n) for n in ctx.needs_input_grad[:3]]
-    grads = torch.ops.fastwave.causal_attention_backward(dout, q, k, v, out, lse, ctx.scale, ctx.window, needs)
-    return (*(g if need else None for g, need in zip(grads, needs)), None, None)
+    grads = torch.ops.fastwave.causal_attention_backward(dout, q, k, v, out, lse, ctx.scale, ctx.window,
+                                                         ctx.dropout_p, seed, needs)
+    return (*(g if need else None for g, need in zip(grads, needs)), None, None, None, None)
 
 
 _forward.register_autograd(_autograd_backward, setup_context=_setup_context)

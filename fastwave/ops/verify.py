@@ -141,15 +141,18 @@ def random_attention(batch, heads, length, head_dim, seed=0, kv_heads=None, kv_l
     return q, k, v, torch.randn(batch, heads, length, head_dim, generator=g)
 
 
-def attention_errors(q, k, v, d_out, dtype: torch.dtype, device, scale=None, window=None) -> dict[str, float]:
+def attention_errors(q, k, v, d_out, dtype: torch.dtype, device, scale=None, window=None,
+                     dropout_p: float = 0.0, dropout_seed: int = 0) -> dict[str, float]:
     """causal_attention's kernel (forced) against the float64 reference: {"out", "dq", "dk", "dv"}.
-    The inputs keep their layout (strided views stay strided) on the way to ``device`` / ``dtype``."""
+    The inputs keep their layout (strided views stay strided) on the way to ``device`` / ``dtype``;
+    with dropout both draw the same mask from ``dropout_seed``."""
     inputs = [t.to(device=device, dtype=dtype).detach().requires_grad_() for t in (q, k, v)]
+    drop = dict(dropout_p=dropout_p, dropout_seed=dropout_seed) if dropout_p else {}
     with backend("triton"):
-        out = causal_attention(*inputs, scale=scale, window=window)
+        out = causal_attention(*inputs, scale=scale, window=window, **drop)
         grads = torch.autograd.grad(out, inputs, d_out.to(device, dtype))
     ref = leaves(inputs, torch.float64, device)
-    out_ref = causal_attention_reference(*ref, scale=scale, window=window)
+    out_ref = causal_attention_reference(*ref, scale=scale, window=window, **drop)
     grads_ref = torch.autograd.grad(out_ref, ref, d_out.to(device, torch.float64))
     if (out.dtype != dtype or out.shape != q.shape
             or any(g.dtype != dtype or g.shape != t.shape for g, t in zip(grads, (q, k, v)))):

@@ -83,7 +83,7 @@ def test_attention_saves_the_log_sum_exp(fp32_exact):
         expected = torch.logsumexp(scores.masked_fill(~visible, float("-inf")), dim=-1)
         for backend in ("triton", "torch"):
             with ops.backend(backend):
-                _, lse = torch.ops.fastwave.causal_attention(q, k, v, 0.3, window)
+                _, lse = torch.ops.fastwave.causal_attention(q, k, v, 0.3, window, 0.0, None)
             assert lse.dtype == torch.float32 and lse.shape == (2, 2, 45)
             assert (lse.double() - expected).abs().max() < 1e-5, backend
 
@@ -179,10 +179,10 @@ def test_custom_ops_pass_opcheck(backend):
     q = q.transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()  # strided
     k, v = k.requires_grad_(), v.requires_grad_()
     with ops.backend(backend):
-        torch.library.opcheck(torch.ops.fastwave.causal_attention, (q, k, v, 0.25, 5))
-        out, lse = torch.ops.fastwave.causal_attention(q, k, v, 0.25, None)
+        torch.library.opcheck(torch.ops.fastwave.causal_attention, (q, k, v, 0.25, 5, 0.0, None))
+        out, lse = torch.ops.fastwave.causal_attention(q, k, v, 0.25, None, 0.0, None)
         torch.library.opcheck(torch.ops.fastwave.causal_attention_backward,
-                              (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25, None,
+                              (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25, None, 0.0, None,
                                [True, False, True]))
 
 
@@ -276,15 +276,15 @@ def test_attention_refuses_bad_arguments(change, error, message):
 @pytest.mark.parametrize("head_dim,group", [(80, 1), (256, 4)])
 def test_kernels_compile_for_a_gpu_without_spills(head_dim, group):
     """The kernels as a GPU build compiles them (sm_90, bf16, a head dimension padded in registers or
-    the widest, one or four query heads per key / value head, with and without a window; Triton's
-    bundled ptxas, no GPU needed): all build and fit."""
+    the widest, one or four query heads per key / value head, with and without a window and dropout;
+    Triton's bundled ptxas, no GPU needed): all build and fit."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "triton_resources.py"), "--attention",
                            "--arch", "90", "--dtype", "bf16", "--head-dim", str(head_dim), "--group", str(group),
                            "--variants"], capture_output=True, text=True, env=env, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if "regs" in line]
-    assert len(lines) == 7 and all(" spill stack     0 B" in line for line in lines), done.stdout
+    assert len(lines) == 13 and all(" spill stack     0 B" in line for line in lines), done.stdout
 
 
 def naive_attention(q, k, v, scale=None, window=None):
@@ -363,8 +363,7 @@ def test_layouts_and_the_flash_attn_signature():
     for kwargs, error, message in ((dict(causal=False), ValueError, "causal must be True"),
                                    (dict(window_size=(4, 2)), ValueError, "right must be 0 or -1"),
                                    (dict(window_size=3), ValueError, "pair of ints"),
-                                   (dict(dropout_p=1.5), ValueError, "dropout_p must be"),
-                                   (dict(dropout_p=0.1), NotImplementedError, "dropout")):
+                                   (dict(dropout_p=1.5), ValueError, "dropout_p must be")):
         with pytest.raises(error, match=message):
             ops.flash_attn_func(q_t, k_t, v_t, **kwargs)
     with pytest.raises(ValueError, match="is the layout right"):  # (B, N, H, D) passed as (B, H, N, D)
@@ -378,10 +377,10 @@ def test_grouped_attention_gradcheck_opcheck_and_compile():
     q, k, v = (t.requires_grad_() for t in (q, k, v))
     for backend in ("torch", "triton"):
         with ops.backend(backend):
-            torch.library.opcheck(torch.ops.fastwave.causal_attention, (q, k, v, 0.25, 6))
-            out, lse = torch.ops.fastwave.causal_attention(q, k, v, 0.25, None)
+            torch.library.opcheck(torch.ops.fastwave.causal_attention, (q, k, v, 0.25, 6, 0.0, None))
+            out, lse = torch.ops.fastwave.causal_attention(q, k, v, 0.25, None, 0.0, None)
             torch.library.opcheck(torch.ops.fastwave.causal_attention_backward,
-                                  (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25, None,
+                                  (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25, None, 0.0, None,
                                    [True, True, True]))
     with ops.backend("triton"):
         def layer(q, k, v):
@@ -404,6 +403,7 @@ def test_the_attention_page_example_runs_and_matches_sdpa():
     exec(example, namespace)
     block, x = namespace["block"], namespace["x"]
     assert x.grad is not None and x.grad.abs().sum() > 0
+    block.eval()  # no dropout: the layer is then a function to compare
     with torch.no_grad():
         q = block.q(x).view(2, 100, 8, 16).transpose(1, 2)
         k, v = (t.transpose(1, 2).repeat_interleave(4, dim=1)
@@ -412,3 +412,69 @@ def test_the_attention_page_example_runs_and_matches_sdpa():
         y = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=(lag >= 0) & (lag < 64))
         expected = block.proj(y.transpose(1, 2).reshape(2, 100, 128))
         assert rel_error(block(x), expected) < 1e-5
+
+
+# (batch, heads, kv heads, N_q, N_k, head dim, window, dropout_p)
+DROPOUT_SHAPES = [
+    (2, 2, 2, 33, 33, 16, None, 0.1),
+    (1, 4, 2, 20, 45, 32, 12, 0.5),
+    (1, 2, 1, 1, 30, 16, None, 0.3),
+]
+
+
+@pytest.mark.parametrize("device,dtype", kernel_targets())
+@pytest.mark.parametrize("shape", DROPOUT_SHAPES)
+def test_dropout_forward_and_gradients_match_the_reference_with_the_same_seed(device, dtype, shape, fp32_exact):
+    """The kernels and the reference draw the same mask from a seed (Philox at (query, key), (b, h)),
+    so the forward and every gradient agree; the backward recomputes the forward's mask."""
+    batch, heads, kv_heads, n_q, n_k, head_dim, window, p = shape
+    q, k, v, do = random_attention(batch, heads, n_q, head_dim, kv_heads=kv_heads, kv_length=n_k)
+    errors = attention_errors(q, k, v, do, dtype, device, window=window, dropout_p=p, dropout_seed=2 ** 40 + 7)
+    assert worst(errors)[1] < TOLERANCE[dtype], errors
+
+
+def test_dropout_is_deterministic_for_a_seed_and_drops_the_share_asked():
+    q, k, v, _ = (t.to(DEVICE) for t in random_attention(1, 2, 64, 16))
+    v = torch.ones_like(v)  # out = the kept probability mass: 1 without dropout
+    with ops.backend("triton"):
+        a = causal_attention(q, k, v, dropout_p=0.25, dropout_seed=5)
+        b = causal_attention(q, k, v, dropout_p=0.25, dropout_seed=5)
+        c = causal_attention(q, k, v, dropout_p=0.25, dropout_seed=6)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    with ops.backend("torch"):
+        assert rel_error(causal_attention(q, k, v, dropout_p=0.25, dropout_seed=5), a) < 1e-5
+    keep = attention_module.dropout_keep_scale(5, 0.25, 1, 2, 64, torch.arange(64), torch.arange(64))
+    assert abs(float((keep > 0).float().mean()) - 0.75) < 0.02  # the share kept
+    torch.manual_seed(0)
+    d1 = causal_attention(q, k, v, dropout_p=0.25)
+    torch.manual_seed(0)
+    assert torch.equal(causal_attention(q, k, v, dropout_p=0.25), d1)  # torch's generator seeds it by default
+    assert abs(float(a.mean()) - 1.0) < 0.05  # 1 / (1 - p) keeps the expectation
+    for bad, message in ((dict(dropout_p=1.0), "dropout_p must be"), (dict(dropout_p=0.1, dropout_seed=-1), "dropout_seed"),
+                         (dict(dropout_p=0.1, dropout_seed=torch.tensor([1.0])), "dropout_seed")):
+        with pytest.raises(ValueError, match=message):
+            causal_attention(q, k, v, **bad)
+
+
+def test_dropout_gradcheck_opcheck_and_compile():
+    q, k, v, _ = (t.double().requires_grad_() for t in random_attention(1, 4, 6, 8, kv_heads=2, kv_length=9))
+    assert torch.autograd.gradcheck(lambda *a: causal_attention(*a, dropout_p=0.3, dropout_seed=11), (q, k, v),
+                                    fast_mode=True)
+    q, k, v, do = (t.to(DEVICE) for t in random_attention(1, 2, 20, 16, kv_heads=1, kv_length=24))
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    seed = torch.tensor([123], dtype=torch.int64, device=DEVICE)
+    for backend in ("torch", "triton"):
+        with ops.backend(backend):
+            torch.library.opcheck(torch.ops.fastwave.causal_attention, (q, k, v, 0.25, 6, 0.2, seed))
+            out, lse = torch.ops.fastwave.causal_attention(q, k, v, 0.25, None, 0.2, seed)
+            torch.library.opcheck(torch.ops.fastwave.causal_attention_backward,
+                                  (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25, None, 0.2, seed,
+                                   [True, True, True]))
+    with ops.backend("triton"):
+        def layer(q, k, v, seed):
+            return causal_attention(q, k, v, dropout_p=0.2, dropout_seed=seed).square().sum()
+
+        expected = torch.autograd.grad(layer(q, k, v, seed), (q, k, v))
+        compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+        got = torch.autograd.grad(compiled(q, k, v, seed), (q, k, v))
+    assert all(rel_error(g, e) < 1e-5 for g, e in zip(got, expected))

@@ -14,6 +14,12 @@ attention, GROUP = H / H_kv) in place:
   blocks (dQ): each output is written by exactly one program, so there are no atomics and the result
   is deterministic.
 
+Attention dropout (DROPOUT) drops the probability of query i for key j where
+``dropout_keep`` says, from Philox4x32-10 keyed by the seed at counter (i * N_k + j, b * H + h, 0,
+0): the forward, dK / dV and dQ kernels draw the same bits for the same pair, so the backward sees
+the forward's mask without storing it (``causal_attention.dropout_keep_scale`` is the torch twin).
+The log-sum-exp is of the probabilities before dropout.
+
 Softmax exponentials are ``exp2`` with log2(e) folded into the scale. Key (or query) blocks that a
 program's queries (keys) never meet -- above the diagonal, or below the window -- are never loaded;
 the loops split each program's range into blocks that need a mask (on the diagonal, at the window's
@@ -92,6 +98,17 @@ def visible(m, n, N_Q, offset, window, WINDOWED: tl.constexpr):
 
 
 @triton.jit
+def dropout_keep(seed, bh, m, n, N_K, dropout_p):
+    """Whether the probability of query m for key n (index tensors that broadcast to a tile) of
+    (batch, head) row ``bh`` survives dropout: u >= dropout_p, u the top 24 bits of the first Philox
+    word at counter ((m * N_K + n) mod 2**32, bh, 0, 0) under the 64-bit ``seed``."""
+    counter = (m * N_K + n).to(tl.uint32)
+    zero = tl.zeros_like(counter)
+    word, _, _, _ = tl.philox(seed, counter, zero + bh.to(tl.uint32), zero, zero)
+    return (word >> 8).to(tl.float32) * (1.0 / 16777216.0) >= dropout_p
+
+
+@triton.jit
 def key_blocks(start_m, N_Q, offset, window, WINDOWED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """For the queries [start_m, start_m + BLOCK_M) (at positions from start_m + offset): the starts
     of the key blocks they see, as three ranges [lo, full_lo) (masked: the window's lower edge),
@@ -131,8 +148,8 @@ def query_blocks(start_n, N_Q, offset, window, WINDOWED: tl.constexpr, BLOCK_M: 
 
 @triton.jit
 def _forward_blocks(acc, l_i, m_i, q, k_ptr, v_ptr, start_m, lo, hi, N_Q, N_K, offset, window, qk_scale,
-                    stride_kn, stride_vn,
-                    MASKED: tl.constexpr, WINDOWED: tl.constexpr, PRECISION: tl.constexpr, HEAD_DIM: tl.constexpr,
+                    stride_kn, stride_vn, seed, bh, dropout_p, keep_scale,
+                    MASKED: tl.constexpr, DROPOUT: tl.constexpr, WINDOWED: tl.constexpr, PRECISION: tl.constexpr, HEAD_DIM: tl.constexpr,
                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     """The online softmax over key blocks [lo, hi); scores in log2 units (qk_scale = scale * log2 e)."""
     m = start_m + tl.arange(0, BLOCK_M)
@@ -152,19 +169,24 @@ def _forward_blocks(acc, l_i, m_i, q, k_ptr, v_ptr, start_m, lo, hi, N_Q, N_K, o
         alpha = tl.math.exp2(m_i - m_shift)
         l_i = l_i * alpha + tl.sum(p, 1)
         v = load_tile(v_ptr, start_n, rows[:, None], d[None, :], stride_vn, N_K, MASKED, HEAD_DIM, BLOCK_D)
+        if DROPOUT:  # after l_i: the normaliser is of the probabilities before dropout
+            p = tl.where(dropout_keep(seed, bh, m[:, None], start_n + rows[None, :], N_K, dropout_p), p * keep_scale, 0.0)
         acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=PRECISION)
         m_i = m_new
     return acc, l_i, m_i
 
 
 @triton.jit
-def _attention_forward_kernel(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr, H, N_Q, N_K, window, n_blocks, qk_scale,
+def _attention_forward_kernel(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr, seed_ptr, H, N_Q, N_K, window, n_blocks, qk_scale,
+                              dropout_p, keep_scale,
                               stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
                               stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_on,
-                              GROUP: tl.constexpr, WINDOWED: tl.constexpr, PRECISION: tl.constexpr, HEAD_DIM: tl.constexpr,
+                              GROUP: tl.constexpr, DROPOUT: tl.constexpr, WINDOWED: tl.constexpr,
+                              PRECISION: tl.constexpr, HEAD_DIM: tl.constexpr,
                               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     b, h, bh, start_m = head_and_block(H, n_blocks, BLOCK_M, True)
     offset = N_K - N_Q
+    seed = tl.load(seed_ptr) if DROPOUT else 0
     q_ptr += b * stride_qb + h * stride_qh
     k_ptr += b * stride_kb + (h // GROUP) * stride_kh
     v_ptr += b * stride_vb + (h // GROUP) * stride_vh
@@ -177,13 +199,16 @@ def _attention_forward_kernel(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr, H, N_Q, N_K, 
     lo, full_lo, diag_lo, hi = key_blocks(start_m, N_Q, offset, window, WINDOWED, BLOCK_M, BLOCK_N)
     if WINDOWED:
         acc, l_i, m_i = _forward_blocks(acc, l_i, m_i, q, k_ptr, v_ptr, start_m, lo, full_lo, N_Q, N_K, offset, window,
-                                        qk_scale, stride_kn, stride_vn, True, WINDOWED, PRECISION, HEAD_DIM,
+                                        qk_scale, stride_kn, stride_vn, seed, bh, dropout_p, keep_scale, True, DROPOUT,
+                                        WINDOWED, PRECISION, HEAD_DIM,
                                         BLOCK_M, BLOCK_N, BLOCK_D)
     acc, l_i, m_i = _forward_blocks(acc, l_i, m_i, q, k_ptr, v_ptr, start_m, full_lo, diag_lo, N_Q, N_K, offset,
-                                    window, qk_scale, stride_kn, stride_vn, False, WINDOWED, PRECISION, HEAD_DIM,
+                                    window, qk_scale, stride_kn, stride_vn, seed, bh, dropout_p, keep_scale, False,
+                                    DROPOUT, WINDOWED, PRECISION, HEAD_DIM,
                                     BLOCK_M, BLOCK_N, BLOCK_D)
     acc, l_i, m_i = _forward_blocks(acc, l_i, m_i, q, k_ptr, v_ptr, start_m, diag_lo, hi, N_Q, N_K, offset, window,
-                                    qk_scale, stride_kn, stride_vn, True, WINDOWED, PRECISION, HEAD_DIM,
+                                    qk_scale, stride_kn, stride_vn, seed, bh, dropout_p, keep_scale, True, DROPOUT,
+                                    WINDOWED, PRECISION, HEAD_DIM,
                                     BLOCK_M, BLOCK_N, BLOCK_D)
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)  # only padding rows past N_Q have seen nothing
     store_tile(o_ptr + b * stride_ob + h * stride_oh, start_m, rows[:, None], d[None, :], stride_on, N_Q,
@@ -209,9 +234,9 @@ def _attention_backward_delta_kernel(o_ptr, do_ptr, delta_ptr, H, N, n_blocks,
 
 
 @triton.jit
-def _dkdv_blocks(dk, dv, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, start_n, lo, hi, N_Q, offset, window, qk_scale,
-                 stride_qn, stride_dn,
-                 MASKED: tl.constexpr, WINDOWED: tl.constexpr, PRECISION: tl.constexpr, HEAD_DIM: tl.constexpr,
+def _dkdv_blocks(dk, dv, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, start_n, lo, hi, N_Q, N_K, offset, window, qk_scale,
+                 stride_qn, stride_dn, seed, bh, dropout_p, keep_scale,
+                 MASKED: tl.constexpr, DROPOUT: tl.constexpr, WINDOWED: tl.constexpr, PRECISION: tl.constexpr, HEAD_DIM: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     """dV += P^T dO and dK += dS^T Q over query blocks [lo, hi), in the transposed orientation (keys
     along rows) so that neither P nor dS is transposed in registers."""
@@ -229,29 +254,37 @@ def _dkdv_blocks(dk, dv, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, start_n, lo, h
         if MASKED:
             p_t = tl.where(visible(m[None, :], n[:, None], N_Q, offset, window, WINDOWED), p_t, 0.0)
         do = load_tile(do_ptr, start_m, rows[:, None], d[None, :], stride_dn, N_Q, MASKED, HEAD_DIM, BLOCK_D)
-        dv = tl.dot(p_t.to(do.dtype), do, dv, input_precision=PRECISION)
+        if DROPOUT:
+            keep_t = dropout_keep(seed, bh, m[None, :], n[:, None], N_K, dropout_p)
+            dv = tl.dot(tl.where(keep_t, p_t * keep_scale, 0.0).to(do.dtype), do, dv, input_precision=PRECISION)
+        else:
+            dv = tl.dot(p_t.to(do.dtype), do, dv, input_precision=PRECISION)
         if MASKED:
             delta = tl.load(delta_ptr + m, mask=m < N_Q, other=0.0)
         else:
             delta = tl.load(delta_ptr + m)
         dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
+        if DROPOUT:
+            dp_t = tl.where(keep_t, dp_t * keep_scale, 0.0)
         ds_t = p_t * (dp_t - delta[None, :])
         dk = tl.dot(ds_t.to(q_t.dtype), tl.trans(q_t), dk, input_precision=PRECISION)
     return dk, dv
 
 
 @triton.jit
-def _attention_backward_dkdv_kernel(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
-                                    H_KV, N_Q, N_K, window, n_blocks, scale, qk_scale,
+def _attention_backward_dkdv_kernel(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr, seed_ptr,
+                                    H_KV, N_Q, N_K, window, n_blocks, scale, qk_scale, dropout_p, keep_scale,
                                     stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
                                     stride_vb, stride_vh, stride_vn, stride_db, stride_dh, stride_dn,
-                                    GROUP: tl.constexpr, WINDOWED: tl.constexpr, PRECISION: tl.constexpr, HEAD_DIM: tl.constexpr,
+                                    GROUP: tl.constexpr, DROPOUT: tl.constexpr, WINDOWED: tl.constexpr,
+                                    PRECISION: tl.constexpr, HEAD_DIM: tl.constexpr,
                                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     """dK, dV (contiguous (B, H_kv, N_k, D)) for one key block of one key / value head, summed over
     the query heads of its group; the first key blocks meet the most queries, so natural order is
     heaviest first."""
     b, kv_head, bh_kv, start_n = head_and_block(H_KV, n_blocks, BLOCK_N, False)
     offset = N_K - N_Q
+    seed = tl.load(seed_ptr) if DROPOUT else 0
     rows = tl.arange(0, BLOCK_N)
     d = tl.arange(0, BLOCK_D)
     k = load_tile(k_ptr + b * stride_kb + kv_head * stride_kh, start_n, rows[:, None], d[None, :], stride_kn, N_K,
@@ -268,14 +301,17 @@ def _attention_backward_dkdv_kernel(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_
         do_h = do_ptr + b * stride_db + h * stride_dh
         lse_h = lse_ptr + bh * N_Q
         delta_h = delta_ptr + bh * N_Q
-        dk, dv = _dkdv_blocks(dk, dv, k, v, q_h, do_h, lse_h, delta_h, start_n, lo, full_lo, N_Q, offset, window,
-                              qk_scale, stride_qn, stride_dn, True, WINDOWED, PRECISION, HEAD_DIM,
+        dk, dv = _dkdv_blocks(dk, dv, k, v, q_h, do_h, lse_h, delta_h, start_n, lo, full_lo, N_Q, N_K, offset,
+                              window, qk_scale, stride_qn, stride_dn, seed, bh, dropout_p, keep_scale, True, DROPOUT,
+                              WINDOWED, PRECISION, HEAD_DIM,
                               BLOCK_M, BLOCK_N, BLOCK_D)
-        dk, dv = _dkdv_blocks(dk, dv, k, v, q_h, do_h, lse_h, delta_h, start_n, full_lo, full_hi, N_Q, offset, window,
-                              qk_scale, stride_qn, stride_dn, False, WINDOWED, PRECISION, HEAD_DIM,
+        dk, dv = _dkdv_blocks(dk, dv, k, v, q_h, do_h, lse_h, delta_h, start_n, full_lo, full_hi, N_Q, N_K,
+                              offset, window, qk_scale, stride_qn, stride_dn, seed, bh, dropout_p, keep_scale, False,
+                              DROPOUT, WINDOWED, PRECISION, HEAD_DIM,
                               BLOCK_M, BLOCK_N, BLOCK_D)
-        dk, dv = _dkdv_blocks(dk, dv, k, v, q_h, do_h, lse_h, delta_h, start_n, full_hi, hi, N_Q, offset, window,
-                              qk_scale, stride_qn, stride_dn, True, WINDOWED, PRECISION, HEAD_DIM,
+        dk, dv = _dkdv_blocks(dk, dv, k, v, q_h, do_h, lse_h, delta_h, start_n, full_hi, hi, N_Q, N_K, offset,
+                              window, qk_scale, stride_qn, stride_dn, seed, bh, dropout_p, keep_scale, True, DROPOUT,
+                              WINDOWED, PRECISION, HEAD_DIM,
                               BLOCK_M, BLOCK_N, BLOCK_D)
     out = bh_kv * N_K * HEAD_DIM  # dk and dv are contiguous
     store_tile(dk_ptr + out, start_n, rows[:, None], d[None, :], HEAD_DIM, N_K, dk * scale, HEAD_DIM)
@@ -284,8 +320,8 @@ def _attention_backward_dkdv_kernel(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_
 
 @triton.jit
 def _dq_blocks(dq, q, do, lse, delta, k_ptr, v_ptr, start_m, lo, hi, N_Q, N_K, offset, window, qk_scale, stride_kn,
-               stride_vn,
-               MASKED: tl.constexpr, WINDOWED: tl.constexpr, PRECISION: tl.constexpr, HEAD_DIM: tl.constexpr,
+               stride_vn, seed, bh, dropout_p, keep_scale,
+               MASKED: tl.constexpr, DROPOUT: tl.constexpr, WINDOWED: tl.constexpr, PRECISION: tl.constexpr, HEAD_DIM: tl.constexpr,
                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     """dQ += dS K over key blocks [lo, hi)."""
     m = start_m + tl.arange(0, BLOCK_M)
@@ -298,21 +334,25 @@ def _dq_blocks(dq, q, do, lse, delta, k_ptr, v_ptr, start_m, lo, hi, N_Q, N_K, o
         if MASKED:
             p = tl.where(visible(m[:, None], start_n + rows[None, :], N_Q, offset, window, WINDOWED), p, 0.0)
         dp = tl.dot(do, v_t, input_precision=PRECISION)
+        if DROPOUT:
+            dp = tl.where(dropout_keep(seed, bh, m[:, None], start_n + rows[None, :], N_K, dropout_p), dp * keep_scale, 0.0)
         ds = p * (dp - delta[:, None])
         dq = tl.dot(ds.to(k_t.dtype), tl.trans(k_t), dq, input_precision=PRECISION)
     return dq
 
 
 @triton.jit
-def _attention_backward_dq_kernel(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr,
-                                  H, N_Q, N_K, window, n_blocks, scale, qk_scale,
+def _attention_backward_dq_kernel(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, seed_ptr,
+                                  H, N_Q, N_K, window, n_blocks, scale, qk_scale, dropout_p, keep_scale,
                                   stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
                                   stride_vb, stride_vh, stride_vn, stride_db, stride_dh, stride_dn,
-                                  GROUP: tl.constexpr, WINDOWED: tl.constexpr, PRECISION: tl.constexpr, HEAD_DIM: tl.constexpr,
+                                  GROUP: tl.constexpr, DROPOUT: tl.constexpr, WINDOWED: tl.constexpr,
+                                  PRECISION: tl.constexpr, HEAD_DIM: tl.constexpr,
                                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     """dQ (contiguous (B, H, N_q, D)) for one query block."""
     b, h, bh, start_m = head_and_block(H, n_blocks, BLOCK_M, True)
     offset = N_K - N_Q
+    seed = tl.load(seed_ptr) if DROPOUT else 0
     k_ptr += b * stride_kb + (h // GROUP) * stride_kh
     v_ptr += b * stride_vb + (h // GROUP) * stride_vh
     rows = tl.arange(0, BLOCK_M)
@@ -328,11 +368,14 @@ def _attention_backward_dq_kernel(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_pt
     lo, full_lo, diag_lo, hi = key_blocks(start_m, N_Q, offset, window, WINDOWED, BLOCK_M, BLOCK_N)
     if WINDOWED:
         dq = _dq_blocks(dq, q, do, lse, delta, k_ptr, v_ptr, start_m, lo, full_lo, N_Q, N_K, offset, window, qk_scale,
-                        stride_kn, stride_vn, True, WINDOWED, PRECISION, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D)
+                        stride_kn, stride_vn, seed, bh, dropout_p, keep_scale, True, DROPOUT, WINDOWED, PRECISION, HEAD_DIM,
+                        BLOCK_M, BLOCK_N, BLOCK_D)
     dq = _dq_blocks(dq, q, do, lse, delta, k_ptr, v_ptr, start_m, full_lo, diag_lo, N_Q, N_K, offset, window, qk_scale,
-                    stride_kn, stride_vn, False, WINDOWED, PRECISION, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D)
+                    stride_kn, stride_vn, seed, bh, dropout_p, keep_scale, False, DROPOUT, WINDOWED, PRECISION, HEAD_DIM,
+                    BLOCK_M, BLOCK_N, BLOCK_D)
     dq = _dq_blocks(dq, q, do, lse, delta, k_ptr, v_ptr, start_m, diag_lo, hi, N_Q, N_K, offset, window, qk_scale,
-                    stride_kn, stride_vn, True, WINDOWED, PRECISION, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D)
+                    stride_kn, stride_vn, seed, bh, dropout_p, keep_scale, True, DROPOUT, WINDOWED, PRECISION, HEAD_DIM,
+                    BLOCK_M, BLOCK_N, BLOCK_D)
     store_tile(dq_ptr + bh * N_Q * HEAD_DIM, start_m, rows[:, None], d[None, :], HEAD_DIM, N_Q, dq * scale, HEAD_DIM)
 
 
@@ -406,30 +449,34 @@ def _shapes(q, k) -> tuple[int, int, int, int, int, int]:
     return batch, heads, k.shape[1], n_q, k.shape[2], head_dim
 
 
-def attention_forward(q, k, v, scale: float, window: int | None, precision: str):
+def attention_forward(q, k, v, scale: float, window: int | None, precision: str, dropout_p: float = 0.0,
+                      seed: torch.Tensor | None = None):
     """q (B, H, N_q, D), k, v (B, H_kv, N_k, D), unit stride along D -> (out (B, H, N_q, D)
-    contiguous in q's dtype, lse (B, H, N_q) fp32: the natural log-sum-exp of each row's scaled scores)."""
+    contiguous in q's dtype, lse (B, H, N_q) fp32: the natural log-sum-exp of each row's scaled scores).
+    ``seed``: an int64 (1,) tensor on q's device when dropout_p > 0."""
     batch, heads, kv_heads, n_q, n_k, head_dim = _shapes(q, k)
     out = torch.empty(q.shape, device=q.device, dtype=q.dtype)
     lse = torch.empty(batch, heads, n_q, device=q.device, dtype=torch.float32)
     config = attention_config("forward", head_dim, q.element_size())
     n_blocks = triton.cdiv(n_q, config["BLOCK_M"])
     _attention_forward_kernel[(n_blocks * batch * heads,)](
-        q, k, v, out, lse, heads, n_q, n_k, window or 0, n_blocks, scale * LOG2E,
-        *_strides(q), *_strides(k), *_strides(v), *_strides(out), GROUP=heads // kv_heads,
+        q, k, v, out, lse, lse if seed is None else seed, heads, n_q, n_k, window or 0, n_blocks, scale * LOG2E,
+        dropout_p, 1.0 / (1.0 - dropout_p),
+        *_strides(q), *_strides(k), *_strides(v), *_strides(out), GROUP=heads // kv_heads, DROPOUT=dropout_p > 0,
         WINDOWED=window is not None, PRECISION=precision, HEAD_DIM=head_dim, BLOCK_D=head_block(head_dim), **config)
     return out, lse
 
 
 def attention_backward(do, q, k, v, out, lse, scale: float, window: int | None, precision: str,
-                       need_q: bool = True, need_kv: bool = True):
+                       dropout_p: float = 0.0, seed: torch.Tensor | None = None, need_q: bool = True, need_kv: bool = True):
     """-> (dq or None, dk or None, dv or None), contiguous, shaped like q, k, v, in q's dtype. ``do``
     and ``out`` share q's shape with unit stride along D; lse is the forward's (B, H, N_q) fp32."""
     batch, heads, kv_heads, n_q, n_k, head_dim = _shapes(q, k)
     block_d = head_block(head_dim)
     itemsize = q.element_size()
-    common = dict(GROUP=heads // kv_heads, WINDOWED=window is not None, PRECISION=precision, HEAD_DIM=head_dim,
-                  BLOCK_D=block_d)
+    common = dict(GROUP=heads // kv_heads, DROPOUT=dropout_p > 0, WINDOWED=window is not None, PRECISION=precision,
+                  HEAD_DIM=head_dim, BLOCK_D=block_d)
+    drop = (dropout_p, 1.0 / (1.0 - dropout_p))
     config = attention_config("delta", head_dim, itemsize)
     n_blocks = triton.cdiv(n_q, config["BLOCK_M"])
     delta = torch.empty(batch, heads, n_q, device=q.device, dtype=torch.float32)
@@ -445,13 +492,15 @@ def attention_backward(do, q, k, v, out, lse, scale: float, window: int | None, 
         config = attention_config("dkdv", head_dim, itemsize, heads // kv_heads)
         n_blocks = triton.cdiv(n_k, config["BLOCK_N"])
         _attention_backward_dkdv_kernel[(n_blocks * batch * kv_heads,)](
-            q, k, v, do, lse, delta, dk, dv, kv_heads, n_q, n_k, window or 0, n_blocks, scale, scale * LOG2E,
+            q, k, v, do, lse, delta, dk, dv, lse if seed is None else seed, kv_heads, n_q, n_k, window or 0, n_blocks,
+            scale, scale * LOG2E, *drop,
             *strides, **common, **config)
     if need_q:
         dq = torch.empty(q.shape, device=q.device, dtype=q.dtype)
         config = attention_config("dq", head_dim, itemsize)
         n_blocks = triton.cdiv(n_q, config["BLOCK_M"])
         _attention_backward_dq_kernel[(n_blocks * batch * heads,)](
-            q, k, v, do, lse, delta, dq, heads, n_q, n_k, window or 0, n_blocks, scale, scale * LOG2E,
+            q, k, v, do, lse, delta, dq, lse if seed is None else seed, heads, n_q, n_k, window or 0, n_blocks,
+            scale, scale * LOG2E, *drop,
             *strides, **common, **config)
     return dq, dk, dv
