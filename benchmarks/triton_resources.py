@@ -28,6 +28,7 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
+from fastwave.ops.kernels import depthwise_conv as dc  # noqa: E402
 from fastwave.ops.kernels import flash_attention as fa  # noqa: E402
 from fastwave.ops.kernels import shifted_matmul as sm  # noqa: E402
 from fastwave.ops.kernels import wavenet_block as wb  # noqa: E402
@@ -113,6 +114,19 @@ def attention_configs(head_dim=64, dtype="bf16", group=1):
         yield name, kernel, dict(**common, **flag_args, **config), warps
 
 
+def depthwise_configs(taps=4):
+    """The depthwise conv's kernels (fastwave.ops.kernels.depthwise_conv) at the tiles their
+    launchers pick for many channels, every feature on."""
+    block_c, block_t = dc._tiles(1024, 4096)
+    tiles = dict(TAPS=taps, BLOCK_C=block_c, BLOCK_T=block_t)
+    yield "depthwise forward", dc._depthwise_kernel, dict(HAS_BIAS=True, HAS_STATE=True, SILU=True, GRAD=False,
+                                                          **tiles), 4
+    yield "depthwise dz", dc._depthwise_kernel, dict(HAS_BIAS=True, HAS_STATE=True, SILU=True, GRAD=True, **tiles), 4
+    yield "depthwise transposed", dc._depthwise_transposed_kernel, dict(HAS_STATE=True, **tiles), 4
+    yield "depthwise step", dc._depthwise_step_kernel, dict(TAPS=taps, HAS_BIAS=True, SILU=True, BLOCK_C=8,
+                                                            BLOCK_S=256), 4  # a long state: (K - 1) d >= 256
+
+
 FLAGS = {"_attention_forward_kernel": ("WINDOWED", "DROPOUT"), "_attention_backward_delta_kernel": (),
          "_attention_backward_dkdv_kernel": ("WINDOWED", "DROPOUT"),
          "_attention_backward_dq_kernel": ("WINDOWED", "DROPOUT"),
@@ -144,13 +158,16 @@ def main(argv=None):
     parser.add_argument("--variants", action="store_true", help="every feature-flag combination of each kernel")
     parser.add_argument("--channels", default="64,128,128", help="residual,gate,skip of the layer")
     parser.add_argument("--attention", action="store_true", help="causal_attention's kernels instead")
+    parser.add_argument("--depthwise", action="store_true", help="the depthwise conv's kernels instead")
     parser.add_argument("--head-dim", type=int, default=64, help="head dimension, with --attention")
     parser.add_argument("--group", type=int, default=1, help="query heads per key / value head, with --attention")
     args = parser.parse_args(argv)
     rows = []
     residual, gate, skip = (int(c) for c in args.channels.split(","))
     configs = list(attention_configs(args.head_dim, args.dtype, args.group) if args.attention
-                   else kernel_configs(residual, gate, skip, dtype=args.dtype))
+                   else depthwise_configs() if args.depthwise else kernel_configs(residual, gate, skip, dtype=args.dtype))
+    if args.depthwise and args.variants:
+        parser.error("--variants applies to the attention and WaveNet kernels")
     for name, kernel, constexprs, warps in (flag_variants(configs) if args.variants else configs):
         stages = constexprs.pop("num_stages", None)
         if "PRECISION" in constexprs:

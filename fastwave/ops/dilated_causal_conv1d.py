@@ -28,11 +28,22 @@ def dilated_causal_conv1d_reference(x, weight, bias=None, dilation: int = 1):
 
 
 def dilated_causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
-                          dilation: int = 1) -> torch.Tensor:
+                          dilation: int = 1, *, activation: Optional[str] = None, initial_state=None,
+                          return_final_state: bool = False):
     """x (B, C_in, T) or (C_in, T), weight (C_out, C_in, K), K in 1..4 -> (B, C_out, T) or (C_out, T).
 
-    Differentiable in x, weight and bias; fp16 / bf16 / fp32 (and fp64); any strides; under
-    torch.autocast it computes in the autocast dtype."""
+    A 2-D weight (C, K) is depthwise (one filter per channel, groups = C; Mamba's short conv): then
+    x is (B, C, T), and ``activation`` ("silu"), ``initial_state`` (B, C, (K - 1) * dilation) and
+    ``return_final_state`` (-> (y, final_state)) apply (``depthwise_conv1d.py``).
+
+    Differentiable in x, weight and bias (and initial_state); fp16 / bf16 / fp32 (and fp64); any
+    strides; under torch.autocast it computes in the autocast dtype."""
+    if isinstance(weight, torch.Tensor) and weight.dim() == 2:
+        from .depthwise_conv1d import depthwise_causal_conv1d
+        return depthwise_causal_conv1d(x, weight, bias, dilation, activation, initial_state, return_final_state)
+    if activation is not None or initial_state is not None or return_final_state:
+        raise ValueError("activation, initial_state and return_final_state are for a depthwise (C, K) weight; "
+                         "this weight is dense (C_out, C_in, K)")
     x, weight, bias = autocast(x, weight, bias)
     check_tensor(x, "x", (2, 3))
     check_tensor(weight, "weight", 3, like=x)
