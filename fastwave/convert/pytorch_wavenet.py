@@ -23,7 +23,7 @@ from collections.abc import Mapping
 import torch
 
 from ..models.wavenet import WaveNet, WaveNetConfig
-from .state import Tensors, build_wavenet, load_state_dict
+from .state import Tensors, build_wavenet, check_hparams, load_state_dict
 
 PROJECT = "vincentherrmann/pytorch-wavenet"
 
@@ -37,12 +37,7 @@ def from_pytorch_wavenet(source, hparams: Mapping) -> WaveNet:
       ``residual_channels``, ``skip_channels`` and ``end_channels`` are checked against the weights
       where given; ``dilation_factor`` must be 2 (its default); ``sample_rate`` is recorded (default
       16000)."""
-    if not isinstance(hparams, Mapping):
-        raise TypeError(f"hparams must be a mapping of {PROJECT}'s hyper-parameters, got {type(hparams).__name__}")
-    hp = dict(hparams)
-    if "blocks" not in hp:
-        raise ValueError("hparams must give 'blocks' (dilation cycles): the weights do not show where the "
-                         "dilations restart")
+    hp = check_hparams(hparams, PROJECT, "blocks")
     if hp.get("dilation_factor", 2) != 2:
         raise ValueError(f"this {PROJECT} model has dilation_factor {hp['dilation_factor']}; fastwave's WaveNet "
                          "doubles the dilation every layer (2)")

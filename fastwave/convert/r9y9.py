@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping
 
 from ..models.wavenet import WaveNet, WaveNetConfig
-from .state import Tensors, build_wavenet, load_state_dict
+from .state import Tensors, build_wavenet, check_hparams, load_state_dict
 
 PROJECT = "r9y9/wavenet_vocoder"
 
@@ -107,12 +107,7 @@ def from_r9y9(source, hparams: Mapping) -> WaveNet:
 
 
 def _check_hparams(hparams) -> dict:
-    if not isinstance(hparams, Mapping):
-        raise TypeError(f"hparams must be a mapping of {PROJECT}'s hyper-parameters, got {type(hparams).__name__}")
-    hp = dict(hparams)
-    if "stacks" not in hp:
-        raise ValueError("hparams must give 'stacks' (dilation cycles): the weights do not show where the "
-                         "dilations restart")
+    hp = check_hparams(hparams, PROJECT, "stacks")
     if hp.get("input_type") in ("raw", "mulaw") or hp.get("scalar_input"):
         raise ValueError(f"this {PROJECT} model reads scalar input (input_type {hp.get('input_type')!r}) with a "
                          "mixture-of-logistics or Gaussian output: fastwave's WaveNet reads and predicts mu-law "

@@ -65,6 +65,18 @@ def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def check_hparams(hparams, project: str, cycles: str) -> dict:
+    """The source project's hyper-parameters as a dict; ``cycles`` (its name for the dilation
+    cycles) is required: the weights do not show where the dilations restart."""
+    if not isinstance(hparams, Mapping):
+        raise TypeError(f"hparams must be a mapping of {project}'s hyper-parameters, got {type(hparams).__name__}")
+    hp = dict(hparams)
+    if cycles not in hp:
+        raise ValueError(f"hparams must give '{cycles}' (dilation cycles): the weights do not show where the "
+                         "dilations restart")
+    return hp
+
+
 class Tensors:
     """Takes named tensors out of a state dict, checking shapes, so that what is left at the end is
     what the importer did not understand."""
