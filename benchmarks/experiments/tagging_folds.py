@@ -44,7 +44,8 @@ RECORDS = os.path.join(os.path.dirname(__file__), "..", "results", "run_records"
 
 def fold_corpus(args, fold: int) -> str:
     """The fold's mixtures corpus (rendered once) -> its folder."""
-    from fastwave.corpora import SoundFontRenderer, plan_mixtures, program_folds, write_corpus
+    from fastwave.corpora import SoundFontRenderer, program_folds, write_corpus
+    from fastwave.corpora.plans import plan_mixtures
 
     count = round(CORPUS_CLIPS * args.scale)
     folder = os.path.join(args.data_root, f"mixtures_{count}_k{args.k}_fold{fold}")
