@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 
 RESULTS = os.path.join(os.path.dirname(__file__), "..", "results")
 # Per panel, the results files in order of preference: the designs with seeds and intervals first.
@@ -32,7 +33,8 @@ def bars(record: dict, stem: str) -> tuple[list[str], list[float], list[tuple[fl
     if stem == "experiment_b_folds":
         methods = {m: v for m, v in record["methods"].items() if not m.startswith("chance")}
         chance = next((v["programs"][0] for m, v in record["methods"].items() if m.startswith("chance")), None)
-        return (list(methods), [v["programs"][0] for v in methods.values()],
+        labels = [m.replace(", layer and pooling chosen on val", ", best layer").replace(" probe", "") for m in methods]
+        return (labels, [v["programs"][0] for v in methods.values()],
                 [tuple(v["programs"][1:]) for v in methods.values()], chance)
     if stem == "experiment_a_curves":  # intervals over seeds
         models = record["models"]
@@ -67,7 +69,7 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(16, 4.2), gridspec_kw={"width_ratios": [1, 1.7, 1]})  # B: 8 bars
     for ax, (stems, title) in zip(axes, PANELS):
         ax.set_title(title, fontsize=10)
         ax.set_ylim(0, 1)
@@ -83,13 +85,15 @@ def main(argv=None) -> int:
         if all(intervals):
             errors = [[v - low for v, (low, _) in zip(ours, intervals)], [high - v for v, (_, high) in zip(ours, intervals)]]
         ax.bar(x, ours, 0.6, yerr=errors, capsize=3, color="tab:blue")
+        highest = max(interval[1] if interval else value for value, interval in zip(ours, intervals))
+        ax.set_ylim(0, max(0.5, 1.2 * highest))  # our numbers are far below 1: room for them, not for empty axes
         for i, (value, interval) in enumerate(zip(ours, intervals)):
             top = interval[1] if interval else value
             ax.text(i, top + 0.015, f"{value:.2f}", ha="center", fontsize=7)
         if chance is not None:
             ax.axhline(chance, color="tab:red", linestyle="--", linewidth=1)
             ax.text(-0.45, chance + 0.01, "chance", ha="left", fontsize=7, color="tab:red")
-        ax.set_xticks(x, [label.replace("_", "\n", 1).replace(" ", "\n", 1) for label in labels], fontsize=7)
+        ax.set_xticks(x, ["\n".join(textwrap.wrap(label.replace("_", " "), 12, break_long_words=False)) for label in labels], fontsize=7)
         if stem == "experiment_b_folds":
             note = (f"{len(record['seeds'])} seed(s), {record['test_programs']} test programs; "
                     "bars: 95% interval over programs")
