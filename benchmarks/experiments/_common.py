@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
 
 import torch
@@ -30,6 +31,20 @@ def ensure_corpus(kind: str, folder: str, seed: int, **size) -> dict:
         raise SystemExit(f"{folder} holds a different corpus ({record['kind']}, seed {record['seed']}, {clips} clips, "
                          f"{seconds:.0f} s) than asked for ({kind}, seed {seed}, {size}): pass another --data")
     return record
+
+
+def render_once(folder: str, plan, make_renderer, *, kind: str, seed: int, command: str) -> str:
+    """Renders the clips ``plan()`` returns into ``folder`` with ``make_renderer()`` (built only
+    then: loading a SoundFont takes a while) unless a finished render is there -> folder. A render
+    cut short (left in folder.partial) is redone, never read."""
+    from fastwave.corpora import write_corpus
+
+    if not os.path.isfile(os.path.join(folder, "corpus.json")):
+        partial = folder + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        write_corpus(plan(), partial, make_renderer(), kind=kind, seed=seed, command=command, progress=False)
+        os.replace(partial, folder)
+    return folder
 
 
 def add_run_flags(parser) -> None:

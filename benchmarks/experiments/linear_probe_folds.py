@@ -37,16 +37,15 @@ import glob
 import json
 import os
 import re
-import shutil
 import sys
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import cell, clip_corpus, json_interval, run_record, write_results  # noqa: E402
+from _common import cell, clip_corpus, json_interval, render_once, run_record, write_results  # noqa: E402
 from linear_probe import PAPER, run_pipeline  # noqa: E402
-from fastwave.corpora import SoundFontRenderer, plan_phrases, program_folds, write_corpus  # noqa: E402
+from fastwave.corpora import SoundFontRenderer, plan_phrases, program_folds  # noqa: E402
 from fastwave.training.intervals import cluster_bootstrap, paired_difference, t_interval  # noqa: E402
 
 # The paper's claims B can test: (better method, worse method), each a paired difference.
@@ -114,15 +113,9 @@ def pretraining_audio(args, fold: dict) -> tuple[str, ...]:
     if count == 0:
         return ()
     folder = os.path.join(args.work, f"k{args.k}_fold{args.fold}_phrases{count}")
-    if not os.path.isfile(os.path.join(folder, "corpus.json")):
-        partial = folder + ".partial"  # a render cut short is redone, never read
-        shutil.rmtree(partial, ignore_errors=True)
-        clips = plan_phrases(count, seed=args.corpus_seed, programs=fold["train"])
-        write_corpus(clips, partial, SoundFontRenderer(), kind="phrases", seed=args.corpus_seed,
-                     command=f"plan_phrases({count}, seed={args.corpus_seed}, programs=fold {args.fold} of k={args.k})",
-                     progress=False)
-        os.replace(partial, folder)
-    return (folder,)
+    return (render_once(folder, lambda: plan_phrases(count, seed=args.corpus_seed, programs=fold["train"]),
+                        SoundFontRenderer, kind="phrases", seed=args.corpus_seed,
+                        command=f"plan_phrases({count}, seed={args.corpus_seed}, programs=fold {args.fold} of k={args.k})"),)
 
 
 def one_run(args) -> int:

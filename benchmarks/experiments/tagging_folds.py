@@ -27,13 +27,12 @@ import argparse
 import glob
 import json
 import os
-import shutil
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import cell, json_interval, write_results  # noqa: E402
+from _common import cell, json_interval, render_once, write_results  # noqa: E402
 from tagging_scaling import COMPARISONS, CORPUS_CLIPS, SEEDS, budget, one_run  # noqa: E402
 from fastwave.training.intervals import cluster_bootstrap, paired_difference, t_interval  # noqa: E402
 
@@ -44,19 +43,14 @@ RECORDS = os.path.join(os.path.dirname(__file__), "..", "results", "run_records"
 
 def fold_corpus(args, fold: int) -> str:
     """The fold's mixtures corpus (rendered once) -> its folder."""
-    from fastwave.corpora import SoundFontRenderer, program_folds, write_corpus
+    from fastwave.corpora import SoundFontRenderer, program_folds
     from fastwave.corpora.plans import plan_mixtures
 
     count = round(CORPUS_CLIPS * args.scale)
     folder = os.path.join(args.data_root, f"mixtures_{count}_k{args.k}_fold{fold}")
-    if not os.path.isfile(os.path.join(folder, "corpus.json")):
-        partial = folder + ".partial"  # a render cut short is redone, never read
-        shutil.rmtree(partial, ignore_errors=True)
-        splits = program_folds(0, k=args.k)[fold]
-        write_corpus(plan_mixtures(count, seed=0, splits=splits), partial, SoundFontRenderer(), kind="mixtures",
-                     seed=0, command=f"plan_mixtures({count}, seed=0, splits=fold {fold} of k={args.k})", progress=False)
-        os.replace(partial, folder)
-    return folder
+    return render_once(folder, lambda: plan_mixtures(count, seed=0, splits=program_folds(0, k=args.k)[fold]),
+                       SoundFontRenderer, kind="mixtures", seed=0,
+                       command=f"plan_mixtures({count}, seed=0, splits=fold {fold} of k={args.k})")
 
 
 def fold_args(args, fold: int) -> argparse.Namespace:

@@ -262,7 +262,11 @@ def _conditioning(args, model, covered: int, shipped: bool) -> dict | None:
                              f"{ROLL_HOP}, no global ids); this one has local_channels {c.local_channels}, "
                              f"cond_hop {c.cond_hop}, global_classes {c.global_classes}: give --cond")
         if args.score.lower().endswith(".npy"):
-            roll = _npz_array(np.load(args.score, allow_pickle=False), "--score", np.floating)
+            try:
+                roll = np.load(args.score, allow_pickle=False)
+            except (OSError, ValueError) as err:
+                raise ValueError(f"--score {args.score}: not a readable .npy piano roll ({err})") from None
+            roll = _npz_array(roll, "--score", np.floating)
         else:
             roll = piano_roll(notes_from_midi(args.score), covered, model.sample_rate)
         return {"local_cond": _per_stream(torch.from_numpy(np.asarray(roll, np.float32)), args.batch, 2, "--score")}

@@ -42,9 +42,13 @@ LAYOUTS = ("bhnd", "bnhd")
 REFERENCE_BLOCK_ELEMENTS = 1 << 24
 
 
-def visible_keys(n_q: int, n_k: int, window: Optional[int], device=None) -> Tensor:
-    """(N_q, N_k) bool: which keys each query sees (query i at position i + N_k - N_q)."""
-    lag = (torch.arange(n_q, device=device) + (n_k - n_q))[:, None] - torch.arange(n_k, device=device)[None, :]
+def visible_keys(n_q: int, n_k: int, window: Optional[int], device=None, rows=None, keys=None) -> Tensor:
+    """(rows, keys) bool, by default (N_q, N_k): which keys each query sees (query i at position
+    i + N_k - N_q); ``rows`` / ``keys`` (ranges) select a block of it."""
+    rows = range(n_q) if rows is None else rows
+    keys = range(n_k) if keys is None else keys
+    lag = (torch.arange(rows.start, rows.stop, device=device) + (n_k - n_q))[:, None] - \
+        torch.arange(keys.start, keys.stop, device=device)[None, :]
     return (lag >= 0) & (lag < (window or n_k))
 
 
@@ -58,7 +62,7 @@ def dropout_keep_scale(seed: int, dropout_p: float, batch: int, heads: int, n_k:
     counter = (rows.to(torch.int64)[:, None] * n_k + cols.to(torch.int64)[None, :]) & MASK32
     word = philox_rounds((counter, bh, 0, 0), (seed & MASK32, seed >> 32))[0]
     uniform = (word >> 8).to(torch.float32) * 2.0 ** -24
-    return ((uniform >= dropout_p).to(dtype) / (1.0 - dropout_p)).to(dtype)
+    return (uniform >= dropout_p).to(dtype) / (1.0 - dropout_p)
 
 
 def causal_attention_reference(q, k, v, scale: Optional[float] = None, window: Optional[int] = None,
@@ -246,8 +250,7 @@ def _row_blocks(q: Tensor, n_k: int, window: Optional[int]):
     for i0 in range(0, n_q, rows):
         i1 = min(i0 + rows, n_q)
         j0, j1 = (0 if window is None else max(0, i0 + offset - window + 1)), i1 + offset
-        lag = torch.arange(i0 + offset, i1 + offset, device=q.device)[:, None] - torch.arange(j0, j1, device=q.device)[None, :]
-        yield i0, i1, j0, j1, (lag >= 0) & (lag < (window or n_k))
+        yield i0, i1, j0, j1, visible_keys(n_q, n_k, window, q.device, range(i0, i1), range(j0, j1))
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -289,6 +289,9 @@ def test_generate_plays_a_midi_or_piano_roll_score_on_the_piano_model(tmp_path, 
     assert main([*common, "--score", str(tmp_path / "roll.npy")]) == 0
     assert np.allclose(load_audio(out)[0], expected, atol=1 / 32768 + 1e-6)
     capsys.readouterr()
+    for missing in ("missing.npy", "missing.mid"):  # a message, not a traceback
+        assert main([*common, "--score", str(tmp_path / missing)]) == 2
+        assert "missing" in capsys.readouterr().err
     track.append(mido.Message("note_on", note=20, velocity=90, time=0))  # below the roll's keys
     midi.save(tmp_path / "low.mid")
     assert main([*common, "--score", str(tmp_path / "low.mid")]) == 2

@@ -47,3 +47,21 @@ def test_random_score_fills_the_time_deterministically():
     for seed in (-1, 1.5, True):
         with pytest.raises(ValueError, match="seed must be an int >= 0"):
             random_score(1.0, seed)
+
+
+def test_midi_reading_refuses_what_is_not_a_score(tmp_path):
+    from fastwave.corpora.score import notes_from_midi
+
+    pytest.importorskip("mido")
+    (tmp_path / "noise.mid").write_bytes(b"not a midi file at all")
+    with pytest.raises(ValueError, match="not a readable MIDI file"):
+        notes_from_midi(tmp_path / "noise.mid")
+    with pytest.raises(FileNotFoundError):
+        notes_from_midi(tmp_path / "missing.mid")
+    import mido
+
+    empty = mido.MidiFile()
+    empty.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500000)]))
+    empty.save(tmp_path / "empty.mid")
+    with pytest.raises(ValueError, match="holds no notes"):
+        notes_from_midi(tmp_path / "empty.mid")
