@@ -2,7 +2,7 @@
 
     model = fastwave.WaveNet()                      # or fastwave.SampleTransformer(), fastwave.load_model(path)
     tokens = fastwave.generate(model, 16000, seed=0)  # (1, 16000) mu-law tokens
-    audio = fastwave.mulaw_decode(tokens)
+    audio = model.tokens_to_audio(tokens)          # mu-law decoded (and de-emphasised where the model says)
 
     piano = fastwave.pretrained.piano_wavenet()     # shipped: a WaveNet that plays piano scores
     tokens = fastwave.generate(piano, 64000, cond=fastwave.pretrained.piano_cond(64000, [0]))  # random score 0

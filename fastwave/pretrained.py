@@ -7,6 +7,7 @@ its record is ``benchmarks/results/piano_model.json``. ``piano_cond`` draws the 
 
     model = fastwave.pretrained.piano_wavenet()
     tokens = fastwave.generate(model, 64000, batch=2, cond=fastwave.pretrained.piano_cond(64000, [0, 1]))
+    audio = model.tokens_to_audio(tokens)  # (2, 64000) float32: mu-law decoded, then de-emphasised
 
 It is what ``fastwave generate`` plays when given no model, on the score of ``--seed``.
 """

@@ -91,6 +91,23 @@ def test_b_pooling_leaves_out_methods_missing_from_some_runs(capsys):
     assert correct["code LM probe"].mean() == 0.5 and sorted(set(programs)) == [0, 1, 2, 10, 11, 12]
 
 
+def test_b_runs_carry_the_rows_of_their_baselines_and_longer_supervised_records(tmp_path):
+    def write(name, rows, **more):
+        (tmp_path / name).write_text(json.dumps({"rows": [{"method": m} for m in rows], **more}))
+
+    write("fold0_seed0.json", ["code LM probe", "supervised end to end"], fold=0, seed=0)
+    write("fold0_seed0_baselines.json", ["bag-of-codes probe"])
+    write("fold0_seed0_supervised.json", [linear_probe_folds.LONG_SUPERVISED])
+    write("fold1_seed0.json", ["code LM probe"], fold=1, seed=0)  # its other parts not yet run
+    runs = linear_probe_folds.load_runs(str(tmp_path))
+    assert [run["fold"] for run in runs] == [0, 1]  # the extras are not runs of their own
+    assert [row["method"] for row in runs[0]["rows"]] == ["code LM probe", "supervised end to end", "bag-of-codes probe",
+                                                          linear_probe_folds.LONG_SUPERVISED]
+    assert [row["method"] for row in runs[1]["rows"]] == ["code LM probe"]
+    claimed = {method for claim in linear_probe_folds.CLAIMS for method in claim}
+    assert linear_probe_folds.LONG_SUPERVISED in claimed and linear_probe_folds.BASELINE in claimed
+
+
 def _curve_run(model, seed, steps, phrase_top5, val_bits):
     """A made-up A run: ``steps`` updates, a straight validation curve from ``val_bits`` (start, end)."""
     curve = [{"step": s, "bits_per_sample": val_bits[0] + (val_bits[1] - val_bits[0]) * np.log(s) / np.log(steps)}

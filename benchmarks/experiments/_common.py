@@ -62,15 +62,20 @@ def clip_corpus(kind: str, args, clips: int = 2000) -> dict:
     return ensure_corpus(kind, args.data, args.seed, count=count)
 
 
-def token_split(folder: str, split: str, classes: int = 256, limit: int | None = None) -> list[torch.Tensor]:
-    """The mu-law tokens (int64 (T_i,)) of the split's files, in file order (the first ``limit``)."""
+def token_split(folder: str, split: str, classes: int = 256, limit: int | None = None,
+                model=None) -> list[torch.Tensor]:
+    """The mu-law tokens (int64 (T_i,)) of the split's files, in file order (the first ``limit``);
+    with a ``model``, the tokens it reads (``SampleModel.audio_to_tokens``: its classes and
+    pre-emphasis)."""
     paths = sorted(glob.glob(os.path.join(folder, split, "*.wav")))[:limit]
     if not paths:
         raise SystemExit(f"no {split} audio under {folder}")
     streams = []
     for path in paths:
         audio, _ = fastwave.load_audio(path, sample_rate=16000)
-        streams.append(fastwave.mulaw_encode(torch.as_tensor(audio), classes=classes).reshape(-1))
+        audio = torch.as_tensor(audio)
+        tokens = fastwave.mulaw_encode(audio, classes=classes) if model is None else model.audio_to_tokens(audio)
+        streams.append(tokens.reshape(-1))
     return streams
 
 

@@ -7,12 +7,13 @@ result is compared with the real recording of that phrase:
 - spectral flatness (fastwave.audio.measures): about 0.002 for real piano, 1 for white noise;
 - pitch-class agreement: the mean cosine of the 12-bin chroma of the generated and the real audio,
   frame by frame, against the same for the real audio of another phrase (chance level);
-- RMS level.
+- RMS level;
+- the C++ engine's speed playing them (seconds of audio per second; time it on an idle machine).
 
 It also draws benchmarks/results/piano_spectrograms.png: the real phrase, the model playing its
 score, and what `fastwave generate --seconds 4` writes (random score 0).
 
-    python benchmarks/experiments/piano_eval.py [--model fastwave/assets/piano_wavenet.safetensors]
+    python benchmarks/experiments/piano_eval.py [--model fastwave/assets/piano_wavenet.safetensors] [--wav-dir docs/audio]
 """
 from __future__ import annotations
 
@@ -64,6 +65,8 @@ def main(argv=None) -> int:
     parser.add_argument("--figure", default="benchmarks/results/piano_spectrograms.png")
     parser.add_argument("--record", default="benchmarks/results/piano_model_audio.json")
     parser.add_argument("--threads", type=int, default=None, help="of the C++ engine (default: physical cores)")
+    parser.add_argument("--wav-dir", default=None, help="also write the first phrase, real and played, as "
+                                                          "piano_real.wav and piano_generated.wav here (docs/audio)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -72,14 +75,16 @@ def main(argv=None) -> int:
     rate = model.sample_rate
     n = round(args.seconds * rate)
     clips = sorted((c for c in plan_piano(args.minutes, args.seed) if c.split == "test"), key=lambda c: c.name)
-    rows = []
+    rows, generating = [], 0.0
     for clip in clips[:args.phrases]:
         real, _ = fastwave.load_audio(os.path.join(args.data, "test", clip.name + ".wav"), sample_rate=rate)
         real = np.asarray(real).reshape(-1)[:n]
         roll = torch.from_numpy(piano_roll(clip.sources[0].notes, len(real), rate))[None]
+        tick = time.perf_counter()
         tokens = fastwave.generate(model, len(real), cond={"local_cond": roll}, seed=args.seed, engine="cpu",
                                    temperature=args.temperature, threads=args.threads)
-        rows.append({"phrase": clip.name, "real": real, "generated": fastwave.mulaw_decode(tokens[0]).numpy()})
+        generating += time.perf_counter() - tick
+        rows.append({"phrase": clip.name, "real": real, "generated": model.tokens_to_audio(tokens[0]).numpy()})
     for i, row in enumerate(rows):  # "another phrase": the next one's real audio, same length cut
         other = rows[(i + 1) % len(rows)]["real"]
         m = min(len(other), len(row["real"]))
@@ -89,13 +94,22 @@ def main(argv=None) -> int:
                    rms_generated=float(row["generated"].std()), rms_real=float(row["real"].std()))
     keys = ["flatness_generated", "flatness_real", "chroma_generated", "chroma_other_phrase", "rms_generated",
             "rms_real"]
-    default = fastwave.mulaw_decode(fastwave.generate(model, n, cond=piano_cond(n, [args.seed]), seed=args.seed,
+    default = model.tokens_to_audio(fastwave.generate(model, n, cond=piano_cond(n, [args.seed]), seed=args.seed,
                                                       engine="cpu", threads=args.threads)[0]).numpy()
     draw([(f"real: {rows[0]['phrase']} (held-out piano preset)", rows[0]["real"]),
           ("the model playing that phrase's score", rows[0]["generated"]),
           (f"fastwave generate --seconds {args.seconds:g} (random score {args.seed})", default)], rate, args.figure)
+    if args.wav_dir:  # the first phrase, real and played, for a reader to listen to
+        os.makedirs(args.wav_dir, exist_ok=True)
+        for name, audio in (("piano_real.wav", rows[0]["real"]), ("piano_generated.wav", rows[0]["generated"])):
+            fastwave.save_audio(os.path.join(args.wav_dir, name), audio, rate)
+    played = sum(len(r["real"]) for r in rows)
     record = {"model": os.path.relpath(args.model), "phrases": [{k: r[k] for k in ["phrase"] + keys} for r in rows],
               "mean": {k: float(np.mean([r[k] for r in rows])) for k in keys},
+              "median_flatness": {k: float(np.median([r[k] for r in rows])) for k in keys[:2]},
+              "speed": {"engine": "cpu", "threads": args.threads, "samples": played, "seconds": round(generating, 2),
+                        "real_time_factor": round(played / rate / generating, 2),
+                        "load_average_1min_after": round(os.getloadavg()[0], 2)},
               "seconds_per_phrase": args.seconds, "temperature": args.temperature,
               **run_record(args.seed, "cpu", time.perf_counter() - started)}
     with open(args.record, "w", encoding="utf-8") as f:

@@ -83,6 +83,11 @@ def main(argv=None) -> int:
     parser.add_argument("--ship", choices=["last", "best"], default="last",
                         help="which weights go to --out: the last (default; the shipped model's, see docs/piano_model.md) or "
                              "the best by validation bits per sample (an unheard preset)")
+    parser.add_argument("--pre-emphasis", type=float, default=0.85,
+                        help="the model reads mu-law of pre-emphasised audio and plays through de-emphasis, "
+                             "so its sampling noise falls where a piano is quiet (0: plain mu-law, the first "
+                             "shipped model's; fastwave.audio.emphasis)")
+    parser.add_argument("--warmup", type=int, default=200, help="updates of linear warm-up (at most a tenth of --steps)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -91,16 +96,17 @@ def main(argv=None) -> int:
     corpus = ensure_corpus("piano", args.data, args.seed, minutes=args.minutes)
     torch.manual_seed(args.seed)
     # 20 layers in 2 cycles, 64 / 128 / 128 channels, reading the roll every ROLL_HOP samples
-    model = fastwave.WaveNet(local_channels=ROLL_CHANNELS, cond_hop=ROLL_HOP)
+    model = fastwave.WaveNet(local_channels=ROLL_CHANNELS, cond_hop=ROLL_HOP, pre_emphasis=args.pre_emphasis)
     amplitude_embedding_(model, args.seed)
     if args.init:  # ignored when resuming: the checkpoint's weights win
-        model.load_state_dict(fastwave.load_model(args.init).state_dict())
+        model.load_state_dict(fastwave.load_model(args.init).state_dict())  # its weights, this run's config
     model.to(args.device)
-    train, val = token_split(args.data, "train"), token_split(args.data, "val", limit=args.eval_phrases)
+    train = token_split(args.data, "train", model=model)
+    val = token_split(args.data, "val", limit=args.eval_phrases, model=model)
     train_rolls = split_rolls(args.data, "train", args.minutes, args.seed, train)
     val_rolls = split_rolls(args.data, "val", args.minutes, args.seed, val, limit=args.eval_phrases)
     history = train_sample_model(model, train, steps=args.steps, batch_size=args.batch_size, segment=args.segment,
-                                 lr=args.lr, warmup=min(200, args.steps // 10), seed=args.seed,
+                                 lr=args.lr, warmup=min(args.warmup, args.steps // 10), seed=args.seed,
                                  cond={"local_cond": train_rolls}, eval_tokens=val,
                                  eval_cond={"local_cond": val_rolls}, eval_every=args.eval_every,
                                  checkpoint_dir=args.runs, resume=True, checkpoint_every=100)
@@ -114,6 +120,7 @@ def main(argv=None) -> int:
                        "train_phrases": len(train), "train_samples": sum(len(s) for s in train),
                        "val_phrases_scored": len(val), "val_samples_scored": sum(len(s) for s in val)},
               "training": {"steps": args.steps, "batch_size": args.batch_size, "segment": args.segment, "lr": args.lr,
+                           "warmup": min(args.warmup, args.steps // 10), "pre_emphasis": args.pre_emphasis,
                            "init": args.init, "shipped_weights": args.ship},
               "eval": history["eval"], "best": history.get("best"),
               **run_record(args.seed, args.device, time.perf_counter() - started)}

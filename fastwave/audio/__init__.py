@@ -4,7 +4,8 @@ Conventions used throughout:
 
 * Audio is floating point in [-1, 1]; time is the last axis. A mono signal is ``(T,)``, a
   multi-channel one ``(channels, T)`` (channels first, as in torch).
-* ``mulaw_encode`` / ``mulaw_decode`` take numpy arrays or torch tensors and give back the same kind
+* ``pre_emphasis`` / ``de_emphasis`` (a sample model's noise shaping) and ``mulaw_encode`` /
+  ``mulaw_decode`` take numpy arrays or torch tensors and give back the same kind
   (a tensor stays on its device).
 * The spectral features are computed with torch; they take numpy or torch input of shape
   ``(..., T)`` and return a torch tensor of shape ``(..., freq, frames)`` on the input's device.
@@ -15,6 +16,7 @@ machines without them.
 """
 from __future__ import annotations
 
+from .emphasis import de_emphasis, pre_emphasis
 from .files import audio_file_subtype, load_audio, save_audio
 from .mulaw import mulaw_decode, mulaw_encode, mulaw_silence
 from .resampling import resample
@@ -28,6 +30,8 @@ __all__ = [
     "mulaw_encode",
     "mulaw_decode",
     "mulaw_silence",
+    "pre_emphasis",
+    "de_emphasis",
     "stft_magnitude",
     "log_spectrogram",
     "hz_to_mel",

@@ -153,8 +153,8 @@ def cmd_info(args) -> int:
 
 
 def cmd_generate(args) -> int:
-
     import fastwave
+    import torch
     from .bench import build_model
     from fastwave.models.sample_model import SampleModel
 
@@ -188,13 +188,16 @@ def cmd_generate(args) -> int:
     prompt = None
     if args.prompt:  # continue a recording: the model's rate, mono, mu-law tokens
         audio, _ = fastwave.load_audio(args.prompt, sample_rate=model.sample_rate)
-        prompt = fastwave.mulaw_encode(audio, classes=model.config.classes)
+        prompt = torch.as_tensor(model.audio_to_tokens(audio))
     covered = n + (0 if prompt is None else int(prompt.shape[-1]))  # positions the conditioning must cover
     cond = _conditioning(args, model, covered, shipped)
     tokens = fastwave.generate(model, n, batch=args.batch, prompt=prompt, cond=cond, temperature=args.temperature,
                                top_k=args.top_k, top_p=args.top_p, seed=args.seed, engine=args.engine,
                                threads=args.threads, precision=args.precision, progress=not args.quiet)
-    audio = fastwave.mulaw_decode(tokens, classes=model.config.classes)
+    if prompt is None:
+        audio = model.tokens_to_audio(tokens)
+    else:  # decoded after its prompt, so that a model's de-emphasis carries on from the recording
+        audio = model.tokens_to_audio(torch.cat([prompt.expand(len(tokens), -1), tokens], 1))[:, prompt.shape[-1]:]
     paths = [args.out] if args.batch == 1 else [_numbered(args.out, b) for b in range(args.batch)]
     for path, stream in zip(paths, audio):
         fastwave.save_audio(path, stream, model.sample_rate)

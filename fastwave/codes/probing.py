@@ -56,11 +56,8 @@ def probe_report(lm: CodeLM, clip_codes, targets, splits: dict, *, supervised_st
     for method, model in (("code LM probe", lm), ("random-weights probe", random_lm)):
         val, test, scores = _probe(model.embed(clips), targets, splits, multi_label)
         rows.append(_row(method, metric, val, test, scores, multi_label))
-    model, val = fit_supervised(lm.config, clips, targets, splits, steps=supervised_steps, seed=seed, device=device,
-                                progress=progress)
-    scores = _scores(model, clips, splits["test"])
-    test = headline_score(scores, targets[splits["test"]], multi_label)
-    rows.append(_row("supervised end to end", metric, val, test, scores, multi_label))
+    rows.append(supervised_row(lm.config, clips, targets, splits, steps=supervised_steps, seed=seed, device=device,
+                               progress=progress))
     if not multi_label:
         train_y = targets[splits["train"]]
         majority = torch.zeros(len(splits["test"]), int(targets.max()) + 1)
@@ -68,6 +65,19 @@ def probe_report(lm: CodeLM, clip_codes, targets, splits: dict, *, supervised_st
         rows.append(_row("chance (most frequent class)", metric, chance_accuracy(train_y, targets[splits["val"]]),
                          chance_accuracy(train_y, targets[splits["test"]]), majority, multi_label))
     return rows
+
+
+def supervised_row(config: CodeLMConfig, clip_codes, targets, splits: dict, *, method: str = "supervised end to end",
+                   **kwargs) -> dict:
+    """``fit_supervised`` (keyword arguments pass through) -> its row as ``probe_report``'s, named
+    ``method``: a longer budget is a row of its own beside the report's."""
+    clips = code_clips(clip_codes, config.classes, "clip_codes")
+    targets, multi_label = _check_targets(targets, len(clips))
+    splits = check_splits(splits, len(clips))
+    model, val = fit_supervised(config, clips, targets, splits, **kwargs)
+    scores = _scores(model, clips, splits["test"])
+    return _row(method, headline_metric(multi_label), val, headline_score(scores, targets[splits["test"]], multi_label),
+                scores, multi_label)
 
 
 def random_weights_like(lm: CodeLM, seed: int) -> CodeLM:
@@ -131,12 +141,8 @@ class CodeClassifier(nn.Module):
 def train_supervised(config: CodeLMConfig, clip_codes, targets, splits: dict, **kwargs) -> tuple[float, float]:
     """``fit_supervised`` (its keyword arguments pass through), then the model scored on the test
     clips. -> (val, test)."""
-    clips = code_clips(clip_codes, config.classes, "clip_codes")
-    model, val = fit_supervised(config, clips, targets, splits, **kwargs)
-    targets, multi_label = _check_targets(targets, len(clips))
-    splits = check_splits(splits, len(clips))
-    test = headline_score(_scores(model, clips, splits["test"]), targets[splits["test"]], multi_label)
-    return val, test
+    row = supervised_row(config, clip_codes, targets, splits, **kwargs)
+    return row["val"], row["test"]
 
 
 def fit_supervised(config: CodeLMConfig, clip_codes, targets, splits: dict, *, steps: int = 500,

@@ -35,6 +35,7 @@ from torch import nn
 
 from .._checks import check_config_ints, check_tokens
 from ..audio import mulaw_decode
+from ..audio.emphasis import check_emphasis
 from ..ops import DilatedCausalConv1d
 from .blocks import TransformerBlock, check_transformer_config, init_gpt_weights, run_blocks
 from .sample_model import SampleModel
@@ -55,6 +56,7 @@ class SampleTransformerConfig:
     cond_hop: int = 250  # samples per conditioning block (the CNN's patch)
     cond_channels: int = 64
     cond_kernel: int = 4  # the patch-rate convs: dilations 1, k, k^2, ... until they cover the window
+    pre_emphasis: float = 0.0  # tokens are mu-law of pre_emphasis(audio, this); 0: of the audio itself
 
     def __post_init__(self):
         check_transformer_config(self, "SampleTransformer")
@@ -62,6 +64,7 @@ class SampleTransformerConfig:
         check_config_ints(self, "SampleTransformer", ("cond_window",), minimum=0)
         check_config_ints(self, "SampleTransformer", ("classes",), 2, 2 ** 16, what=" (mu-law levels)")
         check_config_ints(self, "SampleTransformer", ("cond_kernel",), 2, 4)
+        self.pre_emphasis = check_emphasis(self.pre_emphasis, "SampleTransformer pre_emphasis")
 
     @property
     def head_dim(self) -> int:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_config_ints, check_global_cond, check_local_cond, check_tokens
+from ..audio.emphasis import check_emphasis
 from ..ops import wavenet_block, wavenet_block_reference
 from ..ops._backend import use_triton
 from .sample_model import SampleModel
@@ -46,6 +47,7 @@ class WaveNetConfig:
     global_channels: int = 16
     local_channels: int = 0  # 0: no local conditioning
     cond_hop: int = 256  # samples per local-conditioning frame
+    pre_emphasis: float = 0.0  # tokens are mu-law of pre_emphasis(audio, this); 0: of the audio itself
     dilations: list[int] = field(init=False)
 
     def __post_init__(self):
@@ -59,6 +61,7 @@ class WaveNetConfig:
             raise ValueError(f"WaveNet layers ({self.layers}) must be a multiple of cycles ({self.cycles})")
         if self.gate_channels % 2:
             raise ValueError(f"WaveNet gate_channels must be even (tanh and sigmoid halves), got {self.gate_channels}")
+        self.pre_emphasis = check_emphasis(self.pre_emphasis, "WaveNet pre_emphasis")
         per_cycle = self.layers // self.cycles
         self.dilations = [2 ** (i % per_cycle) for i in range(self.layers)]
 

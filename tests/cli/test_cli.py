@@ -296,3 +296,16 @@ def test_generate_plays_a_midi_or_piano_roll_score_on_the_piano_model(tmp_path, 
     midi.save(tmp_path / "low.mid")
     assert main([*common, "--score", str(tmp_path / "low.mid")]) == 2
     assert "pitch 20 is outside" in capsys.readouterr().err
+
+
+def test_generate_plays_a_pre_emphasis_checkpoint_through_its_de_emphasis(tmp_path):
+    model = fastwave.WaveNet(layers=2, cycles=1, residual_channels=4, gate_channels=4, skip_channels=4,
+                             pre_emphasis=0.85)
+    model.save(tmp_path / "m.safetensors")
+    out = tmp_path / "gen.wav"
+    assert main(["generate", "--seconds", "0.01", "--out", str(out), "--checkpoint", str(tmp_path / "m.safetensors"),
+                 "--seed", "3", "--quiet"]) == 0
+    tokens = fastwave.generate(model, 160, seed=3)
+    expected = model.tokens_to_audio(tokens)[0].numpy()
+    assert not np.allclose(expected, fastwave.mulaw_decode(tokens)[0].numpy(), atol=1e-3)
+    np.testing.assert_allclose(load_audio(out)[0], expected, atol=2 / 32768)  # 16-bit file

@@ -1,0 +1,61 @@
+"""The piano WaveNet's training curves: validation bits per sample and top-5 against updates, one line
+per training record of `piano_model.py` (a run that starts from another's weights, ``--init``, is
+drawn after it: the x axis counts every update the weights have had).
+
+Bits per sample are in each run's own token domain: a run with ``--pre-emphasis`` predicts mu-law of
+the pre-emphasised audio, whose bits are not comparable with plain mu-law's; the figure says which.
+
+    python benchmarks/experiments/piano_curve.py benchmarks/results/piano_model_mulaw.json \
+        benchmarks/results/piano_model.json          # -> benchmarks/results/piano_training_curve.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def curve(record: dict, offset: int) -> tuple[list[int], list[float], list[float]]:
+    """A record's evaluations -> (updates counted from the first run, bits per sample, top-5)."""
+    evals = record["eval"]
+    return ([offset + e["step"] for e in evals], [e["bits_per_sample"] for e in evals], [e["top5"] for e in evals])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("records", nargs="+", help="piano_model.py records, in training order")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "results",
+                                                      "piano_training_curve.png"))
+    args = parser.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (bits_ax, top5_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    offset = 0
+    for path in args.records:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+        training = record["training"]
+        emphasis = training.get("pre_emphasis", 0.0)
+        start = offset if training.get("init") else 0  # a fresh run starts at update 0
+        steps, bits, top5 = curve(record, start)
+        label = (f"{os.path.basename(path)}: " + (f"pre-emphasis {emphasis:g}" if emphasis else "plain mu-law")
+                 + (" (from the run before)" if training.get("init") else ""))
+        bits_ax.plot(steps, bits, marker="o", label=label)
+        top5_ax.plot(steps, top5, marker="o", label=label)
+        offset = start + training["steps"]
+    bits_ax.set(xlabel="updates (8 crops of 4,096 samples)", ylabel="validation bits / sample (own tokens)",
+                title="held-out piano preset, 8 phrases")
+    top5_ax.set(xlabel="updates", ylabel="validation top-5", title="next-sample top-5")
+    bits_ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=90)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
