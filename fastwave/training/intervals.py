@@ -63,7 +63,7 @@ def t_interval(values, level: float = LEVEL) -> tuple[float, float, float]:
     """Mean and Student-t interval of independent values (one per training seed, or per test item
     when items share nothing) -> (mean, low, high); with one value the interval is (nan, nan): one
     run says nothing about the spread between runs."""
-    from scipy.stats import t  # the experiments' extra: pip install fastwave[experiments]
+    from scipy.stats import t  # a dependency, imported when first needed
 
     values, level = _values(values), _level(level)
     mean = float(values.mean())
