@@ -70,6 +70,7 @@ CLAIMS += [(LONG_SUPERVISED, "code LM probe"), (LONG_SUPERVISED, CHOSEN_LM), (LO
 PAPER = {**PAPER, LONG_SUPERVISED: PAPER["supervised end to end"]}
 EXTRAS = ("_baselines.json", "_supervised.json")  # a run's records beside its pipeline's
 SEEDS = (0, 1, 2)
+DEFAULT_RECORDS = os.path.join(os.path.dirname(__file__), "..", "results", "run_records", "experiment_b_folds")
 PROGRAM = re.compile(r"_p(\d{3})_")
 
 
@@ -329,8 +330,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="the notes corpus (default data/notes_<count>; rendered if missing)")
     parser.add_argument("--work", default="runs/experiment_b_folds", help="the phrases and one folder of model files per run")
-    parser.add_argument("--records", default=os.path.join(os.path.dirname(__file__), "..", "results", "run_records",
-                                                        "experiment_b_folds"),
+    parser.add_argument("--records", default=DEFAULT_RECORDS,
                         help="the runs' JSON records, a sub-folder per design (committed; summarised from here)")
     parser.add_argument("--k", type=int, default=4, choices=(2, 4, 8),
                         help="folds over programs (default 4: each tests 2 programs of every family)")

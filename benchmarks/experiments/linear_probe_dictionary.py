@@ -1,0 +1,105 @@
+"""Is a larger dictionary the fix for B's tokenizer cap? Supervised-from-codes (the network B trains
+end to end) with K = 64, 256 and 1,024 codes, on B's folds.
+
+For each fold, the seed-0 run of ``linear_probe_folds.py`` (its autoencoder, trained on the fold's
+training notes and unlabelled phrases, and its splits) gets new dictionaries: k-means with K codes
+(``CodeTokenizer.with_codes``) on the patches of the fold's training notes and ``--kmeans-phrases``
+of its phrases, the same patches for every K. The network (the run's LM architecture, K codes in)
+trains ``--steps`` steps with best-on-validation stopping, seed 0. Every fold's test notes pooled:
+accuracy per K with a bootstrap interval over the 128 test programs, and the paired difference of
+each K against 64 (one seed: an interval over programs, none over seeds).
+
+    python benchmarks/experiments/linear_probe_folds.py --all            # first: the runs it reads
+    python benchmarks/experiments/linear_probe_dictionary.py             # ~30 min on 2 cores
+
+Results: benchmarks/results/experiment_b_dictionary.{md,json}.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import cell, run_record, write_results  # noqa: E402
+import linear_probe_folds as folds  # noqa: E402
+from fastwave.training.intervals import cluster_bootstrap, paired_difference  # noqa: E402
+
+
+def fold_hits(args, fold: int, codes: list[int]) -> tuple[dict[int, np.ndarray], list[str], dict[int, dict]]:
+    """One fold: per K the 0/1 correctness of its test notes (in test order), the test clips, and per
+    K the supervised row's val/test."""
+    from fastwave.codes.probing import supervised_row
+
+    run = argparse.Namespace(**{**vars(args), "fold": fold, "seed": 0, "pretrain_clips": 2400, "scale": 1.0})
+    work = os.path.join(args.work, folds.design(run), f"fold{fold}_seed0")
+    tokenizer, lm, clips, splits = folds.run_models(work, run, folds.record_paths(run)[0])
+    patches = [tokenizer.clip_patches(path) for path in clips.paths]
+    phrases = sorted(glob.glob(os.path.join(args.work, f"k{args.k}_fold{fold}_phrases2400", "**", "*.wav"),
+                               recursive=True))
+    picked = np.random.default_rng(0).choice(len(phrases), min(args.kmeans_phrases, len(phrases)), replace=False)
+    train = torch.cat([patches[i] for i in splits["train"]] + [tokenizer.clip_patches(phrases[i]) for i in picked])
+    targets = clips.targets()
+    hits, rows = {}, {}
+    for k in codes:
+        tok = tokenizer.with_codes(k, patches=train, seed=0)
+        row = supervised_row(dataclasses.replace(lm.config, classes=k), [tok.encode_patches(p) for p in patches],
+                             targets, splits, steps=args.steps, seed=0, device=args.device)
+        hits[k] = (np.array(row["test_predictions"]) == targets[splits["test"]]).astype(float)
+        rows[k] = {"val": row["val"], "test": row["test"]}
+        print(f"fold {fold}, {k} codes: val {row['val']:.3f}, test {row['test']:.3f}", flush=True)
+    return hits, [clips.paths[i] for i in splits["test"]], rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/notes_2000", help="B's notes corpus")
+    parser.add_argument("--work", default="runs/experiment_b_folds", help="linear_probe_folds.py's --work")
+    parser.add_argument("--records", default=folds.DEFAULT_RECORDS, help="linear_probe_folds.py's --records")
+    parser.add_argument("--k", type=int, default=4, help="the folds' k")
+    parser.add_argument("--codes", default="64,256,1024", help="dictionary sizes (the first is the reference)")
+    parser.add_argument("--steps", type=int, default=folds.LONG_SUPERVISED_STEPS)
+    parser.add_argument("--kmeans-phrases", type=int, default=800, help="unlabelled phrases k-means also reads")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    codes = [int(k) for k in args.codes.split(",")]
+
+    started = time.perf_counter()
+    hits = {k: [] for k in codes}
+    clips, per_fold = [], {}
+    for fold in range(args.k):
+        fold_hit, fold_clips, per_fold[fold] = fold_hits(args, fold, codes)
+        clips += fold_clips
+        for k in codes:
+            hits[k].append(fold_hit[k])
+    programs = [folds.program_of(c) for c in clips]
+    hits = {k: np.concatenate(v) for k, v in hits.items()}
+    accuracy = {k: list(cluster_bootstrap(hits[k], programs, seed=0)) for k in codes}
+    differences = {k: paired_difference(hits[k] - hits[codes[0]], programs, [float((hits[k] - hits[codes[0]]).mean())]) for k in codes[1:]}
+    record = {"experiment": "B: supervised-from-codes against the dictionary size", "codes": codes,
+              "steps": args.steps, "test_notes": len(clips), "test_programs": len(set(programs)),
+              "accuracy": accuracy, "differences": differences, "folds": per_fold,
+              **run_record(0, args.device, time.perf_counter() - started)}
+    lines = ["# B: is a larger dictionary the fix?", "",
+             f"Supervised end to end on codes ({args.steps} steps, seed 0), the dictionary refitted with K codes on "
+             f"the same autoencoder per fold; {len(clips)} test notes of {len(set(programs))} programs over "
+             f"{args.k} folds; {record['wall_seconds'] / 60:.0f} min on {record['machine']}. Intervals 95% over "
+             "test programs; one seed, so no verdict (a verdict needs seeds too).", "",
+             "| codes | accuracy | difference from " + str(codes[0]) + " | detectable |", "|---|---|---|---|"]
+    for k in codes:
+        d = differences.get(k)
+        lines.append(f"| {k} | {cell(accuracy[k])} | " + ("–" if d is None else cell(d["difference"]))
+                     + " | " + ("–" if d is None else f"{d['detectable']:.3f}") + " |")
+    write_results("experiment_b_dictionary", record, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
