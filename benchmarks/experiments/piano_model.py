@@ -87,6 +87,9 @@ def main(argv=None) -> int:
                         help="the model reads mu-law of pre-emphasised audio and plays through de-emphasis, "
                              "so its sampling noise falls where a piano is quiet (0: plain mu-law, the first "
                              "shipped model's; fastwave.audio.emphasis)")
+    parser.add_argument("--input-noise", type=float, default=0.0,
+                        help="std in token levels of the noise added to what the model reads in training, never "
+                             "to its targets (train_sample_model's input_noise: noise injection)")
     parser.add_argument("--warmup", type=int, default=200, help="updates of linear warm-up (at most a tenth of --steps)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -109,7 +112,8 @@ def main(argv=None) -> int:
                                  lr=args.lr, warmup=min(args.warmup, args.steps // 10), seed=args.seed,
                                  cond={"local_cond": train_rolls}, eval_tokens=val,
                                  eval_cond={"local_cond": val_rolls}, eval_every=args.eval_every,
-                                 checkpoint_dir=args.runs, resume=True, checkpoint_every=100)
+                                 checkpoint_dir=args.runs, resume=True, checkpoint_every=100,
+                                 input_noise=args.input_noise)
     shipped = fastwave.load_model(os.path.join(args.runs, f"{args.ship}.safetensors"))
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     shipped.save(args.out)
@@ -121,6 +125,7 @@ def main(argv=None) -> int:
                        "val_phrases_scored": len(val), "val_samples_scored": sum(len(s) for s in val)},
               "training": {"steps": args.steps, "batch_size": args.batch_size, "segment": args.segment, "lr": args.lr,
                            "warmup": min(args.warmup, args.steps // 10), "pre_emphasis": args.pre_emphasis,
+                           "input_noise": args.input_noise,
                            "init": args.init, "shipped_weights": args.ship},
               "eval": history["eval"], "best": history.get("best"),
               **run_record(args.seed, args.device, time.perf_counter() - started)}

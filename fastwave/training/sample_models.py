@@ -13,6 +13,8 @@ one would.
 """
 from __future__ import annotations
 
+import math
+
 from contextlib import contextmanager
 
 import torch
@@ -55,7 +57,7 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
                        cond: dict | None = None, eval_tokens=None, eval_cond: dict | None = None,
                        eval_every: int | None = None, eval_at=(), eval_segment: int | None = None,
                        pad_short: bool = False, checkpoint_dir=None, resume: bool = False,
-                       checkpoint_every: int | None = None, progress: bool = True) -> dict:
+                       checkpoint_every: int | None = None, input_noise: float = 0.0, progress: bool = True) -> dict:
     """Train ``model`` in place by teacher forcing on random crops of ``tokens``.
 
     model: a sample model on the device to train on (``model.config.classes``;
@@ -74,6 +76,11 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
       padded positions left out of the loss; the causal model never reads the padding.
     eval_tokens: streams for ``evaluate_sample_model`` (segment ``eval_segment``), run every
       ``eval_every`` steps (if given), after each step count in ``eval_at`` and after the last step.
+    input_noise: the std, in token levels, of Gaussian noise added (rounded, clipped to the levels) to
+      the tokens the model reads, never to its targets (FFTNet's noise injection, Jin et al. 2018):
+      generating, a model reads its own draws, which stray from its training audio, and a model
+      that never saw such input can lock into noise. Drawn per step from (seed, step), so resuming
+      stays exact. 0: none.
     checkpoint_dir / resume / checkpoint_every: ``fastwave.training.loop.run_training``'s checkpoints; the
       best evaluation (lowest bits per sample) is kept as best.safetensors. Under torchrun each rank
       takes batch_size / world of every step's crops; move the model to
@@ -95,6 +102,8 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
         stream_cond(model, eval_cond, eval_tokens)
     elif eval_cond is not None:
         raise ValueError("eval_cond was given without eval_tokens")
+    if isinstance(input_noise, bool) or not isinstance(input_noise, (int, float)) or not 0 <= input_noise < math.inf:
+        raise ValueError(f"input_noise must be a finite number of token levels >= 0, got {input_noise!r}")
     device = next(model.parameters()).device
 
     def batch_at(step: int, rank: int, world: int):
@@ -102,18 +111,25 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
             raise ValueError(f"batch_size {batch_size} must split evenly over {world} processes")
         crops, which, starts = sample_crops(streams, batch_size, burn_in + segment + 1, step_generator(seed, step),
                                             align=conds.hop)
-        return crops[rank::world], which[rank::world], starts[rank::world]
+        noise = None
+        if input_noise:  # its own generator stream: the crops are those of a run without noise
+            draws = torch.randn(crops.shape[0], crops.shape[1] - 1, generator=step_generator(seed, step, stream=1))
+            noise = (draws * input_noise).round().long()[rank::world]
+        return crops[rank::world], which[rank::world], starts[rank::world], noise
 
     def loss_of(trained, batch) -> torch.Tensor:
-        crops, which, starts = batch
+        crops, which, starts, noise = batch
         kwargs = conds.for_windows(which, starts, crops.shape[1] - 1, device)
-        return crop_loss(trained, crops.to(device), burn_in, **kwargs)
+        return crop_loss(trained, crops.to(device), burn_in, None if noise is None else noise.to(device),
+                         classes, **kwargs)
 
     def evaluate(trained) -> dict:
         return evaluate_sample_model(trained, eval_tokens, segment=eval_segment, cond=eval_cond)
 
     settings = {"batch_size": batch_size, "segment": segment, "pad_short": pad_short, "streams": len(streams),
                 "tokens": sum(len(s) for s in streams)}
+    if input_noise:  # only then: states written before the option existed still resume
+        settings["input_noise"] = float(input_noise)
     return run_training(model, steps=steps, batch_at=batch_at, loss_of=loss_of, lr=lr, weight_decay=weight_decay,
                         warmup=warmup, min_lr_ratio=min_lr_ratio, grad_clip=grad_clip, seed=seed,
                         evaluate=None if eval_tokens is None else evaluate, eval_every=eval_every,
@@ -124,10 +140,14 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
                         describe_eval=lambda r: f"eval {r['bits_per_sample']:.4f} bits/sample, top-1 {r['top1']:.3f}")
 
 
-def crop_loss(model, crops: torch.Tensor, burn_in: int = 0, **cond) -> torch.Tensor:
+def crop_loss(model, crops: torch.Tensor, burn_in: int = 0, noise: torch.Tensor | None = None,
+              classes: int | None = None, **cond) -> torch.Tensor:
     """Mean cross-entropy (nats per target) of crops (B, burn_in + segment + 1) on the model's device;
-    the first ``burn_in`` predictions are context only, PAD targets are not scored."""
+    the first ``burn_in`` predictions are context only, PAD targets are not scored. ``noise`` (B,
+    burn_in + segment) int: offsets added to the inputs only, clipped to [0, classes)."""
     inputs, targets = crops[:, :-1].clamp_min(0), crops[:, 1:]  # PAD is fed as token 0, never scored
+    if noise is not None:
+        inputs = torch.where(crops[:, :-1] == PAD, inputs, (inputs + noise).clamp(0, classes - 1))
     logits = model(inputs, **cond)
     return F.cross_entropy(logits[:, :, burn_in:].float(), targets[:, burn_in:], ignore_index=PAD)
 

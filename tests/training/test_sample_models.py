@@ -396,3 +396,42 @@ def test_padded_crops_of_short_streams_get_zero_features_past_the_end():
     cut = StreamCond(None, feats, hop=4).for_windows([0, 0], [0, 4], 16, "cpu")["local_cond"]
     assert cut.shape == (2, 2, 4)
     assert cut[0].tolist() == [[0, 1, 2, 0], [3, 4, 5, 0]] and cut[1].tolist() == [[1, 2, 0, 0], [4, 5, 0, 0]]
+
+
+class Recorder(torch.nn.Module):
+    """A fake sample model that keeps what it was fed and predicts uniformly."""
+
+    def __init__(self, classes):
+        super().__init__()
+        self.classes, self.fed = classes, None
+        self.bias = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, tokens):
+        self.fed = tokens.clone()
+        return self.bias + torch.zeros(tokens.shape[0], self.classes, tokens.shape[1])
+
+
+def test_input_noise_moves_what_the_model_reads_within_the_levels_never_the_targets_or_padding():
+    from fastwave.training.sample_models import PAD, crop_loss
+
+    crops = torch.tensor([[0, 15, 7, 7, 3], [5, 6, PAD, PAD, PAD]])
+    noise = torch.tensor([[-3, 4, 1, 0], [2, -9, 5, 5]])
+    model = Recorder(16)
+    plain = crop_loss(model, crops)
+    loss = crop_loss(model, crops, 0, noise, 16)
+    assert torch.equal(model.fed, torch.tensor([[0, 15, 8, 7], [7, 0, 0, 0]]))  # clipped; PAD fed as 0 as before
+    assert loss == plain  # the same targets scored: a uniform model's loss does not move
+
+
+def test_training_with_input_noise_is_seeded_and_keeps_the_crops():
+    tokens = [torch.randint(0, 16, (n,), generator=torch.Generator().manual_seed(n)) for n in (40, 70)]
+
+    def run(**kw):
+        model = tiny_wavenet()
+        return train_sample_model(model, tokens, steps=3, batch_size=2, segment=20, progress=False, **kw)["loss"]
+
+    noisy = run(input_noise=2.0)
+    assert noisy == run(input_noise=2.0) and noisy != run() != run(input_noise=0.5)
+    for bad in (-1.0, float("inf"), True):
+        with pytest.raises(ValueError, match="input_noise"):
+            run(input_noise=bad)
