@@ -42,7 +42,9 @@ def main(argv=None) -> int:
         emphasis = training.get("pre_emphasis", 0.0)
         start = offset if training.get("init") else 0  # a fresh run starts at update 0
         steps, bits, top5 = curve(record, start)
+        noise = training.get("input_noise", 0.0)
         label = (f"{os.path.basename(path)}: " + (f"pre-emphasis {emphasis:g}" if emphasis else "plain mu-law")
+                 + (f", input noise {noise:g}" if noise else "")
                  + (" (from the run before)" if training.get("init") else ""))
         bits_ax.plot(steps, bits, marker="o", label=label)
         top5_ax.plot(steps, top5, marker="o", label=label)
