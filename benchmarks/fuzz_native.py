@@ -39,10 +39,11 @@ WN_CONFIG, WN_WEIGHTS = torch_model.export_weights()
 TF_CONFIG, TF_WEIGHTS = fastwave.SampleTransformer(layers=1, heads=1, width=16, context=8,
                                                    classes=16).eval().export_weights()
 BAD_INTS = [-1, 2 ** 70, 1.5, "3", None, 2 ** 40]
-# Config keys each engine does not read (the unconditioned Transformer ignores its cond_* settings).
-WN_UNREAD = {"cycles", "sample_rate", "receptive_field"}
+# Config keys each engine does not read (the unconditioned Transformer ignores its cond_* settings;
+# pre_emphasis acts after the engine, on the audio its tokens decode to).
+WN_UNREAD = {"cycles", "sample_rate", "receptive_field", "pre_emphasis"}
 TF_UNREAD = {"sample_rate", "receptive_field", "dropout", "head_dim", "cond_hop", "cond_channels", "cond_kernel",
-             "cond_dilations", "cond_patches"}
+             "cond_dilations", "cond_patches", "pre_emphasis"}
 BAD_FLOATS = [float("nan"), float("inf"), -1.0, "1.0", None]
 
 
