@@ -22,7 +22,8 @@ def add_commands(sub, csv_list) -> None:
     gen.add_argument("--score", metavar="MID_OR_NPY", help="for a piano-score WaveNet (the shipped one, or one "
                      "trained like it): a MIDI file (needs mido) or a piano roll .npy (96, frames) to play "
                      "instead of random score --seed")
-    gen.add_argument("--prompt", metavar="AUDIO", help="an audio file to continue (resampled, mu-law encoded); "
+    gen.add_argument("--prompt", metavar="AUDIO", help="an audio file to continue (resampled, then the model's tokens: "
+                     "mu-law, after its pre-emphasis if it has one); "
                      "OUT holds the continuation only, not the prompt")
     gen.add_argument("--engine", default="auto", help="naive, torch, cpu or auto (default: the fastest here)")
     gen.add_argument("--threads", type=int, default=None, help="threads of the cpu engine (default: physical cores)")
