@@ -37,12 +37,12 @@ def fold_hits(args, fold: int, codes: list[int]) -> tuple[dict[int, np.ndarray],
     K the supervised row's val/test."""
     from fastwave.codes.probing import supervised_row
 
-    run = argparse.Namespace(**{**vars(args), "fold": fold, "seed": 0, "pretrain_clips": 2400, "scale": 1.0})
+    run = argparse.Namespace(**{**vars(args), "fold": fold, "seed": 0, "scale": 1.0})
     work = os.path.join(args.work, folds.design(run), f"fold{fold}_seed0")
     tokenizer, lm, clips, splits = folds.run_models(work, run, folds.record_paths(run)[0])
     patches = [tokenizer.clip_patches(path) for path in clips.paths]
-    phrases = sorted(glob.glob(os.path.join(args.work, f"k{args.k}_fold{fold}_phrases2400", "**", "*.wav"),
-                               recursive=True))
+    (phrase_folder,) = folds.pretraining_audio(run, folds.program_folds(args.corpus_seed, k=args.k)[fold])
+    phrases = sorted(glob.glob(os.path.join(phrase_folder, "**", "*.wav"), recursive=True))
     picked = np.random.default_rng(0).choice(len(phrases), min(args.kmeans_phrases, len(phrases)), replace=False)
     train = torch.cat([patches[i] for i in splits["train"]] + [tokenizer.clip_patches(phrases[i]) for i in picked])
     targets = clips.targets()
@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default="runs/experiment_b_folds", help="linear_probe_folds.py's --work")
     parser.add_argument("--records", default=folds.DEFAULT_RECORDS, help="linear_probe_folds.py's --records")
     parser.add_argument("--k", type=int, default=4, help="the folds' k")
+    parser.add_argument("--pretrain-clips", type=int, default=2400, help="linear_probe_folds.py's --pretrain-clips")
+    parser.add_argument("--corpus-seed", type=int, default=0, help="linear_probe_folds.py's --corpus-seed")
     parser.add_argument("--codes", default="64,256,1024", help="dictionary sizes (the first is the reference)")
     parser.add_argument("--steps", type=int, default=folds.LONG_SUPERVISED_STEPS)
     parser.add_argument("--kmeans-phrases", type=int, default=800, help="unlabelled phrases k-means also reads")

@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     played = sum(len(r["real"]) for r in rows)
     record = {"model": os.path.relpath(args.model), "phrases": [{k: r[k] for k in ["phrase"] + keys} for r in rows],
               "mean": {k: float(np.mean([r[k] for r in rows])) for k in keys},
-              "median_flatness": {k: float(np.median([r[k] for r in rows])) for k in keys[:2]},
+              "median_flatness": {k: float(np.median([r[k] for r in rows])) for k in ("flatness_generated", "flatness_real")},
               "speed": {"engine": "cpu", "threads": args.threads, "samples": played, "seconds": round(generating, 2),
                         "real_time_factor": round(played / rate / generating, 2),
                         "load_average_1min_after": round(os.getloadavg()[0], 2)},

@@ -54,5 +54,3 @@ def _filter(audio, a: float, inverse: bool):
     numerator, denominator = ([1 + a], [1, -a]) if inverse else ([1 / (1 + a), -a / (1 + a)], [1])
     y = torch.from_numpy(np.ascontiguousarray(lfilter(numerator, denominator, x, axis=-1).astype(x.dtype)))
     return _like(y.to(tensor.device), audio)
-
-

@@ -14,7 +14,6 @@ one would.
 from __future__ import annotations
 
 import math
-
 from contextlib import contextmanager
 
 import torch
@@ -147,6 +146,8 @@ def crop_loss(model, crops: torch.Tensor, burn_in: int = 0, noise: torch.Tensor 
     burn_in + segment) int: offsets added to the inputs only, clipped to [0, classes)."""
     inputs, targets = crops[:, :-1].clamp_min(0), crops[:, 1:]  # PAD is fed as token 0, never scored
     if noise is not None:
+        if classes is None:
+            raise ValueError("crop_loss: noise needs classes (the levels the noisy inputs are clipped to)")
         inputs = torch.where(crops[:, :-1] == PAD, inputs, (inputs + noise).clamp(0, classes - 1))
     logits = model(inputs, **cond)
     return F.cross_entropy(logits[:, :, burn_in:].float(), targets[:, burn_in:], ignore_index=PAD)

@@ -421,6 +421,8 @@ def test_input_noise_moves_what_the_model_reads_within_the_levels_never_the_targ
     loss = crop_loss(model, crops, 0, noise, 16)
     assert torch.equal(model.fed, torch.tensor([[0, 15, 8, 7], [7, 0, 0, 0]]))  # clipped; PAD fed as 0 as before
     assert loss == plain  # the same targets scored: a uniform model's loss does not move
+    with pytest.raises(ValueError, match="classes"):
+        crop_loss(model, crops, 0, noise)
 
 
 def test_training_with_input_noise_is_seeded_and_keeps_the_crops():
