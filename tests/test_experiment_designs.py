@@ -98,14 +98,30 @@ def test_b_runs_carry_the_rows_of_their_baselines_and_longer_supervised_records(
     write("fold0_seed0.json", ["code LM probe", "supervised end to end"], fold=0, seed=0)
     write("fold0_seed0_baselines.json", ["bag-of-codes probe"])
     write("fold0_seed0_supervised.json", [linear_probe_folds.LONG_SUPERVISED])
+    vectors = [linear_probe_folds.ON_BOTTLENECK, linear_probe_folds.ON_PATCHES]
+    write("fold0_seed0_vectors.json", vectors)
     write("fold1_seed0.json", ["code LM probe"], fold=1, seed=0)  # its other parts not yet run
     runs = linear_probe_folds.load_runs(str(tmp_path))
     assert [run["fold"] for run in runs] == [0, 1]  # the extras are not runs of their own
     assert [row["method"] for row in runs[0]["rows"]] == ["code LM probe", "supervised end to end", "bag-of-codes probe",
-                                                          linear_probe_folds.LONG_SUPERVISED]
+                                                          linear_probe_folds.LONG_SUPERVISED, *vectors]
     assert [row["method"] for row in runs[1]["rows"]] == ["code LM probe"]
     claimed = {method for claim in linear_probe_folds.CLAIMS for method in claim}
-    assert linear_probe_folds.LONG_SUPERVISED in claimed and linear_probe_folds.BASELINE in claimed
+    assert {linear_probe_folds.LONG_SUPERVISED, linear_probe_folds.BASELINE, *vectors} <= claimed
+    paths = linear_probe_folds.record_paths(argparse.Namespace(records="r", k=4, pretrain_clips=2400, scale=1.0,
+                                                               fold=1, seed=2))
+    assert paths == tuple(os.path.join("r", "k4_pretrain2400", "fold1_seed2" + end)
+                          for end in (".json", *linear_probe_folds.EXTRAS))
+
+
+def test_c_designs_over_more_soundfonts_keep_their_own_records():
+    one = argparse.Namespace(k=4, soundfonts=["a.sf2"], records="r", work="w", scale=1.0, device="cpu")
+    two = argparse.Namespace(**{**vars(one), "k": 8, "soundfonts": ["a.sf2", "b.sf2"]})
+    assert tagging_folds.design(one) == "k4" and tagging_folds.design(two) == "k8_fonts2"  # k4: the records so far
+    folds = tagging_folds.folds_of(two)
+    assert len(folds) == 8 and sorted(p for fold in folds for p in fold["test"]) == list(range(256))
+    with pytest.raises(SystemExit):  # --k must divide a family's instruments
+        tagging_folds.main(["--k", "16", "--summarise"])
 
 
 def _curve_run(model, seed, steps, phrase_top5, val_bits):

@@ -67,8 +67,15 @@ CLAIMS = [("supervised end to end", "code LM probe"),  # 71.3% against 60.1%
 LONG_SUPERVISED, LONG_SUPERVISED_STEPS = "supervised end to end, 2,000 steps", 2000
 BASELINE = "log-mel mean+std probe"
 CLAIMS += [(LONG_SUPERVISED, "code LM probe"), (LONG_SUPERVISED, CHOSEN_LM), (LONG_SUPERVISED, BASELINE)]
+# Where is the cap? The same network and budget reading, in place of each code, the autoencoder's
+# bottleneck vector it was quantised from, or the tokenizer's standardised log-mel patch itself.
+ON_BOTTLENECK = "supervised end to end on the bottleneck, 2,000 steps"
+ON_PATCHES = "supervised end to end on the patches, 2,000 steps"
+CLAIMS += [(ON_BOTTLENECK, LONG_SUPERVISED),  # the quantisation into codes caps the network
+           (ON_PATCHES, ON_BOTTLENECK),  # the autoencoder caps it
+           (ON_PATCHES, BASELINE)]  # with the spectrogram itself, the network beats its statistics
 PAPER = {**PAPER, LONG_SUPERVISED: PAPER["supervised end to end"]}
-EXTRAS = ("_baselines.json", "_supervised.json")  # a run's records beside its pipeline's
+EXTRAS = ("_baselines.json", "_supervised.json", "_vectors.json")  # a run's records beside its pipeline's
 SEEDS = (0, 1, 2)
 DEFAULT_RECORDS = os.path.join(os.path.dirname(__file__), "..", "results", "run_records", "experiment_b_folds")
 PROGRAM = re.compile(r"_p(\d{3})_")
@@ -108,8 +115,9 @@ def pretrain_count(args) -> int:
     return round(args.pretrain_clips * args.scale)
 
 
-def record_paths(args) -> tuple[str, str, str]:
-    """This run's records: (the pipeline's, the baselines', the longer supervised budget's)."""
+def record_paths(args) -> tuple[str, str, str, str]:
+    """This run's records: (the pipeline's, the baselines', the longer supervised budget's, the
+    supervised networks on vectors')."""
     stem = os.path.join(args.records, design(args), f"fold{args.fold}_seed{args.seed}")
     return (stem + ".json", *(stem + extra for extra in EXTRAS))
 
@@ -131,9 +139,9 @@ def one_run(args) -> int:
     training_seed, args.seed = args.seed, args.corpus_seed  # the corpus is the same for every run
     corpus = clip_corpus("notes", args)
     args.seed = training_seed
-    run_path, baselines_path, supervised_path = record_paths(args)
+    run_path, baselines_path, supervised_path, vectors_path = record_paths(args)
     os.makedirs(os.path.dirname(run_path), exist_ok=True)
-    if all(os.path.isfile(path) for path in (run_path, baselines_path, supervised_path)):
+    if all(os.path.isfile(path) for path in record_paths(args)):
         print(f"{run_path} and its baselines exist: skipped")
         return 0
     if os.path.isfile(run_path) and os.path.isfile(os.path.join(work, "lm.safetensors")):
@@ -144,6 +152,8 @@ def one_run(args) -> int:
         baselines_run(work, args, run_path, baselines_path)
     if not os.path.isfile(supervised_path):
         supervised_run(work, args, run_path, supervised_path)
+    if not os.path.isfile(vectors_path):
+        vectors_run(work, args, run_path, vectors_path)
     return 0
 
 
@@ -216,6 +226,22 @@ def supervised_run(work: str, args, run_path: str, out: str) -> None:
     row = supervised_row(lm.config, codes, clips.targets(), splits, method=LONG_SUPERVISED, steps=steps,
                          seed=args.seed, device=args.device)
     write_part(args, out, started, [row], steps=steps)
+
+
+def vectors_run(work: str, args, run_path: str, out: str) -> None:
+    """The longer supervised network again, reading each position's bottleneck vector, then its
+    log-mel patch, in place of its code (``fastwave.codes.probing.VectorClassifier``; same seed,
+    splits, steps and stopping) -> ``out``: two rows."""
+    from fastwave.codes.probing import supervised_row
+
+    started = time.perf_counter()
+    tokenizer, lm, clips, splits = run_models(work, args, run_path)
+    patches = [tokenizer.clip_patches(path) for path in clips.paths]
+    steps = max(20, round(LONG_SUPERVISED_STEPS * args.scale))
+    rows = [supervised_row(lm.config, vectors, clips.targets(), splits, method=method, steps=steps, seed=args.seed,
+                           device=args.device)
+            for method, vectors in ((ON_BOTTLENECK, [tokenizer.latents(p) for p in patches]), (ON_PATCHES, patches))]
+    write_part(args, out, started, rows, steps=steps)
 
 
 def baseline_hits(data: str, corpus_seed: int, count: int, folds: list[int], k: int) -> dict[str, float]:

@@ -34,6 +34,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import cell, json_interval, render_once, write_results  # noqa: E402
 from tagging_scaling import COMPARISONS, CORPUS_CLIPS, SEEDS, budget, one_run  # noqa: E402
+from fastwave.corpora.render import DEFAULT_SOUNDFONT  # noqa: E402
 from fastwave.training.intervals import cluster_bootstrap, paired_difference, t_interval  # noqa: E402
 
 ARMS = ("cnn", "transformer_none", "transformer_wavelet", "transformer_logmel")
@@ -41,22 +42,35 @@ SIZE = 2000  # the curve's largest
 RECORDS = os.path.join(os.path.dirname(__file__), "..", "results", "run_records", "experiment_c_folds")
 
 
+def design(args) -> str:
+    """The records' sub-folder (and the corpora's and runs' tag): k<K>, with _fonts<N> for N > 1
+    SoundFonts. Runs of one design pool; others never mix with them."""
+    return f"k{args.k}" + (f"_fonts{len(args.soundfonts)}" if len(args.soundfonts) > 1 else "")
+
+
+def folds_of(args) -> list[dict]:
+    from fastwave.corpora import program_folds
+
+    return program_folds(0, k=args.k, soundfonts=len(args.soundfonts))
+
+
 def fold_corpus(args, fold: int) -> str:
     """The fold's mixtures corpus (rendered once) -> its folder."""
-    from fastwave.corpora import SoundFontRenderer, program_folds
+    from fastwave.corpora import SoundFontRenderer
     from fastwave.corpora.plans import plan_mixtures
 
     count = round(CORPUS_CLIPS * args.scale)
-    folder = os.path.join(args.data_root, f"mixtures_{count}_k{args.k}_fold{fold}")
-    return render_once(folder, lambda: plan_mixtures(count, seed=0, splits=program_folds(0, k=args.k)[fold]),
-                       SoundFontRenderer, kind="mixtures", seed=0,
-                       command=f"plan_mixtures({count}, seed=0, splits=fold {fold} of k={args.k})")
+    folder = os.path.join(args.data_root, f"mixtures_{count}_{design(args)}_fold{fold}")
+    return render_once(folder, lambda: plan_mixtures(count, seed=0, splits=folds_of(args)[fold]),
+                       lambda: SoundFontRenderer(args.soundfonts), kind="mixtures", seed=0,
+                       command=f"plan_mixtures({count}, seed=0, splits=fold {fold} of k={args.k} over "
+                               f"{len(args.soundfonts)} SoundFont(s))")
 
 
 def fold_args(args, fold: int) -> argparse.Namespace:
     """What ``tagging_scaling.one_run`` reads, for one fold."""
-    return argparse.Namespace(data=fold_corpus(args, fold), work=os.path.join(args.work, f"k{args.k}_fold{fold}"),
-                              records=os.path.join(args.records, f"k{args.k}", f"fold{fold}"), scale=args.scale,
+    return argparse.Namespace(data=fold_corpus(args, fold), work=os.path.join(args.work, f"{design(args)}_fold{fold}"),
+                              records=os.path.join(args.records, design(args), f"fold{fold}"), scale=args.scale,
                               device=args.device)
 
 
@@ -90,21 +104,26 @@ def pool_folds(runs: list[dict]) -> tuple[dict, list[dict]]:
 
 def summarise(args) -> int:
     runs = []
-    for path in sorted(glob.glob(os.path.join(args.records, f"k{args.k}", "fold*", "*_n*_seed*.json"))):
+    for path in sorted(glob.glob(os.path.join(args.records, design(args), "fold*", "*_n*_seed*.json"))):
         with open(path, encoding="utf-8") as f:
             runs.append({**json.load(f), "fold": int(os.path.basename(os.path.dirname(path))[len("fold"):])})
     runs = [run for run in runs if run["size"] == size(args)]
     if not runs:
-        raise SystemExit(f"no runs under {args.records}/k{args.k}: run --all (or --fold F --arm A --seed S) first")
+        raise SystemExit(f"no runs under {args.records}/{design(args)}: run --all (or --fold F --arm A --seed S) first")
     table, comparisons = pool_folds(runs)
     folds = sorted({run["fold"] for run in runs})
     units = len(folds) * len(runs[0]["class_ap"])
     minutes = sum(run["wall_seconds"] for run in runs) / 60
     b = budget(args)
-    record = {"experiment": f"C on {args.k} folds over programs", "k": args.k, "folds": folds, "size": size(args),
+    instruments = 128 * len(args.soundfonts)
+    record = {"experiment": f"C on {args.k} folds over {instruments} instruments", "design": design(args), "k": args.k,
+              "soundfonts": args.soundfonts, "folds": folds, "size": size(args),
               "budget": b, "arms": table, "comparisons": comparisons, "runs": len(runs), "minutes": round(minutes, 1),
               "machine": runs[0]["machine"]}
-    lines = [f"# Experiment C on {args.k} folds over programs (mixtures, 16 GM families)", "",
+    lines = [f"# Experiment C on {args.k} folds over {instruments} instruments (mixtures, 16 GM families)", "",
+             f"Design {design(args)}: the 128 GM programs of {len(args.soundfonts)} SoundFont(s) "
+             f"({', '.join(os.path.basename(path) for path in args.soundfonts)}), {8 * len(args.soundfonts) // args.k} "
+             "test instruments of every family per fold.", "",
              f"{len(runs)} runs, {minutes:.0f} min of training and scoring on {runs[0]['machine']}: folds {folds}, "
              f"{size(args)} training clips of each fold's corpus, {b['steps']} updates as in the scaling curve. Test mAP "
              f"with 95% intervals over seeds (t, each seed's mAP averaged over the folds) and over {units} "
@@ -115,7 +134,7 @@ def summarise(args) -> int:
               "| claim | difference, over units | over seeds | detectable over units | verdict |", "|---|---|---|---|---|"]
     lines += [f"| {c['claim']} ({c['meaning']}) | {cell(c['difference'])} | {cell(c['difference_over_seeds'])} | "
               f"{c['detectable']:.3f} | {c['verdict']} |" for c in comparisons]
-    write_results("experiment_c_folds", record, "\n".join(lines) + "\n")
+    write_results("experiment_c_folds" + design(args)[len(f"k{args.k}"):], record, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
@@ -125,7 +144,11 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default="data", help="where the folds' corpora are (rendered if missing)")
     parser.add_argument("--work", default="runs/experiment_c_folds", help="one folder of model files per run")
     parser.add_argument("--records", default=RECORDS, help="the runs' JSON records (committed; summarised from here)")
-    parser.add_argument("--k", type=int, default=4, choices=(2, 4, 8), help="folds over programs (default 4)")
+    parser.add_argument("--k", type=int, default=4, choices=(2, 4, 8, 16),
+                        help="folds over the instruments (default 4; 16 needs two SoundFonts)")
+    parser.add_argument("--soundfonts", nargs="+", default=[DEFAULT_SOUNDFONT], metavar="SF2",
+                        help="GM SoundFonts to play: each adds 128 instruments (default FluidR3_GM; e.g. also "
+                             "/usr/share/sounds/sf2/TimGM6mb.sf2 from Debian's timgm6mb-soundfont)")
     parser.add_argument("--fold", type=int, help="one run: the fold (0 to k-1)")
     parser.add_argument("--arm", choices=ARMS, help="one run: the arm")
     parser.add_argument("--all", action="store_true", help="every missing run: all folds, arms and seeds 0-2")
@@ -134,6 +157,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0, help="one run: the training seed")
     args = parser.parse_args(argv)
+    if (8 * len(args.soundfonts)) % args.k:
+        parser.error(f"--k {args.k} must divide the {8 * len(args.soundfonts)} instruments of a family")
     one = args.fold is not None or args.arm is not None
     if sum([one, args.all, args.summarise]) != 1:
         parser.error("give --fold F --arm A [--seed S] (one run), --all or --summarise")

@@ -17,7 +17,9 @@ The methods, all reading the same codes:
 - **random-weights probe**: the same on a CodeLM of the same config with its initial random weights
   (what the architecture gives without learning).
 - **supervised end to end**: the same architecture plus a linear head on the mean hidden state,
-  trained with the labels (AdamW).
+  trained with the labels (AdamW). ``fit_supervised`` also trains it on a vector per position in
+  place of each code (``VectorClassifier``: the tokenizer's bottleneck before k-means, or its
+  patches), which says whether the quantisation caps what a network learns from the codes.
 - **chance**: the most frequent training class (multi-class only).
 """
 from __future__ import annotations
@@ -34,7 +36,7 @@ from .._checks import check_int_arg
 from ..training.data import SPLITS, check_splits
 from .linear_probe import chance_accuracy, evaluate_probe, fit_linear_probe
 from ..training.metrics import headline_metric, headline_score
-from ..models.code_lm import CodeLM, CodeLMConfig, code_clips, pad_clips
+from ..models.code_lm import CodeLM, CodeLMConfig, code_clips, pad_clips, pool_states
 from .lm_training import code_lm_metrics, train_code_lm
 from ..training.loop import make_optimizer
 from ..training.sample_models import seeded_rng
@@ -67,11 +69,11 @@ def probe_report(lm: CodeLM, clip_codes, targets, splits: dict, *, supervised_st
     return rows
 
 
-def supervised_row(config: CodeLMConfig, clip_codes, targets, splits: dict, *, method: str = "supervised end to end",
+def supervised_row(config: CodeLMConfig, clips, targets, splits: dict, *, method: str = "supervised end to end",
                    **kwargs) -> dict:
     """``fit_supervised`` (keyword arguments pass through) -> its row as ``probe_report``'s, named
-    ``method``: a longer budget is a row of its own beside the report's."""
-    clips = code_clips(clip_codes, config.classes, "clip_codes")
+    ``method``: a longer budget, or vectors in place of codes, is a row of its own beside the report's."""
+    clips, _ = classifier_inputs(clips, config)
     targets, multi_label = _check_targets(targets, len(clips))
     splits = check_splits(splits, len(clips))
     model, val = fit_supervised(config, clips, targets, splits, **kwargs)
@@ -138,23 +140,64 @@ class CodeClassifier(nn.Module):
         return self.classify(self.lm.pooled(codes, lengths))
 
 
-def train_supervised(config: CodeLMConfig, clip_codes, targets, splits: dict, **kwargs) -> tuple[float, float]:
+class VectorClassifier(nn.Module):
+    """``CodeClassifier``'s network reading a vector per position instead of a code: (B, T, D) float
+    vectors -> (B, C). The vectors are standardised with fixed per-dimension statistics (``mean``,
+    ``std``: (D,), the training clips'), then a linear map to the width takes the code embedding's
+    place; the blocks, pooling and head are the same. (The inner CodeLM's embedding and next-code
+    head stay unused.)"""
+
+    def __init__(self, config: CodeLMConfig, features: int, num_classes: int, mean=None, std=None):
+        super().__init__()
+        self.lm = CodeLM(config)
+        self.register_buffer("mean", torch.zeros(features) if mean is None else torch.as_tensor(mean).float())
+        self.register_buffer("std", torch.ones(features) if std is None else torch.as_tensor(std).float().clamp_min(1e-6))
+        self.project = nn.Linear(features, config.width)
+        # Standardised inputs times N(0, 0.02^2 / D) weights start the residual stream at the scale of
+        # the GPT-initialised code embeddings (std 0.02), so both networks start alike.
+        nn.init.normal_(self.project.weight, std=0.02 / math.sqrt(features))
+        nn.init.zeros_(self.project.bias)
+        self.classify = nn.Linear(config.width, num_classes)
+
+    def forward(self, vectors, lengths=None):
+        x = self.project((vectors - self.mean) / self.std)
+        return self.classify(pool_states(self.lm.hidden_from(x), lengths))
+
+
+def classifier_inputs(clips, config: CodeLMConfig) -> tuple[list[torch.Tensor], int | None]:
+    """What ``fit_supervised`` reads -> (clips as a list of CPU tensors, D for (T_i, D) float vector
+    clips or None for codes)."""
+    if isinstance(clips, (list, tuple)) and clips and all(torch.is_tensor(c) and c.is_floating_point() for c in clips):
+        features = clips[0].shape[-1] if clips[0].ndim == 2 else None
+        for i, clip in enumerate(clips):
+            if clip.ndim != 2 or clip.shape[0] < 1 or clip.shape[1] != features:
+                raise ValueError(f"vector clips must each be (T_i >= 1, D) with one D, got clip {i} of shape "
+                                 f"{tuple(clip.shape)} (clip 0: {tuple(clips[0].shape)})")
+            if not bool(torch.isfinite(clip).all()):
+                raise ValueError(f"vector clip {i} holds NaN or inf")
+        return [clip.detach().float().cpu() for clip in clips], features
+    return code_clips(clips, config.classes, "clips"), None
+
+
+def train_supervised(config: CodeLMConfig, clips, targets, splits: dict, **kwargs) -> tuple[float, float]:
     """``fit_supervised`` (its keyword arguments pass through), then the model scored on the test
     clips. -> (val, test)."""
-    row = supervised_row(config, clip_codes, targets, splits, **kwargs)
+    row = supervised_row(config, clips, targets, splits, **kwargs)
     return row["val"], row["test"]
 
 
-def fit_supervised(config: CodeLMConfig, clip_codes, targets, splits: dict, *, steps: int = 500,
+def fit_supervised(config: CodeLMConfig, clips, targets, splits: dict, *, steps: int = 500,
                    batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.01, eval_every: int = 50,
-                   seed: int = 0, device=None, progress: bool = False) -> tuple[CodeClassifier, float]:
+                   seed: int = 0, device=None, progress: bool = False) -> tuple[nn.Module, float]:
     """Train ``CodeClassifier(config)`` on ``device`` (default CPU) with the labels of the training
     clips (cross-entropy, or binary cross-entropy for multi-hot targets), keeping the weights of the
-    best validation score (checked every ``eval_every`` steps). -> (the model, in eval mode, with
-    those weights; its validation score)."""
+    best validation score (checked every ``eval_every`` steps). clips: codes as ``code_clips`` takes
+    them, or a list of (T_i, D) float vector sequences, which train a ``VectorClassifier`` instead
+    (standardised with the training clips' statistics). -> (the model, in eval mode, with those
+    weights; its validation score)."""
     from tqdm.auto import tqdm
 
-    clips = code_clips(clip_codes, config.classes, "clip_codes")
+    clips, features = classifier_inputs(clips, config)
     targets, multi_label = _check_targets(targets, len(clips))
     splits = check_splits(splits, len(clips))
     steps, batch_size = check_int_arg(steps, "steps"), check_int_arg(batch_size, "batch_size")
@@ -163,7 +206,12 @@ def fit_supervised(config: CodeLMConfig, clip_codes, targets, splits: dict, *, s
     num_classes = targets.shape[1] if multi_label else int(targets.max()) + 1
     generator = torch.Generator().manual_seed(seed)
     with seeded_rng(seed, torch.device("cpu")):
-        model = CodeClassifier(config, num_classes).to(device)
+        if features is None:
+            model = CodeClassifier(config, num_classes)
+        else:
+            train_vectors = torch.cat([clips[i] for i in splits["train"]])
+            model = VectorClassifier(config, features, num_classes, train_vectors.mean(0), train_vectors.std(0))
+        model = model.to(device)
         optimizer = make_optimizer(model, lr=lr, weight_decay=weight_decay)
         train = torch.as_tensor(splits["train"])
         best, best_state = -math.inf, None

@@ -41,7 +41,7 @@ def write_corpus(clips: list[Clip], out_dir, renderer, *, kind: str, seed: int, 
     """Renders every clip (GAIN_DB[kind] louder) to ``out_dir/<split>/<name>.wav`` and writes ``out_dir/labels.csv``
     (``fname,labels,split``: fastwave.training.data.clips_from_csv reads it; labels are GM family names) and
     ``out_dir/corpus.json`` (kind, seed, counts and seconds per split, the programs of each split,
-    the SoundFont, the sample rate, the command and the wall time). Returns that record."""
+    the SoundFont(s), the sample rate, the command and the wall time). Returns that record."""
     from tqdm import tqdm
 
     from ..audio import save_audio
@@ -69,6 +69,7 @@ def write_corpus(clips: list[Clip], out_dir, renderer, *, kind: str, seed: int, 
               "programs": {s: sorted(p) for s, p in programs.items()}, "sample_rate": renderer.sample_rate,
               "soundfont": renderer.soundfont, "soundfont_bytes": os.path.getsize(renderer.soundfont)
               if os.path.isfile(renderer.soundfont) else None,
+              "soundfonts": list(getattr(renderer, "soundfonts", [renderer.soundfont])),
               "command": command, "wall_seconds": round(time.perf_counter() - started, 3)}
     with open_atomically(os.path.join(out_dir, "corpus.json")) as f:
         json.dump(record, f, indent=1)

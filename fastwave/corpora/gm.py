@@ -3,6 +3,11 @@
 GM numbers its 128 melodic programs in 16 families of 8 (0-7 piano, 8-15 chromatic percussion, ...,
 120-127 sound effects). Labels use these names (no spaces or commas, so they sit in an FSD50K-style
 label list unquoted).
+
+A corpus may play several GM SoundFonts (``SoundFontRenderer([...])``): the same program in another
+font is another instrument of the same family. Plans name an instrument by one int, the GM program
+plus 128 x the font's place in the renderer's list (program 24 of the second font is 152), so
+splits and folds over instruments are lists of ints whatever the number of fonts.
 """
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ FAMILIES = ("piano", "chromatic_percussion", "organ", "guitar", "bass", "strings
             "reed", "pipe", "synth_lead", "synth_pad", "synth_effects", "ethnic", "percussive",
             "sound_effects")
 PROGRAMS = tuple(range(128))
+MAX_SOUNDFONTS = 4  # instruments are ints in [0, 128 * MAX_SOUNDFONTS)
 
 # MIDI pitches (inclusive) where each family sounds like itself: basses low, pipes and leads higher.
 PITCH_RANGES = {
@@ -21,15 +27,25 @@ PITCH_RANGES = {
 
 
 def family(program: int) -> str:
-    """The GM family name of a program in [0, 128)."""
-    if isinstance(program, bool) or not isinstance(program, int) or not 0 <= program < 128:
-        raise ValueError(f"program must be an int in [0, 128), got {program!r}")
-    return FAMILIES[program // 8]
+    """The GM family name of an instrument: a program in [0, 128), or program + 128 x font (see the
+    module docstring)."""
+    return FAMILIES[family_index(program)]
 
 
-def family_programs(name: str) -> tuple[int, ...]:
-    """The 8 programs of a family."""
+def family_index(program: int) -> int:
+    """The family's place in FAMILIES (0-15) of an instrument, as ``family``."""
+    if isinstance(program, bool) or not isinstance(program, int) or not 0 <= program < 128 * MAX_SOUNDFONTS:
+        raise ValueError(f"program must be an int in [0, {128 * MAX_SOUNDFONTS}) (a GM program + 128 x its "
+                         f"SoundFont's index), got {program!r}")
+    return program % 128 // 8
+
+
+def family_programs(name: str, soundfonts: int = 1) -> tuple[int, ...]:
+    """The 8 programs of a family, in each of ``soundfonts`` fonts: 8 x soundfonts instruments, the
+    first font's first."""
     if name not in FAMILIES:
         raise ValueError(f"unknown GM family {name!r}; families: {', '.join(FAMILIES)}")
+    if isinstance(soundfonts, bool) or not isinstance(soundfonts, int) or not 1 <= soundfonts <= MAX_SOUNDFONTS:
+        raise ValueError(f"soundfonts must be an int in [1, {MAX_SOUNDFONTS}], got {soundfonts!r}")
     start = 8 * FAMILIES.index(name)
-    return tuple(range(start, start + 8))
+    return tuple(128 * font + program for font in range(soundfonts) for program in range(start, start + 8))

@@ -32,7 +32,7 @@ class Note:
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    program: int               # GM program, 0..127
+    program: int               # GM program 0..127, + 128 x the SoundFont's index when a renderer plays several
     notes: tuple[Note, ...]
     gain: float = 1.0          # linear, applied when mixing
 
@@ -59,26 +59,33 @@ def program_splits(seed: int) -> dict[str, tuple[int, ...]]:
 
 
 
-def program_folds(seed: int, folds: int | None = None, *, k: int = 8) -> list[dict[str, tuple[int, ...]]]:
-    """k-fold cross-validation over programs: the first ``folds`` (default all ``k``) of ``k`` splits
-    of the 128 programs (``k`` 2, 4 or 8), each holding out 8 / ``k`` programs per family for test
-    and the next one for val, so that over the ``k`` folds every program is tested exactly once.
-    Fold 0 of ``k`` = 8 is ``program_splits(seed)``: a corpus rendered with that split serves every
-    fold, its clips re-assigned by program."""
-    if isinstance(k, bool) or k not in (2, 4, 8):
-        raise ValueError(f"k must be 2, 4 or 8 (it divides the 8 programs of a family), got {k!r}")
+def program_folds(seed: int, folds: int | None = None, *, k: int = 8,
+                  soundfonts: int = 1) -> list[dict[str, tuple[int, ...]]]:
+    """k-fold cross-validation over instruments: the first ``folds`` (default all ``k``) of ``k``
+    splits of the 128 x ``soundfonts`` instruments (``gm``: program + 128 x font), ``k`` dividing
+    the 8 x ``soundfonts`` instruments of a family, each fold holding out 8 x soundfonts / ``k`` of
+    them per family for test and the next one for val, so that over the ``k`` folds every
+    instrument is tested exactly once. With one font, fold 0 of ``k`` = 8 is
+    ``program_splits(seed)``: a corpus rendered with that split serves every fold, its clips
+    re-assigned by program."""
+    if isinstance(soundfonts, bool) or not isinstance(soundfonts, int) or not 1 <= soundfonts <= gm.MAX_SOUNDFONTS:
+        raise ValueError(f"soundfonts must be an int in [1, {gm.MAX_SOUNDFONTS}], got {soundfonts!r}")
+    per_family = 8 * soundfonts
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2 or per_family % k:
+        raise ValueError(f"k must be an int >= 2 dividing the {per_family} instruments of a family "
+                         f"({soundfonts} SoundFont(s)), got {k!r}")
     folds = k if folds is None else folds
     if isinstance(folds, bool) or not isinstance(folds, int) or not 1 <= folds <= k:
         raise ValueError(f"folds must be an int in [1, {k}] (the first folds of k = {k}), got {folds!r}")
-    per_fold = 8 // k
+    per_fold = per_family // k
     rng = np.random.default_rng([seed, 1])  # the permutations of program_splits
-    order = {name: rng.permutation(gm.family_programs(name)).tolist() for name in gm.FAMILIES}
+    order = {name: rng.permutation(gm.family_programs(name, soundfonts)).tolist() for name in gm.FAMILIES}
     result = []
     for fold in range(folds):
         chosen = {split: [] for split in SPLITS}
         for programs in order.values():
-            test = [programs[(7 - per_fold * fold - j) % 8] for j in range(per_fold)]
-            val = programs[(7 - per_fold * (fold + 1)) % 8]
+            test = [programs[(per_family - 1 - per_fold * fold - j) % per_family] for j in range(per_fold)]
+            val = programs[(per_family - 1 - per_fold * (fold + 1)) % per_family]
             chosen["test"] += test
             chosen["val"].append(val)
             chosen["train"] += [p for p in programs if p not in test and p != val]
@@ -139,7 +146,8 @@ def plan_mixtures(count: int, seed: int = 0, seconds: float = 1.0, splits: dict 
         raise ValueError(f"seconds must be in [0.25, 10], got {seconds!r}")
     if splits is None:
         splits = program_splits(seed)
-    elif set(splits) != set(SPLITS) or any({p // 8 for p in splits[s]} != set(range(len(gm.FAMILIES))) for s in SPLITS):
+    elif set(splits) != set(SPLITS) or any({gm.family_index(p) for p in splits[s]} != set(range(len(gm.FAMILIES)))
+                                           for s in SPLITS):
         raise ValueError(f"splits must map each of {SPLITS} to programs covering all 16 families, got {splits!r}")
     rng = np.random.default_rng([seed, 3])
     clips = []
@@ -148,7 +156,7 @@ def plan_mixtures(count: int, seed: int = 0, seconds: float = 1.0, splits: dict 
         families = rng.choice(len(gm.FAMILIES), size=int(rng.integers(1, 4)), replace=False)
         sources = []
         for f in sorted(families.tolist()):
-            program = int(rng.choice([p for p in splits[split] if p // 8 == f]))
+            program = int(rng.choice([p for p in splits[split] if gm.family_index(p) == f]))
             if rng.random() < 0.5:
                 onset = float(rng.uniform(0.0, 0.5 * seconds))
                 duration = float(rng.uniform(0.3, 0.9)) * (seconds - onset)
@@ -176,9 +184,11 @@ def plan_phrases(count: int, seed: int = 0, seconds: float = 5.0, programs=None)
         raise ValueError(f"seconds must be in [1, 30], got {seconds!r}")
     if programs is not None:
         programs = tuple(programs)
-        if not programs or any(isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not 0 <= p < 128
+        limit = 128 * gm.MAX_SOUNDFONTS
+        if not programs or any(isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not 0 <= p < limit
                                for p in programs):
-            raise ValueError(f"programs must be a non-empty list of GM programs 0-127, got {programs!r}")
+            raise ValueError(f"programs must be a non-empty list of instruments 0-{limit - 1} (GM programs + 128 x "
+                             f"SoundFont), got {programs!r}")
     splits = program_splits(seed)
     rng = np.random.default_rng([seed, 4])
     clips = []

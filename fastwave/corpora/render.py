@@ -3,7 +3,9 @@
 The default SoundFont is FluidR3_GM (148 MB of sampled instruments: Debian's `fluid-soundfont-gm`
 puts it at /usr/share/sounds/sf2/FluidR3_GM.sf2), played in-process by `tinysoundfont`
 (`pip install --no-deps tinysoundfont`: its pyaudio dependency is for playback only). Rendering is
-deterministic: the same plan gives the same samples.
+deterministic: the same plan gives the same samples. A renderer given several SoundFonts plays
+instrument ``program + 128 * i`` with the i-th (``fastwave.corpora.gm``): Debian's
+`timgm6mb-soundfont` (TimGM6mb, 6 MB) is a second GM set that doubles the instruments.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import os
 import numpy as np
 
 from .._checks import MissingFileError
+from . import gm
 from .plans import Clip, Source
 
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
@@ -23,29 +26,40 @@ class SoundFontRenderer:
     summed at its gain; stereo output is averaged to mono.
 
     Args:
-        soundfont: path of an .sf2 file (default: FluidR3_GM where Debian installs it).
+        soundfont: path of an .sf2 file, or a list of up to ``gm.MAX_SOUNDFONTS`` of them (the i-th
+            plays instruments 128 i to 128 i + 127); default: FluidR3_GM where Debian installs it.
         sample_rate: Hz (default 16,000).
+
+    Attributes: ``soundfonts`` (the paths, in order) and ``soundfont`` (the first).
     """
 
-    def __init__(self, soundfont: str | os.PathLike | None = None, sample_rate: int = 16000):
+    def __init__(self, soundfont=None, sample_rate: int = 16000):
         try:
             import tinysoundfont
         except ImportError as err:
             raise ImportError("rendering corpora needs tinysoundfont: pip install --no-deps tinysoundfont") from err
-        path = os.fspath(soundfont) if soundfont is not None else DEFAULT_SOUNDFONT
-        if not os.path.isfile(path):
-            hint = " (Debian: apt install fluid-soundfont-gm)" if soundfont is None else ""
-            raise MissingFileError(2, f"soundfont: no such file{hint}", path)
+        given = [soundfont] if soundfont is None or isinstance(soundfont, (str, os.PathLike)) else list(soundfont)
+        if not 1 <= len(given) <= gm.MAX_SOUNDFONTS:
+            raise ValueError(f"soundfont must be a path or a list of 1 to {gm.MAX_SOUNDFONTS} paths, got {soundfont!r}")
+        paths = [os.fspath(path) if path is not None else DEFAULT_SOUNDFONT for path in given]
+        for path, asked in zip(paths, given):  # every file checked before any is loaded (150 MB each)
+            if not os.path.isfile(path):
+                hint = " (Debian: apt install fluid-soundfont-gm)" if asked is None else ""
+                raise MissingFileError(2, f"soundfont: no such file{hint}", path)
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or not 8000 <= sample_rate <= 96000:
             raise ValueError(f"sample_rate must be an int in [8000, 96000], got {sample_rate!r}")
-        self.soundfont, self.sample_rate = path, sample_rate
+        self.soundfonts, self.soundfont, self.sample_rate = paths, paths[0], sample_rate
         self._synth = tinysoundfont.Synth(samplerate=sample_rate)
-        self._font = self._synth.sfload(path)
+        self._fonts = [self._synth.sfload(path) for path in paths]
 
     def _source(self, source: Source, samples: int) -> np.ndarray:
+        font, program = divmod(source.program, 128)
+        if not 0 <= font < len(self._fonts):
+            raise ValueError(f"instrument {source.program} is program {program} of SoundFont {font}, but this "
+                             f"renderer has {len(self._fonts)}: {self.soundfonts}")
         synth = self._synth
         synth.sounds_off()
-        synth.program_select(0, self._font, 0, source.program)
+        synth.program_select(0, self._fonts[font], 0, program)
         events = sorted([(round(n.start * self.sample_rate), 1, n.pitch, n.velocity) for n in source.notes]
                         + [(round((n.start + n.duration) * self.sample_rate), 0, n.pitch, 0) for n in source.notes])
         out, done = np.zeros(samples, dtype=np.float32), 0

@@ -78,10 +78,17 @@ class CodeLM(ConfiguredModule):
         states, after the last norm. 0 .. layers - 1: the residual stream after that many blocks (0:
         the code embeddings), un-normed; only those blocks run."""
         codes = check_tokens(codes, self.config.classes, "codes")
+        return self.hidden_from(self.embedding(codes), layer)
+
+    def hidden_from(self, x, layer: int | None = None) -> torch.Tensor:
+        """``hidden`` from inputs already in the model's width: x (B, T, width) float in place of the
+        code embeddings -> (B, T, width). A network that reads vectors instead of codes (the
+        supervised baseline on the tokenizer's bottleneck) runs the same blocks through it."""
         c = self.config
+        if x.ndim != 3 or x.shape[-1] != c.width:
+            raise ValueError(f"x must be (B, T, width={c.width}), got {tuple(x.shape)}")
         layer = self._check_layer(layer)
-        x = run_blocks(self.layers[:layer], self.embedding(codes), start=0, context=c.context, head_dim=c.head_dim,
-                       rope_base=c.rope_base)
+        x = run_blocks(self.layers[:layer], x, start=0, context=c.context, head_dim=c.head_dim, rope_base=c.rope_base)
         return self.norm(x) if layer == c.layers else x
 
     def forward(self, codes) -> torch.Tensor:
@@ -93,26 +100,7 @@ class CodeLM(ConfiguredModule):
         (or (B, 2 * width) for the paired poolings): the ``hidden(codes, layer)`` states over those
         positions pooled by ``pooling`` (one of ``POOLINGS``); differentiable (the supervised baseline
         trains through it). Padding after a clip cannot change its states: attention is causal."""
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        states = self.hidden(codes, layer)
-        if lengths is None and pooling == "mean":
-            return states.mean(1)
-        if lengths is None:
-            lengths = [states.shape[1]] * states.shape[0]
-        lengths = torch.as_tensor(lengths, device=states.device)
-        if lengths.shape != (states.shape[0],) or bool((lengths < 1).any()) or bool((lengths > states.shape[1]).any()):
-            raise ValueError(f"lengths must be (B,) = ({states.shape[0]},) ints in [1, {states.shape[1]}], "
-                             f"got {lengths.tolist()}")
-        mask = (torch.arange(states.shape[1], device=states.device)[None, :] < lengths[:, None])[..., None]
-        count = lengths[:, None].to(states.dtype)
-        mean = (states * mask).sum(1) / count
-        if pooling == "mean":
-            return mean
-        if pooling == "mean+max":
-            return torch.cat([mean, states.masked_fill(~mask, -torch.inf).amax(1)], dim=1)
-        variance = ((states - mean[:, None]).pow(2) * mask).sum(1) / count  # population variance over the clip
-        return torch.cat([mean, variance.clamp_min(1e-12).sqrt()], dim=1)  # the floor keeps sqrt's gradient finite
+        return pool_states(self.hidden(codes, layer), lengths, pooling)
 
     def _check_layer(self, layer) -> int:
         if layer is None:
@@ -146,10 +134,36 @@ class CodeLM(ConfiguredModule):
         return torch.stack(vectors)
 
 
+def pool_states(states, lengths=None, pooling: str = "mean") -> torch.Tensor:
+    """states (B, T, D), the first ``lengths[b]`` (1 <= lengths[b] <= T; None: all T) of row b real ->
+    (B, D), or (B, 2 * D) for the paired poolings: ``CodeLM.pooled``'s pooling, for any network's
+    states; differentiable."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if lengths is None and pooling == "mean":
+        return states.mean(1)
+    if lengths is None:
+        lengths = [states.shape[1]] * states.shape[0]
+    lengths = torch.as_tensor(lengths, device=states.device)
+    if lengths.shape != (states.shape[0],) or bool((lengths < 1).any()) or bool((lengths > states.shape[1]).any()):
+        raise ValueError(f"lengths must be (B,) = ({states.shape[0]},) ints in [1, {states.shape[1]}], "
+                         f"got {lengths.tolist()}")
+    mask = (torch.arange(states.shape[1], device=states.device)[None, :] < lengths[:, None])[..., None]
+    count = lengths[:, None].to(states.dtype)
+    mean = (states * mask).sum(1) / count
+    if pooling == "mean":
+        return mean
+    if pooling == "mean+max":
+        return torch.cat([mean, states.masked_fill(~mask, -torch.inf).amax(1)], dim=1)
+    variance = ((states - mean[:, None]).pow(2) * mask).sum(1) / count  # population variance over the clip
+    return torch.cat([mean, variance.clamp_min(1e-12).sqrt()], dim=1)  # the floor keeps sqrt's gradient finite
+
+
 def pad_clips(clips: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
-    """1-D code clips -> (rows (N, longest) int64 padded with code 0 at the end, lengths)."""
+    """Clips (T_i, ...) of one dtype and trailing shape (1-D codes, or (T_i, D) vectors) -> (rows (N,
+    longest, ...) of their dtype, zero-padded at the end (code 0 for codes), lengths)."""
     lengths = [len(clip) for clip in clips]
-    rows = torch.zeros(len(clips), max(lengths), dtype=torch.int64)
+    rows = torch.zeros(len(clips), max(lengths), *clips[0].shape[1:], dtype=clips[0].dtype)
     for row, clip in enumerate(clips):
         rows[row, :len(clip)] = clip
     return rows, lengths

@@ -90,3 +90,32 @@ def test_bad_inputs(corpus):
         probe_report(lm, codes, labels, {**splits, "test": splits["train"][:3]})
     with pytest.raises(ValueError, match="class ids"):
         probe_report(lm, codes, labels.astype(np.float32), splits)
+
+
+def test_supervised_reads_vectors_in_place_of_codes(corpus):
+    clips, labels, tokenizer, codes, splits, lm = corpus
+    latents = [tokenizer.latents(tokenizer.clip_patches(clip)) for clip in clips]  # (T_i, bottleneck) each
+    val, test = train_supervised(lm.config, latents, labels, splits, steps=60, eval_every=20)
+    assert test >= 1 / 3 + 0.3 and val >= 1 / 3 + 0.3  # three timbres, balanced
+    # The vectors are what it reads: the same labels on shuffled vectors leave it at chance.
+    shuffled = [latents[i] for i in np.random.default_rng(0).permutation(len(latents))]
+    _, test_shuffled = train_supervised(lm.config, shuffled, labels, splits, steps=60, eval_every=20)
+    assert test_shuffled < test - 0.2
+    with pytest.raises(ValueError, match=r"one D, got clip 1 of shape \(3, 8\)"):
+        train_supervised(lm.config, [torch.zeros(3, 16), torch.zeros(3, 8)], labels[:2], splits, steps=1)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        bad = [z.clone() for z in latents]
+        bad[5][0, 0] = float("nan")
+        train_supervised(lm.config, bad, labels, splits, steps=1)
+
+
+def test_pooling_any_states_matches_the_lm_pooled(corpus):
+    from fastwave.models.code_lm import pool_states
+
+    *_, codes, _, lm = corpus
+    rows = torch.stack([codes[0][:6], codes[1][:6]])
+    for pooling in ("mean", "mean+max", "mean+std"):
+        expected = lm.pooled(rows, [4, 6], pooling=pooling)
+        assert torch.allclose(pool_states(lm.hidden_from(lm.embedding(rows)), [4, 6], pooling), expected)
+    with pytest.raises(ValueError, match="x must be"):
+        lm.hidden_from(torch.zeros(1, 3, 5))

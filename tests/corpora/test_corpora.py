@@ -11,7 +11,7 @@ from fastwave import corpora
 from fastwave.cli import main
 from fastwave.corpora import gm
 from fastwave.corpora.piano import plan_piano
-from fastwave.corpora.plans import NSYNTH_VELOCITIES, SPLITS, plan_mixtures, plan_notes, plan_phrases
+from fastwave.corpora.plans import NSYNTH_VELOCITIES, SPLITS, Clip, Note, Source, plan_mixtures, plan_notes, plan_phrases
 from fastwave.training.data import clips_from_csv
 
 
@@ -41,7 +41,7 @@ def test_program_splits_hold_out_one_program_per_family_per_split():
     assert splits == corpora.program_splits(0) and splits != corpora.program_splits(1)
     assert gm.family(0) == "piano" and gm.family(33) == "bass" and gm.family(127) == "sound_effects"
     with pytest.raises(ValueError, match="program"):
-        gm.family(128)
+        gm.family(-1)
     with pytest.raises(ValueError, match="family"):
         gm.family_programs("kazoo")
 
@@ -77,6 +77,34 @@ def test_program_folds_with_fewer_folds_test_every_program_once(k):
             corpora.program_folds(0, k=bad)
     with pytest.raises(ValueError, match="folds"):
         corpora.program_folds(0, k + 1, k=k)
+
+@pytest.mark.parametrize("k", [8, 16])
+def test_program_folds_over_two_soundfonts_test_every_instrument_once(k):
+    folds = corpora.program_folds(0, k=k, soundfonts=2)
+    assert len(folds) == k and sorted(p for fold in folds for p in fold["test"]) == list(range(256))
+    for fold in folds:
+        assert sorted(p for s in SPLITS for p in fold[s]) == list(range(256))
+        for name in gm.FAMILIES:
+            members = set(gm.family_programs(name, 2))
+            assert [len(members & set(fold[s])) for s in SPLITS] == [15 - 16 // k, 1, 16 // k], name
+    assert corpora.program_folds(0, k=8, soundfonts=1) == corpora.program_folds(0)  # one font: as before
+    for bad in (0, 5, True, 1.0):
+        with pytest.raises(ValueError, match="soundfonts must"):
+            corpora.program_folds(0, k=8, soundfonts=bad)
+    with pytest.raises(ValueError, match="k must be an int >= 2 dividing the 16"):
+        corpora.program_folds(0, k=32, soundfonts=2)
+    mixtures = plan_mixtures(200, seed=0, splits=folds[1])
+    assert all(source.program in folds[1][clip.split] for clip in mixtures for source in clip.sources)
+    assert any(source.program >= 128 for clip in mixtures for source in clip.sources)
+
+
+def test_an_instrument_is_a_program_of_a_soundfont():
+    assert gm.family(152) == gm.family(24) == "guitar" and gm.family_index(128 * 3 + 127) == 15
+    assert gm.family_programs("bass", 2) == tuple(range(32, 40)) + tuple(range(160, 168))
+    for bad in (-1, 128 * gm.MAX_SOUNDFONTS, True, 1.5):
+        with pytest.raises(ValueError, match="program must be an int"):
+            gm.family(bad)
+
 
 def test_notes_are_single_labelled_notes_of_their_splits_programs():
     clips = plan_notes(400, seed=3, seconds=2.0)
@@ -143,7 +171,7 @@ def test_phrases_are_melodies_of_their_splits_or_the_given_programs():
     held_out = plan_phrases(60, seed=2, seconds=2.0, programs=pool)
     assert {c.split for c in held_out} == {"train"} and {c.sources[0].program for c in held_out} == set(pool)
     assert corpora.plan_corpus("phrases", seed=2, count=200) == clips
-    for bad in ({"seconds": 0.5}, {"seconds": True}, {"programs": ()}, {"programs": (128,)}, {"programs": (True,)}):
+    for bad in ({"seconds": 0.5}, {"seconds": True}, {"programs": ()}, {"programs": (512,)}, {"programs": (True,)}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             plan_phrases(3, **bad)
 
@@ -233,3 +261,31 @@ def test_soundfont_rendering_is_deterministic_and_audible():
     assert 0.01 < np.abs(audio).max() <= 0.99 and audio.std() > 1e-3
     note = plan_notes(1, seed=0)[0]
     assert np.abs(renderer.render(note)).max() > 0.01
+
+
+SECOND_SOUNDFONT = "/usr/share/sounds/sf2/TimGM6mb.sf2"  # Debian's timgm6mb-soundfont
+
+
+def test_a_renderer_checks_every_soundfont_and_instrument(tmp_path):
+    pytest.importorskip("tinysoundfont")
+    with pytest.raises(FileNotFoundError, match="missing.sf2"):  # the second file, before the first loads
+        corpora.SoundFontRenderer([corpora.DEFAULT_SOUNDFONT, tmp_path / "missing.sf2"])
+    with pytest.raises(ValueError, match="list of 1 to"):
+        corpora.SoundFontRenderer([])
+    if not os.path.isfile(corpora.DEFAULT_SOUNDFONT):
+        return
+    clip = Clip("x", 0.5, (Source(130, (Note(60, 100, 0.0, 0.3),)),), ("piano",), "train")
+    with pytest.raises(ValueError, match="instrument 130 is program 2 of SoundFont 1, but this renderer has 1"):
+        corpora.SoundFontRenderer().render(clip)
+
+
+@pytest.mark.skipif(not (os.path.isfile(corpora.DEFAULT_SOUNDFONT) and os.path.isfile(SECOND_SOUNDFONT)),
+                    reason="FluidR3_GM and TimGM6mb are not both installed")
+def test_two_soundfonts_play_the_same_program_as_two_instruments():
+    pytest.importorskip("tinysoundfont")
+    renderer = corpora.SoundFontRenderer([corpora.DEFAULT_SOUNDFONT, SECOND_SOUNDFONT])
+    assert renderer.soundfonts == [corpora.DEFAULT_SOUNDFONT, SECOND_SOUNDFONT]
+    note = lambda program: Clip("x", 0.5, (Source(program, (Note(64, 100, 0.0, 0.3),)),), ("strings",), "train")  # noqa: E731
+    first, second = renderer.render(note(40)), renderer.render(note(40 + 128))
+    assert np.array_equal(first, corpora.SoundFontRenderer().render(note(40)))  # font 0 is the default's
+    assert np.abs(second).max() > 0.01 and not np.allclose(first, second, atol=1e-3)
