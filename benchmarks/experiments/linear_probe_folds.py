@@ -24,10 +24,13 @@ test note's prediction. Over the k folds every program is tested once. The summa
 
 Runs: the phrases in <work>/k<K>_fold<F>_phrases<N>/, the tokenizer, codes and LM in
 <work>/<design>/fold<F>_seed<S>/; each run's records (per-note predictions of every method, the
-LM's held-out metrics, command, machine) in <records>/<design>/fold<F>_seed<S>.json and
-fold<F>_seed<S>_baselines.json, committed so that runs add up across machines and sessions; the
-design is k<K>_pretrain<N>[_scale<X>]. A part with its record is skipped (where its model files are
-gone, the pipeline reruns first). Results: benchmarks/results/experiment_b_folds.{md,json}.
+LM's held-out metrics, command, machine) in <records>/<design>/fold<F>_seed<S>.json and its parts'
+records beside it (fold<F>_seed<S>_baselines.json, _supervised.json, _vectors.json), committed so
+that runs add up across machines and sessions; the design is k<K>_pretrain<N>[_scale<X>]. A part
+with its record is skipped. The parts read the pipeline's model files: where a run's record is
+committed but its model files are gone (another machine), its missing parts are refused rather
+than made from a rerun pipeline whose models the committed record did not come from. Results:
+benchmarks/results/experiment_b_folds.{md,json}.
 """
 from __future__ import annotations
 
@@ -68,7 +71,8 @@ LONG_SUPERVISED, LONG_SUPERVISED_STEPS = "supervised end to end, 2,000 steps", 2
 BASELINE = "log-mel mean+std probe"
 CLAIMS += [(LONG_SUPERVISED, "code LM probe"), (LONG_SUPERVISED, CHOSEN_LM), (LONG_SUPERVISED, BASELINE)]
 # Where is the cap? The same network and budget reading, in place of each code, the autoencoder's
-# bottleneck vector it was quantised from, or the tokenizer's standardised log-mel patch itself.
+# bottleneck vector it was quantised from, or the log-mel patch itself (each standardised with the
+# training notes' statistics).
 ON_BOTTLENECK = "supervised end to end on the bottleneck, 2,000 steps"
 ON_PATCHES = "supervised end to end on the patches, 2,000 steps"
 CLAIMS += [(ON_BOTTLENECK, LONG_SUPERVISED),  # the quantisation into codes caps the network
@@ -144,7 +148,10 @@ def one_run(args) -> int:
     if all(os.path.isfile(path) for path in record_paths(args)):
         print(f"{run_path} and its baselines exist: skipped")
         return 0
-    if os.path.isfile(run_path) and os.path.isfile(os.path.join(work, "lm.safetensors")):
+    if os.path.isfile(run_path):
+        if not all(os.path.isfile(os.path.join(work, name)) for name in ("tok.safetensors", "lm.safetensors")):
+            raise SystemExit(f"{run_path} is recorded but its model files are not in {work}: its missing parts "
+                             "must come from the models that made it (delete the run's records to rerun it whole)")
         print(f"{run_path} exists: pipeline skipped")
     else:  # the other parts read the pipeline's tokenizer and LM
         pipeline_run(work, corpus, args, run_path)

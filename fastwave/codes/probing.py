@@ -151,7 +151,10 @@ class VectorClassifier(nn.Module):
         super().__init__()
         self.lm = CodeLM(config)
         self.register_buffer("mean", torch.zeros(features) if mean is None else torch.as_tensor(mean).float())
-        self.register_buffer("std", torch.ones(features) if std is None else torch.as_tensor(std).float().clamp_min(1e-6))
+        std = torch.ones(features) if std is None else torch.as_tensor(std).float()
+        # A dimension (nearly) constant in training would blow up wherever it differs later: floor it
+        # at a thousandth of the typical spread.
+        self.register_buffer("std", std.clamp_min(max(1e-6, 1e-3 * float(std.median()))))
         self.project = nn.Linear(features, config.width)
         # Standardised inputs times N(0, 0.02^2 / D) weights start the residual stream at the scale of
         # the GPT-initialised code embeddings (std 0.02), so both networks start alike.
@@ -166,17 +169,27 @@ class VectorClassifier(nn.Module):
 
 def classifier_inputs(clips, config: CodeLMConfig) -> tuple[list[torch.Tensor], int | None]:
     """What ``fit_supervised`` reads -> (clips as a list of CPU tensors, D for (T_i, D) float vector
-    clips or None for codes)."""
-    if isinstance(clips, (list, tuple)) and clips and all(torch.is_tensor(c) and c.is_floating_point() for c in clips):
-        features = clips[0].shape[-1] if clips[0].ndim == 2 else None
-        for i, clip in enumerate(clips):
-            if clip.ndim != 2 or clip.shape[0] < 1 or clip.shape[1] != features:
-                raise ValueError(f"vector clips must each be (T_i >= 1, D) with one D, got clip {i} of shape "
-                                 f"{tuple(clip.shape)} (clip 0: {tuple(clips[0].shape)})")
-            if not bool(torch.isfinite(clip).all()):
-                raise ValueError(f"vector clip {i} holds NaN or inf")
-        return [clip.detach().float().cpu() for clip in clips], features
-    return code_clips(clips, config.classes, "clips"), None
+    clips, torch or numpy, or None for codes). The first clip decides which."""
+    if not (isinstance(clips, (list, tuple)) and clips and _is_float_array(clips[0])):
+        return code_clips(clips, config.classes, "clips"), None
+    features = clips[0].shape[-1] if clips[0].ndim == 2 else 0
+    vectors = []
+    for i, clip in enumerate(clips):
+        if not _is_float_array(clip) or clip.ndim != 2 or clip.shape[0] < 1 or features < 1 or clip.shape[1] != features:
+            raise ValueError(f"vector clips must each be float (T_i >= 1, D >= 1) with one D (clip 0: "
+                             f"{tuple(clips[0].shape)}), got clip {i}: {getattr(clip, 'dtype', type(clip))} "
+                             f"of shape {tuple(getattr(clip, 'shape', ()))}")
+        clip = torch.as_tensor(clip).detach().float().cpu()
+        if not bool(torch.isfinite(clip).all()):
+            raise ValueError(f"vector clip {i} holds NaN or inf")
+        vectors.append(clip)
+    return vectors, features
+
+
+def _is_float_array(x) -> bool:
+    if isinstance(x, torch.Tensor):
+        return x.is_floating_point()
+    return isinstance(x, np.ndarray) and x.dtype.kind == "f"
 
 
 def train_supervised(config: CodeLMConfig, clips, targets, splits: dict, **kwargs) -> tuple[float, float]:
@@ -210,6 +223,8 @@ def fit_supervised(config: CodeLMConfig, clips, targets, splits: dict, *, steps:
             model = CodeClassifier(config, num_classes)
         else:
             train_vectors = torch.cat([clips[i] for i in splits["train"]])
+            if len(train_vectors) < 2:
+                raise ValueError("vector clips need at least 2 training positions to standardise them")
             model = VectorClassifier(config, features, num_classes, train_vectors.mean(0), train_vectors.std(0))
         model = model.to(device)
         optimizer = make_optimizer(model, lr=lr, weight_decay=weight_decay)

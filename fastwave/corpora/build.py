@@ -51,6 +51,11 @@ def write_corpus(clips: list[Clip], out_dir, renderer, *, kind: str, seed: int, 
     out_dir = os.fspath(out_dir)
     if os.path.isdir(out_dir) and os.listdir(out_dir):  # stale clips would join the split folders
         raise ValueError(f"out_dir {out_dir} is not empty: write a corpus into a new or empty folder")
+    fonts = len(getattr(renderer, "soundfonts", [None]))
+    beyond = sorted({source.program for clip in clips for source in clip.sources if source.program >= 128 * fonts})
+    if beyond:  # checked before any clip is written, not halfway through the render
+        raise ValueError(f"the plan plays instruments {beyond[:5]}{'...' if len(beyond) > 5 else ''} of a SoundFont "
+                         f"this renderer lacks (it has {fonts}; instrument = program + 128 x font)")
     started = time.perf_counter()
     rows, counts, seconds, programs = [], dict.fromkeys(SPLITS, 0), dict.fromkeys(SPLITS, 0.0), {s: set() for s in SPLITS}
     for clip in tqdm(clips, desc=f"rendering {kind}", unit="clip", disable=not progress):

@@ -11,6 +11,8 @@ splits and folds over instruments are lists of ints whatever the number of fonts
 """
 from __future__ import annotations
 
+import operator
+
 FAMILIES = ("piano", "chromatic_percussion", "organ", "guitar", "bass", "strings", "ensemble", "brass",
             "reed", "pipe", "synth_lead", "synth_pad", "synth_effects", "ethnic", "percussive",
             "sound_effects")
@@ -34,10 +36,14 @@ def family(program: int) -> str:
 
 def family_index(program: int) -> int:
     """The family's place in FAMILIES (0-15) of an instrument, as ``family``."""
-    if isinstance(program, bool) or not isinstance(program, int) or not 0 <= program < 128 * MAX_SOUNDFONTS:
+    try:
+        index = None if isinstance(program, bool) else operator.index(program)  # ints and numpy ints
+    except TypeError:
+        index = None
+    if index is None or not 0 <= index < 128 * MAX_SOUNDFONTS:
         raise ValueError(f"program must be an int in [0, {128 * MAX_SOUNDFONTS}) (a GM program + 128 x its "
                          f"SoundFont's index), got {program!r}")
-    return program % 128 // 8
+    return index % 128 // 8
 
 
 def family_programs(name: str, soundfonts: int = 1) -> tuple[int, ...]:

@@ -55,8 +55,9 @@ class SoundFontRenderer:
     def _source(self, source: Source, samples: int) -> np.ndarray:
         font, program = divmod(source.program, 128)
         if not 0 <= font < len(self._fonts):
-            raise ValueError(f"instrument {source.program} is program {program} of SoundFont {font}, but this "
-                             f"renderer has {len(self._fonts)}: {self.soundfonts}")
+            raise ValueError(f"instrument {source.program} is program {program} of the SoundFont at index {font} "
+                             f"(0-based): it needs {font + 1} SoundFonts, this renderer has {len(self._fonts)}: "
+                             f"{self.soundfonts}")
         synth = self._synth
         synth.sounds_off()
         synth.program_select(0, self._fonts[font], 0, program)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastwave.codes.probing import codes_sweep, format_table, probe_report, train_supervised
+from fastwave.codes.probing import codes_sweep, fit_supervised, format_table, probe_report, train_supervised
 from fastwave.codes.lm_training import code_lm_metrics
 from small_models import TINY_CODE_LM as LM
 
@@ -101,8 +101,16 @@ def test_supervised_reads_vectors_in_place_of_codes(corpus):
     shuffled = [latents[i] for i in np.random.default_rng(0).permutation(len(latents))]
     _, test_shuffled = train_supervised(lm.config, shuffled, labels, splits, steps=60, eval_every=20)
     assert test_shuffled < test - 0.2
-    with pytest.raises(ValueError, match=r"one D, got clip 1 of shape \(3, 8\)"):
+    with pytest.raises(ValueError, match=r"got clip 1: torch.float32 of shape \(3, 8\)"):
         train_supervised(lm.config, [torch.zeros(3, 16), torch.zeros(3, 8)], labels[:2], splits, steps=1)
+    with pytest.raises(ValueError, match=r"got clip 1: torch.int64"):
+        train_supervised(lm.config, [torch.zeros(3, 16), torch.zeros(3, 16, dtype=torch.int64)], labels[:2], splits)
+    with pytest.raises(ValueError, match=r"D >= 1"):
+        train_supervised(lm.config, [torch.zeros(3, 0)] * 2, labels[:2], splits)
+    # numpy arrays serve as well, and standardisation reads the training clips only
+    model, _ = fit_supervised(lm.config, [z.numpy() for z in latents], labels, splits, steps=1)
+    train = torch.cat([latents[i] for i in splits["train"]])
+    assert torch.allclose(model.mean, train.mean(0)) and torch.allclose(model.std, train.std(0))
     with pytest.raises(ValueError, match="NaN or inf"):
         bad = [z.clone() for z in latents]
         bad[5][0, 0] = float("nan")

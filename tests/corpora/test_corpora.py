@@ -216,6 +216,10 @@ def test_write_corpus_writes_wavs_labels_and_a_record(tmp_path):
     with pytest.raises(ValueError, match="not empty"):  # stale clips would mix into a new corpus
         corpora.write_corpus(clips[:3], tmp_path, SineRenderer(), kind="mixtures", seed=2)
     assert len(read.paths) == 40
+    two_fonts = plan_mixtures(30, seed=0, splits=corpora.program_folds(0, k=8, soundfonts=2)[0])
+    with pytest.raises(ValueError, match=r"of a SoundFont this renderer lacks \(it has 1"):
+        corpora.write_corpus(two_fonts, tmp_path / "two", SineRenderer(), kind="mixtures", seed=0)
+    assert not (tmp_path / "two").exists()  # refused before anything was written
 
 
 def test_corpus_command(tmp_path, monkeypatch, capsys):
@@ -268,14 +272,15 @@ SECOND_SOUNDFONT = "/usr/share/sounds/sf2/TimGM6mb.sf2"  # Debian's timgm6mb-sou
 
 def test_a_renderer_checks_every_soundfont_and_instrument(tmp_path):
     pytest.importorskip("tinysoundfont")
-    with pytest.raises(FileNotFoundError, match="missing.sf2"):  # the second file, before the first loads
-        corpora.SoundFontRenderer([corpora.DEFAULT_SOUNDFONT, tmp_path / "missing.sf2"])
+    (tmp_path / "not_loaded.sf2").write_bytes(b"RIFF")  # not a SoundFont: loading it would fail otherwise
+    with pytest.raises(FileNotFoundError, match="missing.sf2"):  # every path is checked before any loads
+        corpora.SoundFontRenderer([tmp_path / "not_loaded.sf2", tmp_path / "missing.sf2"])
     with pytest.raises(ValueError, match="list of 1 to"):
         corpora.SoundFontRenderer([])
     if not os.path.isfile(corpora.DEFAULT_SOUNDFONT):
         return
     clip = Clip("x", 0.5, (Source(130, (Note(60, 100, 0.0, 0.3),)),), ("piano",), "train")
-    with pytest.raises(ValueError, match="instrument 130 is program 2 of SoundFont 1, but this renderer has 1"):
+    with pytest.raises(ValueError, match="instrument 130 is program 2 of the SoundFont at index 1 .* this renderer has 1"):
         corpora.SoundFontRenderer().render(clip)
 
 
