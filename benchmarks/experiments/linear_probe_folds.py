@@ -25,7 +25,7 @@ test note's prediction. Over the k folds every program is tested once. The summa
 Runs: the phrases in <work>/k<K>_fold<F>_phrases<N>/, the tokenizer, codes and LM in
 <work>/<design>/fold<F>_seed<S>/; each run's records (per-note predictions of every method, the
 LM's held-out metrics, command, machine) in <records>/<design>/fold<F>_seed<S>.json and its parts'
-records beside it (fold<F>_seed<S>_baselines.json, _supervised.json, _vectors.json), committed so
+records beside it (fold<F>_seed<S>_baselines.json, _supervised.json, _vectors.json, _residual.json), committed so
 that runs add up across machines and sessions; the design is k<K>_pretrain<N>[_scale<X>]. A part
 with its record is skipped. The parts read the pipeline's model files: where a run's record is
 committed but its model files are gone (another machine), its missing parts are refused rather
@@ -78,8 +78,17 @@ ON_PATCHES = "supervised end to end on the patches, 2,000 steps"
 CLAIMS += [(ON_BOTTLENECK, LONG_SUPERVISED),  # the quantisation into codes caps the network
            (ON_PATCHES, ON_BOTTLENECK),  # the autoencoder caps it
            (ON_PATCHES, BASELINE)]  # with the spectrogram itself, the network beats its statistics
+# If the quantisation caps it, can the tokenizer give codes that do not? The same network reading each
+# patch's code as its centroid (the same information as the code), then as the sum of its 2-stage
+# residual codes' centroids (``fastwave.codes.residual``: a second 64-code dictionary on what the
+# first leaves, fitted on the training notes).
+ON_CENTROIDS = "supervised end to end on the codes' centroids, 2,000 steps"
+ON_RESIDUAL = "supervised end to end on 2-stage residual codes, 2,000 steps"
+CLAIMS += [(ON_CENTROIDS, LONG_SUPERVISED),  # a code read through its centroid, not a learned embedding
+           (ON_RESIDUAL, LONG_SUPERVISED),  # a second stage of codes lifts what codes carry
+           (ON_BOTTLENECK, ON_RESIDUAL)]  # ... yet not to the bottleneck's
 PAPER = {**PAPER, LONG_SUPERVISED: PAPER["supervised end to end"]}
-EXTRAS = ("_baselines.json", "_supervised.json", "_vectors.json")  # a run's records beside its pipeline's
+EXTRAS = ("_baselines.json", "_supervised.json", "_vectors.json", "_residual.json")  # beside the pipeline's
 SEEDS = (0, 1, 2)
 DEFAULT_RECORDS = os.path.join(os.path.dirname(__file__), "..", "results", "run_records", "experiment_b_folds")
 PROGRAM = re.compile(r"_p(\d{3})_")
@@ -119,9 +128,9 @@ def pretrain_count(args) -> int:
     return round(args.pretrain_clips * args.scale)
 
 
-def record_paths(args) -> tuple[str, str, str, str]:
-    """This run's records: (the pipeline's, the baselines', the longer supervised budget's, the
-    supervised networks on vectors')."""
+def record_paths(args) -> tuple[str, ...]:
+    """This run's records: the pipeline's, then one per part in EXTRAS' order (the baselines', the
+    longer supervised budget's, the supervised networks on vectors', on residual codes')."""
     stem = os.path.join(args.records, design(args), f"fold{args.fold}_seed{args.seed}")
     return (stem + ".json", *(stem + extra for extra in EXTRAS))
 
@@ -143,7 +152,7 @@ def one_run(args) -> int:
     training_seed, args.seed = args.seed, args.corpus_seed  # the corpus is the same for every run
     corpus = clip_corpus("notes", args)
     args.seed = training_seed
-    run_path, baselines_path, supervised_path, vectors_path = record_paths(args)
+    run_path, baselines_path, supervised_path, vectors_path, residual_path = record_paths(args)
     os.makedirs(os.path.dirname(run_path), exist_ok=True)
     if all(os.path.isfile(path) for path in record_paths(args)):
         print(f"{run_path} and its baselines exist: skipped")
@@ -161,6 +170,8 @@ def one_run(args) -> int:
         supervised_run(work, args, run_path, supervised_path)
     if not os.path.isfile(vectors_path):
         vectors_run(work, args, run_path, vectors_path)
+    if not os.path.isfile(residual_path):
+        residual_run(work, args, run_path, residual_path)
     return 0
 
 
@@ -249,6 +260,27 @@ def vectors_run(work: str, args, run_path: str, out: str) -> None:
                            device=args.device)
             for method, vectors in ((ON_BOTTLENECK, [tokenizer.latents(p) for p in patches]), (ON_PATCHES, patches))]
     write_part(args, out, started, rows, steps=steps)
+
+
+def residual_run(work: str, args, run_path: str, out: str) -> None:
+    """The longer supervised network reading each patch's code as its centroid, then as the sum of
+    its 2-stage residual codes' centroids (the second dictionary fitted on the training notes'
+    bottleneck vectors only) -> ``out``: two rows."""
+    import torch
+
+    from fastwave.codes.probing import supervised_row
+    from fastwave.codes.residual import fit_residual_codebooks, residual_quantise
+
+    started = time.perf_counter()
+    tokenizer, lm, clips, splits = run_models(work, args, run_path)
+    latents = [tokenizer.latents(tokenizer.clip_patches(path)) for path in clips.paths]
+    books = fit_residual_codebooks(torch.cat([latents[i] for i in splits["train"]]), first=tokenizer.centroids.cpu(),
+                                   stages=2, seed=args.seed)
+    steps = max(20, round(LONG_SUPERVISED_STEPS * args.scale))
+    rows = [supervised_row(lm.config, [residual_quantise(z, books[:stages])[1] for z in latents], clips.targets(),
+                           splits, method=method, steps=steps, seed=args.seed, device=args.device)
+            for method, stages in ((ON_CENTROIDS, 1), (ON_RESIDUAL, 2))]
+    write_part(args, out, started, rows, steps=steps, residual_codes=[len(book) for book in books])
 
 
 def baseline_hits(data: str, corpus_seed: int, count: int, folds: list[int], k: int) -> dict[str, float]:
