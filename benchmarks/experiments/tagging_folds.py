@@ -3,7 +3,10 @@ Berger, 2021), the log-mel front end's gain and wavelet pooling's measured on en
 
 The scaling curve (`tagging_scaling.py`) tests 16 programs, one per family, so it detects 0.11-0.14
 of mAP. Here the 128 programs are split into k folds (``fastwave.corpora.program_folds``, default
-k = 4: each fold tests 2 programs of every family, so every program is tested once). A mixture plays
+k = 4: each fold tests 2 programs of every family, so every program is tested once). With
+``--soundfonts`` naming several GM SoundFonts, every program plays in each (128 instruments a
+font) and a fold holds out a program's renditions in every font together: ``--k 8`` with FluidR3_GM
+and TimGM6mb tests 1 program of every family per fold, as 2 instruments, and trains on 12 a family. A mixture plays
 programs of one split, so each fold renders its own mixtures corpus (the curve's plan and size, its
 programs drawn from the fold's splits), and every arm trains on 2,000 of its training clips with the
 curve's budget and augmentation (`tagging_scaling.one_run`), for 3 seeds.
@@ -16,10 +19,14 @@ intervals exclude zero.
     python benchmarks/experiments/tagging_folds.py --all        # 4 folds x 4 arms x 3 seeds: ~45 min on 2 cores
     python benchmarks/experiments/tagging_folds.py --fold 0 --arm cnn --seed 0   # one run: ~2 min
     python benchmarks/experiments/tagging_folds.py --summarise
+    python benchmarks/experiments/tagging_folds.py --all --k 8 --soundfonts /usr/share/sounds/sf2/FluidR3_GM.sf2 \
+        /usr/share/sounds/sf2/TimGM6mb.sf2        # 256 instruments, 128 units, 96 runs (--summarise: the same flags)
 
-Corpora in data/mixtures_<count>_k<K>_fold<F>/ (rendered when missing, 10 s each), runs in
-<work>/k<K>_fold<F>/, records in <records>/k<K>/fold<F>/<arm>_n<size>_seed<seed>.json (committed;
-a run with a record is skipped). Results: benchmarks/results/experiment_c_folds.{md,json}.
+The design (``design``: k<K>, or k<K>_<font>+<font> for other SoundFonts) names everything: corpora
+in data/mixtures_<count>_<design>_fold<F>/ (rendered when missing, about 6 s each), runs in
+<work>/<design>_fold<F>/, records in <records>/<design>/fold<F>/<arm>_n<size>_seed<seed>.json
+(committed; a run with a record is skipped). Results: benchmarks/results/experiment_c_folds.{md,json}
+for k4, experiment_c_folds_<design>.{md,json} for the others.
 """
 from __future__ import annotations
 
@@ -34,6 +41,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import cell, json_interval, render_once, write_results  # noqa: E402
 from tagging_scaling import COMPARISONS, CORPUS_CLIPS, SEEDS, budget, one_run  # noqa: E402
+from fastwave.corpora.gm import MAX_SOUNDFONTS  # noqa: E402
 from fastwave.corpora.render import DEFAULT_SOUNDFONT  # noqa: E402
 from fastwave.training.intervals import cluster_bootstrap, paired_difference, t_interval  # noqa: E402
 
@@ -43,9 +51,16 @@ RECORDS = os.path.join(os.path.dirname(__file__), "..", "results", "run_records"
 
 
 def design(args) -> str:
-    """The records' sub-folder (and the corpora's and runs' tag): k<K>, with _fonts<N> for N > 1
-    SoundFonts. Runs of one design pool; others never mix with them."""
-    return f"k{args.k}" + (f"_fonts{len(args.soundfonts)}" if len(args.soundfonts) > 1 else "")
+    """The records' sub-folder (and the corpora's, runs' and results' tag): k<K> with FluidR3_GM alone
+    (the first design's name), else k<K>_<font>+<font>... after the SoundFonts' file names. Runs of
+    one design pool; others never mix with them."""
+    if [os.path.realpath(path) for path in args.soundfonts] == [os.path.realpath(DEFAULT_SOUNDFONT)]:
+        return f"k{args.k}"
+    return f"k{args.k}_" + "+".join(os.path.splitext(os.path.basename(path))[0] for path in args.soundfonts)
+
+
+def results_stem(args) -> str:
+    return "experiment_c_folds" + ("" if design(args) == "k4" else f"_{design(args)}")
 
 
 def folds_of(args) -> list[dict]:
@@ -122,8 +137,8 @@ def summarise(args) -> int:
               "machine": runs[0]["machine"]}
     lines = [f"# Experiment C on {args.k} folds over {instruments} instruments (mixtures, 16 GM families)", "",
              f"Design {design(args)}: the 128 GM programs of {len(args.soundfonts)} SoundFont(s) "
-             f"({', '.join(os.path.basename(path) for path in args.soundfonts)}), {8 * len(args.soundfonts) // args.k} "
-             "test instruments of every family per fold.", "",
+             f"({', '.join(os.path.basename(path) for path in args.soundfonts)}), {8 // args.k} test program(s) of "
+             f"every family per fold, each played by every font ({8 * len(args.soundfonts) // args.k} instruments).", "",
              f"{len(runs)} runs, {minutes:.0f} min of training and scoring on {runs[0]['machine']}: folds {folds}, "
              f"{size(args)} training clips of each fold's corpus, {b['steps']} updates as in the scaling curve. Test mAP "
              f"with 95% intervals over seeds (t, each seed's mAP averaged over the folds) and over {units} "
@@ -134,7 +149,7 @@ def summarise(args) -> int:
               "| claim | difference, over units | over seeds | detectable over units | verdict |", "|---|---|---|---|---|"]
     lines += [f"| {c['claim']} ({c['meaning']}) | {cell(c['difference'])} | {cell(c['difference_over_seeds'])} | "
               f"{c['detectable']:.3f} | {c['verdict']} |" for c in comparisons]
-    write_results("experiment_c_folds" + design(args)[len(f"k{args.k}"):], record, "\n".join(lines) + "\n")
+    write_results(results_stem(args), record, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
@@ -144,8 +159,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default="data", help="where the folds' corpora are (rendered if missing)")
     parser.add_argument("--work", default="runs/experiment_c_folds", help="one folder of model files per run")
     parser.add_argument("--records", default=RECORDS, help="the runs' JSON records (committed; summarised from here)")
-    parser.add_argument("--k", type=int, default=4, choices=(2, 4, 8, 16),
-                        help="folds over the instruments (default 4; 16 needs two SoundFonts)")
+    parser.add_argument("--k", type=int, default=4, choices=(2, 4, 8), help="folds over programs (default 4)")
     parser.add_argument("--soundfonts", nargs="+", default=[DEFAULT_SOUNDFONT], metavar="SF2",
                         help="GM SoundFonts to play: each adds 128 instruments (default FluidR3_GM; e.g. also "
                              "/usr/share/sounds/sf2/TimGM6mb.sf2 from Debian's timgm6mb-soundfont)")
@@ -157,8 +171,10 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0, help="one run: the training seed")
     args = parser.parse_args(argv)
-    if (8 * len(args.soundfonts)) % args.k:
-        parser.error(f"--k {args.k} must divide the {8 * len(args.soundfonts)} instruments of a family")
+    if len({os.path.realpath(path) for path in args.soundfonts}) != len(args.soundfonts):
+        parser.error("--soundfonts lists a file twice: its instruments would be heard in training and tested")
+    if len(args.soundfonts) > MAX_SOUNDFONTS:
+        parser.error(f"--soundfonts takes at most {MAX_SOUNDFONTS} files")
     one = args.fold is not None or args.arm is not None
     if sum([one, args.all, args.summarise]) != 1:
         parser.error("give --fold F --arm A [--seed S] (one run), --all or --summarise")

@@ -51,7 +51,13 @@ def family_programs(name: str, soundfonts: int = 1) -> tuple[int, ...]:
     first font's first."""
     if name not in FAMILIES:
         raise ValueError(f"unknown GM family {name!r}; families: {', '.join(FAMILIES)}")
-    if isinstance(soundfonts, bool) or not isinstance(soundfonts, int) or not 1 <= soundfonts <= MAX_SOUNDFONTS:
-        raise ValueError(f"soundfonts must be an int in [1, {MAX_SOUNDFONTS}], got {soundfonts!r}")
+    soundfonts = check_soundfonts(soundfonts)
     start = 8 * FAMILIES.index(name)
     return tuple(128 * font + program for font in range(soundfonts) for program in range(start, start + 8))
+
+
+def check_soundfonts(soundfonts) -> int:
+    """A count of SoundFonts: an int in [1, MAX_SOUNDFONTS], else a ValueError."""
+    if isinstance(soundfonts, bool) or not isinstance(soundfonts, int) or not 1 <= soundfonts <= MAX_SOUNDFONTS:
+        raise ValueError(f"soundfonts must be an int in [1, {MAX_SOUNDFONTS}], got {soundfonts!r}")
+    return soundfonts

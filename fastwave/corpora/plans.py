@@ -61,35 +61,34 @@ def program_splits(seed: int) -> dict[str, tuple[int, ...]]:
 
 def program_folds(seed: int, folds: int | None = None, *, k: int = 8,
                   soundfonts: int = 1) -> list[dict[str, tuple[int, ...]]]:
-    """k-fold cross-validation over instruments: the first ``folds`` (default all ``k``) of ``k``
-    splits of the 128 x ``soundfonts`` instruments (``gm``: program + 128 x font), ``k`` dividing
-    the 8 x ``soundfonts`` instruments of a family, each fold holding out 8 x soundfonts / ``k`` of
-    them per family for test and the next one for val, so that over the ``k`` folds every
-    instrument is tested exactly once. With one font, fold 0 of ``k`` = 8 is
-    ``program_splits(seed)``: a corpus rendered with that split serves every fold, its clips
-    re-assigned by program."""
-    if isinstance(soundfonts, bool) or not isinstance(soundfonts, int) or not 1 <= soundfonts <= gm.MAX_SOUNDFONTS:
-        raise ValueError(f"soundfonts must be an int in [1, {gm.MAX_SOUNDFONTS}], got {soundfonts!r}")
-    per_family = 8 * soundfonts
-    if isinstance(k, bool) or not isinstance(k, int) or k < 2 or per_family % k:
-        raise ValueError(f"k must be an int >= 2 dividing the {per_family} instruments of a family "
-                         f"({soundfonts} SoundFont(s)), got {k!r}")
+    """k-fold cross-validation over programs: the first ``folds`` (default all ``k``) of ``k`` splits
+    of the 128 programs (``k`` 2, 4 or 8), each holding out 8 / ``k`` programs per family for test
+    and the next one for val, so that over the ``k`` folds every program is tested exactly once.
+    Fold 0 of ``k`` = 8 is ``program_splits(seed)``: a corpus rendered with that split serves every
+    fold, its clips re-assigned by program. With ``soundfonts`` > 1 each split holds its programs'
+    renditions in every font (instruments program + 128 x font, ``gm``): the same folds, each
+    instrument tested once, and a test program heard in no font (another font's rendition of a
+    program is too close a relative to count as an unheard instrument)."""
+    if isinstance(k, bool) or k not in (2, 4, 8):
+        raise ValueError(f"k must be 2, 4 or 8 (it divides the 8 programs of a family), got {k!r}")
+    soundfonts = gm.check_soundfonts(soundfonts)
     folds = k if folds is None else folds
     if isinstance(folds, bool) or not isinstance(folds, int) or not 1 <= folds <= k:
         raise ValueError(f"folds must be an int in [1, {k}] (the first folds of k = {k}), got {folds!r}")
-    per_fold = per_family // k
+    per_fold = 8 // k
     rng = np.random.default_rng([seed, 1])  # the permutations of program_splits
-    order = {name: rng.permutation(gm.family_programs(name, soundfonts)).tolist() for name in gm.FAMILIES}
+    order = {name: rng.permutation(gm.family_programs(name)).tolist() for name in gm.FAMILIES}
     result = []
     for fold in range(folds):
         chosen = {split: [] for split in SPLITS}
         for programs in order.values():
-            test = [programs[(per_family - 1 - per_fold * fold - j) % per_family] for j in range(per_fold)]
-            val = programs[(per_family - 1 - per_fold * (fold + 1)) % per_family]
+            test = [programs[(7 - per_fold * fold - j) % 8] for j in range(per_fold)]
+            val = programs[(7 - per_fold * (fold + 1)) % 8]
             chosen["test"] += test
             chosen["val"].append(val)
             chosen["train"] += [p for p in programs if p not in test and p != val]
-        result.append({split: tuple(sorted(programs)) for split, programs in chosen.items()})
+        result.append({split: tuple(sorted(p + 128 * font for p in programs for font in range(soundfonts)))
+                       for split, programs in chosen.items()})
     return result
 
 def _draw_split(rng: np.random.Generator, fractions=(0.7, 0.15, 0.15)) -> str:
@@ -101,19 +100,25 @@ def _pitch(rng: np.random.Generator, program: int) -> int:
     return int(rng.integers(low, high + 1))
 
 
-def plan_notes(count: int, seed: int = 0, seconds: float = 1.0) -> list[Clip]:
+def plan_notes(count: int, seed: int = 0, seconds: float = 1.0, soundfonts: int = 1) -> list[Clip]:
     """NSynth-like single notes: ``count`` clips of ``seconds`` (1 or 2), one note held for three
     quarters of the clip, program uniform over the clip's split (so the 16 families about evenly),
-    pitch uniform in the family's range, velocity one of NSynth's five. Label: the family."""
+    pitch uniform in the family's range, velocity one of NSynth's five. Label: the family. With
+    ``soundfonts`` > 1 each note's program is played by one of that many fonts, uniformly
+    (instrument = program + 128 x font): a program's renditions share its split, so a test program
+    is heard in no font."""
     count = check_int_arg(count, "count")
     if isinstance(seconds, bool) or seconds not in (1.0, 2.0):
         raise ValueError(f"seconds must be 1 or 2 (NSynth-like notes), got {seconds!r}")
+    soundfonts = gm.check_soundfonts(soundfonts)
     splits = program_splits(seed)
     rng = np.random.default_rng([seed, 2])
     clips = []
     for i in range(count):
         split = _draw_split(rng)
         program = int(rng.choice(splits[split]))
+        if soundfonts > 1:  # one font draws nothing: its plans stay those of before fonts were added
+            program += 128 * int(rng.integers(soundfonts))
         pitch = _pitch(rng, program)
         velocity = int(rng.choice(NSYNTH_VELOCITIES))
         note = Note(pitch, velocity, 0.0, 0.75 * seconds)

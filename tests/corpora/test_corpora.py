@@ -78,24 +78,33 @@ def test_program_folds_with_fewer_folds_test_every_program_once(k):
     with pytest.raises(ValueError, match="folds"):
         corpora.program_folds(0, k + 1, k=k)
 
-@pytest.mark.parametrize("k", [8, 16])
-def test_program_folds_over_two_soundfonts_test_every_instrument_once(k):
+@pytest.mark.parametrize("k", [4, 8])
+def test_program_folds_over_two_soundfonts_keep_a_programs_renditions_together(k):
     folds = corpora.program_folds(0, k=k, soundfonts=2)
     assert len(folds) == k and sorted(p for fold in folds for p in fold["test"]) == list(range(256))
-    for fold in folds:
+    for fold, one_font in zip(folds, corpora.program_folds(0, k=k)):
         assert sorted(p for s in SPLITS for p in fold[s]) == list(range(256))
-        for name in gm.FAMILIES:
-            members = set(gm.family_programs(name, 2))
-            assert [len(members & set(fold[s])) for s in SPLITS] == [15 - 16 // k, 1, 16 // k], name
-    assert corpora.program_folds(0, k=8, soundfonts=1) == corpora.program_folds(0)  # one font: as before
+        for split in SPLITS:  # the one-font folds, each program with its rendition in the second font
+            assert fold[split] == tuple(sorted(one_font[split] + tuple(p + 128 for p in one_font[split])))
+        heard = {p % 128 for p in fold["train"]}
+        assert not heard & {p % 128 for p in fold["test"]}  # a test program is heard in no font
     for bad in (0, 5, True, 1.0):
         with pytest.raises(ValueError, match="soundfonts must"):
             corpora.program_folds(0, k=8, soundfonts=bad)
-    with pytest.raises(ValueError, match="k must be an int >= 2 dividing the 16"):
-        corpora.program_folds(0, k=32, soundfonts=2)
     mixtures = plan_mixtures(200, seed=0, splits=folds[1])
     assert all(source.program in folds[1][clip.split] for clip in mixtures for source in clip.sources)
     assert any(source.program >= 128 for clip in mixtures for source in clip.sources)
+
+
+def test_notes_over_two_soundfonts_play_each_program_in_both():
+    one, two = plan_notes(400, seed=1), plan_notes(400, seed=1, soundfonts=2)
+    assert plan_notes(400, seed=1, soundfonts=1) == one  # one font: the plans of before
+    fonts = [clip.sources[0].program // 128 for clip in two]
+    assert set(fonts) == {0, 1} and 150 < sum(fonts) < 250
+    splits = corpora.program_splits(1)
+    assert all(clip.sources[0].program % 128 in splits[clip.split] for clip in two)  # the program's split
+    with pytest.raises(ValueError, match="soundfonts must"):
+        plan_notes(3, soundfonts=9)
 
 
 def test_an_instrument_is_a_program_of_a_soundfont():
