@@ -5,14 +5,15 @@ The scaling curve (`tagging_scaling.py`) tests 16 programs, one per family, so i
 of mAP. Here the 128 programs are split into k folds (``fastwave.corpora.program_folds``, default
 k = 4: each fold tests 2 programs of every family, so every program is tested once). With
 ``--soundfonts`` naming several GM SoundFonts, every program plays in each (128 instruments a
-font) and a fold holds out a program's renditions in every font together: ``--k 8`` with FluidR3_GM
-and TimGM6mb tests 1 program of every family per fold, as 2 instruments, and trains on 12 a family. A mixture plays
+font) and a fold holds out a program's renditions in every font together: ``--k 8`` with
+FluidR3_GM and TimGM6mb tests 1 program of every family per fold, as 2 instruments, and trains on
+12 instruments a family. A mixture plays
 programs of one split, so each fold renders its own mixtures corpus (the curve's plan and size, its
 programs drawn from the fold's splits), and every arm trains on 2,000 of its training clips with the
 curve's budget and augmentation (`tagging_scaling.one_run`), for 3 seeds.
 
 Intervals: over seeds (t, on each seed's mAP averaged over the folds) and over (fold, class) units:
-the AP of one family on one fold's test clips, averaged over seeds (64 units with k = 4), resampled
+the AP of one family on one fold's test clips, averaged over seeds (16 k units: 64 with k = 4), resampled
 by a bootstrap. A paired difference has both; a claim is supported or contradicted only where both
 intervals exclude zero.
 
