@@ -28,12 +28,22 @@ def interval(v: list) -> tuple[float, float] | None:
     return None if None in v else (v[1], v[2])
 
 
+def short_method(method: str) -> str:
+    """B's method names, short enough to sit under a bar."""
+    for long, short in ((", layer and pooling chosen on val", ", best layer"), (" probe", ""),
+                        ("supervised end to end", "supervised"), (", 2,000 steps", ", 2k steps"),
+                        ("2-stage residual codes", "residual codes"), ("the codes' centroids", "centroids"),
+                        ("on the ", "on ")):
+        method = method.replace(long, short)
+    return method
+
+
 def bars(record: dict, stem: str) -> tuple[list[str], list[float], list[tuple[float, float] | None], float | None]:
     """(labels, ours, 95% interval or None per bar, chance or None) of one experiment's record."""
     if stem == "experiment_b_folds":
         methods = {m: v for m, v in record["methods"].items() if not m.startswith("chance")}
         chance = next((v["programs"][0] for m, v in record["methods"].items() if m.startswith("chance")), None)
-        labels = [m.replace(", layer and pooling chosen on val", ", best layer").replace(" probe", "") for m in methods]
+        labels = [short_method(m) for m in methods]
         return (labels, [v["programs"][0] for v in methods.values()],
                 [tuple(v["programs"][1:]) for v in methods.values()], chance)
     if stem == "experiment_a_curves":  # intervals over seeds
@@ -69,7 +79,7 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(16, 4.2), gridspec_kw={"width_ratios": [1, 1.7, 1]})  # B: 8 bars
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(19, 4.6), gridspec_kw={"width_ratios": [1, 2.6, 1]})  # B: 13 bars
     for ax, (stems, title) in zip(axes, PANELS):
         ax.set_title(title, fontsize=10)
         ax.set_ylim(0, 1)
