@@ -17,8 +17,8 @@ test note's prediction. Over the k folds every program is tested once. The summa
   seeds (the t-interval of each seed's difference) and a verdict: supported or contradicted only
   where both exclude zero, else not resolved.
 
-    python benchmarks/experiments/linear_probe_folds.py --all        # 4 folds x 3 seeds: ~75 min on 2 cores
-    python benchmarks/experiments/linear_probe_folds.py --fold 0 --seed 0   # one run: ~6 min
+    python benchmarks/experiments/linear_probe_folds.py --all        # 4 folds x 3 seeds: ~4 h on 2 busy cores
+    python benchmarks/experiments/linear_probe_folds.py --fold 0 --seed 0   # one run, all parts: ~20 min
     python benchmarks/experiments/linear_probe_folds.py --summarise
     python benchmarks/experiments/linear_probe_folds.py --all --k 8 --scale 4 --device cuda   # a GPU's design
 
