@@ -158,7 +158,8 @@ def one_run(args) -> int:
         print(f"{run_path} and its baselines exist: skipped")
         return 0
     if os.path.isfile(run_path):
-        if not all(os.path.isfile(os.path.join(work, name)) for name in ("tok.safetensors", "lm.safetensors")):
+        models = ("tok.safetensors", "lm.safetensors")
+        if not all(os.path.isfile(os.path.join(work, name)) for name in models):
             raise SystemExit(f"{run_path} is recorded but its model files are not in {work}: its missing parts "
                              "must come from the models that made it (delete the run's records to rerun it whole)")
         print(f"{run_path} exists: pipeline skipped")

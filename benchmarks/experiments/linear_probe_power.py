@@ -75,10 +75,11 @@ def font_corpus(args, fonts: list[str]) -> tuple[dict, list, str]:
     tag = "+".join(os.path.splitext(os.path.basename(path))[0] for path in fonts)
     count = max(200, round(2000 * args.scale)) * len(fonts)
     args.data = args.data or f"data/notes_{count}_{tag}"
-    render_once(args.data, lambda: plan_notes(count, args.seed, soundfonts=len(fonts)), lambda: SoundFontRenderer(fonts),
-                kind="notes", seed=args.seed, command=f"plan_notes({count}, {args.seed}, soundfonts={len(fonts)}) with {tag}")
+    clips = plan_notes(count, args.seed, soundfonts=len(fonts))
+    render_once(args.data, lambda: clips, lambda: SoundFontRenderer(fonts), kind="notes", seed=args.seed,
+                command=f"plan_notes({count}, {args.seed}, soundfonts={len(fonts)}) with {tag}")
     with open(os.path.join(args.data, "corpus.json"), encoding="utf-8") as f:
-        return json.load(f), plan_notes(count, args.seed, soundfonts=len(fonts)), tag
+        return json.load(f), clips, tag
 
 
 def fold_correct(features, families, programs, fold: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -18,5 +18,5 @@ from .residual import fit_residual_codebooks, residual_quantise
 from .tokenizer import CodeTokenizer, TokenizerConfig, load_codes, save_codes
 
 __all__ = ["CodeTokenizer", "LinearProbe", "TokenizerConfig", "chance_accuracy", "code_lm_metrics", "codes_sweep",
-           "evaluate_probe", "fit_linear_probe", "fit_residual_codebooks", "format_table", "load_codes", "probe_baselines", "probe_report",
-           "residual_quantise", "save_codes", "train_code_lm"]
+           "evaluate_probe", "fit_linear_probe", "fit_residual_codebooks", "format_table", "load_codes",
+           "probe_baselines", "probe_report", "residual_quantise", "save_codes", "train_code_lm"]

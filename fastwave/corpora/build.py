@@ -51,11 +51,11 @@ def write_corpus(clips: list[Clip], out_dir, renderer, *, kind: str, seed: int, 
     out_dir = os.fspath(out_dir)
     if os.path.isdir(out_dir) and os.listdir(out_dir):  # stale clips would join the split folders
         raise ValueError(f"out_dir {out_dir} is not empty: write a corpus into a new or empty folder")
-    fonts = len(getattr(renderer, "soundfonts", [None]))
-    beyond = sorted({source.program for clip in clips for source in clip.sources if source.program >= 128 * fonts})
+    soundfonts = list(getattr(renderer, "soundfonts", [renderer.soundfont]))  # a stand-in renderer names one
+    beyond = sorted({s.program for clip in clips for s in clip.sources if s.program >= 128 * len(soundfonts)})
     if beyond:  # checked before any clip is written, not halfway through the render
         raise ValueError(f"the plan plays instruments {beyond[:5]}{'...' if len(beyond) > 5 else ''} of a SoundFont "
-                         f"this renderer lacks (it has {fonts}; instrument = program + 128 x font)")
+                         f"this renderer lacks (it has {len(soundfonts)}; instrument = program + 128 x font)")
     started = time.perf_counter()
     rows, counts, seconds, programs = [], dict.fromkeys(SPLITS, 0), dict.fromkeys(SPLITS, 0.0), {s: set() for s in SPLITS}
     for clip in tqdm(clips, desc=f"rendering {kind}", unit="clip", disable=not progress):
@@ -74,7 +74,7 @@ def write_corpus(clips: list[Clip], out_dir, renderer, *, kind: str, seed: int, 
               "programs": {s: sorted(p) for s, p in programs.items()}, "sample_rate": renderer.sample_rate,
               "soundfont": renderer.soundfont, "soundfont_bytes": os.path.getsize(renderer.soundfont)
               if os.path.isfile(renderer.soundfont) else None,
-              "soundfonts": list(getattr(renderer, "soundfonts", [renderer.soundfont])),
+              "soundfonts": soundfonts,
               "command": command, "wall_seconds": round(time.perf_counter() - started, 3)}
     with open_atomically(os.path.join(out_dir, "corpus.json")) as f:
         json.dump(record, f, indent=1)
