@@ -256,6 +256,8 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
                         checkpoint(done)
                     if stopping:
                         raise KeyboardInterrupt
+            if world > 1:  # no rank returns before rank 0's last checkpoint is on disk
+                dist.barrier()
     finally:
         model.eval()  # also when a step raises or the run is interrupted
     return history
