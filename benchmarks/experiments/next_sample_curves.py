@@ -2,8 +2,10 @@
 wall-clock budget (Verma & Chafe, 2021, Table 1: WaveNets 74-76% top-5, Transformers 80-84%).
 
 The five models of `next_sample.py` (about 0.33-0.42 M parameters each) train on the piano corpus's
-train phrases for the same wall-clock budget: each run first times a few updates of its model, then
-takes as many updates as fit the budget (the schedule spans them all). Validation bits per sample
+train phrases for the same wall-clock budget: each run trains until its updates have taken the
+budget, its learning-rate decay keyed to the seconds spent (``max_seconds`` of the training loop), so
+every model ends its schedule at the budget whatever the machine's load does to its update rate; a
+few timed updates first place its warm-up and its evaluations. Validation bits per sample
 are measured on the val preset's phrases as training goes (log-spaced), against samples seen and
 against training seconds (``step_seconds``: updates only); the curve is the evidence. The final model
 is scored, teacher-forced, on the first second (x --scale) of every test phrase (a piano preset no
@@ -44,6 +46,10 @@ from fastwave.training.intervals import paired_difference, t_interval  # noqa: E
 from fastwave.training.sample_models import train_sample_model  # noqa: E402
 
 SEEDS = (0, 1, 2)
+# How a run keeps its budget: "seconds" (the schedule decays over the clock and the clock stops the
+# run). Runs of an older design (a step count fixed from the calibration, whose seconds strayed with
+# the load: 139-264 s for a 180-s budget) are not pooled with these.
+SCHEDULE = "seconds"
 BATCH, SEGMENT = 8, 1024
 VAL_SAMPLES = 32_768  # of the val phrases, per evaluation: 2 s of audio, so a curve costs little
 EVALS = 10  # validation points per run, log-spaced from the 10th update to the last
@@ -55,7 +61,8 @@ CLAIMS = [("transformer_3", "wavenet_10"), ("transformer_3", "wavenet_30"), ("wa
 
 def calibrate(model, train, seed: int) -> float:
     """Seconds per update of ``model`` on this machine now: the median of 4 timed updates of a copy
-    (after one untimed)."""
+    (after one untimed). It plans the run's warm-up and evaluations; the budget itself is kept by
+    the clock."""
     history = train_sample_model(copy.deepcopy(model), train, steps=5, batch_size=BATCH, segment=SEGMENT, lr=1e-3,
                                  seed=seed, progress=False)
     return float(np.median(history["step_seconds"][1:]))
@@ -83,17 +90,20 @@ def one_run(args, name: str, seed: int) -> None:
     torch.manual_seed(seed)
     model = models()[name]().to(args.device)
     per_update = calibrate(model, train, seed)
-    steps = max(10, round(args.budget / per_update))
-    history = train_sample_model(model, train, steps=steps, batch_size=BATCH, segment=SEGMENT, lr=1e-3,
-                                 warmup=max(1, steps // 10), seed=seed, eval_tokens=val,
-                                 eval_at=eval_steps(steps), eval_segment=4096, progress=False)
+    planned = max(10, round(args.budget / per_update))
+    # steps: a bound far past the plan; the budget stops the run
+    history = train_sample_model(model, train, steps=100 * planned, max_seconds=args.budget, batch_size=BATCH,
+                                 segment=SEGMENT, lr=1e-3, warmup=max(1, planned // 10), seed=seed,
+                                 eval_tokens=val, eval_at=eval_steps(planned), eval_segment=4096, progress=False)
+    steps = len(history["loss"])
     seconds = np.cumsum(history["step_seconds"])
     curve = [{"step": e["step"], "samples": e["step"] * BATCH * SEGMENT, "train_seconds": float(seconds[e["step"] - 1]),
               "bits_per_sample": e["bits_per_sample"], "top5": e["top5"]} for e in history["eval"]]
     phrases = [evaluate_sample_model(model, [phrase], segment=4096, burn_in=1024) for phrase in test]
     positions = np.array([p["positions"] for p in phrases], dtype=float)
     record = {"model": name, "parameters": parameters(model), "budget_seconds": args.budget,
-              "calibrated_seconds_per_update": per_update, "steps": steps, "train_seconds": float(seconds[-1]),
+              "schedule": SCHEDULE, "calibrated_seconds_per_update": per_update, "planned_steps": planned,
+              "steps": steps, "train_seconds": float(seconds[-1]),
               "samples_seen": steps * BATCH * SEGMENT, "curve": curve,
               "test_phrases": [{k: p[k] for k in ("top1", "top5", "bits_per_sample", "positions")} for p in phrases],
               **{k: float(np.average([p[k] for p in phrases], weights=positions))
@@ -107,9 +117,9 @@ def one_run(args, name: str, seed: int) -> None:
 
 
 def eval_steps(steps: int) -> list[int]:
-    """Where a run of ``steps`` updates is evaluated: log-spaced, so that a fast model's curve (many
-    updates) has points down at a slow model's update count, where equal updates are read, and the
-    figure's log axis is evenly covered."""
+    """Where a run planned at ``steps`` updates is evaluated (and after its last): log-spaced, so that
+    a fast model's curve (many updates) has points down at a slow model's update count, where equal
+    updates are read, and the figure's log axis is evenly covered."""
     return sorted({int(round(s)) for s in np.geomspace(min(10, steps), steps, EVALS)})
 
 
@@ -161,18 +171,27 @@ def summarise(args) -> int:
             runs.append(json.load(f))
     if not runs:
         raise SystemExit(f"no runs under {args.work}: run --model M --seed S (or --all) first")
+    stale = [f"{r['model']} seed {r['seed']}" for r in runs if r.get("schedule") != SCHEDULE]
+    if stale:
+        raise SystemExit(f"runs under {args.work} of another design (not keyed to seconds): {', '.join(stale)}; "
+                         "move them away and rerun")
     table, claims, common = pool_runs(runs)
     record = {"experiment": "A: next-sample prediction, equal wall-clock budgets", "budget_seconds": args.budget,
               "batch": BATCH, "segment": SEGMENT, "common_updates": common, "models": table, "claims": claims,
               "runs": [{k: r[k] for k in ("model", "seed", "steps", "train_seconds", "command", "machine")} for r in runs]}
+    seconds = [r["train_seconds"] for r in runs]
     lines = ["# Experiment A: next-sample prediction at equal wall-clock budgets", "",
-             f"{len(runs)} runs; each model trains {args.budget:.0f} s (updates of {BATCH} crops of {SEGMENT}; the "
-             "count each fits is in the table), then is scored on every test phrase. 95% intervals over seeds (t). "
-             f"Equal updates: validation bits/sample at {common} updates, the most every model reached.", "",
-             "| model | parameters | updates | test top-5 | test bits/sample | val bits at equal updates | paper top-5 |",
-             "|---|---|---|---|---|---|---|"]
+             f"{len(runs)} runs; each model trains for {args.budget:.0f} s of updates ({BATCH} crops of {SEGMENT} "
+             f"each; the learning rate decays over the seconds, and the clock stops the run: "
+             f"{min(seconds):.0f}-{max(seconds):.0f} s taken), then is scored on every test phrase. 95% intervals "
+             f"over seeds (t). Equal updates: validation bits/sample at {common} updates, the most every model "
+             "reached.", "",
+             "| model | parameters | updates | train seconds | test top-5 | test bits/sample | val bits at equal updates "
+             "| paper top-5 |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, v in table.items():
-        lines.append(f"| {name} | {v['parameters']:,} | {min(v['steps'])}-{max(v['steps'])} | {cell(v['top5'])} | "
+        lines.append(f"| {name} | {v['parameters']:,} | {min(v['steps'])}-{max(v['steps'])} | "
+                     f"{min(v['train_seconds']):.0f}-{max(v['train_seconds']):.0f} | {cell(v['top5'])} | "
                      f"{cell(v['bits_per_sample'])} | {cell(v['val_bits_at_common_updates'])} | {PAPER_TOP5[name]:.2f} |")
     lines += ["", "Paired differences in test top-5: over the test phrases (each phrase's score averaged over seeds) "
               "and over seeds (seed s against seed s); a verdict needs both intervals on one side of zero.",

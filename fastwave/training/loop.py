@@ -12,6 +12,7 @@ and after the last, and checkpoints.
 caller seeds it from (seed, step)), the learning rate a pure function of the step, and a checkpoint
 holds the weights, AdamW's moments and the RNG state that dropout draws from. So a run stopped after
 any checkpoint and resumed gives the weights of a run that never stopped: bit for bit on the CPU.
+(Not with ``max_seconds``: a time budget's schedule and stop follow the clock.)
 
 **Checkpoints** (``checkpoint_dir``): ``train_state.pt`` (weights, optimizer, step, RNG, history
 and settings: all a resume reads, in one file, so it is always self-consistent; read back with
@@ -50,16 +51,23 @@ STATE_FORMAT = 1
 LAST, BEST, STATE, HISTORY = "last.safetensors", "best.safetensors", "train_state.pt", "history.json"
 
 
-def lr_at(step: int, *, lr: float, steps: int, warmup: int, min_lr_ratio: float = 0.1) -> float:
+def lr_at(step: int, *, lr: float, steps: int, warmup: int, min_lr_ratio: float = 0.1,
+          progress: float | None = None) -> float:
     """Learning rate before update ``step`` (0-based): linear warm-up lr * (step + 1) / (warmup + 1)
     for step < warmup, the peak ``lr`` at step == warmup, then a half cosine down to
-    ``min_lr_ratio * lr`` at step == steps (and after)."""
+    ``min_lr_ratio * lr`` at step == steps (and after).
+
+    progress: how far through the decay the run is, in [0, 1] (clipped), where that is not counted in
+    updates: a run with a time budget passes the fraction of its post-warm-up seconds spent. Default
+    (step - warmup) / (steps - warmup)."""
     min_lr = min_lr_ratio * lr
     if step < warmup:
         return lr * (step + 1) / (warmup + 1)
-    if step >= steps:
-        return min_lr
-    progress = (step - warmup) / (steps - warmup)  # warmup <= step < steps: no division by zero
+    if progress is None:
+        if step >= steps:
+            return min_lr
+        progress = (step - warmup) / (steps - warmup)  # warmup <= step < steps: no division by zero
+    progress = min(max(progress, 0.0), 1.0)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
 
 
@@ -152,14 +160,21 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
                  eval_every: int | None = None, eval_at=(), select: tuple[str, str] | None = None,
                  checkpoint_dir=None, checkpoint_every: int | None = None, resume: bool = False,
                  settings: dict | None = None, progress: bool = True, desc: str = "train",
-                 describe_eval: Callable | None = None) -> dict:
-    """Train ``model`` (on its device, in place) for ``steps`` updates.
+                 describe_eval: Callable | None = None, max_seconds: float | None = None) -> dict:
+    """Train ``model`` (on its device, in place) for ``steps`` updates, or for ``max_seconds``.
 
     batch_at(step, rank, world) -> this rank's batch of update ``step`` (0-based), a pure function of
       the step (see ``step_generator``); with world == 1, the whole batch.
     loss_of(model, batch) -> the mean loss (scalar tensor) of the batch; runs under bf16 autocast on
       CUDA; ``model`` may be the DistributedDataParallel wrapper, so call it, do not reach inside.
     lr / warmup / min_lr_ratio: ``lr_at``'s schedule; warmup defaults to min(1000, steps // 10).
+    max_seconds: a time budget: train until the updates' summed wall seconds (``step_seconds``, without
+      evaluations and checkpoints) reach it (the last update ends past it by less than one update), or
+      ``steps`` updates, whichever comes first; the cosine decay is keyed to the fraction of the
+      post-warm-up seconds spent, so every run ends its schedule at the budget however fast its
+      updates are (equal-compute comparisons; budgeted training, Li et al. 2020). Give ``warmup`` in
+      updates. Not bit-reproducible (the schedule follows the clock); under torchrun the ranks' mean
+      update time decides, so they stop together.
     evaluate(model) -> {name: float}: run (eval mode, no grad, rank 0) every ``eval_every`` steps, after
       each step count in ``eval_at`` (e.g. log-spaced, for a curve drawn on a log axis) and after the
       last one. select: (metric, "max" | "min") keeps the best evaluation's weights.
@@ -174,6 +189,9 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
     stop. The model is left in eval mode.
     """
     steps = check_int_arg(steps, "steps")
+    if max_seconds is not None and (isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float))
+                                    or not 0 < max_seconds < math.inf):
+        raise ValueError(f"max_seconds must be a positive number of seconds or None, got {max_seconds!r}")
     warmup = min(1000, steps // 10) if warmup is None else check_int_arg(warmup, "warmup", minimum=0)
     check_hyperparameters(lr=lr, weight_decay=weight_decay, min_lr_ratio=min_lr_ratio, grad_clip=grad_clip, seed=seed)
     eval_every = None if eval_every is None else check_int_arg(eval_every, "eval_every")
@@ -190,6 +208,8 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
         raise ValueError("resume=True needs a checkpoint_dir to resume from")
     settings = {**(settings or {}), "steps": steps, "lr": lr, "weight_decay": weight_decay, "warmup": warmup,
                 "min_lr_ratio": min_lr_ratio, "grad_clip": grad_clip, "seed": seed}
+    if max_seconds is not None:  # only then, so states saved before budgets existed still resume
+        settings["max_seconds"] = float(max_seconds)
     settings = json.loads(json.dumps(settings))  # as it will read back: tuples become lists
 
     rank, world = init_distributed()
@@ -221,41 +241,54 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
     model.train()
     try:
         with torch.random.fork_rng(devices=cuda_devices), \
-                tqdm(total=steps, initial=start, desc=desc, disable=not progress or rank != 0) as bar:
+                tqdm(total=steps if max_seconds is None else round(max_seconds), initial=start if max_seconds is None
+                     else 0, unit="it" if max_seconds is None else "s", desc=desc,
+                     disable=not progress or rank != 0) as bar:
             if saved is None:
                 torch.manual_seed(seed + rank)  # dropout: reproducible, different on each rank
             else:
                 _set_rng(saved["rng"][rank], device)
             done = start
+            clock = _Budget(max_seconds, warmup, history["step_seconds"])
+            if max_seconds is not None and clock.elapsed:
+                bar.update(min(clock.elapsed, max_seconds))
             with _deferred_interrupt(enabled=world == 1) as interrupted:
                 running = history["loss"][-1] if history["loss"] else None
                 for step in range(start, steps):
+                    if clock.spent():
+                        break
                     began = time.perf_counter()
-                    step_lr = lr_at(step, lr=lr, steps=steps, warmup=warmup, min_lr_ratio=min_lr_ratio)
+                    step_lr = lr_at(step, lr=lr, steps=steps, warmup=warmup, min_lr_ratio=min_lr_ratio,
+                                    progress=clock.progress())
                     for group in optimizer.param_groups:
                         group["lr"] = step_lr
                     with autocast_for(device):
                         loss = loss_of(trained, batch_at(step, rank, world))
                     loss = apply_update(model, optimizer, loss.float(), grad_clip)
-                    if world > 1:  # record the whole batch's loss, not this rank's share
-                        loss = _mean_over_ranks(loss, device)
+                    seconds = time.perf_counter() - began  # the update alone (loss.item() synced)
+                    if world > 1:  # the whole batch's loss, not this rank's share; one clock for every rank
+                        loss, seconds = _mean_over_ranks([loss, seconds], device)
                     history["loss"].append(loss)
                     history["lr"].append(step_lr)
-                    history["step_seconds"].append(time.perf_counter() - began)  # the update alone (loss.item() synced)
+                    history["step_seconds"].append(seconds)
+                    clock.add(seconds)
                     running = loss if running is None else 0.95 * running + 0.05 * loss  # smoothed for display
                     bar.set_postfix(loss=f"{running:.4f}", lr=f"{step_lr:.2e}", refresh=False)
-                    bar.update(1)
+                    bar.update(1 if max_seconds is None else seconds)
                     done = step + 1
-                    evaluating = evaluate is not None and (done == steps or done in eval_at
+                    last = done == steps or clock.spent()
+                    evaluating = evaluate is not None and (last or done in eval_at
                                                           or (eval_every and done % eval_every == 0))
                     if evaluating:
                         _evaluate(model, evaluate, done, history, select, rank, world, checkpoint_dir,
                                   bar if progress and rank == 0 else None, describe_eval)
                     stopping = interrupted()
-                    if evaluating or stopping or done == steps or (checkpoint_every and done % checkpoint_every == 0):
+                    if evaluating or stopping or last or (checkpoint_every and done % checkpoint_every == 0):
                         checkpoint(done)
                     if stopping:
                         raise KeyboardInterrupt
+                    if last:
+                        break
             if world > 1:  # no rank returns before rank 0's last checkpoint is on disk
                 dist.barrier()
     finally:
@@ -292,10 +325,39 @@ def _deferred_interrupt(enabled: bool = True):
         signal.signal(signal.SIGINT, previous)
 
 
-def _mean_over_ranks(value: float, device: torch.device) -> float:
-    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+def _mean_over_ranks(values: list[float], device: torch.device) -> list[float]:
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
-    return float(tensor.item()) / dist.get_world_size()
+    return (tensor / dist.get_world_size()).tolist()
+
+
+class _Budget:
+    """The time budget of a run (``max_seconds``; None: none), kept from the updates' seconds: those
+    of a resumed run's earlier updates count, so a resume continues the same schedule."""
+
+    def __init__(self, max_seconds: float | None, warmup: int, step_seconds: list):
+        if max_seconds is not None and any(s is None for s in step_seconds):
+            raise ValueError("this state predates update timing, so a time budget cannot resume it")
+        self.max_seconds, self.warmup = max_seconds, warmup
+        self.updates = len(step_seconds)
+        self.elapsed = float(sum(s for s in step_seconds if s is not None))
+        self.warmup_seconds = float(sum(s for s in step_seconds[:warmup] if s is not None))
+
+    def add(self, seconds: float) -> None:
+        self.elapsed += seconds
+        if self.updates < self.warmup:
+            self.warmup_seconds += seconds
+        self.updates += 1
+
+    def spent(self) -> bool:
+        return self.max_seconds is not None and self.elapsed >= self.max_seconds
+
+    def progress(self) -> float | None:
+        """The fraction of the post-warm-up seconds spent (None without a budget: lr_at counts updates)."""
+        if self.max_seconds is None:
+            return None
+        left = self.max_seconds - self.warmup_seconds
+        return 1.0 if left <= 0 else (self.elapsed - self.warmup_seconds) / left
 
 
 def _evaluate(model, evaluate, done, history, select, rank, world, checkpoint_dir, bar, describe) -> None:

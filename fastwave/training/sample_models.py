@@ -56,14 +56,17 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
                        cond: dict | None = None, eval_tokens=None, eval_cond: dict | None = None,
                        eval_every: int | None = None, eval_at=(), eval_segment: int | None = None,
                        pad_short: bool = False, checkpoint_dir=None, resume: bool = False,
-                       checkpoint_every: int | None = None, input_noise: float = 0.0, progress: bool = True) -> dict:
+                       checkpoint_every: int | None = None, input_noise: float = 0.0, progress: bool = True,
+                       max_seconds: float | None = None) -> dict:
     """Train ``model`` in place by teacher forcing on random crops of ``tokens``.
 
     model: a sample model on the device to train on (``model.config.classes``;
       forward(tokens (B, T)) -> logits (B, classes, T), logits[:, :, t] predicting token t + 1).
     tokens: (T,), (N, T) or a list of 1-D streams of any lengths, each >= segment + 1 (+ the model's
       burn_in) tokens (or >= 2 with ``pad_short``); int in [0, classes), numpy or torch.
-    steps: optimizer updates. segment: the model's input length per crop (the crop is segment + 1).
+    steps: optimizer updates (with ``max_seconds``: at most). segment: the model's input length per
+      crop (the crop is segment + 1).
+    max_seconds: a time budget for the updates (``run_training``: the schedule decays over seconds).
     lr / warmup / min_lr_ratio: the schedule of ``lr_at``; warmup defaults to min(1000, steps // 10).
     grad_clip: max global gradient norm (None: no clipping).
     seed: fixes the crops and dropout: on the CPU the same seed and initial weights give the same
@@ -135,7 +138,7 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
                         eval_at=eval_at,
                         select=None if eval_tokens is None else ("bits_per_sample", "min"),
                         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
-                        settings=settings, progress=progress,
+                        settings=settings, progress=progress, max_seconds=max_seconds,
                         describe_eval=lambda r: f"eval {r['bits_per_sample']:.4f} bits/sample, top-1 {r['top1']:.3f}")
 
 

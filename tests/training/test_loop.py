@@ -79,12 +79,12 @@ def test_checkpoint_files_and_history(tmp_path):
     assert not model.training
 
 
-def test_step_seconds_time_the_updates_alone(monkeypatch):
-    """A fake clock ticks once per read; an evaluation jumps it by 100 s: the updates' times leave the
-    evaluations out (a learning curve against training time must)."""
+@pytest.fixture
+def one_second_updates(monkeypatch):
+    """A fake clock that reads one second later at every read: the loop reads it before and after
+    each update, so every update takes exactly 1 s."""
     import fastwave.training.loop as loop
 
-    clock = iter(range(10_000))
     ticks = {"now": 0.0}
 
     def perf_counter():
@@ -92,13 +92,64 @@ def test_step_seconds_time_the_updates_alone(monkeypatch):
         return ticks["now"]
 
     monkeypatch.setattr(loop.time, "perf_counter", perf_counter)
+    return ticks  # a test moves the clock on by adding to ticks["now"]
+
+
+def test_step_seconds_time_the_updates_alone(one_second_updates):
+    """An evaluation jumps the clock by 100 s: the updates' times leave the evaluations out (a
+    learning curve against training time must)."""
+    clock = iter(range(10_000))
 
     def evaluate(m):
-        ticks["now"] += 100.0
+        one_second_updates["now"] += 100.0
         return {"score": float(next(clock))}
 
     history = train(tiny_transformer(), evaluate=evaluate, eval_every=2)
     assert history["step_seconds"] == [1.0] * 6
+
+
+def time_progress(step, *, warmup, budget):
+    """The decay's progress before update ``step`` of 1-second updates: post-warm-up seconds spent
+    over those left after the warm-up."""
+    return (step - warmup) / (budget - warmup)
+
+
+def test_a_time_budget_stops_the_run_and_keys_the_decay_to_seconds(one_second_updates):
+    """max_seconds=4.5 of 1-s updates: five updates (the last ends past the budget), the last one
+    evaluated; the cosine decays over the seconds after the warm-up, not over ``steps``; with a
+    budget longer than ``steps`` the run stops at ``steps``."""
+    kw = dict(lr=1e-2, steps=100, warmup=2, min_lr_ratio=0.1)
+    history = train(tiny_transformer(), steps=100, max_seconds=4.5, evaluate=lambda m: {"x": 0.0})
+    assert len(history["loss"]) == 5 and history["step_seconds"] == [1.0] * 5
+    assert [e["step"] for e in history["eval"]] == [5]
+    expected = [lr_at(s, **kw, progress=None if s < 2 else time_progress(s, warmup=2, budget=4.5)) for s in range(5)]
+    assert history["lr"] == pytest.approx(expected)
+    assert history["lr"][2] == pytest.approx(1e-2)  # the peak after the warm-up
+    assert history["lr"][4] < lr_at(4, **kw)  # further down than 4 of 100 updates would be
+    assert len(train(tiny_transformer(), steps=3, max_seconds=1000.0)["loss"]) == 3
+
+
+def test_a_time_budget_resumes_with_the_seconds_already_spent(tmp_path, one_second_updates):
+    straight = train(tiny_transformer(), steps=100, max_seconds=4.5)
+
+    def crash_at_step_3(step, rank, world):
+        if step == 3:
+            raise RuntimeError("node lost")
+        return random_batch(step, rank, world)
+
+    with pytest.raises(RuntimeError):
+        run_training(tiny_transformer(), steps=100, max_seconds=4.5, batch_at=crash_at_step_3, loss_of=loss_of,
+                     lr=1e-2, warmup=2, progress=False, checkpoint_dir=tmp_path, checkpoint_every=2)
+    resumed = train(tiny_transformer(seed=5), steps=100, max_seconds=4.5, checkpoint_dir=tmp_path, resume=True)
+    assert len(resumed["loss"]) == 5 and resumed["lr"] == pytest.approx(straight["lr"])
+    with pytest.raises(ValueError, match="max_seconds"):  # another budget is another run
+        train(tiny_transformer(), steps=100, max_seconds=9.0, checkpoint_dir=tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "60"])
+def test_a_bad_time_budget_is_refused(bad):
+    with pytest.raises(ValueError, match="max_seconds must be a positive number"):
+        train(tiny_transformer(), max_seconds=bad)
 
 
 def test_eval_at_adds_evaluations_at_given_step_counts():
