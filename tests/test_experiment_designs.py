@@ -112,6 +112,9 @@ def test_b_runs_carry_the_rows_of_their_baselines_and_longer_supervised_records(
                                                                fold=1, seed=2))
     assert paths == tuple(os.path.join("r", "k4_pretrain2400", "fold1_seed2" + end)
                           for end in (".json", *linear_probe_folds.EXTRAS))
+    assert set(linear_probe_folds.PARTS) == set(linear_probe_folds.EXTRAS)  # every part has its maker
+    residual = {method for rows in linear_probe_folds.RESIDUAL_ROWS.values() for method, _ in rows}
+    assert residual <= claimed and set(linear_probe_folds.RESIDUAL_ROWS) <= set(linear_probe_folds.EXTRAS)
 
 
 def test_c_designs_over_more_soundfonts_keep_their_own_records(capsys):

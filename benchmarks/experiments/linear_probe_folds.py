@@ -25,7 +25,8 @@ test note's prediction. Over the k folds every program is tested once. The summa
 Runs: the phrases in <work>/k<K>_fold<F>_phrases<N>/, the tokenizer, codes and LM in
 <work>/<design>/fold<F>_seed<S>/; each run's records (per-note predictions of every method, the
 LM's held-out metrics, command, machine) in <records>/<design>/fold<F>_seed<S>.json and its parts'
-records beside it (fold<F>_seed<S>_baselines.json, _supervised.json, _vectors.json, _residual.json), committed so
+records beside it (fold<F>_seed<S>_baselines.json, _supervised.json, _vectors.json, _residual.json,
+_residual_deep.json), committed so
 that runs add up across machines and sessions; the design is k<K>_pretrain<N>[_scale<X>]. A part
 with its record is skipped. The parts read the pipeline's model files: where a run's record is
 committed but its model files are gone (another machine), its missing parts are refused rather
@@ -87,8 +88,17 @@ ON_RESIDUAL = "supervised end to end on 2-stage residual codes, 2,000 steps"
 CLAIMS += [(ON_CENTROIDS, LONG_SUPERVISED),  # a code read through its centroid, not a learned embedding
            (ON_RESIDUAL, LONG_SUPERVISED),  # a second stage of codes lifts what codes carry
            (ON_BOTTLENECK, ON_RESIDUAL)]  # ... yet not to the bottleneck's
+# Two stages recover a third of what quantisation costs: do more? 4 and 8 stages of 64 codes (the
+# first 2 the same dictionaries: k-means is seeded per stage).
+ON_RESIDUAL_4 = "supervised end to end on 4-stage residual codes, 2,000 steps"
+ON_RESIDUAL_8 = "supervised end to end on 8-stage residual codes, 2,000 steps"
+CLAIMS += [(ON_BOTTLENECK, ON_RESIDUAL_4), (ON_BOTTLENECK, ON_RESIDUAL_8),  # does the gap close?
+           (ON_RESIDUAL_4, ON_RESIDUAL), (ON_RESIDUAL_8, LONG_SUPERVISED)]
+RESIDUAL_ROWS = {"_residual.json": ((ON_CENTROIDS, 1), (ON_RESIDUAL, 2)),
+                 "_residual_deep.json": ((ON_RESIDUAL_4, 4), (ON_RESIDUAL_8, 8))}  # (method, stages) per part
 PAPER = {**PAPER, LONG_SUPERVISED: PAPER["supervised end to end"]}
-EXTRAS = ("_baselines.json", "_supervised.json", "_vectors.json", "_residual.json")  # beside the pipeline's
+# The parts beside the pipeline's record, each made (and recorded) by its own function, in this order
+EXTRAS = ("_baselines.json", "_supervised.json", "_vectors.json", "_residual.json", "_residual_deep.json")
 SEEDS = (0, 1, 2)
 DEFAULT_RECORDS = os.path.join(os.path.dirname(__file__), "..", "results", "run_records", "experiment_b_folds")
 PROGRAM = re.compile(r"_p(\d{3})_")
@@ -130,7 +140,8 @@ def pretrain_count(args) -> int:
 
 def record_paths(args) -> tuple[str, ...]:
     """This run's records: the pipeline's, then one per part in EXTRAS' order (the baselines', the
-    longer supervised budget's, the supervised networks on vectors', on residual codes')."""
+    longer supervised budget's, the supervised networks on vectors', on residual codes of 1-2 and of
+    4-8 stages)."""
     stem = os.path.join(args.records, design(args), f"fold{args.fold}_seed{args.seed}")
     return (stem + ".json", *(stem + extra for extra in EXTRAS))
 
@@ -152,7 +163,7 @@ def one_run(args) -> int:
     training_seed, args.seed = args.seed, args.corpus_seed  # the corpus is the same for every run
     corpus = clip_corpus("notes", args)
     args.seed = training_seed
-    run_path, baselines_path, supervised_path, vectors_path, residual_path = record_paths(args)
+    run_path, *part_paths = record_paths(args)
     os.makedirs(os.path.dirname(run_path), exist_ok=True)
     if all(os.path.isfile(path) for path in record_paths(args)):
         print(f"{run_path} and its baselines exist: skipped")
@@ -165,14 +176,9 @@ def one_run(args) -> int:
         print(f"{run_path} exists: pipeline skipped")
     else:  # the other parts read the pipeline's tokenizer and LM
         pipeline_run(work, corpus, args, run_path)
-    if not os.path.isfile(baselines_path):
-        baselines_run(work, args, run_path, baselines_path)
-    if not os.path.isfile(supervised_path):
-        supervised_run(work, args, run_path, supervised_path)
-    if not os.path.isfile(vectors_path):
-        vectors_run(work, args, run_path, vectors_path)
-    if not os.path.isfile(residual_path):
-        residual_run(work, args, run_path, residual_path)
+    for extra, path in zip(EXTRAS, part_paths):
+        if not os.path.isfile(path):
+            PARTS[extra](work, args, run_path, path)
     return 0
 
 
@@ -264,9 +270,10 @@ def vectors_run(work: str, args, run_path: str, out: str) -> None:
 
 
 def residual_run(work: str, args, run_path: str, out: str) -> None:
-    """The longer supervised network reading each patch's code as its centroid, then as the sum of
-    its 2-stage residual codes' centroids (the second dictionary fitted on the training notes'
-    bottleneck vectors only) -> ``out``: two rows."""
+    """The longer supervised network reading each patch's quantised bottleneck vector, the sum of its
+    residual codes' centroids, for each (method, stages) of RESIDUAL_ROWS for ``out``'s part (stage 1
+    is the tokenizer's code, so 1 stage is the code's centroid; the further dictionaries are fitted on
+    the training notes' bottleneck vectors only) -> ``out``: a row each."""
     import torch
 
     from fastwave.codes.probing import supervised_row
@@ -275,13 +282,18 @@ def residual_run(work: str, args, run_path: str, out: str) -> None:
     started = time.perf_counter()
     tokenizer, lm, clips, splits = run_models(work, args, run_path)
     latents = [tokenizer.latents(tokenizer.clip_patches(path)) for path in clips.paths]
+    wanted = RESIDUAL_ROWS[next(extra for extra in RESIDUAL_ROWS if out.endswith(extra))]
     books = fit_residual_codebooks(torch.cat([latents[i] for i in splits["train"]]), first=tokenizer.centroids.cpu(),
-                                   stages=2, seed=args.seed)
+                                   stages=max(stages for _, stages in wanted), seed=args.seed)
     steps = max(20, round(LONG_SUPERVISED_STEPS * args.scale))
     rows = [supervised_row(lm.config, [residual_quantise(z, books[:stages])[1] for z in latents], clips.targets(),
                            splits, method=method, steps=steps, seed=args.seed, device=args.device)
-            for method, stages in ((ON_CENTROIDS, 1), (ON_RESIDUAL, 2))]
+            for method, stages in wanted]
     write_part(args, out, started, rows, steps=steps, residual_codes=[len(book) for book in books])
+
+
+PARTS = {"_baselines.json": baselines_run, "_supervised.json": supervised_run, "_vectors.json": vectors_run,
+         "_residual.json": residual_run, "_residual_deep.json": residual_run}
 
 
 def baseline_hits(data: str, corpus_seed: int, count: int, folds: list[int], k: int) -> dict[str, float]:
