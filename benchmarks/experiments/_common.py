@@ -109,6 +109,15 @@ def cell(interval, spec: str = ".3f") -> str:
     return f"{mean:{spec}} [{low:{spec}}, {high:{spec}}]"
 
 
+MORE_SEEDS = 12  # the experiments also project each claim's detectable difference to this many seeds
+
+
+def more_seeds_cell(claim: dict) -> str:
+    """A claim's detectable difference with MORE_SEEDS seeds (``detectable_with_seeds``), or "–"."""
+    value = claim.get(f"detectable_with_{MORE_SEEDS}_seeds")
+    return "–" if value is None else f"{value:.3f}"
+
+
 def json_interval(interval) -> list:
     """(mean, low, high) with NaN bounds (one seed) -> a JSON-able list with None for them."""
     return [None if v != v else v for v in interval]

@@ -47,10 +47,12 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import cell, clip_corpus, json_interval, render_once, run_record, write_results  # noqa: E402
+from _common import (MORE_SEEDS, cell, clip_corpus, json_interval, more_seeds_cell, render_once, run_record,  # noqa: E402
+                     write_results)
 from linear_probe import PAPER, run_pipeline  # noqa: E402
 from fastwave.corpora import SoundFontRenderer, plan_phrases, program_folds  # noqa: E402
-from fastwave.training.intervals import cluster_bootstrap, paired_difference, t_interval  # noqa: E402
+from fastwave.training.intervals import (cluster_bootstrap, detectable_with_seeds, paired_difference,  # noqa: E402
+                                         t_interval)
 
 # The paper's claims B can test: (better method, worse method), each a paired difference.
 CHOSEN_LM, CHOSEN_RANDOM = ("code LM probe, layer and pooling chosen on val",
@@ -375,6 +377,8 @@ def summarise(args) -> int:
         difference = correct[better] - correct[worse]  # (seeds, notes)
         claims.append({"claim": f"{better} > {worse}",
                        **paired_difference(difference.mean(axis=0), programs, difference.mean(axis=1)),
+                       f"detectable_with_{MORE_SEEDS}_seeds": (detectable_with_seeds(difference, programs, MORE_SEEDS)
+                                                               if len(seeds) >= 2 else None),
                        "paper": PAPER[better] - PAPER[worse] if better in PAPER and worse in PAPER else None})
     lm = {name: [run["lm"]["heldout"][name] for run in runs] for name in ("perplexity", "top1")}
     record = {"experiment": f"B on {args.k} folds over programs", "design": design(args), "k": args.k,
@@ -395,10 +399,10 @@ def summarise(args) -> int:
               .replace("nan", "–") for m, v in methods.items()]
     lines += ["", "A verdict needs the difference's intervals over programs and over seeds on one side of zero "
               "(one seed resolves nothing).", "",
-              "| claim | difference, over programs | over seeds | detectable over programs | verdict |",
-              "|---|---|---|---|---|"]
+              f"| claim | difference, over programs | over seeds | detectable over programs (with {MORE_SEEDS} seeds) "
+              "| verdict |", "|---|---|---|---|---|"]
     lines += [f"| {c['claim']} | {cell(c['difference'])} | {cell(c['difference_over_seeds'])} | "
-              f"{c['detectable']:.3f} | {c['verdict']} |" for c in claims]
+              f"{c['detectable']:.3f} ({more_seeds_cell(c)}) | {c['verdict']} |" for c in claims]
     write_results("experiment_b_folds", record, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -40,11 +40,12 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import cell, json_interval, render_once, write_results  # noqa: E402
+from _common import MORE_SEEDS, cell, json_interval, more_seeds_cell, render_once, write_results  # noqa: E402
 from tagging_scaling import COMPARISONS, CORPUS_CLIPS, SEEDS, budget, one_run  # noqa: E402
 from fastwave.corpora.gm import MAX_SOUNDFONTS  # noqa: E402
 from fastwave.corpora.render import DEFAULT_SOUNDFONT  # noqa: E402
-from fastwave.training.intervals import cluster_bootstrap, paired_difference, t_interval  # noqa: E402
+from fastwave.training.intervals import (cluster_bootstrap, detectable_with_seeds, paired_difference,  # noqa: E402
+                                         t_interval)
 
 ARMS = ("cnn", "transformer_none", "transformer_wavelet", "transformer_logmel")
 SIZE = 2000  # the curve's largest
@@ -113,8 +114,15 @@ def pool_folds(runs: list[dict]) -> tuple[dict, list[dict]]:
         common = sorted(set(seeds[better]) & set(seeds[worse]))
         diff = np.array(table[better]["units"]) - np.array(table[worse]["units"])
         by_seed = [np.mean([by[(better, s, f)]["mAP"] - by[(worse, s, f)]["mAP"] for f in folds]) for s in common]
+        # (seeds, units): would more seeds sharpen the test, or only more units?
+        units_by_seed = np.array([np.concatenate([np.subtract(by[(better, s, f)]["class_ap"],
+                                                              by[(worse, s, f)]["class_ap"]) for f in folds])
+                                  for s in common])
+        more_seeds = (detectable_with_seeds(units_by_seed, np.arange(units_by_seed.shape[1]), MORE_SEEDS)
+                      if len(common) >= 2 else None)
         comparisons.append({"claim": f"{better} > {worse}", "meaning": meaning,
-                            **paired_difference(diff, np.arange(diff.size), by_seed)})
+                            **paired_difference(diff, np.arange(diff.size), by_seed),
+                            f"detectable_with_{MORE_SEEDS}_seeds": more_seeds})
     return table, comparisons
 
 
@@ -147,9 +155,11 @@ def summarise(args) -> int:
              "| arm | seeds | test mAP, over seeds | over units |", "|---|---|---|---|"]
     lines += [f"| {arm} | {len(v['seeds'])} | {cell(v['over_seeds'])} | {cell(v['over_units'])} |" for arm, v in table.items()]
     lines += ["", "Paired differences in test mAP; a verdict needs both intervals on one side of zero:", "",
-              "| claim | difference, over units | over seeds | detectable over units | verdict |", "|---|---|---|---|---|"]
+              f"| claim | difference, over units | over seeds | detectable over units (with {MORE_SEEDS} seeds) "
+              "| verdict |",
+              "|---|---|---|---|---|"]
     lines += [f"| {c['claim']} ({c['meaning']}) | {cell(c['difference'])} | {cell(c['difference_over_seeds'])} | "
-              f"{c['detectable']:.3f} | {c['verdict']} |" for c in comparisons]
+              f"{c['detectable']:.3f} ({more_seeds_cell(c)}) | {c['verdict']} |" for c in comparisons]
     write_results(results_stem(args), record, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -4,6 +4,7 @@
     mean, low, high = cluster_bootstrap(correct, programs, seed=0)          # items clustered by program
     mean, low, high = cluster_bootstrap(correct_a - correct_b, programs)    # a paired difference
     smallest = detectable_difference(correct_a - correct_b, programs)       # what this test set can resolve
+    detectable_with_seeds(differences_by_seed, programs, seeds=12)          # ... and would more seeds help?
     verdict(over_seeds, over_programs)   # 'supported' only if every interval of the difference is above 0
     paired_difference(a_minus_b_per_item, programs, a_minus_b_per_seed)   # all of it, for one claim
 
@@ -28,6 +29,8 @@ import math
 from statistics import NormalDist
 
 import numpy as np
+
+from .._checks import check_int_arg
 
 LEVEL = 0.95
 
@@ -114,6 +117,37 @@ def detectable_difference(differences, clusters, *, level: float = LEVEL, power:
     variance = float((weights ** 2 * (means - centre) ** 2).sum()) * sums.size / (sums.size - 1)
     z = NormalDist().inv_cdf(0.5 + level / 2) + NormalDist().inv_cdf(power)
     return z * math.sqrt(variance)
+
+
+def detectable_with_seeds(differences, clusters, seeds: int, *, level: float = LEVEL, power: float = 0.8) -> float:
+    """``detectable_difference`` projected to ``seeds`` training seeds: would more seeds sharpen the test?
+
+    ``differences``: (S >= 2, N), per training seed (seed s of A against seed s of B) and test item,
+    A's value minus B's. The spread between the clusters' seed-averaged means holds the clusters' own
+    spread, which no number of seeds shrinks, and the seeds' noise: the variance across seeds of a
+    cluster's mean, over S. The projection keeps the first and puts ``seeds`` in place of S in the
+    second. With ``seeds`` == S it is ``detectable_difference`` of the seed-averaged differences."""
+    level = _level(level)
+    if not 0 < power < 1:
+        raise ValueError(f"power must lie in (0, 1), got {power}")
+    seeds = check_int_arg(seeds, "seeds")
+    table = np.asarray(differences, dtype=np.float64)
+    if table.ndim != 2 or table.shape[0] < 2:
+        raise ValueError(f"differences must be (seeds >= 2, items): a spread across seeds needs two, got shape "
+                         f"{table.shape}")
+    per_seed = [_cluster_means(row, clusters) for row in table]
+    counts = per_seed[0][1]
+    if counts.size < 2:
+        raise ValueError("at least 2 clusters are needed to estimate the spread between them")
+    means = np.stack([sums / counts for sums, _ in per_seed])  # (S, clusters)
+    weights = counts / counts.sum()
+    averaged = means.mean(axis=0)
+    centre = float((weights * averaged).sum())
+    total = float((weights ** 2 * (averaged - centre) ** 2).sum()) * counts.size / (counts.size - 1)
+    noise = float((weights ** 2 * means.var(axis=0, ddof=1)).sum())  # S x the seeds' share of ``total``
+    own = max(total - noise / len(table), 0.0)
+    z = NormalDist().inv_cdf(0.5 + level / 2) + NormalDist().inv_cdf(power)
+    return z * math.sqrt(own + noise / seeds)
 
 
 def verdict(*intervals) -> str:

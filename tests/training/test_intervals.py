@@ -7,7 +7,8 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from fastwave.training.intervals import cluster_bootstrap, detectable_difference, t_interval, paired_difference, verdict
+from fastwave.training.intervals import (cluster_bootstrap, detectable_difference, detectable_with_seeds,
+                                         paired_difference, t_interval, verdict)
 
 
 def test_t_interval_is_the_student_t_formula():
@@ -63,6 +64,23 @@ def test_the_detectable_difference_is_its_closed_form_and_has_its_power():
         sample = smallest + sd * rng.standard_normal(32)
         found += abs(sample.mean()) / (sample.std(ddof=1) / math.sqrt(32)) > 1.96
     assert 0.72 < found / 2000 < 0.88
+
+
+def test_more_seeds_shrink_only_the_seeds_share_of_the_detectable_difference():
+    rng = np.random.default_rng(4)
+    ids = np.repeat(np.arange(400), 5)
+    # Every cluster's true difference the same: the spread between clusters is the seeds' noise alone,
+    # so 4x the seeds halve what the test detects.
+    noisy = 0.1 + rng.standard_normal((3, 400)).repeat(5, axis=1)
+    assert detectable_with_seeds(noisy, ids, 3) == pytest.approx(detectable_difference(noisy.mean(0), ids), rel=1e-9)
+    assert 0.4 < detectable_with_seeds(noisy, ids, 12) / detectable_with_seeds(noisy, ids, 3) < 0.6
+    # Seeds that agree: the spread is the clusters' own, and no number of seeds shrinks it.
+    agreeing = np.tile(rng.standard_normal(400).repeat(5), (3, 1))
+    assert detectable_with_seeds(agreeing, ids, 100) == pytest.approx(detectable_with_seeds(agreeing, ids, 3))
+    with pytest.raises(ValueError, match="seeds >= 2"):
+        detectable_with_seeds(noisy[:1], ids, 6)
+    with pytest.raises(ValueError, match="seeds must be an int"):
+        detectable_with_seeds(noisy, ids, 0)
 
 
 @pytest.mark.parametrize("call, message", [
