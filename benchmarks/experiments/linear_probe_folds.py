@@ -96,7 +96,9 @@ CLAIMS += [(ON_CENTROIDS, LONG_SUPERVISED),  # a code read through its centroid,
 ON_RESIDUAL_4 = "supervised end to end on 4-stage residual codes, 2,000 steps"
 ON_RESIDUAL_8 = "supervised end to end on 8-stage residual codes, 2,000 steps"
 CLAIMS += [(ON_BOTTLENECK, ON_RESIDUAL_4), (ON_BOTTLENECK, ON_RESIDUAL_8),  # does the gap close?
-           (ON_RESIDUAL_4, ON_RESIDUAL), (ON_RESIDUAL_8, LONG_SUPERVISED)]
+           (ON_RESIDUAL_4, ON_RESIDUAL), (ON_RESIDUAL_8, LONG_SUPERVISED),
+           (ON_PATCHES, ON_RESIDUAL_8),  # is the tokenizer still a cap against no tokenizer at all?
+           (ON_RESIDUAL_8, BASELINE)]  # codes that beat spectrogram statistics
 RESIDUAL_ROWS = {"_residual.json": ((ON_CENTROIDS, 1), (ON_RESIDUAL, 2)),
                  "_residual_deep.json": ((ON_RESIDUAL_4, 4), (ON_RESIDUAL_8, 8))}  # (method, stages) per part
 PAPER = {**PAPER, LONG_SUPERVISED: PAPER["supervised end to end"]}
