@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import textwrap
 
@@ -32,10 +33,9 @@ def short_method(method: str) -> str:
     """B's method names, short enough to sit under a bar."""
     for long, short in ((", layer and pooling chosen on val", ", best layer"), (" probe", ""),
                         ("supervised end to end", "supervised"), (", 2,000 steps", ", 2k steps"),
-                        ("2-stage residual codes", "residual codes"), ("the codes' centroids", "centroids"),
-                        ("on the ", "on ")):
+                        ("the codes' centroids", "centroids"), ("on the ", "on ")):
         method = method.replace(long, short)
-    return method
+    return re.sub(r"(\d+)-stage residual codes", r"\1 residual codes", method)
 
 
 def bars(record: dict, stem: str) -> tuple[list[str], list[float], list[tuple[float, float] | None], float | None]:
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(19, 4.6), gridspec_kw={"width_ratios": [1, 2.6, 1]})  # B: 13 bars
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(22, 4.6), gridspec_kw={"width_ratios": [1, 3.4, 1]})  # B: 15 bars
     for ax, (stems, title) in zip(axes, PANELS):
         ax.set_title(title, fontsize=10)
         ax.set_ylim(0, 1)
