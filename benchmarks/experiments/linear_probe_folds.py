@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import glob
 import json
 import os
@@ -280,11 +281,11 @@ def vectors_run(work: str, args, run_path: str, out: str) -> None:
     write_part(args, out, started, rows, steps=steps)
 
 
-def residual_run(work: str, args, run_path: str, out: str) -> None:
+def residual_run(work: str, args, run_path: str, out: str, *, rows: tuple) -> None:
     """The longer supervised network reading each patch's quantised bottleneck vector, the sum of its
-    residual codes' centroids, for each (method, stages) of RESIDUAL_ROWS for ``out``'s part (stage 1
-    is the tokenizer's code, so 1 stage is the code's centroid; the further dictionaries are fitted on
-    the training notes' bottleneck vectors only) -> ``out``: a row each."""
+    residual codes' centroids, for each (method, stages) of ``rows`` (stage 1 is the tokenizer's code,
+    so 1 stage is the code's centroid; the further dictionaries are fitted on the training notes'
+    bottleneck vectors only) -> ``out``: a row each."""
     import torch
 
     from fastwave.codes.probing import supervised_row
@@ -293,18 +294,17 @@ def residual_run(work: str, args, run_path: str, out: str) -> None:
     started = time.perf_counter()
     tokenizer, lm, clips, splits = run_models(work, args, run_path)
     latents = [tokenizer.latents(tokenizer.clip_patches(path)) for path in clips.paths]
-    wanted = RESIDUAL_ROWS[next(extra for extra in RESIDUAL_ROWS if out.endswith(extra))]
     books = fit_residual_codebooks(torch.cat([latents[i] for i in splits["train"]]), first=tokenizer.centroids.cpu(),
-                                   stages=max(stages for _, stages in wanted), seed=args.seed)
+                                   stages=max(stages for _, stages in rows), seed=args.seed)
     steps = max(20, round(LONG_SUPERVISED_STEPS * args.scale))
     rows = [supervised_row(lm.config, [residual_quantise(z, books[:stages])[1] for z in latents], clips.targets(),
                            splits, method=method, steps=steps, seed=args.seed, device=args.device)
-            for method, stages in wanted]
+            for method, stages in rows]
     write_part(args, out, started, rows, steps=steps, residual_codes=[len(book) for book in books])
 
 
 PARTS = {"_baselines.json": baselines_run, "_supervised.json": supervised_run, "_vectors.json": vectors_run,
-         "_residual.json": residual_run, "_residual_deep.json": residual_run}
+         **{extra: functools.partial(residual_run, rows=rows) for extra, rows in RESIDUAL_ROWS.items()}}
 
 
 def baseline_hits(data: str, corpus_seed: int, count: int, folds: list[int], k: int) -> dict[str, float]:

@@ -8,7 +8,7 @@ error is the fraction of the vectors' variance left unexplained, sum |z - q|^2 /
 (the mean of the training vectors), per split. If the deep stages' error on the test notes stays
 far above the training notes', more stages fit the training programs rather than describe new ones.
 
-    python benchmarks/experiments/residual_error.py              # seed 0's 4 folds: ~1 min each
+    python benchmarks/experiments/residual_error.py              # seed 0's 4 folds: ~1 min in all
 Results: benchmarks/results/experiment_b_residual_error.{md,json}.
 """
 from __future__ import annotations

@@ -114,7 +114,8 @@ def pool_folds(runs: list[dict]) -> tuple[dict, list[dict]]:
         common = sorted(set(seeds[better]) & set(seeds[worse]))
         diff = np.array(table[better]["units"]) - np.array(table[worse]["units"])
         by_seed = [np.mean([by[(better, s, f)]["mAP"] - by[(worse, s, f)]["mAP"] for f in folds]) for s in common]
-        # (seeds, units): would more seeds sharpen the test, or only more units?
+        # (seeds, units): would more seeds sharpen the test, or only more units? (The seeds both arms
+        # have; ``diff`` averages each arm's own, the same seeds wherever every arm has every seed.)
         units_by_seed = np.array([np.concatenate([np.subtract(by[(better, s, f)]["class_ap"],
                                                               by[(worse, s, f)]["class_ap"]) for f in folds])
                                   for s in common])

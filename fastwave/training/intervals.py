@@ -124,9 +124,12 @@ def detectable_with_seeds(differences, clusters, seeds: int, *, level: float = L
 
     ``differences``: (S >= 2, N), per training seed (seed s of A against seed s of B) and test item,
     A's value minus B's. The spread between the clusters' seed-averaged means holds the clusters' own
-    spread, which no number of seeds shrinks, and the seeds' noise: the variance across seeds of a
-    cluster's mean, over S. The projection keeps the first and puts ``seeds`` in place of S in the
-    second. With ``seeds`` == S it is ``detectable_difference`` of the seed-averaged differences."""
+    spread, which no number of seeds shrinks, and the seeds' noise: how differently the seeds rank
+    the clusters (a seed that shifts every cluster alike changes the mean, not the spread, and is left
+    out), over S. The projection keeps the first and puts ``seeds`` in place of S in the second; the
+    seeds' share is capped at the whole spread, so with ``seeds`` == S it is ``detectable_difference``
+    of the seed-averaged differences. Only the over-items interval is projected: the t-interval over
+    seeds narrows with more seeds far faster (its critical value falls too)."""
     level = _level(level)
     if not 0 < power < 1:
         raise ValueError(f"power must lie in (0, 1), got {power}")
@@ -141,13 +144,13 @@ def detectable_with_seeds(differences, clusters, seeds: int, *, level: float = L
         raise ValueError("at least 2 clusters are needed to estimate the spread between them")
     means = np.stack([sums / counts for sums, _ in per_seed])  # (S, clusters)
     weights = counts / counts.sum()
+    correction = counts.size / (counts.size - 1)
     averaged = means.mean(axis=0)
-    centre = float((weights * averaged).sum())
-    total = float((weights ** 2 * (averaged - centre) ** 2).sum()) * counts.size / (counts.size - 1)
-    noise = float((weights ** 2 * means.var(axis=0, ddof=1)).sum())  # S x the seeds' share of ``total``
-    own = max(total - noise / len(table), 0.0)
+    total = float((weights ** 2 * (averaged - (weights * averaged).sum()) ** 2).sum()) * correction
+    centred = means - (weights * means).sum(axis=1, keepdims=True)  # each seed's shift taken out
+    noise = min(float((weights ** 2 * centred.var(axis=0, ddof=1)).sum()) * correction / len(table), total)
     z = NormalDist().inv_cdf(0.5 + level / 2) + NormalDist().inv_cdf(power)
-    return z * math.sqrt(own + noise / seeds)
+    return z * math.sqrt(total - noise + noise * len(table) / seeds)
 
 
 def verdict(*intervals) -> str:

@@ -4,9 +4,9 @@
                            evaluate=evaluate, eval_every=100, checkpoint_dir="runs/x", resume=True)
 
 AdamW (``make_optimizer``: no decay on biases and norm gains) with linear warm-up and cosine decay
-(``lr_at``), gradient clipping, bf16 autocast on CUDA (parameters and optimizer state stay fp32, so no
-loss scaling is needed), a progress bar with the running loss, evaluation every ``eval_every`` steps
-and after the last, and checkpoints.
+(``lr_at``), gradient clipping, bf16 autocast on CUDA (parameters and optimizer state stay fp32; bf16
+has fp32's exponent range, so no loss scaling is needed), a progress bar with the running loss,
+evaluation every ``eval_every`` steps and after the last, and checkpoints.
 
 **Exact resume.** A step's batch is a pure function of the step (``batch_at(step, rank, world)``, the
 caller seeds it from (seed, step)), the learning rate a pure function of the step, and a checkpoint
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import sys
 import time
@@ -172,8 +173,8 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
       evaluations and checkpoints) reach it (the last update ends past it by less than one update), or
       ``steps`` updates, whichever comes first; the cosine decay is keyed to the fraction of the
       post-warm-up seconds spent, so every run ends its schedule at the budget however fast its
-      updates are (equal-compute comparisons; budgeted training, Li et al. 2020). Give ``warmup`` in
-      updates. Not bit-reproducible (the schedule follows the clock); under torchrun the ranks' mean
+      updates are (equal-compute comparisons; budgeted training, Li et al. 2020). ``warmup`` must be
+      given, in updates (a warm-up longer than the budget never reaches the decay). Not bit-reproducible (the schedule follows the clock); under torchrun the ranks' mean
       update time decides, so they stop together.
     evaluate(model) -> {name: float}: run (eval mode, no grad, rank 0) every ``eval_every`` steps, after
       each step count in ``eval_at`` (e.g. log-spaced, for a curve drawn on a log axis) and after the
@@ -189,9 +190,11 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
     stop. The model is left in eval mode.
     """
     steps = check_int_arg(steps, "steps")
-    if max_seconds is not None and (isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float))
-                                    or not 0 < max_seconds < math.inf):
-        raise ValueError(f"max_seconds must be a positive number of seconds or None, got {max_seconds!r}")
+    if max_seconds is not None:
+        if isinstance(max_seconds, bool) or not isinstance(max_seconds, numbers.Real) or not 0 < max_seconds < math.inf:
+            raise ValueError(f"max_seconds must be a positive number of seconds or None, got {max_seconds!r}")
+        if warmup is None:  # its default is a tenth of ``steps``, which a budget makes only a bound
+            raise ValueError("with max_seconds, give warmup (in updates): steps is only a bound then")
     warmup = min(1000, steps // 10) if warmup is None else check_int_arg(warmup, "warmup", minimum=0)
     check_hyperparameters(lr=lr, weight_decay=weight_decay, min_lr_ratio=min_lr_ratio, grad_clip=grad_clip, seed=seed)
     eval_every = None if eval_every is None else check_int_arg(eval_every, "eval_every")
@@ -336,8 +339,8 @@ class _Budget:
     of a resumed run's earlier updates count, so a resume continues the same schedule."""
 
     def __init__(self, max_seconds: float | None, warmup: int, step_seconds: list):
-        if max_seconds is not None and any(s is None for s in step_seconds):
-            raise ValueError("this state predates update timing, so a time budget cannot resume it")
+        # (None entries: a state saved before updates were timed; it holds no max_seconds, so
+        # _load_state refuses to resume it with one, and the sums only serve the display then.)
         self.max_seconds, self.warmup = max_seconds, warmup
         self.updates = len(step_seconds)
         self.elapsed = float(sum(s for s in step_seconds if s is not None))

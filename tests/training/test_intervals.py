@@ -74,9 +74,15 @@ def test_more_seeds_shrink_only_the_seeds_share_of_the_detectable_difference():
     noisy = 0.1 + rng.standard_normal((3, 400)).repeat(5, axis=1)
     assert detectable_with_seeds(noisy, ids, 3) == pytest.approx(detectable_difference(noisy.mean(0), ids), rel=1e-9)
     assert 0.4 < detectable_with_seeds(noisy, ids, 12) / detectable_with_seeds(noisy, ids, 3) < 0.6
-    # Seeds that agree: the spread is the clusters' own, and no number of seeds shrinks it.
+    # Seeds that agree: the spread is the clusters' own, and no number of seeds shrinks it; nor does
+    # a seed that shifts every cluster alike (it moves the mean, not the spread between clusters).
     agreeing = np.tile(rng.standard_normal(400).repeat(5), (3, 1))
     assert detectable_with_seeds(agreeing, ids, 100) == pytest.approx(detectable_with_seeds(agreeing, ids, 3))
+    shifted = agreeing + np.array([[-0.5], [0.0], [0.7]])
+    assert detectable_with_seeds(shifted, ids, 100) == pytest.approx(detectable_difference(shifted.mean(0), ids))
+    # Few clusters and loud seeds: the seeds' share is capped at the spread, so S seeds stay exact.
+    few = rng.standard_normal((3, 4)).repeat(5, axis=1)
+    assert detectable_with_seeds(few, ids[:20], 3) == pytest.approx(detectable_difference(few.mean(0), ids[:20]))
     with pytest.raises(ValueError, match="seeds >= 2"):
         detectable_with_seeds(noisy[:1], ids, 6)
     with pytest.raises(ValueError, match="seeds must be an int"):

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -130,18 +131,24 @@ def test_a_time_budget_stops_the_run_and_keys_the_decay_to_seconds(one_second_up
 
 
 def test_a_time_budget_resumes_with_the_seconds_already_spent(tmp_path, one_second_updates):
-    straight = train(tiny_transformer(), steps=100, max_seconds=4.5)
+    """A crash at update 4, resumed from the checkpoint of update 3 (past the warm-up): the resumed
+    run counts the seconds already spent, warm-up's included, so it ends where and as the run that
+    never stopped did (the fake clock makes both exact)."""
+    straight_model = tiny_transformer()
+    straight = train(straight_model, steps=100, max_seconds=5.5)
 
-    def crash_at_step_3(step, rank, world):
-        if step == 3:
+    def crash_at_step_4(step, rank, world):
+        if step == 4:
             raise RuntimeError("node lost")
         return random_batch(step, rank, world)
 
     with pytest.raises(RuntimeError):
-        run_training(tiny_transformer(), steps=100, max_seconds=4.5, batch_at=crash_at_step_3, loss_of=loss_of,
-                     lr=1e-2, warmup=2, progress=False, checkpoint_dir=tmp_path, checkpoint_every=2)
-    resumed = train(tiny_transformer(seed=5), steps=100, max_seconds=4.5, checkpoint_dir=tmp_path, resume=True)
-    assert len(resumed["loss"]) == 5 and resumed["lr"] == pytest.approx(straight["lr"])
+        run_training(tiny_transformer(), steps=100, max_seconds=5.5, batch_at=crash_at_step_4, loss_of=loss_of,
+                     lr=1e-2, warmup=2, progress=False, checkpoint_dir=tmp_path, checkpoint_every=3)
+    resumed_model = tiny_transformer(seed=5)
+    resumed = train(resumed_model, steps=100, max_seconds=5.5, checkpoint_dir=tmp_path, resume=True)
+    assert len(resumed["loss"]) == 6 and resumed["lr"] == pytest.approx(straight["lr"])
+    assert_same(weights(resumed_model), weights(straight_model))
     with pytest.raises(ValueError, match="max_seconds"):  # another budget is another run
         train(tiny_transformer(), steps=100, max_seconds=9.0, checkpoint_dir=tmp_path, resume=True)
 
@@ -150,6 +157,15 @@ def test_a_time_budget_resumes_with_the_seconds_already_spent(tmp_path, one_seco
 def test_a_bad_time_budget_is_refused(bad):
     with pytest.raises(ValueError, match="max_seconds must be a positive number"):
         train(tiny_transformer(), max_seconds=bad)
+
+
+def test_a_time_budget_needs_a_warmup_in_updates():
+    """steps is only a bound under a budget, so a warm-up of a tenth of it would mean nothing."""
+    with pytest.raises(ValueError, match="give warmup"):
+        run_training(tiny_transformer(), steps=100, max_seconds=10.0, batch_at=random_batch, loss_of=loss_of,
+                     lr=1e-2, progress=False)
+    history = train(tiny_transformer(), steps=3, max_seconds=np.float32(1000.0))  # numpy numbers are numbers
+    assert len(history["loss"]) == 3
 
 
 def test_eval_at_adds_evaluations_at_given_step_counts():
