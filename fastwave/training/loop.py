@@ -29,7 +29,7 @@ it holds a state (else starts afresh), and refuses a state written with other se
 CUDA, gloo on the CPU), wraps the model in DistributedDataParallel and asks ``batch_at`` for this
 rank's share of each global batch; gradients are averaged across ranks, so with equal shares the
 update is that of the whole batch on one device. Rank 0 alone evaluates, shows progress and writes
-checkpoints (to a folder every rank can read on resume).
+checkpoints (to a folder every rank can read on resume); no rank returns before the last is written.
 """
 from __future__ import annotations
 
