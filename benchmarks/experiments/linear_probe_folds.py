@@ -17,8 +17,8 @@ test note's prediction. Over the k folds every program is tested once. The summa
   seeds (the t-interval of each seed's difference) and a verdict: supported or contradicted only
   where both exclude zero, else not resolved.
 
-    python benchmarks/experiments/linear_probe_folds.py --all        # 4 folds x 3 seeds, pipeline + baselines: ~71 min
-    python benchmarks/experiments/linear_probe_folds.py --all --parts all   # + every part: ~5 h on 2 busy cores
+    python benchmarks/experiments/linear_probe_folds.py --all        # 4 folds x 3 seeds, pipeline + baselines: ~71 min (estimated)
+    python benchmarks/experiments/linear_probe_folds.py --all --parts all   # + every part: ~5 h of runs on 2 busy cores
     python benchmarks/experiments/linear_probe_folds.py --fold 0 --seed 0 --parts residual_deep   # one run, one part
     python benchmarks/experiments/linear_probe_folds.py --summarise
     python benchmarks/experiments/linear_probe_folds.py --all --k 8 --scale 4 --device cuda   # a GPU's design
@@ -286,21 +286,30 @@ def residual_run(work: str, args, run_path: str, out: str, *, rows: tuple) -> No
     residual codes' centroids, for each (method, stages) of ``rows`` (stage 1 is the tokenizer's code,
     so 1 stage is the code's centroid; the further dictionaries are fitted on the training notes'
     bottleneck vectors only) -> ``out``: a row each."""
-    import torch
-
     from fastwave.codes.probing import supervised_row
-    from fastwave.codes.residual import fit_residual_codebooks, residual_quantise
+    from fastwave.codes.residual import residual_quantise
 
     started = time.perf_counter()
     tokenizer, lm, clips, splits = run_models(work, args, run_path)
-    latents = [tokenizer.latents(tokenizer.clip_patches(path)) for path in clips.paths]
-    books = fit_residual_codebooks(torch.cat([latents[i] for i in splits["train"]]), first=tokenizer.centroids.cpu(),
-                                   stages=max(stages for _, stages in rows), seed=args.seed)
+    latents, books = residual_codebooks(tokenizer, clips, splits, max(stages for _, stages in rows), args.seed)
     steps = max(20, round(LONG_SUPERVISED_STEPS * args.scale))
     rows = [supervised_row(lm.config, [residual_quantise(z, books[:stages])[1] for z in latents], clips.targets(),
                            splits, method=method, steps=steps, seed=args.seed, device=args.device)
             for method, stages in rows]
     write_part(args, out, started, rows, steps=steps, residual_codes=[len(book) for book in books])
+
+
+def residual_codebooks(tokenizer, clips, splits, stages: int, seed: int) -> tuple[list, list]:
+    """Every clip's bottleneck vectors and ``stages`` residual dictionaries (stage 1 the tokenizer's,
+    the others fitted on the training clips' vectors, seeded per stage) -> (latents, codebooks)."""
+    import torch
+
+    from fastwave.codes.residual import fit_residual_codebooks
+
+    latents = [tokenizer.latents(tokenizer.clip_patches(path)) for path in clips.paths]
+    books = fit_residual_codebooks(torch.cat([latents[i] for i in splits["train"]]), first=tokenizer.centroids.cpu(),
+                                   stages=stages, seed=seed)
+    return latents, books
 
 
 PARTS = {"_baselines.json": baselines_run, "_supervised.json": supervised_run, "_vectors.json": vectors_run,

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import write_results  # noqa: E402
-from linear_probe_folds import DEFAULT_RECORDS, design, record_paths, run_models  # noqa: E402
+from linear_probe_folds import DEFAULT_RECORDS, design, record_paths, residual_codebooks, run_models  # noqa: E402
 
 STAGES = (1, 2, 4, 8)
 
@@ -36,14 +36,17 @@ def fold_errors(args) -> dict:
     """One run's tokenizer and splits -> {split: [unexplained variance for each of STAGES]}."""
     import torch
 
-    from fastwave.codes.residual import fit_residual_codebooks, residual_quantise
+    from fastwave.codes.residual import residual_quantise
 
     work = os.path.join(args.work, design(args), f"fold{args.fold}_seed{args.seed}")
-    tokenizer, _, clips, splits = run_models(work, args, record_paths(args)[0])
-    latents = [tokenizer.latents(tokenizer.clip_patches(path)) for path in clips.paths]
-    train = torch.cat([latents[i] for i in splits["train"]])
-    books = fit_residual_codebooks(train, first=tokenizer.centroids.cpu(), stages=max(STAGES), seed=args.seed)
-    mean = train.mean(dim=0)
+    run_path = record_paths(args)[0]
+    missing = [path for path in (run_path, os.path.join(work, "tok.safetensors")) if not os.path.isfile(path)]
+    if missing:
+        raise SystemExit(f"fold {args.fold} seed {args.seed}: no run of linear_probe_folds.py here ({', '.join(missing)} "
+                         "missing); make it first, with the same --work, --records, --k, --pretrain-clips and --scale")
+    tokenizer, _, clips, splits = run_models(work, args, run_path)
+    latents, books = residual_codebooks(tokenizer, clips, splits, max(STAGES), args.seed)
+    mean = torch.cat([latents[i] for i in splits["train"]]).mean(dim=0)
     errors = {}
     for split in ("train", "test"):
         vectors = torch.cat([latents[i] for i in splits[split]])

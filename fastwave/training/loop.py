@@ -174,8 +174,9 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
       ``steps`` updates, whichever comes first; the cosine decay is keyed to the fraction of the
       post-warm-up seconds spent, so every run ends its schedule at the budget however fast its
       updates are (equal-compute comparisons; budgeted training, Li et al. 2020). ``warmup`` must be
-      given, in updates (a warm-up longer than the budget never reaches the decay). Not bit-reproducible (the schedule follows the clock); under torchrun the ranks' mean
-      update time decides, so they stop together.
+      given, in updates (a warm-up longer than the budget never reaches the decay). Not
+      bit-reproducible (the schedule follows the clock); under torchrun the ranks' mean update time
+      decides, so they stop together.
     evaluate(model) -> {name: float}: run (eval mode, no grad, rank 0) every ``eval_every`` steps, after
       each step count in ``eval_at`` (e.g. log-spaced, for a curve drawn on a log axis) and after the
       last one. select: (metric, "max" | "min") keeps the best evaluation's weights.
@@ -233,6 +234,12 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
         from torch.nn.parallel import DistributedDataParallel
         trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     cuda_devices = [device] if device.type == "cuda" else []
+    clock = _Budget(max_seconds, warmup, history["step_seconds"])
+    # the bar counts updates, or under a budget the seconds spent
+    bar_args = (dict(total=steps, initial=start) if max_seconds is None
+                else dict(total=float(max_seconds), initial=min(clock.elapsed, max_seconds),
+                          bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s "
+                                     "[{elapsed}<{remaining}{postfix}]"))
 
     def checkpoint(done: int) -> None:
         rng = _rng_states(device, world)  # collective under DDP: every rank calls it
@@ -244,17 +251,12 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
     model.train()
     try:
         with torch.random.fork_rng(devices=cuda_devices), \
-                tqdm(total=steps if max_seconds is None else round(max_seconds), initial=start if max_seconds is None
-                     else 0, unit="it" if max_seconds is None else "s", desc=desc,
-                     disable=not progress or rank != 0) as bar:
+                tqdm(**bar_args, desc=desc, disable=not progress or rank != 0) as bar:
             if saved is None:
                 torch.manual_seed(seed + rank)  # dropout: reproducible, different on each rank
             else:
                 _set_rng(saved["rng"][rank], device)
             done = start
-            clock = _Budget(max_seconds, warmup, history["step_seconds"])
-            if max_seconds is not None and clock.elapsed:
-                bar.update(min(clock.elapsed, max_seconds))
             with _deferred_interrupt(enabled=world == 1) as interrupted:
                 running = history["loss"][-1] if history["loss"] else None
                 for step in range(start, steps):
@@ -277,7 +279,7 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
                     clock.add(seconds)
                     running = loss if running is None else 0.95 * running + 0.05 * loss  # smoothed for display
                     bar.set_postfix(loss=f"{running:.4f}", lr=f"{step_lr:.2e}", refresh=False)
-                    bar.update(1 if max_seconds is None else seconds)
+                    bar.update(1 if max_seconds is None else min(seconds, max(max_seconds - bar.n, 0.0)))
                     done = step + 1
                     last = done == steps or clock.spent()
                     evaluating = evaluate is not None and (last or done in eval_at
