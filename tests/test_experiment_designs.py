@@ -120,18 +120,25 @@ def test_b_runs_carry_the_rows_of_their_baselines_and_longer_supervised_records(
 def test_c_designs_over_more_soundfonts_keep_their_own_records(capsys):
     from fastwave.corpora.render import DEFAULT_SOUNDFONT
 
-    one = argparse.Namespace(k=4, soundfonts=[DEFAULT_SOUNDFONT], records="r", work="w", scale=1.0, device="cpu")
+    one = argparse.Namespace(k=4, soundfonts=[DEFAULT_SOUNDFONT], records="r", work="w", scale=1.0, device="cpu",
+                             test_clips=None)
     two = argparse.Namespace(**{**vars(one), "k": 8, "soundfonts": [DEFAULT_SOUNDFONT, "/x/TimGM6mb.sf2"]})
     other = argparse.Namespace(**{**vars(one), "soundfonts": ["/x/Other.sf2"]})
     assert tagging_folds.design(one) == "k4" and tagging_folds.results_stem(one) == "experiment_c_folds"  # as before
     assert tagging_folds.design(two) == "k8_FluidR3_GM+TimGM6mb"
     assert tagging_folds.results_stem(two) == "experiment_c_folds_k8_FluidR3_GM+TimGM6mb"
     assert tagging_folds.design(other) == "k4_Other"  # another single font never joins FluidR3's records
+    rescored = argparse.Namespace(**{**vars(two), "test_clips": 4000})  # the same models, another test set
+    assert tagging_folds.design(rescored) == "k8_FluidR3_GM+TimGM6mb_test4000"
+    assert tagging_folds.training_design(rescored) == tagging_folds.design(two)
     folds = tagging_folds.folds_of(two)
     assert len(folds) == 8 and sorted(p for fold in folds for p in fold["test"]) == list(range(256))
     with pytest.raises(SystemExit) as stop:  # a font twice would be heard in training and tested
         tagging_folds.main(["--soundfonts", DEFAULT_SOUNDFONT, DEFAULT_SOUNDFONT, "--summarise"])
     assert stop.value.code == 2 and "lists a file twice" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        tagging_folds.main(["--test-clips", "50", "--summarise"])
+    assert stop.value.code == 2 and "at least 100" in capsys.readouterr().err
 
 
 def _curve_run(model, seed, steps, phrase_top5, val_bits):

@@ -22,6 +22,8 @@ intervals exclude zero.
     python benchmarks/experiments/tagging_folds.py --summarise
     python benchmarks/experiments/tagging_folds.py --all --k 8 --soundfonts /usr/share/sounds/sf2/FluidR3_GM.sf2 \
         /usr/share/sounds/sf2/TimGM6mb.sf2        # 256 instruments, 128 units, 96 runs (--summarise: the same flags)
+    python benchmarks/experiments/tagging_folds.py --all --test-clips 4000 --k 8 --soundfonts ...  # the same models
+        # scored on 4,000 new mixtures of each fold's test programs: records and results under <design>_test4000
 
 The design (``design``: k<K>, or k<K>_<font>+<font> for other SoundFonts) names everything: corpora
 in data/mixtures_<count>_<design>_fold<F>/ (rendered when missing, about 6 s each), runs in
@@ -36,12 +38,13 @@ import glob
 import json
 import os
 import sys
+import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import MORE_SEEDS, cell, json_interval, more_seeds_cell, render_once, write_results  # noqa: E402
-from tagging_scaling import COMPARISONS, CORPUS_CLIPS, SEEDS, budget, one_run  # noqa: E402
+from tagging_scaling import COMPARISONS, CORPUS_CLIPS, SEEDS, budget, one_run, test_scores  # noqa: E402
 from fastwave.corpora.gm import MAX_SOUNDFONTS  # noqa: E402
 from fastwave.corpora.render import DEFAULT_SOUNDFONT  # noqa: E402
 from fastwave.training.intervals import (cluster_bootstrap, detectable_with_seeds, paired_difference,  # noqa: E402
@@ -52,13 +55,19 @@ SIZE = 2000  # the curve's largest
 RECORDS = os.path.join(os.path.dirname(__file__), "..", "results", "run_records", "experiment_c_folds")
 
 
-def design(args) -> str:
-    """The records' sub-folder (and the corpora's, runs' and results' tag): k<K> with FluidR3_GM alone
-    (the first design's name), else k<K>_<font>+<font>... after the SoundFonts' file names. Runs of
-    one design pool; others never mix with them."""
+def training_design(args) -> str:
+    """The trained runs' name: k<K> with FluidR3_GM alone (the first design's name), else
+    k<K>_<font>+<font>... after the SoundFonts' file names. Runs of one design pool; others never mix
+    with them."""
     if [os.path.realpath(path) for path in args.soundfonts] == [os.path.realpath(DEFAULT_SOUNDFONT)]:
         return f"k{args.k}"
     return f"k{args.k}_" + "+".join(os.path.splitext(os.path.basename(path))[0] for path in args.soundfonts)
+
+
+def design(args) -> str:
+    """The records' sub-folder and the results' tag: the training design, with ``--test-clips N``
+    followed by _test<N> (the same trained models scored on N new mixtures a fold)."""
+    return training_design(args) + ("" if args.test_clips is None else f"_test{args.test_clips}")
 
 
 def results_stem(args) -> str:
@@ -77,18 +86,62 @@ def fold_corpus(args, fold: int) -> str:
     from fastwave.corpora.plans import plan_mixtures
 
     count = round(CORPUS_CLIPS * args.scale)
-    folder = os.path.join(args.data_root, f"mixtures_{count}_{design(args)}_fold{fold}")
+    folder = os.path.join(args.data_root, f"mixtures_{count}_{training_design(args)}_fold{fold}")
     return render_once(folder, lambda: plan_mixtures(count, seed=0, splits=folds_of(args)[fold]),
                        lambda: SoundFontRenderer(args.soundfonts), kind="mixtures", seed=0,
                        command=f"plan_mixtures({count}, seed=0, splits=fold {fold} of k={args.k} over "
                                f"{len(args.soundfonts)} SoundFont(s))")
 
 
+def test_corpus(args, fold: int) -> str:
+    """The fold's larger test set: ``--test-clips`` mixtures of its test programs alone, drawn with
+    seed 1 (none is one of the fold corpus's own test clips), rendered once -> its folder."""
+    from fastwave.corpora import SoundFontRenderer
+    from fastwave.corpora.plans import plan_mixtures
+
+    folder = os.path.join(args.data_root, f"mixtures_test{args.test_clips}_{training_design(args)}_fold{fold}")
+    return render_once(folder, lambda: plan_mixtures(args.test_clips, seed=1, splits=folds_of(args)[fold], only="test"),
+                       lambda: SoundFontRenderer(args.soundfonts), kind="mixtures", seed=1,
+                       command=f"plan_mixtures({args.test_clips}, seed=1, splits=fold {fold} of k={args.k} over "
+                               f"{len(args.soundfonts)} SoundFont(s), only='test')")
+
+
 def fold_args(args, fold: int) -> argparse.Namespace:
-    """What ``tagging_scaling.one_run`` reads, for one fold."""
-    return argparse.Namespace(data=fold_corpus(args, fold), work=os.path.join(args.work, f"{design(args)}_fold{fold}"),
-                              records=os.path.join(args.records, design(args), f"fold{fold}"), scale=args.scale,
-                              device=args.device)
+    """What ``tagging_scaling.one_run`` reads, for one fold's training (and its own test clips)."""
+    return argparse.Namespace(data=fold_corpus(args, fold),
+                              work=os.path.join(args.work, f"{training_design(args)}_fold{fold}"),
+                              records=os.path.join(args.records, training_design(args), f"fold{fold}"),
+                              scale=args.scale, device=args.device)
+
+
+def run_on_fold(args, fold: int, arm: str, seed: int) -> None:
+    """One run: trained unless its record is there and, with ``--test-clips``, its best checkpoint
+    scored again on the fold's larger test set (a record of its own, under the _test<N> design)."""
+    trained = fold_args(args, fold)
+    one_run(trained, arm, size(args), seed)
+    if args.test_clips is None:
+        return
+    name = f"{arm}_n{size(args)}_seed{seed}"
+    path = os.path.join(args.records, design(args), f"fold{fold}", name + ".json")
+    if os.path.isfile(path):
+        print(f"{path}: done, skipped")
+        return
+    run = os.path.join(trained.work, name)
+    if not os.path.isfile(os.path.join(run, "best.safetensors")):
+        raise SystemExit(f"{run}/best.safetensors is missing (its record was made elsewhere): move "
+                         f"{os.path.join(trained.records, name + '.json')} aside to train the run here")
+    with open(os.path.join(trained.records, name + ".json"), encoding="utf-8") as f:
+        record = json.load(f)
+    data = test_corpus(args, fold)
+    started = time.perf_counter()
+    record.update(test_scores(run, data, os.path.join(data, "labels.csv")))
+    scoring = time.perf_counter() - started
+    record.update(test_corpus=data, scoring_seconds=round(scoring, 1),
+                  wall_seconds=round(record["wall_seconds"] + scoring, 1))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    print(f"{arm}, fold {fold}, seed {seed}: test mAP {record['mAP']:.3f} on {record['test_clips']} clips", flush=True)
 
 
 def size(args) -> int:
@@ -139,16 +192,20 @@ def summarise(args) -> int:
     folds = sorted({run["fold"] for run in runs})
     units = len(folds) * len(runs[0]["class_ap"])
     minutes = sum(run["wall_seconds"] for run in runs) / 60
+    test_clips = [run["test_clips"] for run in runs]
     b = budget(args)
     instruments = 128 * len(args.soundfonts)
     record = {"experiment": f"C on {args.k} folds over {instruments} instruments", "design": design(args), "k": args.k,
               "soundfonts": args.soundfonts, "folds": folds, "size": size(args),
-              "budget": b, "arms": table, "comparisons": comparisons, "runs": len(runs), "minutes": round(minutes, 1),
+              "test_clips": args.test_clips, "budget": b, "arms": table, "comparisons": comparisons, "runs": len(runs), "minutes": round(minutes, 1),
               "machine": runs[0]["machine"]}
     lines = [f"# Experiment C on {args.k} folds over {instruments} instruments (mixtures, 16 GM families)", "",
              f"Design {design(args)}: the 128 GM programs of {len(args.soundfonts)} SoundFont(s) "
              f"({', '.join(os.path.basename(path) for path in args.soundfonts)}), {8 // args.k} test program(s) of "
-             f"every family per fold, each played by every font ({8 * len(args.soundfonts) // args.k} instruments).", "",
+             f"every family per fold, each played by every font ({8 * len(args.soundfonts) // args.k} instruments). "
+             + (f"Test clips: each fold's corpus's own test split ({min(test_clips)}-{max(test_clips)} mixtures)." if
+                args.test_clips is None else f"Test clips: {args.test_clips} new mixtures of each fold's test programs "
+                f"(seed 1), scoring the models of design {training_design(args)}."), "",
              f"{len(runs)} runs, {minutes:.0f} min of training and scoring on {runs[0]['machine']}: folds {folds}, "
              f"{size(args)} training clips of each fold's corpus, {b['steps']} updates as in the scaling curve. Test mAP "
              f"with 95% intervals over seeds (t, each seed's mAP averaged over the folds) and over {units} "
@@ -175,6 +232,9 @@ def main(argv=None) -> int:
     parser.add_argument("--soundfonts", nargs="+", default=[DEFAULT_SOUNDFONT], metavar="SF2",
                         help="GM SoundFonts to play: each adds 128 instruments (default FluidR3_GM; e.g. also "
                              "/usr/share/sounds/sf2/TimGM6mb.sf2 from Debian's timgm6mb-soundfont)")
+    parser.add_argument("--test-clips", type=int, metavar="N",
+                        help="also score every run on N new mixtures of each fold's test programs (the corpus's own "
+                             "test split is about 460): more test clips, the same trained models")
     parser.add_argument("--fold", type=int, help="one run: the fold (0 to k-1)")
     parser.add_argument("--arm", choices=ARMS, help="one run: the arm")
     parser.add_argument("--all", action="store_true", help="every missing run: all folds, arms and seeds 0-2")
@@ -187,6 +247,8 @@ def main(argv=None) -> int:
         parser.error("--soundfonts lists a file twice: its instruments would be heard in training and tested")
     if len(args.soundfonts) > MAX_SOUNDFONTS:
         parser.error(f"--soundfonts takes at most {MAX_SOUNDFONTS} files")
+    if args.test_clips is not None and args.test_clips < 100:
+        parser.error(f"--test-clips must be at least 100 (every family needs positives), got {args.test_clips}")
     one = args.fold is not None or args.arm is not None
     if sum([one, args.all, args.summarise]) != 1:
         parser.error("give --fold F --arm A [--seed S] (one run), --all or --summarise")
@@ -195,12 +257,12 @@ def main(argv=None) -> int:
     if one:
         if args.arm is None or args.fold is None or not 0 <= args.fold < args.k:
             parser.error(f"one run needs --arm and --fold in [0, {args.k - 1}]")
-        one_run(fold_args(args, args.fold), args.arm, size(args), args.seed)
+        run_on_fold(args, args.fold, args.arm, args.seed)
         return 0
     for seed in SEEDS:  # a whole seed first: an interrupted --all still leaves every fold of a seed
         for fold in range(args.k):
             for arm in ARMS:
-                one_run(fold_args(args, fold), arm, size(args), seed)
+                run_on_fold(args, fold, arm, seed)
     return 0
 
 

@@ -99,8 +99,9 @@ def size_labels(data: str, size: int, out: str) -> None:
                 writer.writerow({k: row[k] for k in ("fname", "labels", "split")})
 
 
-def test_scores(run: str, data: str) -> dict:
-    """The best checkpoint on the run's test clips -> per-class test AP and the mAP."""
+def test_scores(run: str, data: str, labels: str | None = None) -> dict:
+    """The best checkpoint on the test clips of ``labels`` (a labels.csv of ``data``; default the
+    run's own) -> per-class test AP and the mAP."""
     import fastwave
     from fastwave.tagging.classify import clip_probabilities
     from fastwave.training.clip_windows import WindowedClips
@@ -108,7 +109,7 @@ def test_scores(run: str, data: str) -> dict:
     from fastwave.training.metrics import average_precision, multilabel_metrics
 
     model = fastwave.load_model(os.path.join(run, "best.safetensors"))
-    clips = clips_from_csv(os.path.join(run, "labels.csv"), data, vocabulary=list(model.config.labels))
+    clips = clips_from_csv(labels or os.path.join(run, "labels.csv"), data, vocabulary=list(model.config.labels))
     test = clips.subset(np.flatnonzero(np.asarray(clips.splits) == "test"))
     windows = WindowedClips.from_clips(test, sample_rate=model.config.sample_rate, min_samples=model.config.patch_size,
                                        progress=False)

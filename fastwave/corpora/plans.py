@@ -141,12 +141,16 @@ def _phrase(rng: np.random.Generator, program: int, seconds: float) -> tuple[Not
     return tuple(notes)
 
 
-def plan_mixtures(count: int, seed: int = 0, seconds: float = 1.0, splits: dict | None = None) -> list[Clip]:
+def plan_mixtures(count: int, seed: int = 0, seconds: float = 1.0, splits: dict | None = None,
+                  only: str | None = None) -> list[Clip]:
     """FSD50K-like multi-label clips: 1-3 sources from different families, each a single note or a
     short phrase, at gains from -12 to 0 dB. Labels: every family present. ``splits`` (default
     ``program_splits(seed)``): the programs of each split, e.g. a fold of ``program_folds``; every
-    split must hold a program of every family."""
+    split must hold a program of every family. Clips fall in the splits at 70/15/15%, or every one in
+    split ``only`` (e.g. "test": a larger test set of a fold's held-out programs)."""
     count = check_int_arg(count, "count")
+    if only is not None and only not in SPLITS:
+        raise ValueError(f"only must be one of {SPLITS} or None, got {only!r}")
     if isinstance(seconds, bool) or not (isinstance(seconds, (int, float)) and 0.25 <= seconds <= 10.0):
         raise ValueError(f"seconds must be in [0.25, 10], got {seconds!r}")
     if splits is None:
@@ -157,7 +161,7 @@ def plan_mixtures(count: int, seed: int = 0, seconds: float = 1.0, splits: dict 
     rng = np.random.default_rng([seed, 3])
     clips = []
     for i in range(count):
-        split = _draw_split(rng)
+        split = _draw_split(rng) if only is None else only
         families = rng.choice(len(gm.FAMILIES), size=int(rng.integers(1, 4)), replace=False)
         sources = []
         for f in sorted(families.tolist()):

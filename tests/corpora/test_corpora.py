@@ -163,6 +163,18 @@ def test_mixtures_of_a_fold_play_only_its_splits_programs():
         plan_mixtures(3, splits={**fold, "test": (0,)})  # one family only
 
 
+def test_mixtures_of_one_split_play_only_its_programs_and_cover_its_families():
+    fold = corpora.program_folds(0, k=8, soundfonts=2)[3]
+    clips = plan_mixtures(400, seed=1, splits=fold, only="test")
+    assert {c.split for c in clips} == {"test"} and len(clips) == 400
+    assert all(source.program in fold["test"] for clip in clips for source in clip.sources)
+    assert {label for clip in clips for label in clip.labels} == set(gm.FAMILIES)
+    assert {source.program for clip in clips for source in clip.sources} == set(fold["test"])  # both fonts heard
+    assert clips == plan_mixtures(400, seed=1, splits=fold, only="test")
+    with pytest.raises(ValueError, match="only"):
+        plan_mixtures(3, only="tests")
+
+
 def test_phrases_are_melodies_of_their_splits_or_the_given_programs():
     clips = plan_phrases(200, seed=2)
     splits = corpora.program_splits(2)
