@@ -1,6 +1,7 @@
 """The baselines that explain a code-LM probe: where does its score come from, and what caps it?
 
     rows, sweep = probe_baselines(tokenizer, lm, clip_audio, targets, splits, seed=0)
+    row, sweep = probe_layers(lm, codes, targets, splits, name="code LM")   # the layer sweep alone
 
 clip_audio: one clip per item as ``CodeTokenizer.clip_patches`` takes it (arrays or paths); targets
 and splits as ``probe_report``. Every method is the same linear probe (``fit_linear_probe``, L2
@@ -62,14 +63,32 @@ def probe_baselines(tokenizer, lm, clip_audio, targets, splits: dict, *, seed: i
 
     sweep = []
     for name, model in (("code LM", lm), ("random-weights", random_weights_like(lm, seed))):
-        best = None
-        for layer in range(model.config.layers + 1):
-            for pooling in poolings:
-                val, test, scores = _probe(model.embed(codes, layer=layer, pooling=pooling), targets, splits, multi_label)
-                sweep.append({"model": name, "layer": layer, "pooling": pooling, "val": val, "test": test})
-                if best is None or val > best[0]:  # ties keep the earlier (shallower, simpler) pair
-                    best = (val, test, scores, layer, pooling)
-        val, test, scores, layer, pooling = best
-        row = _row(f"{name} probe, layer and pooling chosen on val", metric, val, test, scores, multi_label)
-        rows.append({**row, "layer": layer, "pooling": pooling})
+        row, pairs = probe_layers(model, codes, targets, splits, name=name, poolings=poolings)
+        rows.append(row)
+        sweep += pairs
     return rows, sweep
+
+
+def probe_layers(model, codes, targets, splits: dict, *, name: str, poolings=POOLINGS) -> tuple[dict, list[dict]]:
+    """The linear probe of ``model.embed(codes, layer=, pooling=)`` (a ``CodeLM``) for every layer
+    (0: the embeddings, to the final normed states) and pooling; the pair with the best validation
+    score is scored on test. codes: one 1-D sequence per clip; targets and splits as
+    ``probe_report`` -> (its row, method "<name> probe, layer and pooling chosen on val", with
+    "layer" and "pooling"; the sweep: one {"model": name, "layer", "pooling", "val", "test"} per pair)."""
+    codes = list(codes)
+    targets, multi_label = _check_targets(targets, len(codes))
+    splits = check_splits(splits, len(codes))
+    unknown = [p for p in poolings if p not in POOLINGS]
+    if not poolings or unknown:
+        raise ValueError(f"poolings must be a non-empty subset of {POOLINGS}, got {poolings!r}")
+    best, sweep = None, []
+    for layer in range(model.config.layers + 1):
+        for pooling in poolings:
+            val, test, scores = _probe(model.embed(codes, layer=layer, pooling=pooling), targets, splits, multi_label)
+            sweep.append({"model": name, "layer": layer, "pooling": pooling, "val": val, "test": test})
+            if best is None or val > best[0]:  # ties keep the earlier (shallower, simpler) pair
+                best = (val, test, scores, layer, pooling)
+    val, test, scores, layer, pooling = best
+    row = _row(f"{name} probe, layer and pooling chosen on val", headline_metric(multi_label), val, test, scores,
+               multi_label)
+    return {**row, "layer": layer, "pooling": pooling}, sweep

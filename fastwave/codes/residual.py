@@ -10,6 +10,12 @@ remainder, and the sum of a patch's Q centroids is its quantised vector. Q dicti
 describe a patch as finely as one dictionary of K ** Q would, but each of their centroids is fitted
 on N / K points, not N / K ** Q: a finer tokenizer without a dictionary too large for the data (a
 single dictionary of 1,024 codes did worse than 64 on B's 1,200 labelled notes).
+
+    tokens = flatten_stages(codes, codes_per_stage=64)   # (N * Q,) in [0, Q * 64): a CodeLM's input
+
+A language model reads a clip's residual codes flattened patch by patch (AudioLM's coarse acoustic
+tokens): a patch's stage-s code c becomes token s * K + c, so each token says which stage it is and
+the model predicts a patch's finer codes from its coarser ones, then the next patch's first.
 """
 from __future__ import annotations
 
@@ -54,6 +60,19 @@ def residual_quantise(latents, codebooks: list) -> tuple[torch.Tensor, torch.Ten
         quantised = quantised + book[index]
         remainder = remainder - book[index]
     return torch.stack(codes, dim=1).cpu(), quantised.cpu()
+
+
+def flatten_stages(codes, codes_per_stage: int) -> torch.Tensor:
+    """codes (N, Q) ints in [0, codes_per_stage) (``residual_quantise``'s) -> (N * Q,) int64 tokens in
+    [0, Q * codes_per_stage): row by row, stage s's code c as s * codes_per_stage + c."""
+    codes_per_stage = check_int_arg(codes_per_stage, "codes_per_stage", 2)
+    codes = torch.as_tensor(codes)
+    if codes.ndim != 2 or codes.shape[1] == 0 or codes.dtype.is_floating_point or codes.dtype == torch.bool:
+        raise ValueError(f"codes must be (N, Q >= 1) integers, got {tuple(codes.shape)} {codes.dtype}")
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= codes_per_stage):
+        raise ValueError(f"codes must be in [0, {codes_per_stage}), got [{int(codes.min())}, {int(codes.max())}]")
+    offsets = torch.arange(codes.shape[1], dtype=torch.int64) * codes_per_stage
+    return (codes.long() + offsets).reshape(-1)
 
 
 def _check_latents(latents) -> torch.Tensor:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastwave.codes.baselines import probe_baselines
+from fastwave.codes.baselines import probe_baselines, probe_layers
 from fastwave.codes.probing import probe_report
 from fastwave.models.code_lm import POOLINGS, CodeLM
 
@@ -57,6 +57,20 @@ def test_bad_arguments(corpus):
         probe_baselines(tokenizer, lm, clips, labels, splits, poolings=("max",))
     with pytest.raises(ValueError, match="targets"):
         probe_baselines(tokenizer, lm, clips, labels[:-1], splits)
+
+
+def test_the_layer_sweep_alone_is_probe_baselines_own(corpus, baselines):
+    """``probe_layers`` on the codes is the chosen LM row of ``probe_baselines`` (which calls it), and
+    reads any codes a CodeLM models: here a second LM's own."""
+    _, labels, _, codes, splits, lm = corpus
+    row, sweep = probe_layers(lm, codes, labels, splits, name="code LM", poolings=("mean",))
+    assert row["method"] == CHOSEN[0] and [(e["layer"], e["pooling"]) for e in sweep] == [(l, "mean") for l in range(lm.config.layers + 1)]
+    full = {(e["layer"], e["pooling"]): e for e in baselines[1] if e["model"] == "code LM"}
+    assert all((e["val"], e["test"]) == (full[(e["layer"], "mean")]["val"], full[(e["layer"], "mean")]["test"]) for e in sweep)
+    with pytest.raises(ValueError, match="poolings"):
+        probe_layers(lm, codes, labels, splits, name="x", poolings=())
+    with pytest.raises(ValueError, match="targets"):
+        probe_layers(lm, codes, labels[:-1], splits, name="x")
 
 
 def test_latents_are_what_k_means_quantises(corpus):

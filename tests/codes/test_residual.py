@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from fastwave.codes.kmeans import kmeans, nearest_centroid
-from fastwave.codes.residual import fit_residual_codebooks, residual_quantise
+from fastwave.codes.residual import fit_residual_codebooks, flatten_stages, residual_quantise
 
 
 def test_each_stage_refines_the_quantisation():
@@ -38,3 +38,17 @@ def test_bad_input_is_refused():
         residual_quantise(torch.full((3, 4), float("nan")), [torch.zeros(8, 4)])
     with pytest.raises(ValueError, match="codebooks must be"):
         residual_quantise(latents, [torch.zeros(8, 3)])
+
+
+def test_flattened_stages_keep_each_code_and_its_stage():
+    codes = torch.tensor([[3, 0, 7], [1, 5, 2]])
+    tokens = flatten_stages(codes, codes_per_stage=8)
+    assert tokens.tolist() == [3, 8, 23, 1, 13, 18]  # patch by patch, stage s shifted by 8 s
+    assert torch.equal(tokens.reshape(2, 3) % 8, codes) and torch.equal(tokens.reshape(2, 3) // 8, torch.arange(3).expand(2, 3))
+    assert flatten_stages(torch.zeros(0, 2, dtype=torch.int64), 4).shape == (0,)
+    for bad, match in ((torch.tensor([[8, 0]]), r"in \[0, 8\)"), (torch.tensor([[-1, 0]]), r"in \[0, 8\)"),
+                       (torch.tensor([1, 2]), "must be"), (torch.zeros(2, 2), "must be")):
+        with pytest.raises(ValueError, match=match):
+            flatten_stages(bad, 8)
+    with pytest.raises(ValueError, match="codes_per_stage"):
+        flatten_stages(codes, 1)
