@@ -115,6 +115,12 @@ def test_b_runs_carry_the_rows_of_their_baselines_and_longer_supervised_records(
     assert set(linear_probe_folds.PARTS) == set(linear_probe_folds.EXTRAS)  # every part has its maker
     residual = {method for rows in linear_probe_folds.RESIDUAL_ROWS.values() for method, _ in rows}
     assert residual <= claimed and set(linear_probe_folds.RESIDUAL_ROWS) <= set(linear_probe_folds.EXTRAS)
+    # the LM on residual codes is claimed against the one-code LM, its random twin and the supervised
+    # network on the same codes
+    assert {(linear_probe_folds.ON_RESIDUAL_LM, linear_probe_folds.CHOSEN_LM),
+            (linear_probe_folds.ON_RESIDUAL_LM, linear_probe_folds.ON_RESIDUAL_RANDOM),
+            (linear_probe_folds.ON_RESIDUAL_4, linear_probe_folds.ON_RESIDUAL_LM)} <= set(linear_probe_folds.CLAIMS)
+    assert "residual_lm" in linear_probe_folds.PART_NAMES
 
 
 def test_c_designs_over_more_soundfonts_keep_their_own_records(capsys):

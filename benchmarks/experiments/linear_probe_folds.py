@@ -20,7 +20,7 @@ test note's prediction. Over the k folds every program is tested once. The summa
     python benchmarks/experiments/linear_probe_folds.py --all        # 4 folds x 3 seeds, pipeline + baselines: ~71 min (estimated)
     python benchmarks/experiments/linear_probe_folds.py --all --parts all   # + every part: ~5 h of runs on 2 busy cores
     python benchmarks/experiments/linear_probe_folds.py --fold 0 --seed 0 --parts residual_deep   # one run, one part
-    python benchmarks/experiments/linear_probe_folds.py --all --parts residual_lm   # an LM on 4-stage residual codes
+    python benchmarks/experiments/linear_probe_folds.py --all --parts residual_lm   # an LM on 4-stage residual codes: ~15 min a run
     python benchmarks/experiments/linear_probe_folds.py --summarise
     python benchmarks/experiments/linear_probe_folds.py --all --k 8 --scale 4 --device cuda   # a GPU's design
 
@@ -107,8 +107,8 @@ CLAIMS += [(ON_BOTTLENECK, ON_RESIDUAL_4), (ON_BOTTLENECK, ON_RESIDUAL_8),  # do
 # pretrained as the pipeline's LM on the training notes and the fold's phrases, probed at its best
 # layer and pooling; with its random-weights twin.
 LM_STAGES = 4
-ON_RESIDUAL_LM = f"code LM on {LM_STAGES}-stage residual codes probe, layer and pooling chosen on val"
-ON_RESIDUAL_RANDOM = f"random-weights on {LM_STAGES}-stage residual codes probe, layer and pooling chosen on val"
+RESIDUAL_LMS = (f"code LM on {LM_STAGES}-stage residual codes", f"random-weights on {LM_STAGES}-stage residual codes")
+ON_RESIDUAL_LM, ON_RESIDUAL_RANDOM = (f"{name} probe, layer and pooling chosen on val" for name in RESIDUAL_LMS)  # probe_layers'
 CLAIMS += [(ON_RESIDUAL_LM, CHOSEN_LM),  # finer codes lift the LM's probe
            (ON_RESIDUAL_LM, ON_RESIDUAL_RANDOM),  # the LM learned more than its architecture gives
            (ON_RESIDUAL_4, ON_RESIDUAL_LM),  # the paper's supervised > LM probe, on the finer codes
@@ -347,8 +347,8 @@ def residual_lm_run(work: str, args, run_path: str, out: str) -> None:
         return flatten_stages(residual_quantise(z, books)[0], classes)
 
     notes = [tokens(z) for z in latents]
-    phrases = sorted(glob.glob(os.path.join(*pretraining_audio(args, program_folds(args.corpus_seed, k=args.k)[args.fold]),
-                                            "**", "*.wav"), recursive=True)) if pretrain_count(args) else []
+    unlabelled = pretraining_audio(args, program_folds(args.corpus_seed, k=args.k)[args.fold])  # () without
+    phrases = sorted(p for folder in unlabelled for p in glob.glob(os.path.join(folder, "**", "*.wav"), recursive=True))
     pretraining = [notes[i] for i in splits["train"]] + [tokens(tokenizer.latents(tokenizer.clip_patches(p)))
                                                          for p in phrases]
     codes, model_path, metrics = (os.path.join(work, f"residual{LM_STAGES}_{name}")
@@ -362,8 +362,7 @@ def residual_lm_run(work: str, args, run_path: str, out: str) -> None:
     residual_lm = load_model(model_path, map_location=args.device)
     targets = clips.targets()
     rows, sweep = [], []
-    for name, model in ((f"code LM on {LM_STAGES}-stage residual codes", residual_lm),
-                        (f"random-weights on {LM_STAGES}-stage residual codes", random_weights_like(residual_lm, args.seed))):
+    for name, model in zip(RESIDUAL_LMS, (residual_lm, random_weights_like(residual_lm, args.seed))):
         row, pairs = probe_layers(model, notes, targets, splits, name=name)
         rows.append(row)
         sweep += pairs

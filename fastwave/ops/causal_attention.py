@@ -26,10 +26,10 @@ computes in the autocast dtype.
 
 Off the kernels, fp16 / bf16 / fp32 without dropout run torch's own CPU flash attention (aten's
 ``_scaled_dot_product_flash_attention_for_cpu`` and its backward, the kernels' contract: O and the
-log-sum-exp forward, P recomputed backward), 7x faster than the written-out reference for a
-training step of B 32, H 4, N 512, D 32 on 2 cores; the reference (``causal_attention_reference``,
-``causal_attention_reference_backward``) runs fp64, dropout, and a band or cache mask too large to
-hold (over REFERENCE_BLOCK_ELEMENTS).
+log-sum-exp forward, P recomputed backward; a band or cache mask in blocks of query rows), 7x
+faster than the written-out reference for a training step of B 32, H 4, N 512, D 32 on 2 cores;
+the reference (``causal_attention_reference``, ``causal_attention_reference_backward``) runs fp64
+and dropout.
 """
 import math
 from typing import Optional
@@ -228,9 +228,8 @@ def _forward(q: Tensor, k: Tensor, v: Tensor, scale: float, window: Optional[int
     if q.numel() == 0:
         return q.new_empty(q.shape), q.new_empty(q.shape[:3], dtype=_lse_dtype(q.dtype))
     if not use_triton(q):
-        plan = _cpu_flash_plan(q, k, window, dropout_p)
-        if plan is not None:
-            return _cpu_flash_forward(q, k, v, scale, plan)
+        if _use_cpu_flash(q, dropout_p):
+            return _cpu_flash_forward(q, k, v, scale, window)
         lse = _reference_lse(q, k, scale, window)
         if dropout_p > 0:
             return _reference_dropout_forward(q, k, v, lse, scale, window, dropout_p, int(seed.item())), lse
@@ -247,21 +246,40 @@ def _(q, k, v, scale, window, dropout_p, seed):
 
 _CPU_FLASH_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _HAS_CPU_FLASH = hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward")
+# A band or cache mask goes to aten in blocks of query rows holding at most this many scores (16 MB
+# of fp32): a 5,024-position crop with a 512 window is 10 small masks, not one of 25 M scores.
+FLASH_MASK_ELEMENTS = 1 << 22
 
 
-def _cpu_flash_plan(q: Tensor, k: Tensor, window: Optional[int], dropout_p: float):
-    """How torch's CPU flash attention takes this call off the kernels: (is_causal, attn_mask (N_q,
-    N_k) additive or None), or None where the reference runs instead (fp64, dropout, not a CPU
-    tensor, or a mask over REFERENCE_BLOCK_ELEMENTS). ``window`` as ``_band`` leaves it."""
-    if not _HAS_CPU_FLASH or q.device.type != "cpu" or q.dtype not in _CPU_FLASH_DTYPES or dropout_p > 0:
-        return None
-    n_q, n_k = q.shape[2], k.shape[2]
+def _use_cpu_flash(q: Tensor, dropout_p: float) -> bool:
+    """Off the kernels, whether torch's CPU flash attention runs (else the written-out reference:
+    fp64, for gradcheck against the kernels' formulas, and dropout, for the kernels' Philox draw)."""
+    return _HAS_CPU_FLASH and q.device.type == "cpu" and q.dtype in _CPU_FLASH_DTYPES and dropout_p == 0
+
+
+def _cpu_flash_blocks(q: Tensor, n_k: int, window: Optional[int]):
+    """(query rows [i0, i1), their keys [j0, j1), aten's is_causal, its additive mask or None): one
+    block for ordinary causal attention (aten's own mask, top-left aligned: the same when N_q = N_k),
+    else blocks of rows whose masks hold at most FLASH_MASK_ELEMENTS scores. Every key a query sees
+    lies in its block's range (and it sees itself: no row is all -inf), so each block's outputs are
+    exact and the blocks' key gradients add up. ``window`` as ``_band`` leaves it."""
+    n_q = q.shape[2]
     if window is None and n_q == n_k:
-        return True, None  # aten's causal mask is top-left aligned: the same when N_q = N_k
-    if n_q * n_k > REFERENCE_BLOCK_ELEMENTS:
-        return None
-    hidden = ~visible_keys(n_q, n_k, window, q.device)  # every query sees itself: no row is all -inf
-    return False, torch.zeros(n_q, n_k, dtype=q.dtype, device=q.device).masked_fill_(hidden, float("-inf"))
+        yield 0, n_q, 0, n_k, True, None
+        return
+    offset = n_k - n_q
+    if window is None:
+        rows = FLASH_MASK_ELEMENTS // n_k
+    else:  # rows x (rows + window - 1) keys at most; aten computes every score of a block, masked or
+        # not, so blocks about a window tall keep the work near the band's (2x it, not N_q / window x)
+        rows = min(max(window, 128), int((math.sqrt(window * window + 4 * FLASH_MASK_ELEMENTS) - window) / 2))
+    rows = max(1, min(n_q, rows))
+    for i0 in range(0, n_q, rows):
+        i1 = min(i0 + rows, n_q)
+        j0, j1 = (0 if window is None else max(0, i0 + offset - window + 1)), i1 + offset
+        hidden = ~visible_keys(n_q, n_k, window, q.device, range(i0, i1), range(j0, j1))
+        yield i0, i1, j0, j1, False, torch.zeros(hidden.shape, dtype=q.dtype, device=q.device).masked_fill_(
+            hidden, float("-inf"))
 
 
 def _every_head(t: Tensor, heads: int) -> Tensor:
@@ -269,21 +287,29 @@ def _every_head(t: Tensor, heads: int) -> Tensor:
     return t if t.shape[1] == heads else t.repeat_interleave(heads // t.shape[1], dim=1)
 
 
-def _cpu_flash_forward(q, k, v, scale: float, plan) -> tuple[Tensor, Tensor]:
-    is_causal, mask = plan
+def _cpu_flash_forward(q, k, v, scale: float, window: Optional[int]) -> tuple[Tensor, Tensor]:
     heads = q.shape[1]
-    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-        q, _every_head(k, heads), _every_head(v, heads), 0.0, is_causal, attn_mask=mask, scale=scale)[:2]
-    return out.contiguous(), lse.to(_lse_dtype(q.dtype)).contiguous()
+    k, v = _every_head(k, heads), _every_head(v, heads)
+    out, lse = q.new_empty(q.shape), q.new_empty(q.shape[:3], dtype=_lse_dtype(q.dtype))
+    for i0, i1, j0, j1, is_causal, mask in _cpu_flash_blocks(q, k.shape[2], window):
+        out[:, :, i0:i1], lse[:, :, i0:i1] = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            q[:, :, i0:i1], k[:, :, j0:j1], v[:, :, j0:j1], 0.0, is_causal, attn_mask=mask, scale=scale)[:2]
+    return out, lse
 
 
-def _cpu_flash_backward(do, q, k, v, out, lse, scale: float, plan) -> tuple[Tensor, Tensor, Tensor]:
-    is_causal, mask = plan
+def _cpu_flash_backward(do, q, k, v, out, lse, scale: float, window: Optional[int]) -> tuple[Tensor, Tensor, Tensor]:
     batch, heads = q.shape[:2]
     kv_heads = k.shape[1]
-    dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
-        do.contiguous(), q, _every_head(k, heads), _every_head(v, heads), out, lse.float(), 0.0, is_causal,
-        attn_mask=mask, scale=scale)
+    k, v = _every_head(k, heads), _every_head(v, heads)
+    dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    for i0, i1, j0, j1, is_causal, mask in _cpu_flash_blocks(q, k.shape[2], window):
+        grads = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+            do[:, :, i0:i1].contiguous(), q[:, :, i0:i1], k[:, :, j0:j1], v[:, :, j0:j1],
+            out[:, :, i0:i1].contiguous(), lse[:, :, i0:i1].float().contiguous(), 0.0, is_causal,
+            attn_mask=mask, scale=scale)
+        dq[:, :, i0:i1] = grads[0]
+        dk[:, :, j0:j1] += grads[1]
+        dv[:, :, j0:j1] += grads[2]
     if kv_heads != heads:  # a group's heads read one key / value head: their gradients add up
         dk, dv = (g.reshape(batch, kv_heads, heads // kv_heads, *g.shape[2:]).sum(2) for g in (dk, dv))
     return dq, dk, dv
@@ -390,8 +416,8 @@ def _backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Ten
     need_q, need_k, need_v = needs
     if q.numel() == 0 or k.numel() == 0:
         grads = (q.new_zeros(q.shape), k.new_zeros(k.shape), v.new_zeros(v.shape))
-    elif not use_triton(q) and (plan := _cpu_flash_plan(q, k, window, dropout_p)) is not None:
-        grads = _cpu_flash_backward(do, q, k, v, out, lse, scale, plan)
+    elif not use_triton(q) and _use_cpu_flash(q, dropout_p):
+        grads = _cpu_flash_backward(do, q, k, v, out, lse, scale, window)
     elif not use_triton(q):
         grads = causal_attention_reference_backward(do, q, k, v, out, lse, scale, window, needs, dropout_p,
                                                     0 if seed is None else int(seed.item()))

@@ -41,7 +41,7 @@ def reference_lse(q, k, window):
 def test_cpu_flash_matches_the_float64_reference(shape, dtype):
     batch, heads, kv_heads, n_q, n_k, head_dim, window = shape
     q, k, v, do = random_attention(batch, heads, n_q, head_dim, kv_heads=kv_heads, kv_length=n_k)
-    assert attention_module._cpu_flash_plan(q.to(dtype), k, window, 0.0) is not None  # the path under test
+    assert attention_module._use_cpu_flash(q.to(dtype), 0.0)  # the path under test
     got = outputs_lse_and_grads(q, k, v, do, window, dtype)
     ref = [t.double().requires_grad_() for t in (q, k, v)]
     out = causal_attention_reference(*ref, window=window)
@@ -85,7 +85,20 @@ def test_the_written_out_reference_runs_only_where_flash_cannot(monkeypatch):
     inputs = [t.detach().requires_grad_() for t in (q, k, v)]
     causal_attention(*inputs, dropout_p=0.2, dropout_seed=1).sum().backward()  # dropout: the reference's draw
     assert calls == ["_reference_lse", "causal_attention_reference_backward"]
-    calls.clear()
-    monkeypatch.setattr(attention_module, "REFERENCE_BLOCK_ELEMENTS", 24 * 24 - 1)  # a band mask too large to hold
-    outputs_lse_and_grads(q, k, v, do, 5, torch.float32)
-    assert calls == ["_reference_lse", "causal_attention_reference_backward"]
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 2, 50, 50, 16, 7), (1, 4, 2, 30, 61, 16, None), (1, 2, 1, 26, 40, 32, 11)])
+def test_band_and_cache_masks_go_in_blocks_of_rows(monkeypatch, shape):
+    """A long crop's band mask (or a cache's) is passed in blocks of query rows; each block sees
+    every key its queries may, and the blocks' key gradients add up to the whole's."""
+    batch, heads, kv_heads, n_q, n_k, head_dim, window = shape
+    q, k, v, do = random_attention(batch, heads, n_q, head_dim, kv_heads=kv_heads, kv_length=n_k)
+    whole = outputs_lse_and_grads(q, k, v, do, window, torch.float32)
+    monkeypatch.setattr(attention_module, "FLASH_MASK_ELEMENTS", 150)
+    blocks = list(attention_module._cpu_flash_blocks(q, n_k, window))
+    assert len(blocks) >= 3 and all(mask.numel() <= 150 or i1 - i0 == 1 for i0, i1, _, _, _, mask in blocks)
+    starts, ends = [b[0] for b in blocks], [b[1] for b in blocks]
+    assert starts == [0, *ends[:-1]] and ends[-1] == n_q  # the blocks tile the rows
+    for name, g, e in zip(("out", "lse", "dq", "dk", "dv"), outputs_lse_and_grads(q, k, v, do, window, torch.float32),
+                          whole):
+        assert rel_error(g, e) < 1e-6, name
