@@ -43,7 +43,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import MORE_SEEDS, cell, json_interval, more_seeds_cell, render_once, write_results  # noqa: E402
+from _common import MORE_SEEDS, cell, json_interval, more_seeds_cell, render_once, run_record, write_results  # noqa: E402
 from tagging_scaling import COMPARISONS, CORPUS_CLIPS, SEEDS, budget, one_run, test_scores  # noqa: E402
 from fastwave.corpora.gm import MAX_SOUNDFONTS  # noqa: E402
 from fastwave.corpora.render import DEFAULT_SOUNDFONT  # noqa: E402
@@ -136,7 +136,7 @@ def run_on_fold(args, fold: int, arm: str, seed: int) -> None:
     started = time.perf_counter()
     record.update(test_scores(run, data, os.path.join(data, "labels.csv")))
     scoring = time.perf_counter() - started
-    record.update(test_corpus=data, scoring_seconds=round(scoring, 1),
+    record.update(test_corpus=data, scoring=run_record(seed, args.device, scoring),  # where and how it was scored
                   wall_seconds=round(record["wall_seconds"] + scoring, 1))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -197,8 +197,8 @@ def summarise(args) -> int:
     instruments = 128 * len(args.soundfonts)
     record = {"experiment": f"C on {args.k} folds over {instruments} instruments", "design": design(args), "k": args.k,
               "soundfonts": args.soundfonts, "folds": folds, "size": size(args),
-              "test_clips": args.test_clips, "budget": b, "arms": table, "comparisons": comparisons, "runs": len(runs), "minutes": round(minutes, 1),
-              "machine": runs[0]["machine"]}
+              "test_clips": args.test_clips, "budget": b, "arms": table, "comparisons": comparisons, "runs": len(runs),
+              "minutes": round(minutes, 1), "machine": runs[0]["machine"]}
     lines = [f"# Experiment C on {args.k} folds over {instruments} instruments (mixtures, 16 GM families)", "",
              f"Design {design(args)}: the 128 GM programs of {len(args.soundfonts)} SoundFont(s) "
              f"({', '.join(os.path.basename(path) for path in args.soundfonts)}), {8 // args.k} test program(s) of "

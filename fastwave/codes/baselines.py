@@ -76,6 +76,8 @@ def probe_layers(model, codes, targets, splits: dict, *, name: str, poolings=POO
     ``probe_report`` -> (its row, method "<name> probe, layer and pooling chosen on val", with
     "layer" and "pooling"; the sweep: one {"model": name, "layer", "pooling", "val", "test"} per pair)."""
     codes = list(codes)
+    if any(len(clip) == 0 for clip in codes):
+        raise ValueError("every clip needs at least one code (a clip shorter than one patch has none)")
     targets, multi_label = _check_targets(targets, len(codes))
     splits = check_splits(splits, len(codes))
     unknown = [p for p in poolings if p not in POOLINGS]

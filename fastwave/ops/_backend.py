@@ -3,7 +3,9 @@
 ``"auto"`` (the default) runs the Triton kernels on CUDA tensors when Triton is installed and the
 torch reference everywhere else. ``"triton"`` forces the kernels, also on CPU tensors, which Triton
 can only run in its interpreter (``TRITON_INTERPRET=1`` set before triton is first imported): that
-is how the kernels are tested on machines without a GPU. ``"torch"`` forces the reference.
+is how the kernels are tested on machines without a GPU. ``"torch"`` forces the reference. (For
+attention, "the reference" in fp16 / bf16 / fp32 without dropout is torch's own CPU flash
+attention, the written-out formulas otherwise: ``causal_attention``'s docstring.)
 
 float64 always runs the reference (the kernels are written for fp16 / bf16 / fp32; fp64 is there
 for gradcheck). The choice is read when an op runs, not when it is traced, so it also applies inside

@@ -20,8 +20,8 @@ On CUDA it is FlashAttention-2 in Triton (``kernels/flash_attention.py``): no N 
 memory, blocks above the diagonal or outside the window never loaded, keys and values of a group
 read in place (never copied per head), fp32 accumulation. The forward saves O and the log-sum-exp of
 each row (B, H, N_q), fp32, never P; the backward recomputes P from them. fp16 / bf16 / fp32 run the
-kernels; fp64 runs the reference (for gradcheck), as does every tensor when the backend says so
-(``_backend.py``). Any N (0 included), any batch / head / row strides; under torch.autocast it
+kernels; fp64 runs the reference (for gradcheck); every tensor runs off the kernels when the
+backend says so (``_backend.py``). Any N (0 included), any batch / head / row strides; under torch.autocast it
 computes in the autocast dtype.
 
 Off the kernels, fp16 / bf16 / fp32 without dropout run torch's own CPU flash attention (aten's
@@ -271,8 +271,10 @@ def _cpu_flash_blocks(q: Tensor, n_k: int, window: Optional[int]):
     if window is None:
         rows = FLASH_MASK_ELEMENTS // n_k
     else:  # rows x (rows + window - 1) keys at most; aten computes every score of a block, masked or
-        # not, so blocks about a window tall keep the work near the band's (2x it, not N_q / window x)
-        rows = min(max(window, 128), int((math.sqrt(window * window + 4 * FLASH_MASK_ELEMENTS) - window) / 2))
+        # not, so blocks about a window tall keep the work near the band's (2x it, not N_q / window x).
+        # At most 512 rows: then every row sees a key in aten's first 512-key split, which torch 2.4.0
+        # needs (a row whose first split is all masked came out NaN there: pytorch#127055).
+        rows = min(max(window, 128), 512, int((math.sqrt(window * window + 4 * FLASH_MASK_ELEMENTS) - window) / 2))
     rows = max(1, min(n_q, rows))
     for i0 in range(0, n_q, rows):
         i1 = min(i0 + rows, n_q)
@@ -289,7 +291,8 @@ def _every_head(t: Tensor, heads: int) -> Tensor:
 
 def _cpu_flash_forward(q, k, v, scale: float, window: Optional[int]) -> tuple[Tensor, Tensor]:
     heads = q.shape[1]
-    k, v = _every_head(k, heads), _every_head(v, heads)
+    q = _head_contiguous(q)  # aten reads D in unit steps and does not check
+    k, v = (_every_head(_head_contiguous(t), heads) for t in (k, v))
     out, lse = q.new_empty(q.shape), q.new_empty(q.shape[:3], dtype=_lse_dtype(q.dtype))
     for i0, i1, j0, j1, is_causal, mask in _cpu_flash_blocks(q, k.shape[2], window):
         out[:, :, i0:i1], lse[:, :, i0:i1] = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
@@ -300,8 +303,11 @@ def _cpu_flash_forward(q, k, v, scale: float, window: Optional[int]) -> tuple[Te
 def _cpu_flash_backward(do, q, k, v, out, lse, scale: float, window: Optional[int]) -> tuple[Tensor, Tensor, Tensor]:
     batch, heads = q.shape[:2]
     kv_heads = k.shape[1]
-    k, v = _every_head(k, heads), _every_head(v, heads)
-    dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    q = _head_contiguous(q)
+    k, v = (_every_head(_head_contiguous(t), heads) for t in (k, v))
+    dq = torch.empty_like(q)
+    # overlapping blocks add into a key's gradient: in fp32, rounded to the inputs' dtype once
+    dk, dv = (torch.zeros(t.shape, dtype=torch.float32, device=t.device) for t in (k, v))
     for i0, i1, j0, j1, is_causal, mask in _cpu_flash_blocks(q, k.shape[2], window):
         grads = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
             do[:, :, i0:i1].contiguous(), q[:, :, i0:i1], k[:, :, j0:j1], v[:, :, j0:j1],
@@ -312,7 +318,7 @@ def _cpu_flash_backward(do, q, k, v, out, lse, scale: float, window: Optional[in
         dv[:, :, j0:j1] += grads[2]
     if kv_heads != heads:  # a group's heads read one key / value head: their gradients add up
         dk, dv = (g.reshape(batch, kv_heads, heads // kv_heads, *g.shape[2:]).sum(2) for g in (dk, dv))
-    return dq, dk, dv
+    return dq, dk.to(k.dtype), dv.to(v.dtype)
 
 
 def _grouped(q: Tensor, kv_heads: int) -> Tensor:

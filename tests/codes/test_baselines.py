@@ -71,6 +71,8 @@ def test_the_layer_sweep_alone_is_probe_baselines_own(corpus, baselines):
         probe_layers(lm, codes, labels, splits, name="x", poolings=())
     with pytest.raises(ValueError, match="targets"):
         probe_layers(lm, codes, labels[:-1], splits, name="x")
+    with pytest.raises(ValueError, match="at least one code"):
+        probe_layers(lm, [codes[0][:0], *codes[1:]], labels, splits, name="x")
 
 
 def test_latents_are_what_k_means_quantises(corpus):

@@ -150,7 +150,7 @@ def test_attention_output_ignores_keys_it_may_not_see(window):
 
 
 def test_reference_backward_in_blocks_matches_autograd(monkeypatch):
-    """The written-out reference (fp64 and the torch backend run it) over several blocks of rows."""
+    """The written-out reference (fp64 and dropout run it) over several blocks of rows."""
     monkeypatch.setattr(attention_module, "REFERENCE_BLOCK_ELEMENTS", 2 * 3 * 7 * 30)  # 7 rows a block
     q, k, v, do = (t.double() for t in random_attention(2, 3, 30, 16))
     for window in (None, 4):

@@ -21,6 +21,7 @@ SHAPES = [
     (1, 6, 1, 20, 57, 32, None),
     (2, 2, 2, 40, 72, 16, 24),
     (1, 4, 2, 1, 45, 48, None),
+    (1, 2, 2, 1, 45, 16, 6),  # a decode step with a band
 ]
 
 
@@ -36,7 +37,7 @@ def reference_lse(q, k, window):
     return torch.logsumexp(scores.masked_fill(~attention_module.visible_keys(n_q, n_k, window), float("-inf")), -1)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_cpu_flash_matches_the_float64_reference(shape, dtype):
     batch, heads, kv_heads, n_q, n_k, head_dim, window = shape
@@ -55,6 +56,13 @@ def test_cpu_flash_matches_the_float64_reference(shape, dtype):
 def test_strided_inputs_and_the_bnhd_layout():
     q, k, v, do = random_attention(2, 3, 30, 16)
     expected = outputs_lse_and_grads(q, k, v, do, None, torch.float32)
+    # D not in unit steps (aten's kernel reads it as if it were, unchecked): made contiguous first
+    columns = [t.transpose(-1, -2).contiguous().transpose(-1, -2) for t in (q, k, v)]
+    assert columns[1].stride(-1) != 1
+    for window in (None, 7):
+        got = outputs_lse_and_grads(*columns, do, window, torch.float32)
+        want = expected if window is None else outputs_lse_and_grads(q, k, v, do, window, torch.float32)
+        assert all(rel_error(g, e) < 1e-6 for g, e in zip(got, want))
     views = [t.transpose(1, 2).contiguous().requires_grad_() for t in (q, k, v)]  # (B, N, H, D)
     out = causal_attention(*views, layout="bnhd")
     grads = torch.autograd.grad(out, views, do.transpose(1, 2))
@@ -96,9 +104,21 @@ def test_band_and_cache_masks_go_in_blocks_of_rows(monkeypatch, shape):
     whole = outputs_lse_and_grads(q, k, v, do, window, torch.float32)
     monkeypatch.setattr(attention_module, "FLASH_MASK_ELEMENTS", 150)
     blocks = list(attention_module._cpu_flash_blocks(q, n_k, window))
+    assert all(i1 - i0 <= 512 for i0, i1, *_ in blocks)  # every row sees a key in aten's first split
     assert len(blocks) >= 3 and all(mask.numel() <= 150 or i1 - i0 == 1 for i0, i1, _, _, _, mask in blocks)
     starts, ends = [b[0] for b in blocks], [b[1] for b in blocks]
     assert starts == [0, *ends[:-1]] and ends[-1] == n_q  # the blocks tile the rows
     for name, g, e in zip(("out", "lse", "dq", "dk", "dv"), outputs_lse_and_grads(q, k, v, do, window, torch.float32),
                           whole):
         assert rel_error(g, e) < 1e-6, name
+
+
+def test_a_long_band_goes_in_blocks_of_at_most_512_rows():
+    """Rows past aten's first 512-key split that see no key in it came out NaN on torch 2.4.0
+    (pytorch#127055): blocks stop at 512 rows, and the result is the reference's."""
+    q, k, v, do = random_attention(1, 1, 1100, 8)
+    blocks = list(attention_module._cpu_flash_blocks(q, 1100, 600))
+    assert len(blocks) == 3 and max(i1 - i0 for i0, i1, *_ in blocks) == 512
+    out = causal_attention(q, k, v, window=600)
+    assert torch.isfinite(out).all()
+    assert rel_error(out, causal_attention_reference(q.double(), k.double(), v.double(), window=600)) < 1e-5
