@@ -18,7 +18,7 @@ only where both exclude zero. Equal updates are read from the validation curves,
 update count every model reached.
 
     python benchmarks/experiments/next_sample_curves.py --model transformer_3 --seed 0   # one run
-    python benchmarks/experiments/next_sample_curves.py --all         # 5 models x 3 seeds: 87 min on 2 idle cores
+    python benchmarks/experiments/next_sample_curves.py --all         # 5 models x 3 seeds: about 53 min on 2 idle cores
     python benchmarks/experiments/next_sample_curves.py --summarise   # results and figure
 
 Time the runs on a quiet machine: a budget in seconds is only equal when the load is.
