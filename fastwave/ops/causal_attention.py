@@ -21,8 +21,8 @@ memory, blocks above the diagonal or outside the window never loaded, keys and v
 read in place (never copied per head), fp32 accumulation. The forward saves O and the log-sum-exp of
 each row (B, H, N_q), fp32, never P; the backward recomputes P from them. fp16 / bf16 / fp32 run the
 kernels; fp64 runs the reference (for gradcheck); every tensor runs off the kernels when the
-backend says so (``_backend.py``). Any N (0 included), any batch / head / row strides; under torch.autocast it
-computes in the autocast dtype.
+backend says so (``_backend.py``). Any N (0 included), any batch / head / row strides; under
+torch.autocast it computes in the autocast dtype.
 
 Off the kernels, fp16 / bf16 / fp32 without dropout run torch's own CPU flash attention (aten's
 ``_scaled_dot_product_flash_attention_for_cpu`` and its backward, the kernels' contract: O and the
@@ -422,11 +422,10 @@ def _backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Ten
     need_q, need_k, need_v = needs
     if q.numel() == 0 or k.numel() == 0:
         grads = (q.new_zeros(q.shape), k.new_zeros(k.shape), v.new_zeros(v.shape))
-    elif not use_triton(q) and _use_cpu_flash(q, dropout_p):
-        grads = _cpu_flash_backward(do, q, k, v, out, lse, scale, window)
     elif not use_triton(q):
-        grads = causal_attention_reference_backward(do, q, k, v, out, lse, scale, window, needs, dropout_p,
-                                                    0 if seed is None else int(seed.item()))
+        grads = (_cpu_flash_backward(do, q, k, v, out, lse, scale, window) if _use_cpu_flash(q, dropout_p) else
+                 causal_attention_reference_backward(do, q, k, v, out, lse, scale, window, needs, dropout_p,
+                                                     0 if seed is None else int(seed.item())))
     else:
         from .kernels.flash_attention import attention_backward
         grads = attention_backward(*(_head_contiguous(t) for t in (do, q, k, v, out)), lse, scale, window,
