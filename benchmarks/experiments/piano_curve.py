@@ -1,12 +1,13 @@
 """The piano WaveNet's training curves: validation bits per sample and top-5 against updates, one line
 per training record of `piano_model.py` (a run that starts from another's weights, ``--init``, is
-drawn after it: the x axis counts every update the weights have had).
+drawn after it: the x axis counts every update the weights have had; a record's
+``training.init_updates`` says how many its starting weights had, else they are the run before's).
 
 Bits per sample are in each run's own token domain: a run with ``--pre-emphasis`` predicts mu-law of
 the pre-emphasised audio, whose bits are not comparable with plain mu-law's; the figure says which.
 
-    python benchmarks/experiments/piano_curve.py benchmarks/results/piano_model_mulaw.json \
-        benchmarks/results/piano_model.json          # -> benchmarks/results/piano_training_curve.png
+    python benchmarks/experiments/piano_curve.py benchmarks/results/piano_model.json \
+        benchmarks/results/piano_model_stage{2,3,4}.json   # -> benchmarks/results/piano_training_curve.png
 """
 from __future__ import annotations
 
@@ -33,27 +34,28 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (bits_ax, top5_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (bits_ax, top5_ax) = plt.subplots(1, 2, figsize=(10, 4.4))
     offset = 0
     for path in args.records:
         with open(path, encoding="utf-8") as f:
             record = json.load(f)
         training = record["training"]
         emphasis = training.get("pre_emphasis", 0.0)
-        start = offset if training.get("init") else 0  # a fresh run starts at update 0
+        start = training.get("init_updates", offset) if training.get("init") else 0  # a fresh run: update 0
         steps, bits, top5 = curve(record, start)
         noise = training.get("input_noise", 0.0)
         label = (f"{os.path.basename(path)}: " + (f"pre-emphasis {emphasis:g}" if emphasis else "plain mu-law")
                  + (f", input noise {noise:g}" if noise else "")
-                 + (" (from the run before)" if training.get("init") else ""))
+                 + ((f" (from update {training['init_updates']:,})" if "init_updates" in training else " (from the run before)")
+                    if training.get("init") else ""))
         bits_ax.plot(steps, bits, marker="o", label=label)
         top5_ax.plot(steps, top5, marker="o", label=label)
         offset = start + training["steps"]
     bits_ax.set(xlabel="updates (8 crops of 4,096 samples)", ylabel="validation bits / sample (own tokens)",
                 title="held-out piano preset, 8 phrases")
     top5_ax.set(xlabel="updates", ylabel="validation top-5", title="next-sample top-5")
-    bits_ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig.legend(*bits_ax.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=7)  # below both panels
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     fig.savefig(args.out, dpi=90)
     print(f"wrote {args.out}")
     return 0

@@ -33,6 +33,7 @@ from fastwave.corpora.piano import plan_piano  # noqa: E402
 from fastwave.audio import log_spectrogram  # noqa: E402
 from fastwave.audio.measures import chroma_agreement, spectral_flatness  # noqa: E402
 from fastwave.corpora.score import piano_roll  # noqa: E402
+from fastwave.engines.cpu_native import engine_threads  # noqa: E402
 from fastwave.pretrained import PIANO_WAVENET, piano_cond  # noqa: E402
 
 def draw(panels, sample_rate: int, path: str) -> None:
@@ -54,6 +55,18 @@ def draw(panels, sample_rate: int, path: str) -> None:
     fig.savefig(path, dpi=90)
 
 
+def held_out_phrases(data: str, minutes: float, seed: int, phrases: int, samples: int, rate: int):
+    """The first ``phrases`` test phrases of the piano corpus (name order), each cut to ``samples``:
+    -> [(name, real audio (T,) float32, its piano roll (1, ROLL_CHANNELS, F))]."""
+    clips = sorted((c for c in plan_piano(minutes, seed) if c.split == "test"), key=lambda c: c.name)
+    out = []
+    for clip in clips[:phrases]:
+        real, _ = fastwave.load_audio(os.path.join(data, "test", clip.name + ".wav"), sample_rate=rate)
+        real = np.asarray(real).reshape(-1)[:samples]
+        out.append((clip.name, real, torch.from_numpy(piano_roll(clip.sources[0].notes, len(real), rate))[None]))
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=PIANO_WAVENET)
@@ -64,7 +77,10 @@ def main(argv=None) -> int:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--figure", default="benchmarks/results/piano_spectrograms.png")
     parser.add_argument("--record", default="benchmarks/results/piano_model_audio.json")
-    parser.add_argument("--threads", type=int, default=None, help="of the C++ engine (default: physical cores)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="of the C++ engine (default: physical cores); recorded, since another count adds the "
+                             "threads' partial sums in another order and a long phrase can part at a rounding "
+                             "boundary (docs/generation.md)")
     parser.add_argument("--wav-dir", default=None, help="also write the first phrase, real and played, as "
                                                           "piano_real.wav and piano_generated.wav here (docs/audio)")
     parser.add_argument("--seed", type=int, default=0)
@@ -74,17 +90,13 @@ def main(argv=None) -> int:
     model = fastwave.load_model(args.model).eval()
     rate = model.sample_rate
     n = round(args.seconds * rate)
-    clips = sorted((c for c in plan_piano(args.minutes, args.seed) if c.split == "test"), key=lambda c: c.name)
     rows, generating = [], 0.0
-    for clip in clips[:args.phrases]:
-        real, _ = fastwave.load_audio(os.path.join(args.data, "test", clip.name + ".wav"), sample_rate=rate)
-        real = np.asarray(real).reshape(-1)[:n]
-        roll = torch.from_numpy(piano_roll(clip.sources[0].notes, len(real), rate))[None]
+    for name, real, roll in held_out_phrases(args.data, args.minutes, args.seed, args.phrases, n, rate):
         tick = time.perf_counter()
         tokens = fastwave.generate(model, len(real), cond={"local_cond": roll}, seed=args.seed, engine="cpu",
                                    temperature=args.temperature, threads=args.threads)
         generating += time.perf_counter() - tick
-        rows.append({"phrase": clip.name, "real": real, "generated": model.tokens_to_audio(tokens[0]).numpy()})
+        rows.append({"phrase": name, "real": real, "generated": model.tokens_to_audio(tokens[0]).numpy()})
     for i, row in enumerate(rows):  # "another phrase": the next one's real audio, same length cut
         other = rows[(i + 1) % len(rows)]["real"]
         m = min(len(other), len(row["real"]))
@@ -107,7 +119,7 @@ def main(argv=None) -> int:
     record = {"model": os.path.relpath(args.model), "phrases": [{k: r[k] for k in ["phrase"] + keys} for r in rows],
               "mean": {k: float(np.mean([r[k] for r in rows])) for k in keys},
               "median_flatness": {k: float(np.median([r[k] for r in rows])) for k in ("flatness_generated", "flatness_real")},
-              "speed": {"engine": "cpu", "threads": args.threads, "samples": played, "seconds": round(generating, 2),
+              "speed": {"engine": "cpu", "threads": engine_threads(args.threads), "samples": played, "seconds": round(generating, 2),
                         "real_time_factor": round(played / rate / generating, 2),
                         "load_average_1min_after": round(os.getloadavg()[0], 2)},
               "seconds_per_phrase": args.seconds, "temperature": args.temperature,
