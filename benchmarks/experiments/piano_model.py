@@ -18,6 +18,8 @@ on this corpus that gave a training loss of 3.36 against 3.46 nats, validation 5
     python benchmarks/experiments/piano_model.py --steps 4000 --lr 1e-3 --eval-every 500   # the shipped model, CPU
     python benchmarks/experiments/piano_model.py --steps 40000 --lr 1e-3 --minutes 240 --data data/piano_240 \
         --runs runs/piano_240 --device cuda                                                 # larger
+    python benchmarks/experiments/piano_model.py --pre-emphasis 0 --export-tokens data/piano_tokens.npz
+        # the tokens for a machine without the corpus: --tokens (benchmarks/gpu_piano_training.sh)
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import os
 import sys
 import time
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -65,6 +68,28 @@ def split_rolls(folder: str, split: str, minutes: float, seed: int, streams, lim
     return rolls
 
 
+def export_tokens(path: str, corpus: dict, train: list[torch.Tensor], val: list[torch.Tensor],
+                  pre_emphasis: float) -> None:
+    """Writes the splits' token streams (uint8, joined, with their lengths) and the corpus record to
+    ``path`` (.npz): what a machine without the corpus, soundfile or a SoundFont (a lent GPU) trains on."""
+    np.savez_compressed(path, corpus=json.dumps(corpus), pre_emphasis=pre_emphasis,
+                        **{f"{name}{part}": array for name, streams in (("train", train), ("val", val))
+                           for part, array in (("", torch.cat(streams).to(torch.uint8).numpy()),
+                                               ("_lengths", np.array([len(x) for x in streams])))})
+
+
+def load_tokens(path: str, pre_emphasis: float, limit: int) -> tuple[dict, list[torch.Tensor], list[torch.Tensor]]:
+    """``export_tokens``'s file -> (corpus record, train streams, the first ``limit`` val streams),
+    int64 (T_i,) each; refused if its tokens were made with another pre-emphasis than the model's."""
+    with np.load(path) as f:
+        if float(f["pre_emphasis"]) != pre_emphasis:
+            raise SystemExit(f"{path} holds tokens of pre-emphasis {float(f['pre_emphasis'])}, the model reads "
+                             f"{pre_emphasis}: export them again with this --pre-emphasis")
+        splits = [[torch.from_numpy(x.astype(np.int64))
+                   for x in np.split(f[name], np.cumsum(f[f"{name}_lengths"])[:-1])] for name in ("train", "val")]
+        return json.loads(str(f["corpus"])), splits[0], splits[1][:limit]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="data/piano", help="the piano corpus folder (rendered if missing)")
@@ -91,12 +116,18 @@ def main(argv=None) -> int:
                         help="std in token levels of the noise added to what the model reads in training, never "
                              "to its targets (train_sample_model's input_noise: noise injection)")
     parser.add_argument("--warmup", type=int, default=200, help="updates of linear warm-up (at most a tenth of --steps)")
+    parser.add_argument("--export-tokens", default=None, metavar="NPZ",
+                        help="write the train and val tokens (at this --pre-emphasis) and the corpus record to NPZ "
+                             "and stop: what --tokens reads on a machine without the corpus (a lent GPU)")
+    parser.add_argument("--tokens", default=None, metavar="NPZ",
+                        help="train on --export-tokens' file instead of the rendered corpus (the piano rolls are "
+                             "rebuilt from the corpus plan, as always)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    corpus = ensure_corpus("piano", args.data, args.seed, minutes=args.minutes)
+    corpus = None if args.tokens else ensure_corpus("piano", args.data, args.seed, minutes=args.minutes)
     torch.manual_seed(args.seed)
     # 20 layers in 2 cycles, 64 / 128 / 128 channels, reading the roll every ROLL_HOP samples
     model = fastwave.WaveNet(local_channels=ROLL_CHANNELS, cond_hop=ROLL_HOP, pre_emphasis=args.pre_emphasis)
@@ -104,8 +135,15 @@ def main(argv=None) -> int:
     if args.init:  # ignored when resuming: the checkpoint's weights win
         model.load_state_dict(fastwave.load_model(args.init).state_dict())  # its weights, this run's config
     model.to(args.device)
-    train = token_split(args.data, "train", model=model)
-    val = token_split(args.data, "val", limit=args.eval_phrases, model=model)
+    if args.tokens:
+        corpus, train, val = load_tokens(args.tokens, args.pre_emphasis, args.eval_phrases)
+    else:
+        train = token_split(args.data, "train", model=model)
+        val = token_split(args.data, "val", limit=None if args.export_tokens else args.eval_phrases, model=model)
+    if args.export_tokens:
+        export_tokens(args.export_tokens, corpus, train, val, args.pre_emphasis)
+        print(f"wrote {args.export_tokens}: {len(train)} train and {len(val)} val phrases")
+        return 0
     train_rolls = split_rolls(args.data, "train", args.minutes, args.seed, train)
     val_rolls = split_rolls(args.data, "val", args.minutes, args.seed, val, limit=args.eval_phrases)
     history = train_sample_model(model, train, steps=args.steps, batch_size=args.batch_size, segment=args.segment,
@@ -120,7 +158,7 @@ def main(argv=None) -> int:
     record = {"model": {"type": "wavenet", "parameters": parameters(shipped), "bytes": os.path.getsize(args.out),
                         "receptive_field": shipped.receptive_field,
                         "roll": {"channels": ROLL_CHANNELS, "hop": ROLL_HOP}},
-              "data": {"folder": args.data, "corpus": {k: corpus[k] for k in ("seed", "clips", "seconds", "programs")},
+              "data": {"folder": args.tokens or args.data, "corpus": {k: corpus[k] for k in ("seed", "clips", "seconds", "programs")},
                        "train_phrases": len(train), "train_samples": sum(len(s) for s in train),
                        "val_phrases_scored": len(val), "val_samples_scored": sum(len(s) for s in val)},
               "training": {"steps": args.steps, "batch_size": args.batch_size, "segment": args.segment, "lr": args.lr,
