@@ -20,7 +20,7 @@ test note's prediction. Over the k folds every program is tested once. The summa
     python benchmarks/experiments/linear_probe_folds.py --all        # 4 folds x 3 seeds, pipeline + baselines: ~71 min (estimated)
     python benchmarks/experiments/linear_probe_folds.py --all --parts all   # + every part: ~5 h of runs on 2 busy cores
     python benchmarks/experiments/linear_probe_folds.py --fold 0 --seed 0 --parts residual_deep   # one run, one part
-    python benchmarks/experiments/linear_probe_folds.py --all --parts residual_lm   # an LM on 4-stage residual codes: ~15 min a run
+    python benchmarks/experiments/linear_probe_folds.py --all --parts residual_lm   # an LM on 4-stage residual codes: ~12 min a run
     python benchmarks/experiments/linear_probe_folds.py --summarise
     python benchmarks/experiments/linear_probe_folds.py --all --k 8 --scale 4 --device cuda   # a GPU's design
 
