@@ -27,7 +27,7 @@ if command -v nvidia-smi >/dev/null; then
 fi
 started=$(date +%s)
 # SIGINT: the trainer's KeyboardInterrupt; its checkpoints up to the last hundred updates stay
-timeout --signal=INT "$BUDGET" python benchmarks/experiments/piano_model.py --device "$DEVICE" \
+timeout --signal=INT --kill-after=30 "$BUDGET" python benchmarks/experiments/piano_model.py --device "$DEVICE" \
   --tokens data/piano_tokens.npz --pre-emphasis 0 ${INIT:+--init "$INIT"} --steps "$STEPS" --batch-size 32 \
   --lr 1e-3 --warmup 500 --eval-every 1000 --runs "$RUN" --out "$RUN/shipped.safetensors" \
   --record "$RUN/record.json" > "$OUT/train.log" 2>&1 || echo "training stopped: rc $? (124: the budget)"
