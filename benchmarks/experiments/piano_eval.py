@@ -59,6 +59,8 @@ def held_out_phrases(data: str, minutes: float, seed: int, phrases: int, samples
     """The first ``phrases`` test phrases of the piano corpus (name order), each cut to ``samples``:
     -> [(name, real audio (T,) float32, its piano roll (1, ROLL_CHANNELS, F))]."""
     clips = sorted((c for c in plan_piano(minutes, seed) if c.split == "test"), key=lambda c: c.name)
+    if not 1 <= phrases <= len(clips):
+        raise SystemExit(f"--phrases must be 1 to the corpus's {len(clips)} test phrases, got {phrases}")
     out = []
     for clip in clips[:phrases]:
         real, _ = fastwave.load_audio(os.path.join(data, "test", clip.name + ".wav"), sample_rate=rate)

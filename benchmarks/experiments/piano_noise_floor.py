@@ -9,7 +9,8 @@ piano_eval cuts it):
 And for a model (default: the shipped one) playing each phrase's score with the C++ engine, as
 piano_eval does:
 - the mean entropy of its next-sample distributions over what it played (bits / sample: how widely it
-  draws; one teacher-forced pass over its own tokens gives the distributions it sampled from);
+  draws; one teacher-forced pass over its own tokens gives the distributions it sampled from, up
+  to float rounding);
 - its bits / sample on the real phrase (teacher forced, every target on its whole receptive field),
   and the flatness of what it played.
 
