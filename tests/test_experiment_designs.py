@@ -16,6 +16,7 @@ sys.path.insert(0, str(EXPERIMENTS))
 import linear_probe_folds  # noqa: E402
 from fastwave.training.intervals import t_interval  # noqa: E402
 import next_sample_curves  # noqa: E402
+import piano_eval  # noqa: E402
 import tagging_folds  # noqa: E402
 import tagging_scaling  # noqa: E402
 
@@ -242,3 +243,34 @@ def test_c_folds_pool_fold_family_units_and_only_seeds_with_every_fold():
     assert verdicts["cnn > transformer_none"]["difference"][0] == pytest.approx(0.1)
     assert verdicts["transformer_wavelet > transformer_none"]["verdict"] == "not resolved"
     assert not any("logmel" in claim for claim in verdicts)
+
+
+def fake_piano_corpus(folder: pathlib.Path, minutes: float, seed: int, samples: int = 1600) -> list:
+    """corpus.json and silent test WAVs named as the (minutes, seed) piano plan's -> its test clips."""
+    import fastwave
+    from fastwave.corpora.piano import plan_piano
+
+    test = sorted((c for c in plan_piano(minutes, seed) if c.split == "test"), key=lambda c: c.name)
+    (folder / "test").mkdir()
+    for clip in test:
+        fastwave.save_audio(str(folder / "test" / (clip.name + ".wav")), np.zeros(samples, np.float32), 16000)
+    (folder / "corpus.json").write_text(json.dumps({"kind": "piano", "seed": seed, "clips": {"test": len(test)}}))
+    return test
+
+
+def test_piano_eval_scores_the_phrases_of_the_corpus_it_reads(tmp_path):
+    """The held-out phrases' scores come from the corpus's own plan (the seed in its corpus.json),
+    whatever seed the sampling uses: another plan pairs the WAVs with other notes."""
+    from fastwave.corpora.piano import plan_piano
+    from fastwave.corpora.score import piano_roll
+
+    test = fake_piano_corpus(tmp_path, 1.0, seed=3)
+    other = sorted((c for c in plan_piano(1.0, 0) if c.split == "test"), key=lambda c: c.name)
+    assert other[0].sources[0].notes != test[0].sources[0].notes  # so a wrong plan would be seen
+    [(name, real, roll)] = piano_eval.held_out_phrases(str(tmp_path), 1.0, 1, 800, 16000)
+    assert name == test[0].name and real.shape == (800,)
+    assert np.array_equal(roll[0].numpy(), piano_roll(test[0].sources[0].notes, 800, 16000))
+    with pytest.raises(SystemExit, match="--phrases must be 1 to"):
+        piano_eval.held_out_phrases(str(tmp_path), 1.0, len(test) + 1, 800, 16000)
+    with pytest.raises(SystemExit, match="pass the --minutes"):
+        piano_eval.held_out_phrases(str(tmp_path), 2.0, 1, 800, 16000)

@@ -55,10 +55,19 @@ def draw(panels, sample_rate: int, path: str) -> None:
     fig.savefig(path, dpi=90)
 
 
-def held_out_phrases(data: str, minutes: float, seed: int, phrases: int, samples: int, rate: int):
-    """The first ``phrases`` test phrases of the piano corpus (name order), each cut to ``samples``:
-    -> [(name, real audio (T,) float32, its piano roll (1, ROLL_CHANNELS, F))]."""
-    clips = sorted((c for c in plan_piano(minutes, seed) if c.split == "test"), key=lambda c: c.name)
+def held_out_phrases(data: str, minutes: float, phrases: int, samples: int, rate: int):
+    """The first ``phrases`` test phrases of the piano corpus rendered in ``data`` (name order), each
+    cut to ``samples``: -> [(name, real audio (T,) float32, its piano roll (1, ROLL_CHANNELS, F))].
+    The scores come from the corpus's plan, rebuilt with the seed it was rendered with (its
+    corpus.json), never a caller's sampling seed: another plan would pair the WAVs with other notes."""
+    with open(os.path.join(data, "corpus.json"), encoding="utf-8") as f:
+        corpus = json.load(f)
+    if corpus.get("kind") != "piano":
+        raise SystemExit(f"{data} holds a {corpus.get('kind')!r} corpus, not the piano corpus: pass another --data")
+    clips = sorted((c for c in plan_piano(minutes, corpus["seed"]) if c.split == "test"), key=lambda c: c.name)
+    if len(clips) != corpus["clips"]["test"]:
+        raise SystemExit(f"{data} holds {corpus['clips']['test']} test phrases, the {minutes:g}-minute plan "
+                         f"{len(clips)}: pass the --minutes it was rendered with")
     if not 1 <= phrases <= len(clips):
         raise SystemExit(f"--phrases must be 1 to the corpus's {len(clips)} test phrases, got {phrases}")
     out = []
@@ -85,7 +94,7 @@ def main(argv=None) -> int:
                              "boundary (docs/generation.md)")
     parser.add_argument("--wav-dir", default=None, help="also write the first phrase, real and played, as "
                                                           "piano_real.wav and piano_generated.wav here (docs/audio)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="of the sampling (the phrases are the corpus's)")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -93,7 +102,7 @@ def main(argv=None) -> int:
     rate = model.sample_rate
     n = round(args.seconds * rate)
     rows, generating = [], 0.0
-    for name, real, roll in held_out_phrases(args.data, args.minutes, args.seed, args.phrases, n, rate):
+    for name, real, roll in held_out_phrases(args.data, args.minutes, args.phrases, n, rate):
         tick = time.perf_counter()
         tokens = fastwave.generate(model, len(real), cond={"local_cond": roll}, seed=args.seed, engine="cpu",
                                    temperature=args.temperature, threads=args.threads)

@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     model, training = trained_model(args)
     rows = []
     # The phrases of the 60-minute plan, as piano_eval.py and wavenet_precision.py score them.
-    for name, real, _ in held_out_phrases(args.phrases, args.seconds, model.sample_rate, 60.0, args.seed):
+    for name, real, _ in held_out_phrases(args.phrases, args.seconds, model.sample_rate, 60.0):
         tokens = fastwave.mulaw_encode(torch.from_numpy(real))[None].long()
         logp = {p: teacher_forced(model, tokens, p, args.threads) for p in PRECISIONS}
         row = {"phrase": name, "samples": int(tokens.shape[1] - 1)}
