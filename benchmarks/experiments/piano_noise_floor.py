@@ -5,14 +5,15 @@ piano_eval cuts it):
 - as rendered, and after the 8-bit mu-law round trip that the model's tokens impose;
 - with every token moved by uniform noise of +-k levels (log2(2k + 1) bits a sample): the noise a
   model's sampling adds, without its other errors; in plain mu-law and in the pre-emphasised domain
-  played back through de-emphasis (LPCNet's noise shaping, --pre-emphasis).
+  played back through de-emphasis (LPCNet's noise shaping, --pre-emphasis). In plain mu-law also
+  its chroma agreement with the phrase (piano_eval's measure): what that much noise alone costs it.
 And for a model (default: the shipped one) playing each phrase's score with the C++ engine, as
 piano_eval does:
 - the mean entropy of its next-sample distributions over what it played (bits / sample: how widely it
   draws; one teacher-forced pass over its own tokens gives the distributions it sampled from, up
   to float rounding);
 - its bits / sample on the real phrase (teacher forced, every target on its whole receptive field),
-  and the flatness of what it played.
+  and the flatness and chroma agreement of what it played.
 
     python benchmarks/experiments/piano_noise_floor.py [--model PATH] [--record benchmarks/results/piano_noise_floor.json]
 """
@@ -31,7 +32,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fastwave  # noqa: E402
 from _common import run_record  # noqa: E402
 from fastwave.audio import de_emphasis, mulaw_decode, mulaw_encode, pre_emphasis  # noqa: E402
-from fastwave.audio.measures import spectral_flatness  # noqa: E402
+from fastwave.audio.measures import chroma_agreement, spectral_flatness  # noqa: E402
 from fastwave.engines.cpu_native import engine_threads  # noqa: E402
 from fastwave.pretrained import PIANO_WAVENET  # noqa: E402
 from fastwave.training.evaluation import evaluate_sample_model  # noqa: E402
@@ -51,7 +52,7 @@ def noisy_round_trip(real: np.ndarray, k: int, emphasis: float, rng) -> np.ndarr
 
 def model_playing(model, real: np.ndarray, roll: torch.Tensor, seed: int, threads) -> dict:
     """The model plays ``roll`` for len(real) samples -> its entropy over its own draws, its bits on the
-    real phrase, and the flatness of what it played."""
+    real phrase, and the flatness and chroma agreement of what it played."""
     played = fastwave.generate(model, len(real), cond={"local_cond": roll}, seed=seed, engine="cpu",
                                threads=threads)
     with torch.no_grad():
@@ -64,8 +65,9 @@ def model_playing(model, real: np.ndarray, roll: torch.Tensor, seed: int, thread
     burn_in = -(-model.receptive_field // hop) * hop
     real_bits = evaluate_sample_model(model, real_tokens, segment=2 * burn_in, burn_in=burn_in,
                                       cond={"local_cond": [roll[0]]})["bits_per_sample"]
+    audio = model.tokens_to_audio(played[0]).numpy()
     return {"entropy_bits_own_draws": entropy_bits, "bits_on_real": real_bits,
-            "flatness_played": spectral_flatness(model.tokens_to_audio(played[0]).numpy())}
+            "flatness_played": spectral_flatness(audio), "chroma_played": chroma_agreement(audio, real)}
 
 
 def main(argv=None) -> int:
@@ -91,7 +93,10 @@ def main(argv=None) -> int:
         row = {"phrase": name, "real": spectral_flatness(real)}
         for domain, emphasis in (("mulaw", 0.0), ("pre_emphasis", args.pre_emphasis)):
             for k in (0,) + NOISE_LEVELS:
-                row[f"{domain}_pm{k}"] = spectral_flatness(noisy_round_trip(real, k, emphasis, rng))
+                noisy = noisy_round_trip(real, k, emphasis, rng)
+                row[f"{domain}_pm{k}"] = spectral_flatness(noisy)
+                if not emphasis:
+                    row[f"chroma_{domain}_pm{k}"] = chroma_agreement(noisy, real)
         row.update(model_playing(model, real, roll, args.seed, args.threads))
         rows.append(row)
         print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}))
