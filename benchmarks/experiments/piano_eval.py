@@ -1,6 +1,7 @@
 """How piano-like the shipped piano WaveNet sounds, in numbers and in the picture of docs/piano_model.md.
 
-For held-out phrases of the piano corpus (test split: a piano preset the model never heard), the
+For held-out phrases of the piano corpus (test split: scores the model never saw, played by the test
+preset, which in FluidR3_GM is a training preset's samples 6.3 dB louder: docs/corpora.md), the
 model plays each phrase's score (its piano roll, fastwave.corpora.score) with the C++ engine, and the
 result is compared with the real recording of that phrase:
 
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
             "rms_real"]
     default = model.tokens_to_audio(fastwave.generate(model, n, cond=piano_cond(n, [args.seed]), seed=args.seed,
                                                       engine="cpu", threads=args.threads)[0]).numpy()
-    draw([(f"real: {rows[0]['phrase']} (held-out piano preset)", rows[0]["real"]),
+    draw([(f"real: {rows[0]['phrase']} (held-out phrase)", rows[0]["real"]),
           ("the model playing that phrase's score", rows[0]["generated"]),
           (f"fastwave generate --seconds {args.seconds:g} (random score {args.seed})", default)], rate, args.figure)
     if args.wav_dir:  # the first phrase, real and played, for a reader to listen to

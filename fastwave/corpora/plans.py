@@ -6,7 +6,8 @@ data, so a corpus is reproducible from (kind, size, seed) and testable without a
 Splits hold out whole programs: within every family, a seeded shuffle gives 6 programs to train,
 1 to val and 1 to test, and a clip uses only programs of its split, so the test set is made of
 instruments the models never heard. The piano corpus uses the four acoustic-sounding pianos
-(programs 0-3): 0 and 3 train, 2 val, 1 test.
+(programs 0-3): 0 and 3 train, 2 val, 1 test. (FluidR3_GM's program 1 plays program 0's samples,
+louder: docs/corpora.md.)
 """
 from __future__ import annotations
 

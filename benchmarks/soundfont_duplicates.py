@@ -1,0 +1,84 @@
+"""Which GM programs of a SoundFont play the same samples: a corpus split that holds out one of them
+has heard the other (docs/corpora.md).
+
+For each SoundFont, one five-note phrase rendered by every program, each render scaled to unit
+energy; a pair of programs of one family (8 programs) whose renders correlate above --threshold is
+reported. Then the piano corpus's case: its first six test phrases (the 60-minute plan, seed 0)
+rendered by program 1 (the test preset) and program 0 (a training preset): their correlation and
+level difference.
+
+    python benchmarks/soundfont_duplicates.py [--json benchmarks/results/soundfont_duplicates.json]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from fastwave.corpora.build import GAIN_DB
+from fastwave.corpora.piano import plan_piano
+from fastwave.corpora.plans import Clip, Note, Source
+from fastwave.corpora.render import SoundFontRenderer
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "experiments"))
+from _common import run_record  # noqa: E402
+
+FONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2")
+PHRASE = tuple(Note(pitch, 90, 0.4 * i, 0.35) for i, pitch in enumerate((60, 64, 67, 72, 55)))
+
+
+def close_pairs(font: str, threshold: float) -> list[dict]:
+    """Pairs of programs of one family whose unit-energy renders of PHRASE correlate above threshold."""
+    renderer = SoundFontRenderer(font, 16000)
+    unit = {}
+    for program in range(128):
+        audio = renderer.render(Clip("phrase", 2.4, (Source(program, PHRASE),), ("phrase",), "train"))
+        unit[program] = audio / (np.linalg.norm(audio) + 1e-12)
+    pairs = []
+    for first in range(0, 128, 8):
+        for a in range(first, first + 8):
+            for b in range(a + 1, first + 8):
+                correlation = float(np.dot(unit[a], unit[b]))
+                if correlation > threshold:
+                    pairs.append({"programs": [a, b], "correlation": round(correlation, 4)})
+    return pairs
+
+
+def piano_test_preset(phrases: int) -> list[dict]:
+    """The piano corpus's test phrases by program 1 against program 0 (FluidR3_GM, the corpus's font)."""
+    clips = sorted((c for c in plan_piano(60.0, 0) if c.split == "test"), key=lambda c: c.name)[:phrases]
+    renderer = SoundFontRenderer(FONTS[0], 16000)
+    rows = []
+    for clip in clips:
+        audio = {p: renderer.render(dataclasses.replace(clip, sources=(dataclasses.replace(clip.sources[0], program=p),)),
+                                    gain_db=GAIN_DB["piano"]) for p in (0, 1)}
+        rows.append({"phrase": clip.name, "correlation": round(float(np.corrcoef(audio[0], audio[1])[0, 1]), 4),
+                     "program_1_louder_db": round(float(20 * np.log10(audio[1].std() / audio[0].std())), 2)})
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threshold", type=float, default=0.9)
+    parser.add_argument("--phrases", type=int, default=6)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    record = {"threshold": args.threshold, "phrase": [dataclasses.asdict(n) for n in PHRASE],
+              "close_pairs": {os.path.basename(font): close_pairs(font, args.threshold) for font in FONTS},
+              "piano_test_preset_vs_program_0": piano_test_preset(args.phrases),
+              **run_record(0, "cpu", time.perf_counter() - started)}
+    print(json.dumps({k: record[k] for k in ("close_pairs", "piano_test_preset_vs_program_0")}, indent=1))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
