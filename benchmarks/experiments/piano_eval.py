@@ -14,7 +14,7 @@ result is compared with the real recording of that phrase:
 It also draws benchmarks/results/piano_spectrograms.png: the real phrase, the model playing its
 score, and what `fastwave generate --seconds 4` writes (random score 0).
 
-    python benchmarks/experiments/piano_eval.py [--model fastwave/assets/piano_wavenet.safetensors] [--wav-dir docs/audio]
+    python benchmarks/experiments/piano_eval.py [--model fastwave/assets/piano_wavenet.safetensors] [--seeds 0,1,2] [--wav-dir docs/audio]
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from fastwave.audio.measures import chroma_agreement, spectral_flatness  # noqa:
 from fastwave.corpora.score import piano_roll  # noqa: E402
 from fastwave.engines.cpu_native import engine_threads  # noqa: E402
 from fastwave.pretrained import PIANO_WAVENET, piano_cond  # noqa: E402
+from fastwave.training.intervals import t_interval  # noqa: E402
 
 def draw(panels, sample_rate: int, path: str) -> None:
     import matplotlib
@@ -79,6 +80,32 @@ def held_out_phrases(data: str, minutes: float, phrases: int, samples: int, rate
     return out
 
 
+def seed_list(text: str) -> list[int]:
+    """--seeds: "0,1,2" -> [0, 1, 2] (distinct non-negative ints)."""
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be comma-separated ints, got {text!r}") from None
+    if any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be distinct non-negative ints, got {text!r}")
+    return seeds
+
+
+def seed_figures(rows: list[dict], seeds: list[int]) -> dict:
+    """Each seed's median flatness and mean chroma agreement and RMS over the phrases, and the mean of
+    those over the seeds with a 95% t-interval (a draw is a draw: one seed's figures move by more
+    than the models compared differ)."""
+    by_seed = []
+    for seed in seeds:
+        mine = [r for r in rows if r["seed"] == seed]
+        by_seed.append({"seed": seed, "median_flatness_generated": float(np.median([r["flatness_generated"] for r in mine])),
+                        "chroma_generated": float(np.mean([r["chroma_generated"] for r in mine])),
+                        "rms_generated": float(np.mean([r["rms_generated"] for r in mine]))})
+    over = {k: [None if np.isnan(x) else x for x in t_interval([s[k] for s in by_seed])]  # one seed: no interval
+            for k in by_seed[0] if k != "seed"}
+    return {"by_seed": by_seed, "over_seeds": over}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=PIANO_WAVENET)
@@ -95,22 +122,28 @@ def main(argv=None) -> int:
                              "boundary (docs/generation.md)")
     parser.add_argument("--wav-dir", default=None, help="also write the first phrase, real and played, as "
                                                           "piano_real.wav and piano_generated.wav here (docs/audio)")
-    parser.add_argument("--seed", type=int, default=0, help="of the sampling (the phrases are the corpus's)")
+    parser.add_argument("--seeds", type=seed_list, default=[0],
+                        help="sampling seeds, comma-separated (the phrases are the corpus's): each plays every "
+                             "phrase; the record has each seed's figures and their interval; the first seed "
+                             "draws the figure and the WAV")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
     model = fastwave.load_model(args.model).eval()
     rate = model.sample_rate
     n = round(args.seconds * rate)
+    phrases = held_out_phrases(args.data, args.minutes, args.phrases, n, rate)
     rows, generating = [], 0.0
-    for name, real, roll in held_out_phrases(args.data, args.minutes, args.phrases, n, rate):
-        tick = time.perf_counter()
-        tokens = fastwave.generate(model, len(real), cond={"local_cond": roll}, seed=args.seed, engine="cpu",
-                                   temperature=args.temperature, threads=args.threads)
-        generating += time.perf_counter() - tick
-        rows.append({"phrase": name, "real": real, "generated": model.tokens_to_audio(tokens[0]).numpy()})
-    for i, row in enumerate(rows):  # "another phrase": the next one's real audio, same length cut
-        other = rows[(i + 1) % len(rows)]["real"]
+    for seed in args.seeds:
+        for index, (name, real, roll) in enumerate(phrases):
+            tick = time.perf_counter()
+            tokens = fastwave.generate(model, len(real), cond={"local_cond": roll}, seed=seed, engine="cpu",
+                                       temperature=args.temperature, threads=args.threads)
+            generating += time.perf_counter() - tick
+            rows.append({"seed": seed, "phrase": name, "index": index, "real": real,
+                         "generated": model.tokens_to_audio(tokens[0]).numpy()})
+    for row in rows:  # "another phrase": the next one's real audio, same length cut
+        other = phrases[(row["index"] + 1) % len(phrases)][1]
         m = min(len(other), len(row["real"]))
         row.update(flatness_generated=spectral_flatness(row["generated"]), flatness_real=spectral_flatness(row["real"]),
                    chroma_generated=chroma_agreement(row["generated"], row["real"]),
@@ -118,25 +151,29 @@ def main(argv=None) -> int:
                    rms_generated=float(row["generated"].std()), rms_real=float(row["real"].std()))
     keys = ["flatness_generated", "flatness_real", "chroma_generated", "chroma_other_phrase", "rms_generated",
             "rms_real"]
-    default = model.tokens_to_audio(fastwave.generate(model, n, cond=piano_cond(n, [args.seed]), seed=args.seed,
+    first = args.seeds[0]
+    default = model.tokens_to_audio(fastwave.generate(model, n, cond=piano_cond(n, [first]), seed=first,
                                                       engine="cpu", threads=args.threads)[0]).numpy()
     draw([(f"real: {rows[0]['phrase']} (held-out phrase)", rows[0]["real"]),
           ("the model playing that phrase's score", rows[0]["generated"]),
-          (f"fastwave generate --seconds {args.seconds:g} (random score {args.seed})", default)], rate, args.figure)
+          (f"fastwave generate --seconds {args.seconds:g} (random score {first})", default)], rate, args.figure)
     if args.wav_dir:  # the first phrase, real and played, for a reader to listen to
         os.makedirs(args.wav_dir, exist_ok=True)
         for name, audio in (("piano_real.wav", rows[0]["real"]), ("piano_generated.wav", rows[0]["generated"])):
             fastwave.save_audio(os.path.join(args.wav_dir, name), audio, rate)
     played = sum(len(r["real"]) for r in rows)
-    record = {"model": os.path.relpath(args.model), "phrases": [{k: r[k] for k in ["phrase"] + keys} for r in rows],
+    record = {"model": os.path.relpath(args.model), "seeds": args.seeds,
+              "phrases": [{k: r[k] for k in ["seed", "phrase"] + keys} for r in rows],
+              # over every phrase of every seed
               "mean": {k: float(np.mean([r[k] for r in rows])) for k in keys},
               "median_flatness": {k: float(np.median([r[k] for r in rows])) for k in ("flatness_generated", "flatness_real")},
+              **seed_figures(rows, args.seeds),
               "speed": {"engine": "cpu", "threads": engine_threads(args.threads), "samples": played,
                         "seconds": round(generating, 2),
                         "real_time_factor": round(played / rate / generating, 2),
                         "load_average_1min_after": round(os.getloadavg()[0], 2)},
               "seconds_per_phrase": args.seconds, "temperature": args.temperature,
-              **run_record(args.seed, "cpu", time.perf_counter() - started)}
+              **run_record(first, "cpu", time.perf_counter() - started)}
     with open(args.record, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=1)
     print(json.dumps(record["mean"], indent=1))
