@@ -51,7 +51,10 @@ def close_pairs(font: str, threshold: float) -> list[dict]:
 
 def piano_test_preset(phrases: int) -> list[dict]:
     """The piano corpus's test phrases by program 1 against program 0 (FluidR3_GM, the corpus's font)."""
-    clips = sorted((c for c in plan_piano(60.0, 0) if c.split == "test"), key=lambda c: c.name)[:phrases]
+    clips = sorted((c for c in plan_piano(60.0, 0) if c.split == "test"), key=lambda c: c.name)
+    if phrases > len(clips):
+        raise SystemExit(f"--phrases must be at most the corpus's {len(clips)} test phrases, got {phrases}")
+    clips = clips[:phrases]
     renderer = SoundFontRenderer(FONTS[0], 16000)
     rows = []
     for clip in clips:
@@ -68,6 +71,10 @@ def main(argv=None) -> int:
     parser.add_argument("--phrases", type=int, default=6)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
+    if not 0.0 < args.threshold <= 1.0:
+        parser.error(f"--threshold must be in (0, 1] (a correlation of unit-energy renders), got {args.threshold}")
+    if args.phrases < 1:
+        parser.error(f"--phrases must be at least 1, got {args.phrases}")
     started = time.perf_counter()
     record = {"threshold": args.threshold, "phrase": [dataclasses.asdict(n) for n in PHRASE],
               "close_pairs": {os.path.basename(font): close_pairs(font, args.threshold) for font in FONTS},

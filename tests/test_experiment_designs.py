@@ -274,3 +274,24 @@ def test_piano_eval_scores_the_phrases_of_the_corpus_it_reads(tmp_path):
         piano_eval.held_out_phrases(str(tmp_path), 1.0, len(test) + 1, 800, 16000)
     with pytest.raises(SystemExit, match="pass the --minutes"):
         piano_eval.held_out_phrases(str(tmp_path), 2.0, 1, 800, 16000)
+
+
+def test_piano_eval_seeds_are_parsed_and_refused_by_name():
+    assert piano_eval.seed_list("0,1,2") == [0, 1, 2] and piano_eval.seed_list("7") == [7]
+    for bad in ("0,0", "-1", "a,1", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="seeds must be"):
+            piano_eval.seed_list(bad)
+
+
+def test_piano_eval_summarises_each_seed_and_the_spread_between_seeds():
+    rows = [{"seed": seed, "flatness_generated": f, "chroma_generated": c, "rms_generated": 0.1}
+            for seed, values in ((0, [(0.01, 0.5), (0.03, 0.7), (0.02, 0.6)]), (1, [(0.04, 0.8), (0.02, 0.6), (0.03, 0.7)]))
+            for f, c in values]
+    figures = piano_eval.seed_figures(rows, [0, 1])
+    assert [s["median_flatness_generated"] for s in figures["by_seed"]] == pytest.approx([0.02, 0.03])
+    assert [s["chroma_generated"] for s in figures["by_seed"]] == pytest.approx([0.6, 0.7])
+    mean, low, high = figures["over_seeds"]["chroma_generated"]
+    assert mean == pytest.approx(0.65) and low < 0.6 and high > 0.7  # t with 1 degree of freedom: wide
+    one = piano_eval.seed_figures(rows[:3], [0])["over_seeds"]["median_flatness_generated"]
+    assert one[0] == pytest.approx(0.02) and one[1:] == [None, None]  # one seed: no interval, valid JSON
+    json.dumps(figures, allow_nan=False)

@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fastwave  # noqa: E402
-from _common import run_record  # noqa: E402
+from _common import json_interval, run_record  # noqa: E402
 from fastwave.corpora.piano import plan_piano  # noqa: E402
 from fastwave.audio import log_spectrogram  # noqa: E402
 from fastwave.audio.measures import chroma_agreement, spectral_flatness  # noqa: E402
@@ -37,6 +37,7 @@ from fastwave.corpora.score import piano_roll  # noqa: E402
 from fastwave.engines.cpu_native import engine_threads  # noqa: E402
 from fastwave.pretrained import PIANO_WAVENET, piano_cond  # noqa: E402
 from fastwave.training.intervals import t_interval  # noqa: E402
+
 
 def draw(panels, sample_rate: int, path: str) -> None:
     import matplotlib
@@ -101,8 +102,7 @@ def seed_figures(rows: list[dict], seeds: list[int]) -> dict:
         by_seed.append({"seed": seed, "median_flatness_generated": float(np.median([r["flatness_generated"] for r in mine])),
                         "chroma_generated": float(np.mean([r["chroma_generated"] for r in mine])),
                         "rms_generated": float(np.mean([r["rms_generated"] for r in mine]))})
-    over = {k: [None if np.isnan(x) else x for x in t_interval([s[k] for s in by_seed])]  # one seed: no interval
-            for k in by_seed[0] if k != "seed"}
+    over = {k: json_interval(t_interval([s[k] for s in by_seed])) for k in by_seed[0] if k != "seed"}  # 1 seed: None
     return {"by_seed": by_seed, "over_seeds": over}
 
 
@@ -133,6 +133,12 @@ def main(argv=None) -> int:
     rate = model.sample_rate
     n = round(args.seconds * rate)
     phrases = held_out_phrases(args.data, args.minutes, args.phrases, n, rate)
+    real_measures = []  # of each real phrase, whatever the seed; "another phrase": the next one's, same length cut
+    for index, (_, real, _) in enumerate(phrases):
+        other = phrases[(index + 1) % len(phrases)][1]
+        m = min(len(other), len(real))
+        real_measures.append({"flatness_real": spectral_flatness(real), "rms_real": float(real.std()),
+                              "chroma_other_phrase": chroma_agreement(other[:m], real[:m])})
     rows, generating = [], 0.0
     for seed in args.seeds:
         for index, (name, real, roll) in enumerate(phrases):
@@ -142,13 +148,10 @@ def main(argv=None) -> int:
             generating += time.perf_counter() - tick
             rows.append({"seed": seed, "phrase": name, "index": index, "real": real,
                          "generated": model.tokens_to_audio(tokens[0]).numpy()})
-    for row in rows:  # "another phrase": the next one's real audio, same length cut
-        other = phrases[(row["index"] + 1) % len(phrases)][1]
-        m = min(len(other), len(row["real"]))
-        row.update(flatness_generated=spectral_flatness(row["generated"]), flatness_real=spectral_flatness(row["real"]),
+    for row in rows:
+        row.update(real_measures[row["index"]], flatness_generated=spectral_flatness(row["generated"]),
                    chroma_generated=chroma_agreement(row["generated"], row["real"]),
-                   chroma_other_phrase=chroma_agreement(other[:m], row["real"][:m]),
-                   rms_generated=float(row["generated"].std()), rms_real=float(row["real"].std()))
+                   rms_generated=float(row["generated"].std()))
     keys = ["flatness_generated", "flatness_real", "chroma_generated", "chroma_other_phrase", "rms_generated",
             "rms_real"]
     first = args.seeds[0]
