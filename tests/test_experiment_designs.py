@@ -14,6 +14,7 @@ EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "expe
 sys.path.insert(0, str(EXPERIMENTS))
 
 import linear_probe_folds  # noqa: E402
+from fastwave.corpora import FAMILIES  # noqa: E402
 from fastwave.training.intervals import t_interval  # noqa: E402
 import next_sample_curves  # noqa: E402
 import piano_eval  # noqa: E402
@@ -218,6 +219,9 @@ def test_b_pretraining_phrases_hold_out_the_folds_test_and_val_programs(tmp_path
     assert linear_probe_folds.design(args) == "k4_pretrain40"
 
 
+CLASSES = sorted(FAMILIES)  # a tagger's labels: the families, sorted
+
+
 def test_c_folds_pool_fold_family_units_and_only_seeds_with_every_fold():
     """Each seed's mAP averages the same folds (a seed missing a fold is left out, not averaged over
     fewer); the units are (fold, family) APs, so a lead on every unit is supported however much the
@@ -231,9 +235,9 @@ def test_c_folds_pool_fold_family_units_and_only_seeds_with_every_fold():
             for arm, ap in (("transformer_none", base[fold] + noise), ("cnn", base[fold] + 0.1 + noise),
                             ("transformer_wavelet", base[fold] + 0.05 * (-1) ** np.arange(16) + noise)):
                 runs.append({"arm": arm, "seed": seed, "fold": fold, "size": 2000, "class_ap": ap.tolist(),
-                             "mAP": float(ap.mean())})
+                             "mAP": float(ap.mean()), "classes": CLASSES})
     runs.append({"arm": "transformer_logmel", "seed": 0, "fold": 0, "size": 2000, "class_ap": base[0].tolist(),
-                 "mAP": 0.9})  # seed 0 ran fold 0 only
+                 "mAP": 0.9, "classes": CLASSES})  # seed 0 ran fold 0 only
     table, comparisons = tagging_folds.pool_folds(runs)
     assert "transformer_logmel" not in table and table["cnn"]["seeds"] == [0, 1, 2]
     assert len(table["cnn"]["units"]) == 32
@@ -243,6 +247,47 @@ def test_c_folds_pool_fold_family_units_and_only_seeds_with_every_fold():
     assert verdicts["cnn > transformer_none"]["difference"][0] == pytest.approx(0.1)
     assert verdicts["transformer_wavelet > transformer_none"]["verdict"] == "not resolved"
     assert not any("logmel" in claim for claim in verdicts)
+
+
+def test_c_folds_leave_out_units_whose_test_program_has_a_twin_in_training():
+    """A fold that tests FluidR3_GM's program 0 trains on program 1, the same samples: that unit's
+    AP would score a heard piano. Pooling made up so that only the leaked units differ between arms
+    must find no difference at all."""
+    from fastwave.corpora.render import DEFAULT_SOUNDFONT
+
+    args = argparse.Namespace(k=4, soundfonts=[DEFAULT_SOUNDFONT])
+    left_out = tagging_folds.leaked_units(args, [0, 1, 2, 3])
+    assert left_out == {(1, "piano"), (3, "piano")}  # folds 1 and 3 test programs 0 and 1
+    assert tagging_folds.leaked_units(args, [0, 2]) == set()
+    two = argparse.Namespace(k=8, soundfonts=[DEFAULT_SOUNDFONT, "/x/TimGM6mb.sf2"])
+    assert tagging_folds.leaked_units(two, list(range(8))) == {(1, "ensemble"), (3, "piano"), (4, "ensemble"),
+                                                               (7, "piano")}
+    runs = []
+    for seed in range(3):
+        for fold in range(4):
+            for arm in ("cnn", "transformer_none"):
+                ap = np.full(16, 0.3 + 0.01 * seed)
+                if arm == "cnn" and (fold, "piano") in left_out:
+                    ap[CLASSES.index("piano")] = 1.0  # the heard piano, recognised
+                runs.append({"arm": arm, "seed": seed, "fold": fold, "size": 2000, "class_ap": ap.tolist(),
+                             "mAP": float(ap.mean()), "classes": CLASSES})
+    leaky, _ = tagging_folds.pool_folds(runs)
+    assert leaky["cnn"]["per_seed"][0] > 0.3 + 1e-9
+    table, comparisons = tagging_folds.pool_folds(runs, left_out)
+    assert len(table["cnn"]["units"]) == 62 and table["cnn"]["per_seed"] == pytest.approx([0.30, 0.31, 0.32])
+    assert comparisons[0]["difference"][0] == pytest.approx(0.0) and comparisons[0]["verdict"] == "not resolved"
+
+
+def test_b_leaves_out_notes_of_a_program_whose_twin_trained():
+    right = [0, 1, 0, 1, 0, 1]
+    runs = [_probe_run(0, 0, {"code LM probe": right}), _probe_run(1, 0, {"code LM probe": right})]
+    runs[0]["programs"] = {"train": [1, 5], "val": [], "test": [0, 1, 2]}  # 0's twin trained: its notes leak
+    runs[1]["programs"] = {"train": [0, 1], "val": [], "test": [10, 11, 12]}
+    leaked = linear_probe_folds.leaked_clips(runs)
+    assert leaked == {clip for clip in runs[0]["test_clips"] if "_p000_" in clip} and len(leaked) == 2
+    baseline = {clip: 1.0 for run in runs for clip in run["test_clips"]}
+    seeds, clips, correct, programs = linear_probe_folds.pooled(runs, baseline, leaked)
+    assert len(clips) == 10 and 0 not in programs and not leaked & set(clips)
 
 
 def fake_piano_corpus(folder: pathlib.Path, minutes: float, seed: int, samples: int = 1600) -> list:

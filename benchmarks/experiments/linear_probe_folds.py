@@ -10,7 +10,9 @@ next code is not a copy of the last. The run then follows B's pipeline (fit-toke
 the training notes and the phrases, train-code-lm, probe with the fold's split) and the baselines
 that explain the probe (``fastwave.codes.baselines``: bag-of-codes, the autoencoder bottleneck before
 k-means, and the trained and random LMs with layer and pooling chosen on validation), keeping each
-test note's prediction. Over the k folds every program is tested once. The summary pools the runs:
+test note's prediction. Over the k folds every program is tested once; the summary leaves out the
+notes of a program whose twin preset (``fastwave.corpora.twins``: FluidR3_GM's programs 0 and 1 play
+the same samples) was in that fold's training programs. It pools the runs:
 - per method, the accuracy of each seed (all its folds pooled), with a t-interval over seeds;
 - a bootstrap interval over test programs of the per-note correctness averaged over seeds;
 - for each of the paper's claims, the paired difference with its intervals over programs and over
@@ -396,9 +398,24 @@ def baseline_hits(data: str, corpus_seed: int, count: int, folds: list[int], k: 
     return hits
 
 
-def pooled(runs: list[dict], baseline: dict[str, float]) -> tuple[list[int], list[str], dict[str, np.ndarray], list[int]]:
-    """The runs' test notes that every seed scored -> (seeds, clips, per method a (seeds, clips)
-    0/1 correctness array, the clips' programs). ``baseline`` joins every seed's methods."""
+def leaked_clips(runs: list[dict]) -> frozenset[str]:
+    """File names of the runs' test notes played by a program whose twin preset (the same samples,
+    ``fastwave.corpora.twins``) is among that run's training programs: the tokenizer, LM and probe
+    heard that instrument, so the note is left out of every method's score."""
+    from fastwave.corpora import DEFAULT_SOUNDFONT
+    from fastwave.corpora.twins import heard_twins
+
+    leaked = set()
+    for run in runs:
+        heard = heard_twins(run["programs"], [DEFAULT_SOUNDFONT])  # the notes corpus plays the default font
+        leaked.update(os.path.basename(clip) for clip in run["test_clips"] if program_of(clip) in heard)
+    return frozenset(leaked)
+
+
+def pooled(runs: list[dict], baseline: dict[str, float], leaked=frozenset()) -> tuple[list[int], list[str], dict[str, np.ndarray], list[int]]:
+    """The runs' test notes that every seed scored, less ``leaked`` -> (seeds, clips, per method
+    a (seeds, clips) 0/1 correctness array, the clips' programs). ``baseline`` joins every seed's
+    methods."""
     seeds = sorted({run["seed"] for run in runs})
     everywhere = set.intersection(*({row["method"] for row in run["rows"]} for run in runs))
     missing = sorted({row["method"] for run in runs for row in run["rows"]} - everywhere)
@@ -413,7 +430,7 @@ def pooled(runs: list[dict], baseline: dict[str, float]) -> tuple[list[int], lis
             for clip, predicted, target in zip(run["test_clips"], row["test_predictions"], run["test_targets"]):
                 hits[os.path.basename(clip)] = float(predicted == target)
     methods = sorted({method for method, _ in correct})
-    clips = sorted(set.intersection(*(set(hits) for hits in correct.values())))
+    clips = sorted(set.intersection(*(set(hits) for hits in correct.values())) - leaked)
     arrays = {m: np.array([[correct[(m, s)][c] for c in clips] for s in seeds]) for m in methods}
     return seeds, clips, arrays, [program_of(c) for c in clips]
 
@@ -444,7 +461,8 @@ def summarise(args) -> int:
     corpus = runs[0]["corpus"]
     data = args.data or f"data/notes_{sum(corpus['clips'].values())}"
     baseline = baseline_hits(data, corpus["seed"], sum(corpus["clips"].values()), folds, args.k)
-    seeds, clips, correct, programs = pooled(runs, baseline)
+    leaked = leaked_clips(runs)
+    seeds, clips, correct, programs = pooled(runs, baseline, leaked)
     methods = {}
     for method, hits in correct.items():
         per_seed = hits.mean(axis=1)
@@ -462,13 +480,16 @@ def summarise(args) -> int:
     lm = {name: [run["lm"]["heldout"][name] for run in runs] for name in ("perplexity", "top1")}
     record = {"experiment": f"B on {args.k} folds over programs", "design": design(args), "k": args.k,
               "pretrain_clips": pretrain_count(args), "folds": folds, "seeds": seeds, "test_notes": len(clips),
-              "test_programs": len(set(programs)), "lm_heldout": lm, "methods": methods, "claims": claims,
+              "test_programs": len(set(programs)), "left_out_notes": len(leaked), "lm_heldout": lm, "methods": methods, "claims": claims,
               "runs": [{k: run[k] for k in ("fold", "seed", "command", "machine", "wall_seconds")} for run in runs]}
     minutes = sum(run["wall_seconds"] for run in runs) / 60
     lines = [f"# Experiment B on {args.k} folds over programs", "",
              f"Design {design(args)}: {len(runs)} runs (folds {folds}, seeds {seeds}, {minutes:.0f} min of pipeline "
              f"in all on {runs[0]['machine']}); {len(clips)} test notes of {len(set(programs))} programs, each scored "
-             f"by every seed. The tokenizer and code LM of each fold also learned from {pretrain_count(args)} "
+             f"by every seed"
+             + (f" ({len(leaked)} notes left out: their program's twin preset, the same samples, was among the "
+                "fold's training programs, `fastwave.corpora.twins`)" if leaked else "")
+             + f". The tokenizer and code LM of each fold also learned from {pretrain_count(args)} "
              "unlabelled 5 s phrases of its training programs; the LM's next-code perplexity on its held-out "
              f"clips: {np.mean(lm['perplexity']):.2f} of 64 codes (top-1 {np.mean(lm['top1']):.3f}), mean of the runs. "
              "Intervals 95%: over seeds (t), and over test programs (bootstrap of each note's correctness "

@@ -15,7 +15,9 @@ curve's budget and augmentation (`tagging_scaling.one_run`), for 3 seeds.
 Intervals: over seeds (t, on each seed's mAP averaged over the folds) and over (fold, class) units:
 the AP of one family on one fold's test clips, averaged over seeds (16 k units: 64 with k = 4), resampled
 by a bootstrap. A paired difference has both; a claim is supported or contradicted only where both
-intervals exclude zero.
+intervals exclude zero. A unit whose test programs include one with a twin preset in the fold's
+training split (``fastwave.corpora.twins``: FluidR3_GM's programs 0 and 1 play the same samples) is
+left out of both, and out of each seed's mAP: the model has heard that instrument.
 
     python benchmarks/experiments/tagging_folds.py --all        # 4 folds x 4 arms x 3 seeds: ~45 min on 2 cores
     python benchmarks/experiments/tagging_folds.py --fold 0 --arm cnn --seed 0   # one run: ~2 min
@@ -148,16 +150,24 @@ def size(args) -> int:
     return max(64, round(SIZE * args.scale))
 
 
-def pool_folds(runs: list[dict]) -> tuple[dict, list[dict]]:
+def pool_folds(runs: list[dict], left_out=frozenset()) -> tuple[dict, list[dict]]:
     """Run records (each with its "fold") -> ({arm: mean and intervals}, the paired comparisons).
-    Only seeds with every fold of the runs count, so each seed's mAP averages the same folds."""
+    Only seeds with every fold of the runs count, so each seed's mAP averages the same folds. The
+    (fold, family) units in ``left_out`` (``leaked_units``) count nowhere: neither in a seed's mAP
+    (the mean of its kept units) nor in the units' intervals."""
     folds = sorted({run["fold"] for run in runs})
     by = {(run["arm"], run["seed"], run["fold"]): run for run in runs}
+    classes = runs[0]["classes"]
+    kept = np.array([(fold, name) not in left_out for fold in folds for name in classes])
     seeds = {arm: [s for s in SEEDS if all((arm, s, f) in by for f in folds)] for arm in ARMS}
+
+    def unit_ap(arm: str, seed: int) -> np.ndarray:  # (kept units,): one family's AP on one fold, fold-major
+        return np.concatenate([by[(arm, seed, f)]["class_ap"] for f in folds])[kept]
+
     table = {}
     for arm in [a for a in ARMS if seeds[a]]:
-        per_seed = np.array([np.mean([by[(arm, s, f)]["mAP"] for f in folds]) for s in seeds[arm]])
-        units = np.array([np.mean([by[(arm, s, f)]["class_ap"] for s in seeds[arm]], axis=0) for f in folds]).reshape(-1)
+        per_seed = np.array([unit_ap(arm, s).mean() for s in seeds[arm]])
+        units = np.mean([unit_ap(arm, s) for s in seeds[arm]], axis=0)
         table[arm] = {"seeds": seeds[arm], "per_seed": per_seed.tolist(), "over_seeds": json_interval(t_interval(per_seed)),
                       "units": units.tolist(), "over_units": list(cluster_bootstrap(units, np.arange(units.size), seed=0))}
     comparisons = []
@@ -166,18 +176,25 @@ def pool_folds(runs: list[dict]) -> tuple[dict, list[dict]]:
             continue
         common = sorted(set(seeds[better]) & set(seeds[worse]))
         diff = np.array(table[better]["units"]) - np.array(table[worse]["units"])
-        by_seed = [np.mean([by[(better, s, f)]["mAP"] - by[(worse, s, f)]["mAP"] for f in folds]) for s in common]
         # (seeds, units): would more seeds sharpen the test, or only more units? (The seeds both arms
         # have; ``diff`` averages each arm's own, the same seeds wherever every arm has every seed.)
-        units_by_seed = np.array([np.concatenate([np.subtract(by[(better, s, f)]["class_ap"],
-                                                              by[(worse, s, f)]["class_ap"]) for f in folds])
-                                  for s in common])
+        units_by_seed = np.array([unit_ap(better, s) - unit_ap(worse, s) for s in common] or np.zeros((0, kept.sum())))
         more_seeds = (detectable_with_seeds(units_by_seed, np.arange(units_by_seed.shape[1]), MORE_SEEDS)
                       if len(common) >= 2 else None)
         comparisons.append({"claim": f"{better} > {worse}", "meaning": meaning,
-                            **paired_difference(diff, np.arange(diff.size), by_seed),
+                            **paired_difference(diff, np.arange(diff.size), units_by_seed.mean(axis=1)),
                             f"detectable_with_{MORE_SEEDS}_seeds": more_seeds})
     return table, comparisons
+
+
+def leaked_units(args, folds: list[int]) -> set[tuple[int, str]]:
+    """(fold, family) units whose test instruments include one with a twin preset in the fold's
+    training split (``fastwave.corpora.twins``): that unit's AP scores an instrument the model heard."""
+    from fastwave.corpora import family
+    from fastwave.corpora.twins import heard_twins
+
+    splits = folds_of(args)
+    return {(fold, family(instrument)) for fold in folds for instrument in heard_twins(splits[fold], args.soundfonts)}
 
 
 def summarise(args) -> int:
@@ -188,16 +205,18 @@ def summarise(args) -> int:
     runs = [run for run in runs if run["size"] == size(args)]
     if not runs:
         raise SystemExit(f"no runs under {args.records}/{design(args)}: run --all (or --fold F --arm A --seed S) first")
-    table, comparisons = pool_folds(runs)
     folds = sorted({run["fold"] for run in runs})
-    units = len(folds) * len(runs[0]["class_ap"])
+    left_out = leaked_units(args, folds)
+    table, comparisons = pool_folds(runs, left_out)
+    units = len(folds) * len(runs[0]["class_ap"]) - len(left_out)
     minutes = sum(run["wall_seconds"] for run in runs) / 60
     test_clips = [run["test_clips"] for run in runs]
     b = budget(args)
     instruments = 128 * len(args.soundfonts)
     record = {"experiment": f"C on {args.k} folds over {instruments} instruments", "design": design(args), "k": args.k,
               "soundfonts": args.soundfonts, "folds": folds, "size": size(args),
-              "test_clips": args.test_clips, "budget": b, "arms": table, "comparisons": comparisons, "runs": len(runs),
+              "test_clips": args.test_clips, "budget": b,
+              "left_out": [{"fold": fold, "family": name} for fold, name in sorted(left_out)], "arms": table, "comparisons": comparisons, "runs": len(runs),
               "minutes": round(minutes, 1), "machine": runs[0]["machine"]}
     lines = [f"# Experiment C on {args.k} folds over {instruments} instruments (mixtures, 16 GM families)", "",
              f"Design {design(args)}: the 128 GM programs of {len(args.soundfonts)} SoundFont(s) "
@@ -209,7 +228,10 @@ def summarise(args) -> int:
              f"{len(runs)} runs, {minutes:.0f} min of training and scoring on {runs[0]['machine']}: folds {folds}, "
              f"{size(args)} training clips of each fold's corpus, {b['steps']} updates as in the scaling curve. Test mAP "
              f"with 95% intervals over seeds (t, each seed's mAP averaged over the folds) and over {units} "
-             "(fold, family) units (bootstrap of each family's AP on a fold's test programs, averaged over seeds).", "",
+             "(fold, family) units (bootstrap of each family's AP on a fold's test programs, averaged over seeds)"
+             + (". Left out: " + ", ".join(f"{name} on fold {fold}" for fold, name in sorted(left_out))
+                + ", whose test programs have a twin preset (the same samples) in the fold's training split "
+                "(`fastwave.corpora.twins`); a seed's mAP is the mean of its kept units." if left_out else "."), "",
              "| arm | seeds | test mAP, over seeds | over units |", "|---|---|---|---|"]
     lines += [f"| {arm} | {len(v['seeds'])} | {cell(v['over_seeds'])} | {cell(v['over_units'])} |" for arm, v in table.items()]
     lines += ["", "Paired differences in test mAP; a verdict needs both intervals on one side of zero:", "",
