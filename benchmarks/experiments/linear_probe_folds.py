@@ -19,7 +19,7 @@ the same samples) was in that fold's training programs. It pools the runs:
   seeds (the t-interval of each seed's difference) and a verdict: supported or contradicted only
   where both exclude zero, else not resolved.
 
-    python benchmarks/experiments/linear_probe_folds.py --all        # 4 folds x 3 seeds, pipeline + baselines: ~71 min (estimated)
+    python benchmarks/experiments/linear_probe_folds.py --all        # 4 folds x 3 seeds, pipeline + baselines: 44 min from nothing (timed)
     python benchmarks/experiments/linear_probe_folds.py --all --parts all   # + every part: ~5 h of runs on 2 busy cores
     python benchmarks/experiments/linear_probe_folds.py --fold 0 --seed 0 --parts residual_deep   # one run, one part
     python benchmarks/experiments/linear_probe_folds.py --all --parts residual_lm   # an LM on 4-stage residual codes: ~12 min a run
@@ -123,7 +123,7 @@ EXTRAS = ("_baselines.json", "_supervised.json", "_vectors.json", "_residual.jso
           "_residual_lm.json")
 PART_NAMES = tuple(extra[1:-len(".json")] for extra in EXTRAS)  # --parts: "baselines", ...
 # --all's default: the pipeline and the baselines that explain it fit the 90-minute budget on 2 idle
-# cores (~71 min); the parts that ask why (a longer supervised budget, networks on vectors and on
+# cores (44 min timed from nothing, rendering included); the parts that ask why (a longer supervised budget, networks on vectors and on
 # residual codes) are asked for by name (--parts ... or all).
 DEFAULT_PARTS = ("baselines",)
 SEEDS = (0, 1, 2)
