@@ -123,8 +123,8 @@ EXTRAS = ("_baselines.json", "_supervised.json", "_vectors.json", "_residual.jso
           "_residual_lm.json")
 PART_NAMES = tuple(extra[1:-len(".json")] for extra in EXTRAS)  # --parts: "baselines", ...
 # --all's default: the pipeline and the baselines that explain it fit the 90-minute budget on 2 idle
-# cores (44 min timed from nothing, rendering included); the parts that ask why (a longer supervised budget, networks on vectors and on
-# residual codes) are asked for by name (--parts ... or all).
+# cores (44 min timed from nothing, rendering included); the parts that ask why (a longer supervised
+# budget, networks on vectors and on residual codes) are asked for by name (--parts ... or all).
 DEFAULT_PARTS = ("baselines",)
 SEEDS = (0, 1, 2)
 DEFAULT_RECORDS = os.path.join(os.path.dirname(__file__), "..", "results", "run_records", "experiment_b_folds")
@@ -412,7 +412,8 @@ def leaked_clips(runs: list[dict]) -> frozenset[str]:
     return frozenset(leaked)
 
 
-def pooled(runs: list[dict], baseline: dict[str, float], leaked=frozenset()) -> tuple[list[int], list[str], dict[str, np.ndarray], list[int]]:
+def pooled(runs: list[dict], baseline: dict[str, float],
+           leaked=frozenset()) -> tuple[list[int], list[str], dict[str, np.ndarray], list[int]]:
     """The runs' test notes that every seed scored, less ``leaked`` -> (seeds, clips, per method
     a (seeds, clips) 0/1 correctness array, the clips' programs). ``baseline`` joins every seed's
     methods."""
