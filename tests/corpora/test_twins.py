@@ -1,7 +1,10 @@
 """Twin presets (the same samples under two GM programs): the table matches what was measured, and a
-fold that tests one twin while training on the other is found."""
+fold that tests one twin while training on the other is found; and the ranking that says whether a
+program's rendition in another font is a close relative (benchmarks/soundfont_renditions.py)."""
 import json
 import pathlib
+
+import numpy as np
 
 from fastwave.corpora import program_folds
 from fastwave.corpora.twins import TWINS, heard_twins, twin_instruments
@@ -32,3 +35,16 @@ def test_heard_twins_are_test_instruments_whose_twin_trains():
     two = ["FluidR3_GM.sf2", "TimGM6mb.sf2"]
     heard = [set(heard_twins(f, two)) for f in program_folds(0, k=8, soundfonts=2)]
     assert heard == [set(), {177}, set(), {0, 128}, {176}, set(), set(), {1, 129}]
+
+
+def test_rendition_ranks_tell_close_relatives_from_strangers():
+    import sys
+
+    sys.path.insert(0, str(MEASURED.parents[1]))
+    from soundfont_renditions import rendition_ranks
+
+    rng = np.random.default_rng(0)
+    first = rng.normal(size=(128, 16))
+    assert (rendition_ranks(first, first + 0.01 * rng.normal(size=first.shape)) == 1).all()  # near copies
+    strangers = rendition_ranks(first, rng.normal(size=(128, 16)))
+    assert 3.5 < strangers.mean() < 5.5 and set(strangers) <= set(range(1, 9))  # chance: 4.5
