@@ -105,9 +105,13 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-phrases", type=int, default=8, help="val phrases scored at each evaluation")
     parser.add_argument("--init", default=None, help="start from this saved WaveNet's weights (e.g. an earlier "
                                                     "run's best.safetensors) instead of random ones")
-    parser.add_argument("--ship", choices=["last", "best"], default="last",
-                        help="which weights go to --out: the last (default; the shipped model's, see docs/piano_model.md) or "
-                             "the best by validation bits per sample (an unheard preset)")
+    parser.add_argument("--ship", choices=["last", "best", "ema"], default="last",
+                        help="which weights go to --out: the last (default; the shipped model's, see docs/piano_model.md), "
+                             "the best by validation bits per sample (an unheard preset) or, with --ema-decay, "
+                             "the moving average of the weights")
+    parser.add_argument("--ema-decay", type=float, default=None,
+                        help="keep a moving average of the weights with this decay per update (e.g. 0.999; "
+                             "runs/.../ema.safetensors, scored at each evaluation); may start on a resumed run")
     parser.add_argument("--pre-emphasis", type=float, default=0.85,
                         help="the model reads mu-law of pre-emphasised audio and plays through de-emphasis, "
                              "so its sampling noise falls where a piano is quiet (0: plain mu-law, the first "
@@ -125,6 +129,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.ship == "ema" and args.ema_decay is None:
+        parser.error("--ship ema needs --ema-decay (the run's moving average of the weights)")
 
     started = time.perf_counter()
     corpus = None if args.tokens else ensure_corpus("piano", args.data, args.seed, minutes=args.minutes)
@@ -151,7 +157,7 @@ def main(argv=None) -> int:
                                  cond={"local_cond": train_rolls}, eval_tokens=val,
                                  eval_cond={"local_cond": val_rolls}, eval_every=args.eval_every,
                                  checkpoint_dir=args.runs, resume=True, checkpoint_every=100,
-                                 input_noise=args.input_noise)
+                                 input_noise=args.input_noise, ema_decay=args.ema_decay)
     shipped = fastwave.load_model(os.path.join(args.runs, f"{args.ship}.safetensors"))
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     shipped.save(args.out)
@@ -163,7 +169,7 @@ def main(argv=None) -> int:
                        "val_phrases_scored": len(val), "val_samples_scored": sum(len(s) for s in val)},
               "training": {"steps": args.steps, "batch_size": args.batch_size, "segment": args.segment, "lr": args.lr,
                            "warmup": min(args.warmup, args.steps // 10), "pre_emphasis": args.pre_emphasis,
-                           "input_noise": args.input_noise,
+                           "input_noise": args.input_noise, "ema": history.get("ema"),
                            "init": args.init, "shipped_weights": args.ship},
               "eval": history["eval"], "best": history.get("best"),
               **run_record(args.seed, args.device, time.perf_counter() - started)}

@@ -18,12 +18,22 @@ any checkpoint and resumed gives the weights of a run that never stopped: bit fo
 and settings: all a resume reads, in one file, so it is always self-consistent; read back with
 ``torch.load(weights_only=True)``, so no pickled code runs), ``last.safetensors`` (the same weights,
 loadable by ``fastwave.load_model``), ``best.safetensors`` (with ``select``: the weights of the best
-evaluation) and ``history.json``. Each file is written to a temporary name and renamed, so a run
+evaluation), ``ema.safetensors`` (with ``ema_decay``: the running average of the weights) and
+``history.json``. Each file is written to a temporary name and renamed, so a run
 killed mid-write keeps the previous version. A checkpoint is written at every evaluation, every
 ``checkpoint_every`` steps and at the end. Ctrl-C stops the run at the end of the current step and
 checkpoints it (a second Ctrl-C stops at once, without one); under torchrun, stop by killing the job
 and resume from the last periodic checkpoint. ``resume=True`` continues from ``checkpoint_dir`` when
 it holds a state (else starts afresh), and refuses a state written with other settings.
+
+**Weight averaging** (``ema_decay``): an exponential moving average of the weights after every
+update (``torch.optim.swa_utils.AveragedModel``), as generative models keep one: at a high learning
+rate the weights of one checkpoint and the next can sound different, and their average is the
+steadier model to ship. It never touches training (the trained weights are those of a run without
+it), so it is not one of the settings a resume compares, and a run may start keeping one when
+resumed: the average then begins at the resumed weights (``history["ema"]["from_step"]``). Its state
+is in ``train_state.pt``, so a resume continues it exactly; each evaluation also scores it (the
+metrics prefixed ``ema_``).
 
 **Multi-GPU.** Started under ``torchrun`` (WORLD_SIZE > 1), the loop joins the process group (NCCL on
 CUDA, gloo on the CPU), wraps the model in DistributedDataParallel and asks ``batch_at`` for this
@@ -50,6 +60,7 @@ from .._files import open_atomically, write_atomically
 
 STATE_FORMAT = 1
 LAST, BEST, STATE, HISTORY = "last.safetensors", "best.safetensors", "train_state.pt", "history.json"
+EMA = "ema.safetensors"
 
 
 def lr_at(step: int, *, lr: float, steps: int, warmup: int, min_lr_ratio: float = 0.1,
@@ -161,7 +172,8 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
                  eval_every: int | None = None, eval_at=(), select: tuple[str, str] | None = None,
                  checkpoint_dir=None, checkpoint_every: int | None = None, resume: bool = False,
                  settings: dict | None = None, progress: bool = True, desc: str = "train",
-                 describe_eval: Callable | None = None, max_seconds: float | None = None) -> dict:
+                 describe_eval: Callable | None = None, max_seconds: float | None = None,
+                 ema_decay: float | None = None) -> dict:
     """Train ``model`` (on its device, in place) for ``steps`` updates, or for ``max_seconds``.
 
     batch_at(step, rank, world) -> this rank's batch of update ``step`` (0-based), a pure function of
@@ -183,12 +195,14 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
     checkpoint_dir / checkpoint_every / resume: see the module docstring. settings: the caller's
       hyperparameters (JSON-able), stored and compared on resume along with the loop's own.
     describe_eval(result) -> str: the line printed after an evaluation (default: every metric).
+    ema_decay: keep an exponential moving average of the weights with this decay per update, in
+      (0, 1) (e.g. 0.999: about the last 1,000 updates; None: none). See the module docstring.
     seed: seeds the RNG dropout draws from (a fork: the caller's RNG state is left alone).
 
     -> {"loss": [float per step], "lr": [...], "step_seconds": [wall seconds of each update, without
     evaluations and checkpoints: a learning curve against training time sums them], "eval": [{"step": s,
-    **metrics}], "best": {"step", metric} or None}; on resume, the lists include the steps before the
-    stop. The model is left in eval mode.
+    **metrics}], "best": {"step", metric} or None, and with ema_decay "ema": {"decay", "from_step"}};
+    on resume, the lists include the steps before the stop. The model is left in eval mode.
     """
     steps = check_int_arg(steps, "steps")
     if max_seconds is not None:
@@ -201,6 +215,9 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
     eval_every = None if eval_every is None else check_int_arg(eval_every, "eval_every")
     eval_at = {check_int_arg(done, "eval_at") for done in eval_at}
     checkpoint_every = None if checkpoint_every is None else check_int_arg(checkpoint_every, "checkpoint_every")
+    if ema_decay is not None and (isinstance(ema_decay, bool) or not isinstance(ema_decay, numbers.Real)
+                                  or not 0 < ema_decay < 1):
+        raise ValueError(f"ema_decay must be a number in (0, 1) or None, got {ema_decay!r}")
     if select is not None and (evaluate is None or len(select) != 2 or select[1] not in ("max", "min")):
         raise ValueError(f"select must be (metric, 'max' | 'min') and needs evaluate, got {select!r}")
     if checkpoint_dir is not None:
@@ -225,6 +242,7 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
     if saved is not None:
         history = saved["history"]
         history.setdefault("step_seconds", [None] * len(history["loss"]))  # a state saved before they were kept
+    ema = _weight_average(model, ema_decay, saved, history, start, checkpoint_dir)
     trained = model
     if world > 1:
         local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -244,7 +262,7 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
     def checkpoint(done: int) -> None:
         rng = _rng_states(device, world)  # collective under DDP: every rank calls it
         if checkpoint_dir is not None and rank == 0:
-            _save_state(checkpoint_dir, model, optimizer, done, history, settings, rng)
+            _save_state(checkpoint_dir, model, optimizer, done, history, settings, rng, ema)
 
     from tqdm.auto import tqdm
 
@@ -270,6 +288,8 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
                     with autocast_for(device):
                         loss = loss_of(trained, batch_at(step, rank, world))
                     loss = apply_update(model, optimizer, loss.float(), grad_clip)
+                    if ema is not None:
+                        ema.update_parameters(model)
                     seconds = time.perf_counter() - began  # the update alone (loss.item() synced)
                     if world > 1:  # the whole batch's loss, not this rank's share; one clock for every rank
                         loss, seconds = _mean_over_ranks([loss, seconds], device)
@@ -286,7 +306,7 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
                                                           or (eval_every and done % eval_every == 0))
                     if evaluating:
                         _evaluate(model, evaluate, done, history, select, rank, world, checkpoint_dir,
-                                  bar if progress and rank == 0 else None, describe_eval)
+                                  bar if progress and rank == 0 else None, describe_eval, ema)
                     stopping = interrupted()
                     if evaluating or stopping or last or (checkpoint_every and done % checkpoint_every == 0):
                         checkpoint(done)
@@ -365,11 +385,35 @@ class _Budget:
         return 1.0 if left <= 0 else (self.elapsed - self.warmup_seconds) / left
 
 
-def _evaluate(model, evaluate, done, history, select, rank, world, checkpoint_dir, bar, describe) -> None:
+def _weight_average(model, decay, saved, history, start: int, checkpoint_dir):
+    """The run's AveragedModel (None without ``decay``): restored from ``saved`` where it kept one,
+    else begun at the model's present weights (step ``start``). A state that keeps an average is
+    resumed with the same decay, or refused: its average would silently end or change meaning."""
+    kept = saved.get("ema") if saved is not None else None
+    if kept is not None and decay != kept["decay"]:
+        raise ValueError(f"{checkpoint_dir} keeps a weight average with ema_decay {kept['decay']}: resume it "
+                         f"with that ema_decay, not {decay!r}")
+    if decay is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    if kept is None:
+        ema.update_parameters(model)  # the first update copies: the average begins at these weights
+        history["ema"] = {"decay": decay, "from_step": start}
+    else:
+        ema.load_state_dict(kept["state"])
+    return ema
+
+
+def _evaluate(model, evaluate, done, history, select, rank, world, checkpoint_dir, bar, describe,
+              ema=None) -> None:
     if rank == 0:
         model.eval()
         with torch.no_grad():
             result = {name: float(value) for name, value in evaluate(model).items()}
+            if ema is not None:
+                result.update({f"ema_{name}": float(value) for name, value in evaluate(ema.module).items()})
         model.train()
         history["eval"].append({"step": done, **result})
         if select is not None:
@@ -411,12 +455,17 @@ def _save_model(model, path: str) -> None:
     save_checkpoint(model, path)
 
 
-def _save_state(folder: str, model, optimizer, step: int, history: dict, settings: dict, rng: list) -> None:
+def _save_state(folder: str, model, optimizer, step: int, history: dict, settings: dict, rng: list,
+                ema=None) -> None:
     # The weights go into the state too: resuming reads this one file, so a run killed between the
     # two renames cannot pair one step's weights with another step's optimizer.
     weights = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
     state = {"format": STATE_FORMAT, "step": step, "model": weights, "optimizer": optimizer.state_dict(), "rng": rng,
              "history": history, "settings": settings, "model_config": json.dumps(model.config.to_dict())}
+    if ema is not None:
+        state["ema"] = {"decay": history["ema"]["decay"],
+                        "state": {k: v.detach().to("cpu") for k, v in ema.state_dict().items()}}
+        _save_model(ema.module, os.path.join(folder, EMA))
     _save_model(model, os.path.join(folder, LAST))  # atomic, as every write below
     write_atomically(os.path.join(folder, STATE), lambda path: torch.save(state, path))
     text = json.dumps({"step": step, "settings": settings, **history}, indent=1)

@@ -57,7 +57,7 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
                        eval_every: int | None = None, eval_at=(), eval_segment: int | None = None,
                        pad_short: bool = False, checkpoint_dir=None, resume: bool = False,
                        checkpoint_every: int | None = None, input_noise: float = 0.0, progress: bool = True,
-                       max_seconds: float | None = None) -> dict:
+                       max_seconds: float | None = None, ema_decay: float | None = None) -> dict:
     """Train ``model`` in place by teacher forcing on random crops of ``tokens``.
 
     model: a sample model on the device to train on (``model.config.classes``;
@@ -84,7 +84,9 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
       that never saw such input can lock into noise. Drawn per step from (seed, step), so resuming
       stays exact. 0: none.
     checkpoint_dir / resume / checkpoint_every: ``fastwave.training.loop.run_training``'s checkpoints; the
-      best evaluation (lowest bits per sample) is kept as best.safetensors. Under torchrun each rank
+      best evaluation (lowest bits per sample) is kept as best.safetensors.
+    ema_decay: also keep a moving average of the weights (``run_training``: ema.safetensors, scored at
+      every evaluation as ema_bits_per_sample, ...); None: none. Under torchrun each rank
       takes batch_size / world of every step's crops; move the model to
       ``fastwave.training.loop.training_device()`` (this rank's GPU) first.
     -> {"loss": [float per step], "lr": [float per step], "eval": [{"step": s, "top1", "top5",
@@ -138,8 +140,16 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
                         eval_at=eval_at,
                         select=None if eval_tokens is None else ("bits_per_sample", "min"),
                         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
-                        settings=settings, progress=progress, max_seconds=max_seconds,
-                        describe_eval=lambda r: f"eval {r['bits_per_sample']:.4f} bits/sample, top-1 {r['top1']:.3f}")
+                        settings=settings, progress=progress, max_seconds=max_seconds, ema_decay=ema_decay,
+                        describe_eval=describe_eval)
+
+
+def describe_eval(result: dict) -> str:
+    """The line printed after an evaluation of a sample model (and of its weight average, if kept)."""
+    line = f"eval {result['bits_per_sample']:.4f} bits/sample, top-1 {result['top1']:.3f}"
+    if "ema_bits_per_sample" in result:
+        line += f"; average {result['ema_bits_per_sample']:.4f} bits/sample, top-1 {result['ema_top1']:.3f}"
+    return line
 
 
 def crop_loss(model, crops: torch.Tensor, burn_in: int = 0, noise: torch.Tensor | None = None,

@@ -319,3 +319,68 @@ def test_data_parallel_under_torchrun_matches_one_process(tmp_path):
         torch.testing.assert_close(parallel.state_dict()[name], value, rtol=0, atol=2e-5, msg=name)
     state = torch.load(tmp_path / STATE, weights_only=True)
     assert len(state["rng"]) == 2  # one RNG state per rank, for an exact resume on two processes
+
+
+def test_weight_average_is_the_moving_average_and_resumes_exactly(tmp_path):
+    """ema.safetensors holds e_s = d e_(s-1) + (1 - d) w_s from e_0 = the starting weights; a run
+    crashed and resumed keeps the same average bit for bit, and each evaluation scores it too."""
+    from fastwave.training.loop import EMA
+
+    model, seen = tiny_transformer(dropout=0.0), []
+
+    def recording(step, rank, world):  # called before update ``step``: the weights after ``step`` updates
+        seen.append(weights(model))
+        return random_batch(step, rank, world)
+
+    history = run_training(model, steps=4, batch_at=recording, loss_of=loss_of, lr=1e-2, warmup=2, progress=False,
+                           checkpoint_dir=tmp_path / "straight", ema_decay=0.5,
+                           evaluate=lambda m: {"loss": float(loss_of(m, random_batch(99, 0, 1)))}, eval_every=2)
+    seen.append(weights(model))
+    expected = {k: v.clone() for k, v in seen[0].items()}
+    for step_weights in seen[1:]:
+        for k in expected:
+            if expected[k].is_floating_point():
+                expected[k] = 0.5 * expected[k] + 0.5 * step_weights[k]
+    average = fastwave.load_model(str(tmp_path / "straight" / EMA)).state_dict()
+    for k, v in expected.items():
+        torch.testing.assert_close(average[k], v, rtol=1e-6, atol=1e-7)
+    assert not torch.allclose(average["head.weight"], seen[-1]["head.weight"])  # an average, not the last weights
+    assert history["ema"] == {"decay": 0.5, "from_step": 0}
+    assert [sorted(e) for e in history["eval"]] == [["ema_loss", "loss", "step"]] * 2
+
+    def crash_at_step_3(step, rank, world):
+        if step == 3:
+            raise RuntimeError("node lost")
+        return random_batch(step, rank, world)
+
+    with pytest.raises(RuntimeError):
+        run_training(tiny_transformer(dropout=0.0), steps=4, batch_at=crash_at_step_3, loss_of=loss_of, lr=1e-2,
+                     warmup=2, progress=False, checkpoint_dir=tmp_path / "resumed", checkpoint_every=2, ema_decay=0.5)
+    train(tiny_transformer(seed=5, dropout=0.0), steps=4, checkpoint_dir=tmp_path / "resumed", resume=True,
+          ema_decay=0.5)
+    assert_same(fastwave.load_model(str(tmp_path / "resumed" / EMA)).state_dict(), average)
+
+
+def test_a_weight_average_begins_when_a_resumed_run_asks_and_is_not_dropped(tmp_path):
+    from fastwave.training.loop import EMA
+
+    with pytest.raises(RuntimeError):
+        def crash_at_step_3(step, rank, world):
+            if step == 3:
+                raise RuntimeError("node lost")
+            return random_batch(step, rank, world)
+        run_training(tiny_transformer(), steps=6, batch_at=crash_at_step_3, loss_of=loss_of, lr=1e-2, warmup=2,
+                     progress=False, checkpoint_dir=tmp_path, checkpoint_every=3)
+    plain = tiny_transformer()
+    train(plain)  # the same run without an average: the average must not change the trained weights
+    model = tiny_transformer(seed=5)
+    history = train(model, checkpoint_dir=tmp_path, resume=True, ema_decay=0.9)
+    assert history["ema"] == {"decay": 0.9, "from_step": 3}
+    assert_same(weights(model), weights(plain))
+    assert (tmp_path / EMA).is_file()
+    for decay, match in ((None, "ema_decay 0.9"), (0.99, "ema_decay 0.9")):  # its average would end or change
+        with pytest.raises(ValueError, match=match):
+            train(tiny_transformer(), checkpoint_dir=tmp_path, resume=True, ema_decay=decay)
+    for bad in (0, 1, 1.5, True, "0.9"):
+        with pytest.raises(ValueError, match="ema_decay"):
+            train(tiny_transformer(), ema_decay=bad)
