@@ -10,6 +10,7 @@
 # the run folder comes back as $OUT/piano_gpu: copy it to runs/piano_gpu and call again to go on (the
 # trainer resumes exactly; keep STEPS and the flags the same). Back here, on the CPU:
 #   python benchmarks/experiments/piano_eval.py --model runs/piano_gpu/last.safetensors --record ...
+#   (and runs/piano_gpu/ema.safetensors, the moving average of the weights)
 #   python benchmarks/experiments/piano_noise_floor.py --model runs/piano_gpu/last.safetensors --record ...
 # Batch 32 (4x the CPU runs'): a GPU is idle at 8 crops of 4,096 samples.
 # DEVICE=cpu STEPS=4 BUDGET=60 runs the same path on a CPU (a smoke test of the script).
@@ -19,7 +20,7 @@ RUN=${RUN:-runs/piano_gpu}
 STEPS=${STEPS:-20000}
 BUDGET=${BUDGET:-480}
 DEVICE=${DEVICE:-cuda}
-INIT=${INIT:-fastwave/assets/piano_wavenet.safetensors}  # the shipped weights (4,000 CPU updates); "" for random
+INIT=${INIT:-fastwave/assets/piano_wavenet.safetensors}  # the shipped weights (7,000 CPU updates); "" for random
 export PYTHONPATH=$PWD  # training needs the Python package only, not the native module
 mkdir -p "$OUT" "$RUN"
 if command -v nvidia-smi >/dev/null; then
@@ -29,7 +30,7 @@ started=$(date +%s)
 # SIGINT: the trainer's KeyboardInterrupt; its checkpoints up to the last hundred updates stay
 timeout --signal=INT --kill-after=30 "$BUDGET" python benchmarks/experiments/piano_model.py --device "$DEVICE" \
   --tokens data/piano_tokens.npz --pre-emphasis 0 ${INIT:+--init "$INIT"} --steps "$STEPS" --batch-size 32 \
-  --lr 1e-3 --warmup 500 --eval-every 1000 --runs "$RUN" --out "$RUN/shipped.safetensors" \
+  --lr 1e-3 --warmup 500 --eval-every 1000 --ema-decay 0.999 --runs "$RUN" --out "$RUN/shipped.safetensors" \
   --record "$RUN/record.json" > "$OUT/train.log" 2>&1 || echo "training stopped: rc $? (124: the budget)"
 echo "trained for $(( $(date +%s) - started )) s"
 rm -rf "$OUT/piano_gpu" && cp -r "$RUN" "$OUT/piano_gpu"
@@ -39,5 +40,6 @@ h = json.load(open(sys.argv[1]))
 seconds = h["step_seconds"]
 print(f"updates {h['step']}, last 100: {sum(seconds[-100:]) / len(seconds[-100:]):.4f} s each")
 for e in h["eval"][-5:]:
-    print(f"update {e['step']}: val {e['bits_per_sample']:.3f} bits/sample, top-5 {e['top5']:.3f}")
+    print(f"update {e['step']}: val {e['bits_per_sample']:.3f} bits/sample, top-5 {e['top5']:.3f}; "
+          f"the weights' average {e.get('ema_bits_per_sample', float('nan')):.3f}")
 EOF
