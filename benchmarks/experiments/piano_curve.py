@@ -3,11 +3,12 @@ per training record of `piano_model.py` (a run that starts from another's weight
 drawn after it: the x axis counts every update the weights have had; a record's
 ``training.init_updates`` says how many its starting weights had, else they are the run before's).
 
-Bits per sample are in each run's own token domain: a run with ``--pre-emphasis`` predicts mu-law of
+A record whose evaluations also scored the moving average of the weights (``--ema-decay``) gets a
+dashed line for it beside its own. Bits per sample are in each run's own token domain: a run with ``--pre-emphasis`` predicts mu-law of
 the pre-emphasised audio, whose bits are not comparable with plain mu-law's; the figure says which.
 
     python benchmarks/experiments/piano_curve.py benchmarks/results/piano_model.json \
-        benchmarks/results/piano_model_stage{2,3,4}.json   # -> benchmarks/results/piano_training_curve.png
+        benchmarks/results/piano_model_stage{2,3,4,5}.json   # -> benchmarks/results/piano_training_curve.png
 """
 from __future__ import annotations
 
@@ -48,8 +49,15 @@ def main(argv=None) -> int:
                  + (f", input noise {noise:g}" if noise else "")
                  + ((f" (from update {training['init_updates']:,})" if "init_updates" in training else " (from the run before)")
                     if training.get("init") else ""))
-        bits_ax.plot(steps, bits, marker="o", label=label)
+        line, = bits_ax.plot(steps, bits, marker="o", label=label)
         top5_ax.plot(steps, top5, marker="o", label=label)
+        averaged = [e for e in record["eval"] if "ema_bits_per_sample" in e]  # --ema-decay: its average too
+        if averaged:
+            at = [start + e["step"] for e in averaged]
+            style = dict(color=line.get_color(), linestyle="--", marker="s",
+                         label=f"{os.path.basename(path)}: the weights' moving average")
+            bits_ax.plot(at, [e["ema_bits_per_sample"] for e in averaged], **style)
+            top5_ax.plot(at, [e["ema_top5"] for e in averaged], **style)
         offset = start + training["steps"]
     bits_ax.set(xlabel="updates (8 crops of 4,096 samples)", ylabel="validation bits / sample (own tokens)",
                 title="held-out piano preset, 8 phrases")
