@@ -196,7 +196,8 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
       hyperparameters (JSON-able), stored and compared on resume along with the loop's own.
     describe_eval(result) -> str: the line printed after an evaluation (default: every metric).
     ema_decay: keep an exponential moving average of the weights with this decay per update, in
-      (0, 1) (e.g. 0.999: about the last 1,000 updates; None: none). See the module docstring.
+      (0, 1) (e.g. 0.999: about the last 1,000 updates; None: none), written to checkpoint_dir (which
+      it needs). See the module docstring.
     seed: seeds the RNG dropout draws from (a fork: the caller's RNG state is left alone).
 
     -> {"loss": [float per step], "lr": [...], "step_seconds": [wall seconds of each update, without
@@ -218,6 +219,8 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
     if ema_decay is not None and (isinstance(ema_decay, bool) or not isinstance(ema_decay, numbers.Real)
                                   or not 0 < ema_decay < 1):
         raise ValueError(f"ema_decay must be a number in (0, 1) or None, got {ema_decay!r}")
+    if ema_decay is not None and checkpoint_dir is None:
+        raise ValueError("ema_decay needs a checkpoint_dir: the average is written there (ema.safetensors)")
     if select is not None and (evaluate is None or len(select) != 2 or select[1] not in ("max", "min")):
         raise ValueError(f"select must be (metric, 'max' | 'min') and needs evaluate, got {select!r}")
     if checkpoint_dir is not None:
@@ -398,6 +401,7 @@ def _weight_average(model, decay, saved, history, start: int, checkpoint_dir):
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    ema.eval()  # never trained: evaluated as it would be shipped (no dropout)
     if kept is None:
         ema.update_parameters(model)  # the first update copies: the average begins at these weights
         history["ema"] = {"decay": decay, "from_step": start}

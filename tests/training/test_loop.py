@@ -333,8 +333,9 @@ def test_weight_average_is_the_moving_average_and_resumes_exactly(tmp_path):
         return random_batch(step, rank, world)
 
     history = run_training(model, steps=4, batch_at=recording, loss_of=loss_of, lr=1e-2, warmup=2, progress=False,
-                           checkpoint_dir=tmp_path / "straight", ema_decay=0.5,
-                           evaluate=lambda m: {"loss": float(loss_of(m, random_batch(99, 0, 1)))}, eval_every=2)
+                           checkpoint_dir=tmp_path / "straight", ema_decay=0.5, eval_every=2,
+                           evaluate=lambda m: {"loss": float(loss_of(m, random_batch(99, 0, 1))),
+                                               "training": float(m.training)})
     seen.append(weights(model))
     expected = {k: v.clone() for k, v in seen[0].items()}
     for step_weights in seen[1:]:
@@ -346,7 +347,8 @@ def test_weight_average_is_the_moving_average_and_resumes_exactly(tmp_path):
         torch.testing.assert_close(average[k], v, rtol=1e-6, atol=1e-7)
     assert not torch.allclose(average["head.weight"], seen[-1]["head.weight"])  # an average, not the last weights
     assert history["ema"] == {"decay": 0.5, "from_step": 0}
-    assert [sorted(e) for e in history["eval"]] == [["ema_loss", "loss", "step"]] * 2
+    assert [sorted(e) for e in history["eval"]] == [["ema_loss", "ema_training", "loss", "step", "training"]] * 2
+    assert all(e["ema_training"] == 0.0 for e in history["eval"])  # the average is scored in eval mode
 
     def crash_at_step_3(step, rank, world):
         if step == 3:
@@ -384,3 +386,5 @@ def test_a_weight_average_begins_when_a_resumed_run_asks_and_is_not_dropped(tmp_
     for bad in (0, 1, 1.5, True, "0.9"):
         with pytest.raises(ValueError, match="ema_decay"):
             train(tiny_transformer(), ema_decay=bad)
+    with pytest.raises(ValueError, match="needs a checkpoint_dir"):  # else the average would be lost
+        train(tiny_transformer(), ema_decay=0.9)
