@@ -39,6 +39,8 @@ def twin_instruments(soundfonts: Sequence[str]) -> dict[int, frozenset[int]]:
 def heard_twins(splits: Mapping[str, Sequence[int]], soundfonts: Sequence[str]) -> frozenset[int]:
     """The test instruments of ``splits`` (a fold: {"train": ..., "test": ...} of instruments) whose
     twin is in its training split: scoring them would score an instrument the model has heard."""
+    if not isinstance(splits, Mapping) or not {"train", "test"} <= set(splits):
+        raise ValueError(f"splits must map 'train' and 'test' to instruments (a fold of program_folds), got {splits!r}")
     train = set(splits["train"])
     twins = twin_instruments(soundfonts)
     return frozenset(instrument for instrument in splits["test"] if twins.get(instrument, frozenset()) & train)

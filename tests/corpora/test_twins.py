@@ -5,6 +5,7 @@ import json
 import pathlib
 
 import numpy as np
+import pytest
 
 from fastwave.corpora import program_folds
 from fastwave.corpora.twins import TWINS, heard_twins, twin_instruments
@@ -30,6 +31,8 @@ def test_heard_twins_are_test_instruments_whose_twin_trains():
     assert heard_twins({"train": [1, 5], "val": [], "test": [0, 9]}, fonts) == {0}
     assert heard_twins({"train": [5], "val": [1], "test": [0]}, fonts) == set()  # its twin validates only
     assert heard_twins({"train": [5], "val": [], "test": [0, 1]}, fonts) == set()  # both held out
+    with pytest.raises(ValueError, match="'train' and 'test'"):
+        heard_twins({"test": [0]}, fonts)
     # The folds the experiments ran: B and C's k = 4 over FluidR3_GM, C's k = 8 over two fonts.
     assert [set(heard_twins(f, fonts)) for f in program_folds(0, k=4)] == [set(), {0}, set(), {1}]
     two = ["FluidR3_GM.sf2", "TimGM6mb.sf2"]
