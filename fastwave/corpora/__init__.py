@@ -6,7 +6,9 @@
   gains, labelled with every family present: multi-label, an FSD50K-style CSV.
 * ``phrases``: 5 s solo melodies (one program each, chords now and then), for pretraining
   unlabelled; ``plan_phrases(programs=...)`` restricts them to a fold's training programs.
-* ``piano``: phrases (melodies over chords, dynamics) on the acoustic pianos, for sample models.
+* ``piano``: phrases (melodies over chords, dynamics) on the acoustic pianos, for sample models. Its
+  test piano (FluidR3_GM's program 1) plays a training piano's samples (``twins``);
+  ``plan_piano_phrases`` plays the same generator's phrases on a chosen piano, e.g. another font's.
 
 Splits hold out whole programs (``plans.program_splits``, ``plans.PIANO_SPLITS``): the test set is
 instruments no model heard. ``plan_corpus`` decides every note from the seed (no audio, no
@@ -17,7 +19,8 @@ SoundFont needed); ``SoundFontRenderer`` plays plans with FluidR3_GM through tin
 from .build import KINDS, plan_corpus, write_corpus
 from .gm import FAMILIES, family
 from .plans import PIANO_SPLITS, Clip, Note, Source, plan_phrases, program_folds, program_splits
+from .piano import plan_piano_phrases
 from .render import DEFAULT_SOUNDFONT, SoundFontRenderer
 
 __all__ = ["DEFAULT_SOUNDFONT", "FAMILIES", "KINDS", "PIANO_SPLITS", "Clip", "Note", "SoundFontRenderer", "Source",
-           "family", "plan_corpus", "plan_phrases", "program_folds", "program_splits", "write_corpus"]
+           "family", "plan_corpus", "plan_phrases", "plan_piano_phrases", "program_folds", "program_splits", "write_corpus"]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .plans import PIANO_SPLITS, Clip, Note, Source, _draw_split
+from .._checks import check_int_arg
+from . import gm
+from .plans import PIANO_SPLITS, SPLITS, Clip, Note, Source, _draw_split
 
 MAJOR, MINOR = (0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10)
 PROGRESSIONS = ((0, 4, 5, 3), (0, 3, 4, 0), (1, 4, 0, 0), (5, 3, 0, 4), (0, 5, 3, 4))  # scale degrees
@@ -85,4 +87,24 @@ def plan_piano(minutes: float, seed: int = 0) -> list[Clip]:
         notes, seconds = plan_phrase(rng)
         clips.append(Clip(f"piano_{len(clips):05d}", round(seconds, 4), (Source(program, notes),), ("piano",), split))
         total += seconds
+    return clips
+
+
+def plan_piano_phrases(count: int, instrument: int, seed: int = 0, split: str = "test") -> list[Clip]:
+    """``count`` phrases of the piano corpus's generator, every one played by ``instrument``
+    (program + 128 x font: e.g. 128 is the second SoundFont's Acoustic Grand) and filed in
+    ``split``: a test set of a chosen piano, larger than the corpus's own. The phrases come from their
+    own random stream, so they are not the piano corpus's of the same seed."""
+    count = check_int_arg(count, "count")
+    instrument = check_int_arg(instrument, "instrument", minimum=0)
+    if instrument >= 128 * gm.MAX_SOUNDFONTS or gm.family(instrument % 128) != "piano":
+        raise ValueError(f"instrument must be a piano-family program (0-7) + 128 x font (font < {gm.MAX_SOUNDFONTS}), "
+                         f"got {instrument}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    rng = np.random.default_rng([seed, 5])
+    clips = []
+    for index in range(count):
+        notes, seconds = plan_phrase(rng)
+        clips.append(Clip(f"piano_{index:05d}", round(seconds, 4), (Source(instrument, notes),), ("piano",), split))
     return clips

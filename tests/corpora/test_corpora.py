@@ -220,6 +220,21 @@ def test_piano_phrases_fill_the_minutes_on_the_split_pianos():
         plan_mixtures(2, seconds=True)
 
 
+def test_piano_phrases_on_one_chosen_piano_are_new_phrases():
+    clips = corpora.plan_piano_phrases(40, instrument=128, seed=0)
+    assert clips == corpora.plan_piano_phrases(40, instrument=128, seed=0) and len(clips) == 40
+    assert {c.sources[0].program for c in clips} == {128} and {c.split for c in clips} == {"test"}
+    assert len({c.name for c in clips}) == 40
+    # Their own stream: not the piano corpus's phrases of the same seed.
+    corpus_notes = {c.sources[0].notes for c in plan_piano(10.0, seed=0)}
+    assert not corpus_notes & {c.sources[0].notes for c in clips}
+    assert corpora.plan_piano_phrases(3, instrument=1, split="val")[0].split == "val"
+    for bad, match in (({"count": 0}, "count"), ({"instrument": 8}, "instrument"), ({"instrument": 128 * 4}, "instrument"),
+                       ({"instrument": True}, "instrument"), ({"split": "dev"}, "split")):
+        with pytest.raises(ValueError, match=match):
+            corpora.plan_piano_phrases(**{"count": 2, "instrument": 0, **bad})
+
+
 def test_write_corpus_writes_wavs_labels_and_a_record(tmp_path):
     clips = corpora.plan_corpus("mixtures", seed=2, count=40)
     record = corpora.write_corpus(clips, tmp_path, SineRenderer(), kind="mixtures", seed=2, command="test",
