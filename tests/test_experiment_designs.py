@@ -14,7 +14,7 @@ EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "expe
 sys.path.insert(0, str(EXPERIMENTS))
 
 import linear_probe_folds  # noqa: E402
-from fastwave.corpora import FAMILIES  # noqa: E402
+from fastwave.corpora import DEFAULT_SOUNDFONT, FAMILIES  # noqa: E402
 from fastwave.training.intervals import t_interval  # noqa: E402
 import next_sample_curves  # noqa: E402
 import piano_eval  # noqa: E402
@@ -126,8 +126,6 @@ def test_b_runs_carry_the_rows_of_their_baselines_and_longer_supervised_records(
 
 
 def test_c_designs_over_more_soundfonts_keep_their_own_records(capsys):
-    from fastwave.corpora.render import DEFAULT_SOUNDFONT
-
     one = argparse.Namespace(k=4, soundfonts=[DEFAULT_SOUNDFONT], records="r", work="w", scale=1.0, device="cpu",
                              test_clips=None)
     two = argparse.Namespace(**{**vars(one), "k": 8, "soundfonts": [DEFAULT_SOUNDFONT, "/x/TimGM6mb.sf2"]})
@@ -193,6 +191,34 @@ def test_a_pooling_reads_equal_updates_and_pairs_phrases():
     assert claim["verdict"] == "not resolved"
     assert claim["difference_over_seeds"] == pytest.approx(list(t_interval([0.10, -0.06, -0.01])))
     assert not any("transformer_6" in c for c in verdicts)  # a model with no runs compares with nothing
+
+
+def test_a_keeps_the_heard_twin_phrases_apart_and_never_pools_two_test_sets(tmp_path, capsys):
+    """The verdicts come from the unheard piano's phrases; the corpus's own test phrases (a training
+    piano's twin) give their own claims, never mixed in; runs scored on another test set are refused,
+    and so is a test font that is the corpus's own (its program 0 trains)."""
+    phrases = np.linspace(0.2, 0.6, 7)
+    runs = []
+    for seed in range(3):
+        for model, unheard, heard in (("transformer_3", phrases + 0.03, phrases - 0.03), ("wavenet_10", phrases, phrases)):
+            run = _curve_run(model, seed, 400, unheard, (8.0, 4.0))
+            run["twin_test_phrases"] = [{"top5": t} for t in heard]
+            run["twin_top5"], run["twin_bits_per_sample"] = float(np.mean(heard)), 5.0
+            runs.append(run)
+    assert next_sample_curves.pool_runs(runs)[1][0]["verdict"] == "supported"
+    twin = next_sample_curves.pool_runs(runs, "twin_")[1][0]
+    assert twin["verdict"] == "contradicted" and twin["difference"][0] == pytest.approx(-0.03)
+
+    args = argparse.Namespace(work=str(tmp_path), test_phrases=150, test_font="/fonts/TimGM6mb.sf2", scale=1.0, budget=180.0)
+    for seed, design in enumerate((next_sample_curves.test_design(args), "the corpus's own test phrases")):
+        (tmp_path / f"wavenet_10_seed{seed}.json").write_text(json.dumps({**runs[0], "seed": seed, "test_set": design,
+                                                                          "schedule": next_sample_curves.SCHEDULE}))
+    with pytest.raises(SystemExit, match="scored on"):
+        next_sample_curves.summarise(args)
+    for flags, message in ((["--test-font", DEFAULT_SOUNDFONT], "corpus's font"), (["--test-phrases", "5"], "at least 10")):
+        with pytest.raises(SystemExit) as stop:
+            next_sample_curves.main([*flags, "--summarise"])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_b_pretraining_phrases_hold_out_the_folds_test_and_val_programs(tmp_path, monkeypatch):

@@ -2,7 +2,9 @@
 
 Five sample models of comparable size (about 0.33-0.42 M parameters) train on the piano corpus's
 train phrases with the same budget (updates x crops x crop length) and are scored, teacher-forced,
-on its test phrases (a piano preset none of them heard): top-1 / top-5 accuracy and bits per sample.
+on its test phrases (the corpus's test preset, which plays a training piano's samples louder: the
+first single runs; next_sample_curves.py tests on a piano no model heard): top-1 / top-5 accuracy and
+bits per sample.
 
     python benchmarks/experiments/next_sample.py              # CPU: 45 minutes on 2 cores
     python benchmarks/experiments/next_sample.py --scale 8 --device cuda
