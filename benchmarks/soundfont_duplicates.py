@@ -5,7 +5,10 @@ For each SoundFont, one five-note phrase rendered by every program, each render 
 energy; a pair of programs of one family (8 programs) whose renders correlate above --threshold is
 reported. Then the piano corpus's case: its first six test phrases (the 60-minute plan, seed 0)
 rendered by program 1 (the test preset) and program 0 (a training preset): their correlation and
-level difference.
+level difference. Last, experiment A's test piano: its first six test phrases
+(``plan_piano_phrases(150, 128, seed=1)``) rendered by FluidR3_GM's pianos 1-3 and by TimGM6mb's
+Acoustic Grand (instrument 128), each correlated with program 0's render: A's test piano should
+share no samples with the training pianos (0 and 3).
 
     python benchmarks/soundfont_duplicates.py [--json benchmarks/results/soundfont_duplicates.json]
 """
@@ -21,7 +24,7 @@ import time
 import numpy as np
 
 from fastwave.corpora.build import GAIN_DB
-from fastwave.corpora.piano import plan_piano
+from fastwave.corpora.piano import plan_piano, plan_piano_phrases
 from fastwave.corpora.plans import Clip, Note, Source
 from fastwave.corpora.render import SoundFontRenderer
 
@@ -65,6 +68,22 @@ def piano_test_preset(phrases: int) -> list[dict]:
     return rows
 
 
+A_TEST_INSTRUMENT, A_COMPARED = 128, (1, 2, 3, 128)  # FluidR3 test, val, train pianos; A's test piano
+
+
+def a_test_piano(phrases: int) -> dict:
+    """{instrument: [correlation with program 0's render, per phrase]} on A's first test phrases."""
+    clips = plan_piano_phrases(phrases, A_TEST_INSTRUMENT, seed=1)
+    renderer = SoundFontRenderer(list(FONTS), 16000)
+    rows = {str(i): [] for i in A_COMPARED}
+    for clip in clips:
+        render = {i: renderer.render(dataclasses.replace(clip, sources=(dataclasses.replace(clip.sources[0], program=i),)),
+                                     gain_db=GAIN_DB["piano"]) for i in (0, *A_COMPARED)}
+        for i in A_COMPARED:
+            rows[str(i)].append(round(float(np.corrcoef(render[0], render[i])[0, 1]), 4))
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threshold", type=float, default=0.9)
@@ -79,8 +98,11 @@ def main(argv=None) -> int:
     record = {"threshold": args.threshold, "phrase": [dataclasses.asdict(n) for n in PHRASE],
               "close_pairs": {os.path.basename(font): close_pairs(font, args.threshold) for font in FONTS},
               "piano_test_preset_vs_program_0": piano_test_preset(args.phrases),
+              "a_test_phrases_vs_program_0": {"instruments": "program + 128 x font (FluidR3_GM, TimGM6mb)",
+                                              "correlations": a_test_piano(args.phrases)},
               **run_record(0, "cpu", time.perf_counter() - started)}
-    print(json.dumps({k: record[k] for k in ("close_pairs", "piano_test_preset_vs_program_0")}, indent=1))
+    print(json.dumps({k: record[k] for k in ("close_pairs", "piano_test_preset_vs_program_0",
+                                              "a_test_phrases_vs_program_0")}, indent=1))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(record, f, indent=1)
