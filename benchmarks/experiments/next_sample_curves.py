@@ -23,7 +23,7 @@ only where both exclude zero. Equal updates are read from the validation curves,
 update count every model reached.
 
     python benchmarks/experiments/next_sample_curves.py --model transformer_3 --seed 0   # one run
-    python benchmarks/experiments/next_sample_curves.py --all         # 5 models x 3 seeds: about 60 min on 2 idle cores
+    python benchmarks/experiments/next_sample_curves.py --all         # 5 models x 3 seeds: 75 min on 2 idle cores (timed)
     python benchmarks/experiments/next_sample_curves.py --summarise   # results and figure
 
 Time the runs on a quiet machine: a budget in seconds is only equal when the load is.
@@ -46,9 +46,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import cell, ensure_corpus, json_interval, parameters, run_record, token_split, write_results  # noqa: E402
+from _common import (cell, ensure_corpus, json_interval, parameters, render_once, run_record, token_split,  # noqa: E402
+                     write_results)
 from next_sample import PAPER_TOP5, models  # noqa: E402
-from _common import render_once  # noqa: E402
 from fastwave.corpora import DEFAULT_SOUNDFONT, SoundFontRenderer, plan_piano_phrases  # noqa: E402
 from fastwave.models.checkpoint import save_checkpoint  # noqa: E402
 from fastwave.training.evaluation import evaluate_sample_model  # noqa: E402
@@ -66,7 +66,7 @@ EVALS = 10  # validation points per run, log-spaced from the 10th update to the 
 TEST_SECONDS = 1.0  # scored of each test phrase (x --scale)
 # The test set: TEST_PHRASES phrases on the second SoundFont's Acoustic Grand. Sized from the first
 # design's spread: the conditioning claim's per-phrase differences (SD 0.032) detected 0.013 on 46
-# phrases; 150 should detect about 0.007, the others' (SD 0.013) about 0.003.
+# phrases; on 150 the claims detect 0.002-0.004 (measured; 0.004 the conditioning one).
 TEST_PHRASES, TEST_INSTRUMENT, TEST_SEED = 150, 128, 1
 TEST_FONT = "/usr/share/sounds/sf2/TimGM6mb.sf2"  # Debian: apt install timgm6mb-soundfont
 # (better, worse): the paper's orderings.
@@ -115,9 +115,9 @@ def scored(phrases: list[torch.Tensor], args) -> list[torch.Tensor]:
 
 
 def score_phrases(model, phrases: list[torch.Tensor]) -> list[dict]:
-    """Each phrase's metrics. Windows of 8,192 overlapping by 1,024 (every model's attention window or
-    more, and a WaveNet's first cycle): a 1-s phrase costs 18,000 positions where windows of 4,096 took
-    21,500 (measured: 0.45-0.68 s a phrase for the Transformers here)."""
+    """Each phrase's metrics. Windows of 8,192 overlapping by 1,024 (the Transformers' attention window
+    and more, the 10-layer WaveNet's receptive field): a 1-s phrase costs 18,000 positions where windows
+    of 4,096 took 21,500 (measured: 0.45-0.68 s a phrase for the Transformers here)."""
     return [evaluate_sample_model(model, [phrase], segment=8192, burn_in=1024) for phrase in phrases]
 
 
