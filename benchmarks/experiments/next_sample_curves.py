@@ -66,7 +66,7 @@ EVALS = 10  # validation points per run, log-spaced from the 10th update to the 
 TEST_SECONDS = 1.0  # scored of each test phrase (x --scale)
 # The test set: TEST_PHRASES phrases on the second SoundFont's Acoustic Grand. Sized from the first
 # design's spread: the conditioning claim's per-phrase differences (SD 0.032) detected 0.013 on 46
-# phrases; on 150 the claims detect 0.002-0.004 (measured; 0.004 the conditioning one).
+# phrases; on 150 the claims detect 0.002-0.005 (measured; 0.005 the conditioning one).
 TEST_PHRASES, TEST_INSTRUMENT, TEST_SEED = 150, 128, 1
 TEST_FONT = "/usr/share/sounds/sf2/TimGM6mb.sf2"  # Debian: apt install timgm6mb-soundfont
 # (better, worse): the paper's orderings.
@@ -252,11 +252,11 @@ def summarise(args) -> int:
              f"(a piano no model heard). 95% intervals "
              f"over seeds (t). Equal updates: validation bits/sample at {common} updates, the most every model "
              "reached.", "",
-             "| model | parameters | updates | train seconds | test top-5 | test bits/sample | val bits at equal updates "
-             "| paper top-5 |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | parameters | seeds | updates | train seconds | test top-5 | test bits/sample "
+             "| val bits at equal updates | paper top-5 |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, v in table.items():
-        lines.append(f"| {name} | {v['parameters']:,} | {min(v['steps'])}-{max(v['steps'])} | "
+        lines.append(f"| {name} | {v['parameters']:,} | {len(v['seeds'])} | {min(v['steps'])}-{max(v['steps'])} | "
                      f"{min(v['train_seconds']):.0f}-{max(v['train_seconds']):.0f} | {cell(v['top5'])} | "
                      f"{cell(v['bits_per_sample'])} | {cell(v['val_bits_at_common_updates'])} | {PAPER_TOP5[name]:.2f} |")
     lines += ["", "Paired differences in test top-5: over the test phrases (each phrase's score averaged over seeds) "
