@@ -215,6 +215,9 @@ def test_a_keeps_the_heard_twin_phrases_apart_and_never_pools_two_test_sets(tmp_
                                                                           "schedule": next_sample_curves.SCHEDULE}))
     with pytest.raises(SystemExit, match="scored on"):
         next_sample_curves.summarise(args)
+    with pytest.raises(SystemExit, match="no such file .*timgm6mb-soundfont"):  # before any rendering
+        next_sample_curves.test_tokens(argparse.Namespace(**{**vars(args), "test_font": str(tmp_path / "none.sf2"),
+                                                             "data": str(tmp_path / "piano")}))
     for flags, message in ((["--test-font", DEFAULT_SOUNDFONT], "corpus's font"), (["--test-phrases", "5"], "at least 10")):
         with pytest.raises(SystemExit) as stop:
             next_sample_curves.main([*flags, "--summarise"])

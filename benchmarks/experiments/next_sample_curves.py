@@ -102,6 +102,8 @@ def test_design(args) -> str:
 
 def test_tokens(args) -> list[torch.Tensor]:
     """The test phrases (rendered once into <data root>/piano_test...), each cut to the seconds scored."""
+    if not os.path.isfile(args.test_font):
+        raise SystemExit(f"--test-font {args.test_font}: no such file (Debian: apt install timgm6mb-soundfont)")
     font = os.path.splitext(os.path.basename(args.test_font))[0]
     folder = os.path.join(os.path.dirname(os.path.abspath(args.data)), f"piano_test{args.test_phrases}_{font}_seed{TEST_SEED}")
     render_once(folder, lambda: plan_piano_phrases(args.test_phrases, TEST_INSTRUMENT, seed=TEST_SEED),
