@@ -6,7 +6,7 @@ energy; a pair of programs of one family (8 programs) whose renders correlate ab
 reported. Then the piano corpus's case: its first six test phrases (the 60-minute plan, seed 0)
 rendered by program 1 (the test preset) and program 0 (a training preset): their correlation and
 level difference. Last, experiment A's test piano: its first six test phrases
-(``plan_piano_phrases(150, 128, seed=1)``) rendered by FluidR3_GM's pianos 1-3 and by TimGM6mb's
+(``plan_piano_phrases``, instrument 128, seed 1) rendered by FluidR3_GM's pianos 1-3 and by TimGM6mb's
 Acoustic Grand (instrument 128), each correlated with program 0's render: A's test piano should
 share no samples with the training pianos (0 and 3).
 
@@ -30,6 +30,7 @@ from fastwave.corpora.render import SoundFontRenderer
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "experiments"))
 from _common import run_record  # noqa: E402
+from next_sample_curves import TEST_INSTRUMENT as A_TEST_INSTRUMENT, TEST_SEED as A_TEST_SEED  # noqa: E402
 
 FONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2")
 PHRASE = tuple(Note(pitch, 90, 0.4 * i, 0.35) for i, pitch in enumerate((60, 64, 67, 72, 55)))
@@ -52,6 +53,12 @@ def close_pairs(font: str, threshold: float) -> list[dict]:
     return pairs
 
 
+def played_by(renderer, clip: Clip, instrument: int) -> np.ndarray:
+    """A one-source piano clip rendered with ``instrument`` in place of its own, at the corpus's gain."""
+    source = dataclasses.replace(clip.sources[0], program=instrument)
+    return renderer.render(dataclasses.replace(clip, sources=(source,)), gain_db=GAIN_DB["piano"])
+
+
 def piano_test_preset(phrases: int) -> list[dict]:
     """The piano corpus's test phrases by program 1 against program 0 (FluidR3_GM, the corpus's font)."""
     clips = sorted((c for c in plan_piano(60.0, 0) if c.split == "test"), key=lambda c: c.name)
@@ -61,24 +68,22 @@ def piano_test_preset(phrases: int) -> list[dict]:
     renderer = SoundFontRenderer(FONTS[0], 16000)
     rows = []
     for clip in clips:
-        audio = {p: renderer.render(dataclasses.replace(clip, sources=(dataclasses.replace(clip.sources[0], program=p),)),
-                                    gain_db=GAIN_DB["piano"]) for p in (0, 1)}
+        audio = {p: played_by(renderer, clip, p) for p in (0, 1)}
         rows.append({"phrase": clip.name, "correlation": round(float(np.corrcoef(audio[0], audio[1])[0, 1]), 4),
                      "program_1_louder_db": round(float(20 * np.log10(audio[1].std() / audio[0].std())), 2)})
     return rows
 
 
-A_TEST_INSTRUMENT, A_COMPARED = 128, (1, 2, 3, 128)  # FluidR3 test, val, train pianos; A's test piano
+A_COMPARED = (1, 2, 3, A_TEST_INSTRUMENT)  # FluidR3's test, val and training pianos; A's test piano
 
 
 def a_test_piano(phrases: int) -> dict:
     """{instrument: [correlation with program 0's render, per phrase]} on A's first test phrases."""
-    clips = plan_piano_phrases(phrases, A_TEST_INSTRUMENT, seed=1)
+    clips = plan_piano_phrases(phrases, A_TEST_INSTRUMENT, seed=A_TEST_SEED)
     renderer = SoundFontRenderer(list(FONTS), 16000)
     rows = {str(i): [] for i in A_COMPARED}
     for clip in clips:
-        render = {i: renderer.render(dataclasses.replace(clip, sources=(dataclasses.replace(clip.sources[0], program=i),)),
-                                     gain_db=GAIN_DB["piano"]) for i in (0, *A_COMPARED)}
+        render = {i: played_by(renderer, clip, i) for i in (0, *A_COMPARED)}
         for i in A_COMPARED:
             rows[str(i)].append(round(float(np.corrcoef(render[0], render[i])[0, 1]), 4))
     return rows

@@ -73,6 +73,15 @@ def plan_phrase(rng: np.random.Generator) -> tuple[tuple[Note, ...], float]:
     return tuple(sorted(notes, key=lambda n: (n.start, n.pitch))), 4 * bars * beat + 2 * beat + TAIL_SECONDS
 
 
+def phrase_stream(seed: int):
+    """Piano phrases of ``seed``, one after another, without end -> (notes, seconds) each: the
+    random scores of ``score.random_score`` and the phrases of ``plan_piano_phrases`` (not the
+    piano corpus's, which draws its own)."""
+    rng = np.random.default_rng([seed, 5])
+    while True:
+        yield plan_phrase(rng)
+
+
 def plan_piano(minutes: float, seed: int = 0) -> list[Clip]:
     """Phrases until their total reaches ``minutes``; each in a split drawn 70/15/15 and played by
     one of that split's pianos (PIANO_SPLITS)."""
@@ -93,8 +102,9 @@ def plan_piano(minutes: float, seed: int = 0) -> list[Clip]:
 def plan_piano_phrases(count: int, instrument: int, seed: int = 0, split: str = "test") -> list[Clip]:
     """``count`` phrases of the piano corpus's generator, every one played by ``instrument``
     (program + 128 x font: e.g. 128 is the second SoundFont's Acoustic Grand) and filed in
-    ``split``: a test set of a chosen piano, larger than the corpus's own. The phrases come from their
-    own random stream, so they are not the piano corpus's of the same seed."""
+    ``split``: a test set of a chosen piano, larger than the corpus's own. The phrases are
+    ``phrase_stream(seed)``'s, the random scores ``fastwave generate`` plays for that seed, not the
+    piano corpus's."""
     count = check_int_arg(count, "count")
     instrument = check_int_arg(instrument, "instrument", minimum=0)
     if instrument >= 128 * gm.MAX_SOUNDFONTS or gm.family(instrument % 128) != "piano":
@@ -102,9 +112,7 @@ def plan_piano_phrases(count: int, instrument: int, seed: int = 0, split: str = 
                          f"got {instrument}")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    rng = np.random.default_rng([seed, 5])
     clips = []
-    for index in range(count):
-        notes, seconds = plan_phrase(rng)
+    for index, (notes, seconds) in zip(range(count), phrase_stream(seed)):
         clips.append(Clip(f"piano_{index:05d}", round(seconds, 4), (Source(instrument, notes),), ("piano",), split))
     return clips

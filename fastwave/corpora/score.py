@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import check_int_arg
-from .piano import plan_phrase
+from .piano import phrase_stream
 from .plans import Note
 
 LOWEST_KEY, KEYS = 48, 48          # C3 .. B6
@@ -49,15 +49,15 @@ def piano_roll(notes, samples: int, sample_rate: int = 16000, hop: int = ROLL_HO
 
 
 def random_score(seconds: float, seed: int = 0) -> tuple[Note, ...]:
-    """Piano phrases from the corpus's generator (fastwave.corpora.piano.plan_phrase), one after
+    """Piano phrases from the corpus's generator (fastwave.corpora.piano.phrase_stream), one after
     another until ``seconds`` are filled; notes that would start after the end are left out."""
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
         raise ValueError(f"seconds must be a number in (0, 3600], got {seconds!r}")
     seed = check_int_arg(seed, "seed", minimum=0)
-    rng = np.random.default_rng([seed, 5])
+    stream = phrase_stream(seed)
     notes, offset = [], 0.0
     while offset < seconds:
-        phrase, length = plan_phrase(rng)
+        phrase, length = next(stream)
         notes += [Note(n.pitch, n.velocity, round(offset + n.start, 4), n.duration)
                   for n in phrase if offset + n.start < seconds]
         offset += length

@@ -11,6 +11,7 @@ from fastwave import corpora
 from fastwave.cli import main
 from fastwave.corpora import gm
 from fastwave.corpora.piano import plan_piano
+from fastwave.corpora.score import random_score
 from fastwave.corpora.plans import NSYNTH_VELOCITIES, SPLITS, Clip, Note, Source, plan_mixtures, plan_notes, plan_phrases
 from fastwave.training.data import clips_from_csv
 
@@ -225,9 +226,12 @@ def test_piano_phrases_on_one_chosen_piano_are_new_phrases():
     assert clips == corpora.plan_piano_phrases(40, instrument=128, seed=0) and len(clips) == 40
     assert {c.sources[0].program for c in clips} == {128} and {c.split for c in clips} == {"test"}
     assert len({c.name for c in clips}) == 40
-    # Their own stream: not the piano corpus's phrases of the same seed.
+    # Not the piano corpus's phrases of the same seed; the random scores of that seed, in order.
     corpus_notes = {c.sources[0].notes for c in plan_piano(10.0, seed=0)}
     assert not corpus_notes & {c.sources[0].notes for c in clips}
+    first, second = (c.sources[0].notes for c in clips[:2])
+    score = random_score(clips[0].seconds + clips[1].seconds, seed=0)
+    assert score[:len(first)] == first and [n.pitch for n in score[len(first):len(first) + len(second)]] == [n.pitch for n in second]
     assert corpora.plan_piano_phrases(3, instrument=1, split="val")[0].split == "val"
     for bad, match in (({"count": 0}, "count"), ({"instrument": 8}, "instrument"), ({"instrument": 128 * 4}, "instrument"),
                        ({"instrument": True}, "instrument"), ({"split": "dev"}, "split")):
