@@ -308,6 +308,7 @@ def test_data_parallel_under_torchrun_matches_one_process(tmp_path):
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           script, str(tmp_path)], capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "rank 0: done" in run.stderr and "rank 1: done" in run.stderr, run.stderr[-3000:]
     parallel = fastwave.load_model(tmp_path / LAST)
     single = tiny_transformer(dropout=0.0)
     train(single)
