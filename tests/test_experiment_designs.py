@@ -13,11 +13,13 @@ import pytest
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "experiments"
 sys.path.insert(0, str(EXPERIMENTS))
 
+import linear_probe_dictionary  # noqa: E402
 import linear_probe_folds  # noqa: E402
 from fastwave.corpora import DEFAULT_SOUNDFONT, FAMILIES  # noqa: E402
 from fastwave.training.intervals import t_interval  # noqa: E402
 import next_sample_curves  # noqa: E402
 import piano_eval  # noqa: E402
+import residual_error  # noqa: E402
 import tagging_folds  # noqa: E402
 import tagging_scaling  # noqa: E402
 
@@ -317,6 +319,17 @@ def test_b_leaves_out_notes_of_a_program_whose_twin_trained():
     baseline = {clip: 1.0 for run in runs for clip in run["test_clips"]}
     seeds, clips, correct, programs = linear_probe_folds.pooled(runs, baseline, leaked)
     assert len(clips) == 10 and 0 not in programs and not leaked & set(clips)
+
+
+def test_b_dictionary_and_residual_error_leave_out_the_leaked_notes():
+    clips = [f"/d/n{i}_p{program:03d}_x.wav" for i, program in enumerate([0, 0, 2, 2, 3, 3])]
+    leaked = frozenset({"n0_p000_x.wav", "n1_p000_x.wav"})  # program 0's notes: all right under 256 codes
+    hits = {64: np.array([0, 0, 1, 0, 1, 0]), 256: np.array([1, 1, 1, 0, 1, 0])}
+    accuracy, differences, kept = linear_probe_dictionary.scores(hits, clips, leaked, [64, 256])
+    assert kept == clips[2:]
+    assert accuracy[64][0] == pytest.approx(0.5) and accuracy[256][0] == pytest.approx(0.5)
+    assert differences[256]["difference"][0] == pytest.approx(0.0)  # with the leaked notes: +0.33
+    assert residual_error.unheard(clips, [5, 0, 2, 1], leaked) == [5, 2]
 
 
 def fake_piano_corpus(folder: pathlib.Path, minutes: float, seed: int, samples: int = 1600) -> list:

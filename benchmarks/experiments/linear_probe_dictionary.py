@@ -5,9 +5,11 @@ For each fold, the seed-0 run of ``linear_probe_folds.py`` (its autoencoder, tra
 training notes and unlabelled phrases, and its splits) gets new dictionaries: k-means with K codes
 (``CodeTokenizer.with_codes``) on the patches of the fold's training notes and ``--kmeans-phrases``
 of its phrases, the same patches for every K. The network (the run's LM architecture, K codes in)
-trains ``--steps`` steps with best-on-validation stopping, seed 0. Every fold's test notes pooled:
-accuracy per K with a bootstrap interval over the 128 test programs, and the paired difference of
-each K against 64 (one seed: an interval over programs, none over seeds).
+trains ``--steps`` steps with best-on-validation stopping, seed 0. Every fold's test notes pooled,
+less those of a program whose twin preset (the same samples) the fold trained on
+(``linear_probe_folds.leaked_clips``): accuracy per K with a bootstrap interval over the test
+programs, and the paired difference of each K against 64 (one seed: an interval over programs, none
+over seeds). The record keeps every note's hits, so a later rule of what to leave out rescores it.
 
     python benchmarks/experiments/linear_probe_folds.py --all            # first: the runs it reads
     python benchmarks/experiments/linear_probe_dictionary.py             # ~30 min on 2 cores
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
+import json
 import os
 import sys
 import time
@@ -32,14 +35,18 @@ import linear_probe_folds as folds  # noqa: E402
 from fastwave.training.intervals import cluster_bootstrap, paired_difference  # noqa: E402
 
 
-def fold_hits(args, fold: int, codes: list[int]) -> tuple[dict[int, np.ndarray], list[str], dict[int, dict]]:
-    """One fold: per K the 0/1 correctness of its test notes (in test order), the test clips, and per
-    K the supervised row's val/test."""
+def fold_hits(args, fold: int, codes: list[int]) -> tuple[dict[int, np.ndarray], list[str], dict[int, dict], frozenset]:
+    """One fold: per K the 0/1 correctness of its test notes (in test order), the test clips, per K
+    the supervised row's val/test, and the file names of the test notes that leak (their program's
+    twin trained)."""
     from fastwave.codes.probing import supervised_row
 
     run = argparse.Namespace(**{**vars(args), "fold": fold, "seed": 0, "scale": 1.0})
     work = os.path.join(args.work, folds.design(run), f"fold{fold}_seed0")
-    tokenizer, lm, clips, splits = folds.run_models(work, run, folds.record_paths(run)[0])
+    run_path = folds.record_paths(run)[0]
+    tokenizer, lm, clips, splits = folds.run_models(work, run, run_path)
+    with open(run_path, encoding="utf-8") as f:
+        leaked = folds.leaked_clips([json.load(f)])
     patches = [tokenizer.clip_patches(path) for path in clips.paths]
     (phrase_folder,) = folds.pretraining_audio(run, folds.program_folds(args.corpus_seed, k=args.k)[fold])
     phrases = sorted(glob.glob(os.path.join(phrase_folder, "**", "*.wav"), recursive=True))
@@ -54,7 +61,20 @@ def fold_hits(args, fold: int, codes: list[int]) -> tuple[dict[int, np.ndarray],
         hits[k] = (np.array(row["test_predictions"]) == targets[splits["test"]]).astype(float)
         rows[k] = {"val": row["val"], "test": row["test"]}
         print(f"fold {fold}, {k} codes: val {row['val']:.3f}, test {row['test']:.3f}", flush=True)
-    return hits, [clips.paths[i] for i in splits["test"]], rows
+    return hits, [clips.paths[i] for i in splits["test"]], rows, leaked
+
+
+def scores(hits: dict[int, np.ndarray], clips: list[str], leaked: frozenset, codes: list[int]):
+    """Per K the accuracy over the notes not ``leaked`` (a bootstrap interval over their programs),
+    and per K after the first its paired difference from the first -> (accuracy, differences, the
+    notes kept)."""
+    kept = np.array([os.path.basename(clip) not in leaked for clip in clips])
+    programs = [folds.program_of(clip) for clip, keep in zip(clips, kept) if keep]
+    hits = {k: np.asarray(v)[kept] for k, v in hits.items()}
+    accuracy = {k: list(cluster_bootstrap(hits[k], programs, seed=0)) for k in codes}
+    differences = {k: paired_difference(hits[k] - hits[codes[0]], programs, [float((hits[k] - hits[codes[0]]).mean())])
+                   for k in codes[1:]}
+    return accuracy, differences, [clip for clip, keep in zip(clips, kept) if keep]
 
 
 def main(argv=None) -> int:
@@ -74,25 +94,27 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     hits = {k: [] for k in codes}
-    clips, per_fold = [], {}
+    clips, per_fold, leaked = [], {}, set()
     for fold in range(args.k):
-        fold_hit, fold_clips, per_fold[fold] = fold_hits(args, fold, codes)
+        fold_hit, fold_clips, per_fold[fold], fold_leaked = fold_hits(args, fold, codes)
         clips += fold_clips
+        leaked |= fold_leaked
         for k in codes:
             hits[k].append(fold_hit[k])
-    programs = [folds.program_of(c) for c in clips]
     hits = {k: np.concatenate(v) for k, v in hits.items()}
-    accuracy = {k: list(cluster_bootstrap(hits[k], programs, seed=0)) for k in codes}
-    differences = {k: paired_difference(hits[k] - hits[codes[0]], programs, [float((hits[k] - hits[codes[0]]).mean())]) for k in codes[1:]}
+    accuracy, differences, kept = scores(hits, clips, frozenset(leaked), codes)
+    programs = {folds.program_of(c) for c in kept}
     record = {"experiment": "B: supervised-from-codes against the dictionary size", "codes": codes,
-              "steps": args.steps, "test_notes": len(clips), "test_programs": len(set(programs)),
-              "accuracy": accuracy, "differences": differences, "folds": per_fold,
+              "steps": args.steps, "test_notes": len(kept), "test_programs": len(programs),
+              "left_out_notes": sorted(leaked), "accuracy": accuracy, "differences": differences, "folds": per_fold,
+              "notes": [os.path.basename(c) for c in clips], "hits": {k: hits[k].astype(int).tolist() for k in codes},
               **run_record(0, args.device, time.perf_counter() - started)}
     lines = ["# B: is a larger dictionary the fix?", "",
              f"Supervised end to end on codes ({args.steps} steps, seed 0), the dictionary refitted with K codes on "
-             f"the same autoencoder per fold; {len(clips)} test notes of {len(set(programs))} programs over "
-             f"{args.k} folds; {record['wall_seconds'] / 60:.0f} min on {record['machine']}. Intervals 95% over "
-             "test programs; one seed, so no verdict (a verdict needs seeds too).", "",
+             f"the same autoencoder per fold; {len(kept)} test notes of {len(programs)} programs over "
+             f"{args.k} folds ({len(leaked)} left out: their program's twin preset, the same samples, was among "
+             f"the fold's training programs); {record['wall_seconds'] / 60:.0f} min on {record['machine']}. "
+             "Intervals 95% over test programs; one seed, so no verdict (a verdict needs seeds too).", "",
              "| codes | accuracy | difference from " + str(codes[0]) + " | detectable |", "|---|---|---|---|"]
     for k in codes:
         d = differences.get(k)
