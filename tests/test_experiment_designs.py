@@ -19,6 +19,7 @@ from fastwave.corpora import DEFAULT_SOUNDFONT, FAMILIES  # noqa: E402
 from fastwave.training.intervals import t_interval  # noqa: E402
 import next_sample_curves  # noqa: E402
 import piano_eval  # noqa: E402
+import piano_model  # noqa: E402
 import residual_error  # noqa: E402
 import tagging_folds  # noqa: E402
 import tagging_scaling  # noqa: E402
@@ -330,6 +331,32 @@ def test_b_dictionary_and_residual_error_leave_out_the_leaked_notes():
     assert accuracy[64][0] == pytest.approx(0.5) and accuracy[256][0] == pytest.approx(0.5)
     assert differences[256]["difference"][0] == pytest.approx(0.0)  # with the leaked notes: +0.33
     assert residual_error.unheard(clips, [5, 0, 2, 1], leaked) == [5, 2]
+
+
+def test_piano_model_extra_pianos_are_parsed_refused_and_play_phrases_no_test_plays(tmp_path):
+    import torch
+
+    from fastwave.corpora.piano import phrase_stream
+    from fastwave.corpora.score import ROLL_CHANNELS, ROLL_HOP
+
+    font = tmp_path / "f.sf2"
+    font.write_bytes(b"")
+    assert piano_model.parse_extra_pianos(f"{font}:0,{font}:3") == [(str(font), 0), (str(font), 3)]
+    assert piano_model.parse_extra_pianos(None) == []
+    for spec, message in ((f"{font}:8", "piano program"), (f"{font}", "FONT:PROGRAM"), ("/absent.sf2:0", "no SoundFont"),
+                          (f"{font}:0,{font}:0", "twice")):
+        with pytest.raises(SystemExit, match=message):
+            piano_model.parse_extra_pianos(spec)
+    record = {"program": 3, "phrase_seed": piano_model.EXTRA_PHRASE_SEED, "phrases": 4}
+    plan = piano_model.extra_plan(record)
+    assert [c.split for c in plan] == ["train"] * 4 and {c.sources[0].program for c in plan} == {3}
+    played_elsewhere = {next(phrase_stream(seed))[0] for seed in range(4)}  # the test's random scores, A's seed 1
+    assert not played_elsewhere & {clip.sources[0].notes for clip in plan}
+    streams = [torch.zeros(round(c.seconds * 16000), dtype=torch.long) for c in plan]
+    rolls = piano_model.plan_rolls(plan, streams, "hint")
+    assert [tuple(r.shape) for r in rolls] == [(ROLL_CHANNELS, -(-len(s) // ROLL_HOP)) for s in streams]
+    with pytest.raises(SystemExit, match="planned: hint"):
+        piano_model.plan_rolls(plan, [s[:-100] for s in streams], "hint")
 
 
 def fake_piano_corpus(folder: pathlib.Path, minutes: float, seed: int, samples: int = 1600) -> list:

@@ -20,6 +20,11 @@ on this corpus that gave a training loss of 3.36 against 3.46 nats, validation 5
         --runs runs/piano_240 --device cuda                                                 # larger
     python benchmarks/experiments/piano_model.py --pre-emphasis 0 --export-tokens data/piano_tokens.npz
         # the tokens for a machine without the corpus: --tokens (benchmarks/gpu_piano_training.sh)
+    python benchmarks/experiments/piano_model.py ... --extra-pianos /usr/share/sounds/sf2/TimGM6mb.sf2:0 \
+        --extra-phrases 100         # more training pianos: 100 phrases each, played by other SoundFonts
+
+``--extra-pianos`` adds training phrases only: the val and test phrases stay the corpus's (FluidR3's
+programs 2 and 1), so the evaluations compare with runs trained without them.
 """
 from __future__ import annotations
 
@@ -34,10 +39,14 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fastwave  # noqa: E402
-from _common import ensure_corpus, parameters, run_record, token_split  # noqa: E402
-from fastwave.corpora.piano import plan_piano  # noqa: E402
+from _common import ensure_corpus, parameters, render_once, run_record, token_split  # noqa: E402
+from fastwave.corpora.piano import plan_piano, plan_piano_phrases  # noqa: E402
 from fastwave.corpora.score import ROLL_CHANNELS, ROLL_HOP, piano_roll  # noqa: E402
 from fastwave.training.sample_models import train_sample_model  # noqa: E402
+
+# Piano i of --extra-pianos plays phrase_stream(EXTRA_PHRASE_SEED + i): none of the random scores
+# that tests/test_pretrained.py (seeds 0-3) and experiment A's test set (seed 1) play.
+EXTRA_PHRASE_SEED = 100
 
 
 def amplitude_embedding_(model: fastwave.WaveNet, seed: int) -> None:
@@ -60,12 +69,61 @@ def split_rolls(folder: str, split: str, minutes: float, seed: int, streams, lim
     clips = sorted((c for c in plan_piano(minutes, seed) if c.split == split), key=lambda c: c.name)[:limit]
     if len(clips) != len(streams):
         raise SystemExit(f"{folder}/{split} has {len(streams)} phrases but its plan {len(clips)}: pass --minutes")
+    return plan_rolls(clips, streams, "pass --minutes")
+
+
+def plan_rolls(clips, streams, hint: str) -> list[torch.Tensor]:
+    """The piano roll of each planned clip, for its rendered token stream (the same order); a stream
+    whose length is not the plan's is refused, with ``hint``."""
     rolls = []
-    for clip, stream in zip(clips, streams):
+    for clip, stream in zip(clips, streams, strict=True):
         if abs(len(stream) - clip.seconds * 16000) > 16:
-            raise SystemExit(f"{clip.name}: {len(stream)} samples rendered, {clip.seconds} s planned: pass --minutes")
+            raise SystemExit(f"{clip.name}: {len(stream)} samples rendered, {clip.seconds} s planned: {hint}")
         rolls.append(torch.from_numpy(piano_roll(clip.sources[0].notes, len(stream))))
     return rolls
+
+
+def parse_extra_pianos(spec: str | None) -> list[tuple[str, int]]:
+    """--extra-pianos "FONT:PROGRAM,FONT:PROGRAM" -> [(SoundFont path, piano program 0-7)], each
+    font an existing file; None or "" -> []."""
+    pianos = []
+    for item in (spec or "").split(","):
+        if not item:
+            continue
+        font, _, program = item.rpartition(":")
+        if not font or not program.isdigit() or not 0 <= int(program) <= 7:
+            raise SystemExit(f"--extra-pianos: {item!r} is not FONT:PROGRAM with a piano program 0-7")
+        if not os.path.isfile(font):
+            raise SystemExit(f"--extra-pianos: no SoundFont at {font}")
+        pianos.append((font, int(program)))
+    if len(set(pianos)) != len(pianos):
+        raise SystemExit(f"--extra-pianos names a piano twice: {spec}")
+    return pianos
+
+
+def extra_plan(record: dict) -> list:
+    """One extra piano's training phrases (its record from ``extra_training``), in file order."""
+    return plan_piano_phrases(record["phrases"], record["program"], seed=record["phrase_seed"], split="train")
+
+
+def extra_training(data: str, pianos: list[tuple[str, int]], phrases: int, model) -> tuple[list, list]:
+    """Training phrases played by ``pianos`` (``phrases`` each, piano i from phrase_stream(
+    EXTRA_PHRASE_SEED + i)), rendered once beside ``data`` -> (token streams, one record per piano)."""
+    from fastwave.corpora import SoundFontRenderer
+
+    streams, records = [], []
+    for i, (font, program) in enumerate(pianos):
+        record = {"soundfont": font, "program": program, "phrase_seed": EXTRA_PHRASE_SEED + i, "phrases": phrases}
+        stem = os.path.splitext(os.path.basename(font))[0]
+        folder = os.path.join(os.path.dirname(os.path.abspath(data)),
+                              f"piano_extra_{stem}_p{program}_{phrases}_seed{record['phrase_seed']}")
+        render_once(folder, lambda: extra_plan(record), lambda: SoundFontRenderer([font]), kind="piano",
+                    seed=record["phrase_seed"], command=f"plan_piano_phrases({phrases}, {program}, "
+                    f"seed={record['phrase_seed']}, split='train') on {font}")
+        tokens = token_split(folder, "train", model=model)
+        streams += tokens
+        records.append({**record, "seconds": sum(len(t) for t in tokens) / 16000, "folder": folder})
+    return streams, records
 
 
 def export_tokens(path: str, corpus: dict, train: list[torch.Tensor], val: list[torch.Tensor],
@@ -126,9 +184,17 @@ def main(argv=None) -> int:
     parser.add_argument("--tokens", default=None, metavar="NPZ",
                         help="train on --export-tokens' file instead of the rendered corpus (the piano rolls are "
                              "rebuilt from the corpus plan, as always)")
+    parser.add_argument("--extra-pianos", default=None, metavar="FONT:PROGRAM,...",
+                        help="more training pianos, each a SoundFont file and a piano program (0-7) in it")
+    parser.add_argument("--extra-phrases", type=int, default=100, help="training phrases each extra piano plays")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    pianos = parse_extra_pianos(args.extra_pianos)
+    if pianos and args.tokens:
+        parser.error("--extra-pianos renders audio: export the tokens with it instead of passing --tokens")
+    if not 1 <= args.extra_phrases <= 10_000:
+        parser.error("--extra-phrases must be in [1, 10000]")
     if args.ship == "ema" and args.ema_decay is None:
         parser.error("--ship ema needs --ema-decay (the run's moving average of the weights)")
 
@@ -143,14 +209,22 @@ def main(argv=None) -> int:
     model.to(args.device)
     if args.tokens:
         corpus, train, val = load_tokens(args.tokens, args.pre_emphasis, args.eval_phrases)
+        extra = corpus.get("extra_pianos", [])  # their phrases follow the corpus's in the file
+        corpus_phrases = len(train) - sum(record["phrases"] for record in extra)
+        train, extra_streams = train[:corpus_phrases], train[corpus_phrases:]
     else:
         train = token_split(args.data, "train", model=model)
         val = token_split(args.data, "val", limit=None if args.export_tokens else args.eval_phrases, model=model)
+        extra_streams, extra = extra_training(args.data, pianos, args.extra_phrases, model)
     if args.export_tokens:
-        export_tokens(args.export_tokens, corpus, train, val, args.pre_emphasis)
-        print(f"wrote {args.export_tokens}: {len(train)} train and {len(val)} val phrases")
+        export_tokens(args.export_tokens, {**corpus, "extra_pianos": extra}, train + extra_streams, val,
+                      args.pre_emphasis)
+        print(f"wrote {args.export_tokens}: {len(train) + len(extra_streams)} train and {len(val)} val phrases")
         return 0
     train_rolls = split_rolls(args.data, "train", args.minutes, args.seed, train)
+    train_rolls += plan_rolls([clip for record in extra for clip in extra_plan(record)], extra_streams,
+                              "the extra pianos' renders are not their plan's")
+    train = train + extra_streams
     val_rolls = split_rolls(args.data, "val", args.minutes, args.seed, val, limit=args.eval_phrases)
     history = train_sample_model(model, train, steps=args.steps, batch_size=args.batch_size, segment=args.segment,
                                  lr=args.lr, warmup=min(args.warmup, args.steps // 10), seed=args.seed,
@@ -165,7 +239,7 @@ def main(argv=None) -> int:
                         "receptive_field": shipped.receptive_field,
                         "roll": {"channels": ROLL_CHANNELS, "hop": ROLL_HOP}},
               "data": {"folder": args.tokens or args.data, "corpus": {k: corpus[k] for k in ("seed", "clips", "seconds", "programs")},
-                       "train_phrases": len(train), "train_samples": sum(len(s) for s in train),
+                       "extra_pianos": extra, "train_phrases": len(train), "train_samples": sum(len(s) for s in train),
                        "val_phrases_scored": len(val), "val_samples_scored": sum(len(s) for s in val)},
               "training": {"steps": args.steps, "batch_size": args.batch_size, "segment": args.segment, "lr": args.lr,
                            "warmup": min(args.warmup, args.steps // 10), "pre_emphasis": args.pre_emphasis,
