@@ -8,7 +8,11 @@ rendered by program 1 (the test preset) and program 0 (a training preset): their
 level difference. Last, experiment A's test piano: its first six test phrases
 (``plan_piano_phrases``, instrument 128, seed 1) rendered by FluidR3_GM's pianos 1-3 and by TimGM6mb's
 Acoustic Grand (instrument 128), each correlated with program 0's render: A's test piano should
-share no samples with the training pianos (0 and 3).
+share no samples with the training pianos (0 and 3). And the pianos ``piano_model.py
+--extra-pianos`` may add to the piano model's training (other SoundFonts'; MuseScore General's where
+installed), on the piano corpus's first test phrases, each correlated with the test preset's
+(program 1) and the val preset's (program 2) renders: a training piano must share no samples with
+either.
 
     python benchmarks/soundfont_duplicates.py [--json benchmarks/results/soundfont_duplicates.json]
 """
@@ -33,6 +37,10 @@ from _common import run_record  # noqa: E402
 from next_sample_curves import TEST_INSTRUMENT as A_TEST_INSTRUMENT, TEST_SEED as A_TEST_SEED  # noqa: E402
 
 FONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2")
+# Candidate extra training pianos for the piano model: (Debian package, SoundFont, programs)
+EXTRA_PIANOS = (("timgm6mb-soundfont", FONTS[1], (0, 1)),
+                ("csound-soundfont", "/usr/share/sounds/sf2/sf_GMbank.sf2", (0, 1)),
+                ("musescore-general-soundfont-lossless", "/usr/share/sounds/sf2/MuseScore_General_Full.sf2", (0, 1, 2)))
 PHRASE = tuple(Note(pitch, 90, 0.4 * i, 0.35) for i, pitch in enumerate((60, 64, 67, 72, 55)))
 
 
@@ -89,6 +97,29 @@ def a_test_piano(phrases: int) -> dict:
     return rows
 
 
+def extra_pianos(phrases: int) -> list[dict]:
+    """Each installed candidate of EXTRA_PIANOS against the piano corpus's test and val presets, on
+    its first test phrases -> [{font, program, test: [correlations], val: [...], louder_db: [...]}]."""
+    clips = sorted((c for c in plan_piano(60.0, 0) if c.split == "test"), key=lambda c: c.name)[:phrases]
+    installed = [(package, font, programs) for package, font, programs in EXTRA_PIANOS if os.path.isfile(font)]
+    missing = [package for package, font, _ in EXTRA_PIANOS if not os.path.isfile(font)]
+    if missing:
+        print(f"extra pianos: not installed, skipped: {', '.join(missing)} (Debian packages)", file=sys.stderr)
+    renderer = SoundFontRenderer([FONTS[0]] + [font for _, font, _ in installed], 16000)
+    rows = []
+    for index, (_, font, programs) in enumerate(installed, start=1):
+        for program in programs:
+            row = {"font": os.path.basename(font), "program": program, "test": [], "val": [], "louder_db": []}
+            for clip in clips:
+                render = played_by(renderer, clip, 128 * index + program)
+                reference = {split: played_by(renderer, clip, p) for split, p in (("test", 1), ("val", 2))}
+                for split in ("test", "val"):
+                    row[split].append(round(float(np.corrcoef(render, reference[split])[0, 1]), 4))
+                row["louder_db"].append(round(float(20 * np.log10(render.std() / reference["test"].std())), 2))
+            rows.append(row)
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threshold", type=float, default=0.9)
@@ -105,9 +136,11 @@ def main(argv=None) -> int:
               "piano_test_preset_vs_program_0": piano_test_preset(args.phrases),
               "a_test_phrases_vs_program_0": {"instruments": "program + 128 x font (FluidR3_GM, TimGM6mb)",
                                               "correlations": a_test_piano(args.phrases)},
+              "extra_pianos_vs_test_and_val_presets": extra_pianos(args.phrases),
               **run_record(0, "cpu", time.perf_counter() - started)}
     print(json.dumps({k: record[k] for k in ("close_pairs", "piano_test_preset_vs_program_0",
-                                              "a_test_phrases_vs_program_0")}, indent=1))
+                                              "a_test_phrases_vs_program_0", "extra_pianos_vs_test_and_val_presets")},
+                     indent=1))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(record, f, indent=1)
