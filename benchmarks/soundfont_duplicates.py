@@ -106,13 +106,13 @@ def extra_pianos(phrases: int) -> list[dict]:
     if missing:
         print(f"extra pianos: not installed, skipped: {', '.join(missing)} (Debian packages)", file=sys.stderr)
     renderer = SoundFontRenderer([FONTS[0]] + [font for _, font, _ in installed], 16000)
+    references = [{split: played_by(renderer, clip, p) for split, p in (("test", 1), ("val", 2))} for clip in clips]
     rows = []
     for index, (_, font, programs) in enumerate(installed, start=1):
         for program in programs:
             row = {"font": os.path.basename(font), "program": program, "test": [], "val": [], "louder_db": []}
-            for clip in clips:
+            for clip, reference in zip(clips, references):
                 render = played_by(renderer, clip, 128 * index + program)
-                reference = {split: played_by(renderer, clip, p) for split, p in (("test", 1), ("val", 2))}
                 for split in ("test", "val"):
                     row[split].append(round(float(np.corrcoef(render, reference[split])[0, 1]), 4))
                 row["louder_db"].append(round(float(20 * np.log10(render.std() / reference["test"].std())), 2))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
-import json
 import os
 import sys
 import time
@@ -45,8 +44,7 @@ def fold_hits(args, fold: int, codes: list[int]) -> tuple[dict[int, np.ndarray],
     work = os.path.join(args.work, folds.design(run), f"fold{fold}_seed0")
     run_path = folds.record_paths(run)[0]
     tokenizer, lm, clips, splits = folds.run_models(work, run, run_path)
-    with open(run_path, encoding="utf-8") as f:
-        leaked = folds.leaked_clips([json.load(f)])
+    leaked = folds.run_leaked_clips(run_path)
     patches = [tokenizer.clip_patches(path) for path in clips.paths]
     (phrase_folder,) = folds.pretraining_audio(run, folds.program_folds(args.corpus_seed, k=args.k)[fold])
     phrases = sorted(glob.glob(os.path.join(phrase_folder, "**", "*.wav"), recursive=True))

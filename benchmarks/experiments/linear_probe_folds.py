@@ -412,6 +412,12 @@ def leaked_clips(runs: list[dict]) -> frozenset[str]:
     return frozenset(leaked)
 
 
+def run_leaked_clips(run_path: str) -> frozenset[str]:
+    """``leaked_clips`` of the one run recorded at ``run_path`` (a fold's pipeline record)."""
+    with open(run_path, encoding="utf-8") as f:
+        return leaked_clips([json.load(f)])
+
+
 def pooled(runs: list[dict], baseline: dict[str, float],
            leaked=frozenset()) -> tuple[list[int], list[str], dict[str, np.ndarray], list[int]]:
     """The runs' test notes that every seed scored, less ``leaked`` -> (seeds, clips, per method

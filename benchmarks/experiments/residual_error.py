@@ -16,7 +16,6 @@ Results: benchmarks/results/experiment_b_residual_error.{md,json}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -25,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import write_results  # noqa: E402
-from linear_probe_folds import DEFAULT_RECORDS, design, leaked_clips, record_paths, residual_codebooks, run_models  # noqa: E402
+from linear_probe_folds import DEFAULT_RECORDS, design, record_paths, residual_codebooks, run_leaked_clips, run_models  # noqa: E402
 
 STAGES = (1, 2, 4, 8)
 
@@ -54,8 +53,7 @@ def fold_errors(args) -> dict:
         raise SystemExit(f"fold {args.fold} seed {args.seed}: no run of linear_probe_folds.py here ({', '.join(missing)} "
                          "missing); make it first, with the same --work, --records, --k, --pretrain-clips and --scale")
     tokenizer, _, clips, splits = run_models(work, args, run_path)
-    with open(run_path, encoding="utf-8") as f:
-        leaked = leaked_clips([json.load(f)])
+    leaked = run_leaked_clips(run_path)
     latents, books = residual_codebooks(tokenizer, clips, splits, max(STAGES), args.seed)
     mean = torch.cat([latents[i] for i in splits["train"]]).mean(dim=0)
     scored = {"train": splits["train"], "test": unheard(clips.paths, splits["test"], leaked)}
