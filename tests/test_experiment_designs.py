@@ -257,15 +257,19 @@ CLASSES = sorted(FAMILIES)  # a tagger's labels: the families, sorted
 def test_c_folds_pool_fold_family_units_and_only_seeds_with_every_fold():
     """Each seed's mAP averages the same folds (a seed missing a fold is left out, not averaged over
     fewer); the units are (fold, family) APs, so a lead on every unit is supported however much the
-    families differ, and an alternating one is not resolved."""
+    families differ, and an alternating one is not resolved. The families are the design's, so units
+    are resampled within them: a difference that is mostly each family's own, the same on every fold,
+    has little spread there (with one fold there is nothing within a family to resample, and all units are)."""
     rng = np.random.default_rng(0)
     base = {f: rng.uniform(0.1, 0.9, 16) for f in range(2)}  # families differ far more than the arms
+    wobble = 0.01 * rng.standard_normal(16)
+    wobble = {0: wobble, 1: -wobble}  # each fold's own noise on each family, cancelling over the folds
     runs = []
     for seed in range(3):
         for fold in range(2):
             noise = 0.002 * seed
             for arm, ap in (("transformer_none", base[fold] + noise), ("cnn", base[fold] + 0.1 + noise),
-                            ("transformer_wavelet", base[fold] + 0.05 * (-1) ** np.arange(16) + noise)):
+                            ("transformer_wavelet", base[fold] + 0.05 * (-1) ** np.arange(16) + wobble[fold] + noise)):
                 runs.append({"arm": arm, "seed": seed, "fold": fold, "size": 2000, "class_ap": ap.tolist(),
                              "mAP": float(ap.mean()), "classes": CLASSES})
     runs.append({"arm": "transformer_logmel", "seed": 0, "fold": 0, "size": 2000, "class_ap": base[0].tolist(),
@@ -277,8 +281,13 @@ def test_c_folds_pool_fold_family_units_and_only_seeds_with_every_fold():
     verdicts = {c["claim"]: c for c in comparisons}
     assert verdicts["cnn > transformer_none"]["verdict"] == "supported"
     assert verdicts["cnn > transformer_none"]["difference"][0] == pytest.approx(0.1)
-    assert verdicts["transformer_wavelet > transformer_none"]["verdict"] == "not resolved"
+    alternating = verdicts["transformer_wavelet > transformer_none"]
+    assert alternating["verdict"] == "not resolved" and alternating["units_resampled"] == "within families"
+    assert alternating["detectable"] < 0.012 < 0.02 < alternating["detectable_across_families"]  # ~0.007, ~0.025
     assert not any("logmel" in claim for claim in verdicts)
+    _, one_fold = tagging_folds.pool_folds([run for run in runs if run["fold"] == 0])
+    assert {c["units_resampled"] for c in one_fold} == {"across families"}
+    assert one_fold[1]["detectable"] == pytest.approx(one_fold[1]["detectable_across_families"])
 
 
 def test_c_folds_leave_out_units_whose_test_program_has_a_twin_in_training():
@@ -331,6 +340,14 @@ def test_b_dictionary_and_residual_error_leave_out_the_leaked_notes():
     assert accuracy[64][0] == pytest.approx(0.5) and accuracy[256][0] == pytest.approx(0.5)
     assert differences[256]["difference"][0] == pytest.approx(0.0)  # with the leaked notes: +0.33
     assert residual_error.unheard(clips, [5, 0, 2, 1], leaked) == [5, 2]
+
+
+def test_b_resamples_programs_within_their_family_where_each_family_has_two():
+    """B's folds test every family alike, so the bootstrap over programs is stratified by family; with
+    a family tested by one program (a partial set of folds) there is nothing to resample within it."""
+    assert linear_probe_folds.families_of([0, 3, 3, 8, 9]) == ["piano", "piano", "piano",
+                                                               "chromatic_percussion", "chromatic_percussion"]
+    assert linear_probe_folds.families_of([0, 3, 8]) is None
 
 
 def test_piano_model_extra_pianos_are_parsed_refused_and_play_phrases_no_test_plays(tmp_path):

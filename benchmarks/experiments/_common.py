@@ -90,12 +90,14 @@ def run_record(seed: int, device: str, wall_seconds: float) -> dict:
             "torch": torch.__version__, "fastwave": fastwave.__version__, "wall_seconds": round(wall_seconds, 1)}
 
 
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "results")  # benchmarks/results
+
+
 def write_results(stem: str, record: dict, markdown: str) -> None:
     """benchmarks/results/<stem>.json and .md."""
-    results = os.path.join(os.path.dirname(__file__), "..", "results")
-    with open(os.path.join(results, stem + ".json"), "w", encoding="utf-8") as f:
+    with open(os.path.join(RESULTS, stem + ".json"), "w", encoding="utf-8") as f:
         json.dump(record, f, indent=1)
-    with open(os.path.join(results, stem + ".md"), "w", encoding="utf-8") as f:
+    with open(os.path.join(RESULTS, stem + ".md"), "w", encoding="utf-8") as f:
         f.write(markdown)
 
 

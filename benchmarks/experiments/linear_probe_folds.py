@@ -55,8 +55,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import (MORE_SEEDS, cell, clip_corpus, json_interval, more_seeds_cell, render_once, run_record,  # noqa: E402
                      write_results)
 from linear_probe import PAPER, run_pipeline  # noqa: E402
-from fastwave.corpora import SoundFontRenderer, plan_phrases, program_folds  # noqa: E402
-from fastwave.training.intervals import (cluster_bootstrap, detectable_with_seeds, paired_difference,  # noqa: E402
+from fastwave.corpora import SoundFontRenderer, family, plan_phrases, program_folds  # noqa: E402
+from fastwave.training.intervals import (cluster_bootstrap, detectable_difference, detectable_with_seeds, paired_difference,  # noqa: E402
                                          t_interval)
 
 # The paper's claims B can test: (better method, worse method), each a paired difference.
@@ -418,6 +418,18 @@ def run_leaked_clips(run_path: str) -> frozenset[str]:
         return leaked_clips([json.load(f)])
 
 
+def families_of(programs) -> list[str] | None:
+    """The GM family of each test note's program: the strata of the bootstrap over programs. The
+    folds test the same share of every family (``program_folds``), so the families are the design's
+    and only which of a family's programs are tested is drawn. None where a family has fewer than 2
+    programs among them (a fold or two of the k): nothing to resample within it."""
+    names = [family(program) for program in programs]
+    per_family = {}
+    for name, program in zip(names, programs):
+        per_family.setdefault(name, set()).add(program)
+    return names if min(len(v) for v in per_family.values()) >= 2 else None
+
+
 def pooled(runs: list[dict], baseline: dict[str, float],
            leaked=frozenset()) -> tuple[list[int], list[str], dict[str, np.ndarray], list[int]]:
     """The runs' test notes that every seed scored, less ``leaked`` -> (seeds, clips, per method
@@ -470,19 +482,24 @@ def summarise(args) -> int:
     baseline = baseline_hits(data, corpus["seed"], sum(corpus["clips"].values()), folds, args.k)
     leaked = leaked_clips(runs)
     seeds, clips, correct, programs = pooled(runs, baseline, leaked)
+    families = families_of(programs)
     methods = {}
     for method, hits in correct.items():
         per_seed = hits.mean(axis=1)
         seeds_interval = json_interval(t_interval(per_seed))  # one seed: no interval (JSON null)
         methods[method] = {"per_seed": per_seed.tolist(), "seeds": seeds_interval,
-                           "programs": list(cluster_bootstrap(hits.mean(axis=0), programs, seed=0))}
+                           "programs": list(cluster_bootstrap(hits.mean(axis=0), programs, seed=0, strata=families))}
     claims = []
     for better, worse in [(b, w) for b, w in CLAIMS if b in correct and w in correct]:
         difference = correct[better] - correct[worse]  # (seeds, notes)
         claims.append({"claim": f"{better} > {worse}",
-                       **paired_difference(difference.mean(axis=0), programs, difference.mean(axis=1)),
-                       f"detectable_with_{MORE_SEEDS}_seeds": (detectable_with_seeds(difference, programs, MORE_SEEDS)
+                       **paired_difference(difference.mean(axis=0), programs, difference.mean(axis=1), strata=families),
+                       f"detectable_with_{MORE_SEEDS}_seeds": (detectable_with_seeds(difference, programs, MORE_SEEDS,
+                                                                                     strata=families)
                                                                if len(seeds) >= 2 else None),
+                       "programs_resampled": "across families" if families is None else "within families",
+                       # the programs resampled as if the families were drawn too: the wider, older figure
+                       "detectable_across_families": detectable_difference(difference.mean(axis=0), programs),
                        "paper": PAPER[better] - PAPER[worse] if better in PAPER and worse in PAPER else None})
     lm = {name: [run["lm"]["heldout"][name] for run in runs] for name in ("perplexity", "top1")}
     record = {"experiment": f"B on {args.k} folds over programs", "design": design(args), "k": args.k,
@@ -500,16 +517,19 @@ def summarise(args) -> int:
              "unlabelled 5 s phrases of its training programs; the LM's next-code perplexity on its held-out "
              f"clips: {np.mean(lm['perplexity']):.2f} of 64 codes (top-1 {np.mean(lm['top1']):.3f}), mean of the runs. "
              "Intervals 95%: over seeds (t), and over test programs (bootstrap of each note's correctness "
-             "averaged over seeds).", "",
+             "averaged over seeds, "
+             + ("the programs resampled within their family: the folds test every family alike)." if families else
+                "the programs resampled across families: a family has a single test program here)."), "",
              "| method | accuracy, over seeds | accuracy, over programs | paper |", "|---|---|---|---|"]
     lines += [f"| {m} | {cell(v['seeds'])} | {cell(v['programs'])} | {PAPER.get(m, float('nan')):.3f} |"
               .replace("nan", "–") for m, v in methods.items()]
     lines += ["", "A verdict needs the difference's intervals over programs and over seeds on one side of zero "
               "(one seed resolves nothing).", "",
               f"| claim | difference, over programs | over seeds | detectable over programs (with {MORE_SEEDS} seeds) "
-              "| verdict |", "|---|---|---|---|---|"]
+              "| detectable, families resampled too | verdict |", "|---|---|---|---|---|---|"]
     lines += [f"| {c['claim']} | {cell(c['difference'])} | {cell(c['difference_over_seeds'])} | "
-              f"{c['detectable']:.3f} ({more_seeds_cell(c)}) | {c['verdict']} |" for c in claims]
+              f"{c['detectable']:.3f} ({more_seeds_cell(c)}) | {c['detectable_across_families']:.3f} | {c['verdict']} |"
+              for c in claims]
     write_results("experiment_b_folds", record, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -14,7 +14,9 @@ curve's budget and augmentation (`tagging_scaling.one_run`), for 3 seeds.
 
 Intervals: over seeds (t, on each seed's mAP averaged over the folds) and over (fold, class) units:
 the AP of one family on one fold's test clips, averaged over seeds (16 k units: 64 with k = 4), resampled
-by a bootstrap. A paired difference has both; a claim is supported or contradicted only where both
+by a bootstrap within each family: every fold tests every family and mAP weighs the families alike,
+so the families are the design's and only which programs of a family are tested is drawn (the
+detectable difference with the families resampled too, wider, is kept beside it). A paired difference has both; a claim is supported or contradicted only where both
 intervals exclude zero. A unit whose test programs include one with a twin preset in the fold's
 training split (``fastwave.corpora.twins``: FluidR3_GM's programs 0 and 1 play the same samples) is
 left out of both, and out of each seed's mAP: the model has heard that instrument.
@@ -49,7 +51,7 @@ from _common import MORE_SEEDS, cell, json_interval, more_seeds_cell, render_onc
 from tagging_scaling import COMPARISONS, CORPUS_CLIPS, SEEDS, budget, one_run, test_scores  # noqa: E402
 from fastwave.corpora.gm import MAX_SOUNDFONTS  # noqa: E402
 from fastwave.corpora.render import DEFAULT_SOUNDFONT  # noqa: E402
-from fastwave.training.intervals import (cluster_bootstrap, detectable_with_seeds, paired_difference,  # noqa: E402
+from fastwave.training.intervals import (cluster_bootstrap, detectable_difference, detectable_with_seeds, paired_difference,  # noqa: E402
                                          t_interval)
 
 ARMS = ("cnn", "transformer_none", "transformer_wavelet", "transformer_logmel")
@@ -159,6 +161,11 @@ def pool_folds(runs: list[dict], left_out=frozenset()) -> tuple[dict, list[dict]
     by = {(run["arm"], run["seed"], run["fold"]): run for run in runs}
     classes = runs[0]["classes"]
     kept = np.array([(fold, name) not in left_out for fold in folds for name in classes])
+    # Every fold tests the same 16 families and mAP weighs each alike: the families are the design's,
+    # the programs within a family its draw, so units are resampled within their family.
+    families = np.array([name for _ in folds for name in classes])[kept]
+    if min(np.unique(families, return_counts=True)[1]) < 2:
+        families = None  # one fold, or a family with one unit kept: no spread within it to resample
     seeds = {arm: [s for s in SEEDS if all((arm, s, f) in by for f in folds)] for arm in ARMS}
 
     def unit_ap(arm: str, seed: int) -> np.ndarray:  # (kept units,): one family's AP on one fold, fold-major
@@ -169,7 +176,7 @@ def pool_folds(runs: list[dict], left_out=frozenset()) -> tuple[dict, list[dict]
         per_seed = np.array([unit_ap(arm, s).mean() for s in seeds[arm]])
         units = np.mean([unit_ap(arm, s) for s in seeds[arm]], axis=0)
         table[arm] = {"seeds": seeds[arm], "per_seed": per_seed.tolist(), "over_seeds": json_interval(t_interval(per_seed)),
-                      "units": units.tolist(), "over_units": list(cluster_bootstrap(units, np.arange(units.size), seed=0))}
+                      "units": units.tolist(), "over_units": list(cluster_bootstrap(units, np.arange(units.size), seed=0, strata=families))}
     comparisons = []
     for better, worse, meaning in COMPARISONS:
         if better not in table or worse not in table:
@@ -179,11 +186,14 @@ def pool_folds(runs: list[dict], left_out=frozenset()) -> tuple[dict, list[dict]
         # (seeds, units): would more seeds sharpen the test, or only more units? (The seeds both arms
         # have; ``diff`` averages each arm's own, the same seeds wherever every arm has every seed.)
         units_by_seed = np.array([unit_ap(better, s) - unit_ap(worse, s) for s in common] or np.zeros((0, kept.sum())))
-        more_seeds = (detectable_with_seeds(units_by_seed, np.arange(units_by_seed.shape[1]), MORE_SEEDS)
-                      if len(common) >= 2 else None)
+        more_seeds = (detectable_with_seeds(units_by_seed, np.arange(units_by_seed.shape[1]), MORE_SEEDS,
+                                            strata=families) if len(common) >= 2 else None)
         comparisons.append({"claim": f"{better} > {worse}", "meaning": meaning,
-                            **paired_difference(diff, np.arange(diff.size), units_by_seed.mean(axis=1)),
-                            f"detectable_with_{MORE_SEEDS}_seeds": more_seeds})
+                            **paired_difference(diff, np.arange(diff.size), units_by_seed.mean(axis=1), strata=families),
+                            f"detectable_with_{MORE_SEEDS}_seeds": more_seeds,
+                            "units_resampled": "across families" if families is None else "within families",
+                            # the same units resampled as if the families were drawn too: the wider, older figure
+                            "detectable_across_families": detectable_difference(diff, np.arange(diff.size))})
     return table, comparisons
 
 
@@ -209,6 +219,7 @@ def summarise(args) -> int:
     left_out = leaked_units(args, folds)
     table, comparisons = pool_folds(runs, left_out)
     units = len(folds) * len(runs[0]["class_ap"]) - len(left_out)
+    within = all(c["units_resampled"] == "within families" for c in comparisons)
     minutes = sum(run["wall_seconds"] for run in runs) / 60
     test_clips = [run["test_clips"] for run in runs]
     b = budget(args)
@@ -228,7 +239,9 @@ def summarise(args) -> int:
              f"{len(runs)} runs, {minutes:.0f} min of training and scoring on {runs[0]['machine']}: folds {folds}, "
              f"{size(args)} training clips of each fold's corpus, {b['steps']} updates as in the scaling curve. Test mAP "
              f"with 95% intervals over seeds (t, each seed's mAP averaged over the folds) and over {units} "
-             "(fold, family) units (bootstrap of each family's AP on a fold's test programs, averaged over seeds)"
+             "(fold, family) units (bootstrap of each family's AP on a fold's test programs, averaged over seeds, "
+             + ("resampled within each family: the families are fixed by the design)" if within else
+                "resampled across families: a family has a single unit here)")
              + (". Left out: " + ", ".join(f"{name} on fold {fold}" for fold, name in sorted(left_out))
                 + ", whose test programs have a twin preset (the same samples) in the fold's training split "
                 "(`fastwave.corpora.twins`); a seed's mAP is the mean of its kept units." if left_out else "."), "",
@@ -236,10 +249,11 @@ def summarise(args) -> int:
     lines += [f"| {arm} | {len(v['seeds'])} | {cell(v['over_seeds'])} | {cell(v['over_units'])} |" for arm, v in table.items()]
     lines += ["", "Paired differences in test mAP; a verdict needs both intervals on one side of zero:", "",
               f"| claim | difference, over units | over seeds | detectable over units (with {MORE_SEEDS} seeds) "
-              "| verdict |",
-              "|---|---|---|---|---|"]
+              "| detectable, families resampled too | verdict |",
+              "|---|---|---|---|---|---|"]
     lines += [f"| {c['claim']} ({c['meaning']}) | {cell(c['difference'])} | {cell(c['difference_over_seeds'])} | "
-              f"{c['detectable']:.3f} ({more_seeds_cell(c)}) | {c['verdict']} |" for c in comparisons]
+              f"{c['detectable']:.3f} ({more_seeds_cell(c)}) | {c['detectable_across_families']:.3f} | {c['verdict']} |"
+              for c in comparisons]
     write_results(results_stem(args), record, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -1,5 +1,6 @@
 """Intervals for comparing models: the t-interval against its formula, the cluster bootstrap's
 coverage where items within a cluster move together (where an item bootstrap is far too narrow),
+the stratified bootstrap's where the design fixes the strata (where the unstratified one is too wide),
 and the detectable difference against its closed form and a simulated test's power."""
 import math
 from statistics import NormalDist
@@ -89,7 +90,73 @@ def test_more_seeds_shrink_only_the_seeds_share_of_the_detectable_difference():
         detectable_with_seeds(noisy, ids, 0)
 
 
+def stratified(rng, strata=16, per_stratum=8, items=20, between=0.3, within=0.05):
+    """Per-item differences of a design that tests ``per_stratum`` clusters of every stratum (families,
+    each with its own true mean difference, fixed by the design; the clusters drawn within it) ->
+    (values, cluster ids, stratum ids, the true mean over the strata)."""
+    family_means = between * np.linspace(-1, 1, strata)
+    cluster_means = family_means.repeat(per_stratum) + within * rng.standard_normal(strata * per_stratum)
+    values = (cluster_means[:, None] + 0.2 * rng.standard_normal((cluster_means.size, items))).ravel()
+    clusters = np.repeat(np.arange(cluster_means.size), items)
+    return values, clusters, clusters // per_stratum, float(family_means.mean())
+
+
+def test_a_stratified_bootstrap_covers_the_design_and_is_narrower_than_an_unstratified_one():
+    """Also with strata of 2 clusters, where a plain bootstrap within them would halve the variance."""
+    rng = np.random.default_rng(5)
+    covered = {"stratified": 0, "unstratified": 0}
+    widths = {"stratified": [], "unstratified": []}
+    trials = 150
+    for trial in range(trials):
+        values, clusters, strata, truth = stratified(rng)
+        for kind, by in (("stratified", strata), ("unstratified", None)):
+            _, low, high = cluster_bootstrap(values, clusters, resamples=400, seed=trial, strata=by)
+            covered[kind] += low <= truth <= high
+            widths[kind].append(high - low)
+    assert 0.88 < covered["stratified"] / trials <= 1.0, covered
+    # the strata's own differences are not noise of the draw: unstratified, the interval is about 2.9x wider
+    # (the spread of cluster means about 0.07 within a stratum, of the strata's means 0.18)
+    assert np.mean(widths["unstratified"]) > 2 * np.mean(widths["stratified"]), widths
+    assert covered["unstratified"] == trials
+    # Strata of 2 clusters: drawing both of a stratum's clusters would cover about 84% of the time
+    # (half the variance); drawing one and weighing it twice covers as asked.
+    small = 0
+    for trial in range(trials):
+        values, clusters, strata, truth = stratified(rng, per_stratum=2)
+        _, low, high = cluster_bootstrap(values, clusters, resamples=400, seed=trial, strata=strata)
+        small += low <= truth <= high
+    assert small / trials > 0.89, small
+
+
+def test_the_stratified_detectable_difference_is_the_stratified_mean_formula():
+    rng = np.random.default_rng(6)
+    values, clusters, strata, _ = stratified(rng, strata=4, per_stratum=5, items=10)
+    cluster_means = values.reshape(20, 10).mean(1).reshape(4, 5)
+    z = NormalDist().inv_cdf(0.975) + NormalDist().inv_cdf(0.8)
+    expected = z * math.sqrt((cluster_means.var(axis=1, ddof=1) / 5).sum() / 4 ** 2)  # equal strata and clusters
+    assert detectable_difference(values, clusters, strata=strata) == pytest.approx(expected, rel=1e-9)
+    # One stratum is no stratification; and S seeds project to themselves, stratified as well.
+    assert detectable_difference(values, clusters, strata=np.zeros(values.size)) == pytest.approx(
+        detectable_difference(values, clusters), rel=1e-9)
+    one_stratum = cluster_bootstrap(values, clusters, strata=np.zeros(values.size))
+    assert one_stratum[0] == cluster_bootstrap(values, clusters)[0]
+    assert one_stratum[2] - one_stratum[1] == pytest.approx(np.subtract(*cluster_bootstrap(values, clusters)[2:0:-1]),
+                                                            rel=0.1)  # 20 clusters: 19 drawn, weighed 20/19
+    by_seed = values + 0.3 * rng.standard_normal((3, 20)).repeat(10, axis=1)
+    assert detectable_with_seeds(by_seed, clusters, 3, strata=strata) == pytest.approx(
+        detectable_difference(by_seed.mean(0), clusters, strata=strata), rel=1e-9)
+    assert detectable_with_seeds(by_seed, clusters, 30, strata=strata) < detectable_with_seeds(
+        by_seed, clusters, 3, strata=strata)
+    pooled = paired_difference(values, clusters, [0.1, 0.2], strata=strata)
+    assert pooled["detectable"] == pytest.approx(expected, rel=1e-9)
+    assert pooled["difference"] == pytest.approx(list(cluster_bootstrap(values, clusters, strata=strata)))
+
+
 @pytest.mark.parametrize("call, message", [
+    (lambda: cluster_bootstrap([1.0, 2.0, 3.0, 4.0], [0, 1, 2, 3], strata=[0, 0, 1]), "one id per value"),
+    (lambda: cluster_bootstrap([1.0, 2.0, 3.0, 4.0], [0, 0, 1, 2], strata=[0, 1, 1, 1]), "inside one stratum"),
+    (lambda: detectable_difference([1.0, 2.0, 3.0], [0, 1, 2], strata=[0, 0, 1]), "at least 2 clusters"),
+
     (lambda: cluster_bootstrap([1.0, 2.0], [0]), "one id per value"),
     (lambda: cluster_bootstrap([], []), "non-empty"),
     (lambda: cluster_bootstrap([1.0, math.nan], [0, 1]), "non-finite"),
