@@ -106,7 +106,7 @@ def main(argv=None) -> int:
         ax.set_xticks(x, ["\n".join(textwrap.wrap(label.replace("_", " "), 12, break_long_words=False)) for label in labels], fontsize=7)
         if stem == "experiment_b_folds":
             note = (f"{len(record['seeds'])} seed(s), {record['test_programs']} test programs; "
-                    "bars: 95% interval over programs")
+                    "bars: 95% interval over programs, within their family")
         elif stem == "experiment_a_curves":
             note = f"{record['budget_seconds']:.0f} s of training each; bars: 95% interval over seeds"
         elif stem == "experiment_c_scaling":
