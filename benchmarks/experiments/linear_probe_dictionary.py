@@ -13,6 +13,7 @@ over seeds). The record keeps every note's hits, so a later rule of what to leav
 
     python benchmarks/experiments/linear_probe_folds.py --all            # first: the runs it reads
     python benchmarks/experiments/linear_probe_dictionary.py             # ~30 min on 2 cores
+    python benchmarks/experiments/linear_probe_dictionary.py --rescore   # the record's hits scored again
 
 Results: benchmarks/results/experiment_b_dictionary.{md,json}.
 """
