@@ -342,6 +342,26 @@ def test_b_dictionary_and_residual_error_leave_out_the_leaked_notes():
     assert residual_error.unheard(clips, [5, 0, 2, 1], leaked) == [5, 2]
 
 
+def test_b_dictionary_record_is_rescored_from_its_hits_without_training(tmp_path, monkeypatch, capsys):
+    import _common
+
+    monkeypatch.setattr(_common, "RESULTS", str(tmp_path))
+    monkeypatch.setattr(linear_probe_dictionary, "RESULTS", str(tmp_path))
+    record = {"codes": [64, 256], "steps": 10, "k": 4, "left_out_notes": ["n0_p000_x.wav"], "folds": {},
+              "notes": [f"n{i}_p{program:03d}_x.wav" for i, program in enumerate([0, 1, 2, 3, 8, 9])],
+              "hits": {"64": [1, 0, 1, 0, 1, 0], "256": [0, 1, 1, 1, 1, 0]}, "wall_seconds": 60.0, "machine": "m"}
+    (tmp_path / "experiment_b_dictionary.json").write_text(json.dumps(record))
+    assert linear_probe_dictionary.main(["--rescore"]) == 0
+    rescored = json.loads((tmp_path / "experiment_b_dictionary.json").read_text())
+    assert rescored["test_notes"] == 5 and rescored["test_programs"] == 5  # n0 left out
+    assert rescored["accuracy"]["64"][0] == pytest.approx(0.4) and rescored["accuracy"]["256"][0] == pytest.approx(0.8)
+    assert rescored["differences"]["256"]["difference"][0] == pytest.approx(0.4)
+    assert "rescored_by" in rescored and "| 256 | 0.800" in (tmp_path / "experiment_b_dictionary.md").read_text()
+    (tmp_path / "experiment_b_dictionary.json").write_text(json.dumps({"codes": [64]}))
+    with pytest.raises(SystemExit, match="lacks hits, left_out_notes, notes"):
+        linear_probe_dictionary.main(["--rescore"])
+
+
 def test_b_resamples_programs_within_their_family_where_each_family_has_two():
     """B's folds test every family alike, so the bootstrap over programs is stratified by family; with
     a family tested by one program (a partial set of folds) there is nothing to resample within it."""
