@@ -430,6 +430,23 @@ def test_piano_eval_scores_the_phrases_of_the_corpus_it_reads(tmp_path):
         piano_eval.held_out_phrases(str(tmp_path), 2.0, 1, 800, 16000)
 
 
+@pytest.mark.skipif(not os.path.isfile(DEFAULT_SOUNDFONT), reason="FluidR3_GM is not installed")
+def test_piano_eval_plays_the_scores_with_other_real_pianos():
+    """The ceiling of chroma agreement: the test preset's own samples agree fully; another piano's
+    (FluidR3_GM's program 2, other samples) agrees less, but far above another phrase."""
+    pytest.importorskip("tinysoundfont")
+    from fastwave.corpora import SoundFontRenderer
+    from fastwave.corpora.piano import plan_piano
+
+    clips = sorted((c for c in plan_piano(1.0, 3) if c.split == "test"), key=lambda c: c.name)[:2]
+    reals = [SoundFontRenderer().render(clip)[:24000] for clip in clips]  # the test preset, program 1
+    same, other = piano_eval.other_pianos(clips, reals, [(DEFAULT_SOUNDFONT, 1), (DEFAULT_SOUNDFONT, 2)], 16000)
+    assert same["chroma_mean"] == pytest.approx(1.0, abs=1e-6) and len(other["chroma"]) == 2
+    assert 0.5 < other["chroma_mean"] < 0.999
+    with pytest.raises(SystemExit, match="--other-pianos: no SoundFont"):
+        piano_model.parse_extra_pianos("/no/such.sf2:0", "--other-pianos")
+
+
 def test_piano_eval_seeds_are_parsed_and_refused_by_name():
     assert piano_eval.seed_list("0,1,2") == [0, 1, 2] and piano_eval.seed_list("7") == [7]
     for bad in ("0,0", "-1", "a,1", ""):

@@ -9,6 +9,8 @@ result is compared with the real recording of that phrase:
 - pitch-class agreement: the mean cosine of the 12-bin chroma of the generated and the real audio,
   frame by frame, against the same for the real audio of another phrase (chance level);
 - RMS level;
+- with ``--other-pianos``, the same measures of the scores played by other real pianos (other
+  SoundFonts' or programs' samples): how far a real piano of another timbre agrees, the ceiling;
 - the C++ engine's speed playing them (seconds of audio per second; time it on an idle machine).
 
 It also draws benchmarks/results/piano_spectrograms.png: the real phrase, the model playing its
@@ -19,6 +21,7 @@ score, and what `fastwave generate --seconds 4` writes (random score 0).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -30,6 +33,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 import fastwave  # noqa: E402
 from _common import json_interval, run_record  # noqa: E402
+from piano_model import parse_extra_pianos  # noqa: E402
 from fastwave.corpora.piano import plan_piano  # noqa: E402
 from fastwave.audio import log_spectrogram  # noqa: E402
 from fastwave.audio.measures import chroma_agreement, spectral_flatness  # noqa: E402
@@ -61,8 +65,19 @@ def draw(panels, sample_rate: int, path: str) -> None:
 def held_out_phrases(data: str, minutes: float, phrases: int, samples: int, rate: int):
     """The first ``phrases`` test phrases of the piano corpus rendered in ``data`` (name order), each
     cut to ``samples``: -> [(name, real audio (T,) float32, its piano roll (1, ROLL_CHANNELS, F))].
-    The scores come from the corpus's plan, rebuilt with the seed it was rendered with (its
-    corpus.json), never a caller's sampling seed: another plan would pair the WAVs with other notes."""
+    The scores come from the corpus's plan (``held_out_clips``)."""
+    out = []
+    for clip in held_out_clips(data, minutes, phrases):
+        real, _ = fastwave.load_audio(os.path.join(data, "test", clip.name + ".wav"), sample_rate=rate)
+        real = np.asarray(real).reshape(-1)[:samples]
+        out.append((clip.name, real, torch.from_numpy(piano_roll(clip.sources[0].notes, len(real), rate))[None]))
+    return out
+
+
+def held_out_clips(data: str, minutes: float, phrases: int) -> list:
+    """The plan of the first ``phrases`` test phrases of the piano corpus rendered in ``data`` (name
+    order), rebuilt with the seed it was rendered with (its corpus.json), never a caller's sampling
+    seed: another plan would pair the WAVs with other notes."""
     with open(os.path.join(data, "corpus.json"), encoding="utf-8") as f:
         corpus = json.load(f)
     if corpus.get("kind") != "piano":
@@ -73,11 +88,26 @@ def held_out_phrases(data: str, minutes: float, phrases: int, samples: int, rate
                          f"{len(clips)}: pass the --minutes it was rendered with")
     if not 1 <= phrases <= len(clips):
         raise SystemExit(f"--phrases must be 1 to the corpus's {len(clips)} test phrases, got {phrases}")
+    return clips[:phrases]
+
+
+def other_pianos(clips, reals, pianos: list[tuple[str, int]], rate: int) -> list[dict]:
+    """The held-out phrases' scores played by other real pianos (SoundFont, program), against the
+    real recordings (``reals``, one per clip): what a real piano of another timbre scores on the
+    same measures, the ceiling the model's chroma agreement is read against."""
+    from fastwave.corpora import SoundFontRenderer
+
     out = []
-    for clip in clips[:phrases]:
-        real, _ = fastwave.load_audio(os.path.join(data, "test", clip.name + ".wav"), sample_rate=rate)
-        real = np.asarray(real).reshape(-1)[:samples]
-        out.append((clip.name, real, torch.from_numpy(piano_roll(clip.sources[0].notes, len(real), rate))[None]))
+    for font, program in pianos:
+        renderer = SoundFontRenderer([font], sample_rate=rate)
+        played = [renderer.render(dataclasses.replace(clip, sources=tuple(
+            dataclasses.replace(source, program=program) for source in clip.sources)))[:len(real)]
+                  for clip, real in zip(clips, reals)]
+        chroma = [chroma_agreement(audio, real) for audio, real in zip(played, reals)]
+        out.append({"soundfont": font, "program": program, "chroma": chroma, "chroma_mean": float(np.mean(chroma)),
+                    "median_flatness": float(np.median([spectral_flatness(audio) for audio in played]))})
+        print(f"{os.path.basename(font)} program {program}: chroma agreement {np.mean(chroma):.3f}, "
+              f"median flatness {out[-1]['median_flatness']:.4f}", flush=True)
     return out
 
 
@@ -126,7 +156,11 @@ def main(argv=None) -> int:
                         help="sampling seeds, comma-separated (the phrases are the corpus's): each plays every "
                              "phrase; the record has each seed's figures and their interval; the first seed "
                              "draws the figure and the WAV")
+    parser.add_argument("--other-pianos", default=None, metavar="FONT:PROGRAM,...",
+                        help="also play the phrases' scores with these real pianos (e.g. "
+                             "/usr/share/sounds/sf2/TimGM6mb.sf2:0): the ceiling of chroma agreement")
     args = parser.parse_args(argv)
+    pianos = parse_extra_pianos(args.other_pianos, "--other-pianos")
 
     started = time.perf_counter()
     model = fastwave.load_model(args.model).eval()
@@ -165,6 +199,7 @@ def main(argv=None) -> int:
         for name, audio in (("piano_real.wav", rows[0]["real"]), ("piano_generated.wav", rows[0]["generated"])):
             fastwave.save_audio(os.path.join(args.wav_dir, name), audio, rate)
     played = sum(len(r["real"]) for r in rows)
+    others = other_pianos(held_out_clips(args.data, args.minutes, args.phrases), [p[1] for p in phrases], pianos, rate)
     record = {"model": os.path.relpath(args.model), "seeds": args.seeds,
               "phrases": [{k: r[k] for k in ["seed", "phrase"] + keys} for r in rows],
               # over every phrase of every seed
@@ -176,6 +211,7 @@ def main(argv=None) -> int:
                         "real_time_factor": round(played / rate / generating, 2),
                         "load_average_1min_after": round(os.getloadavg()[0], 2)},
               "seconds_per_phrase": args.seconds, "temperature": args.temperature,
+              **({"other_pianos": others} if others else {}),
               **run_record(first, "cpu", time.perf_counter() - started)}
     with open(args.record, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=1)

@@ -83,21 +83,21 @@ def plan_rolls(clips, streams, hint: str) -> list[torch.Tensor]:
     return rolls
 
 
-def parse_extra_pianos(spec: str | None) -> list[tuple[str, int]]:
-    """--extra-pianos "FONT:PROGRAM,FONT:PROGRAM" -> [(SoundFont path, piano program 0-7)], each
-    font an existing file; None or "" -> []."""
+def parse_extra_pianos(spec: str | None, flag: str = "--extra-pianos") -> list[tuple[str, int]]:
+    """``flag``'s "FONT:PROGRAM,FONT:PROGRAM" -> [(SoundFont path, piano program 0-7)], each font an
+    existing file; None or "" -> []."""
     pianos = []
     for item in (spec or "").split(","):
         if not item:
             continue
         font, _, program = item.rpartition(":")
         if not font or not program.isdigit() or not 0 <= int(program) <= 7:
-            raise SystemExit(f"--extra-pianos: {item!r} is not FONT:PROGRAM with a piano program 0-7")
+            raise SystemExit(f"{flag}: {item!r} is not FONT:PROGRAM with a piano program 0-7")
         if not os.path.isfile(font):
-            raise SystemExit(f"--extra-pianos: no SoundFont at {font}")
+            raise SystemExit(f"{flag}: no SoundFont at {font}")
         pianos.append((font, int(program)))
     if len(set(pianos)) != len(pianos):
-        raise SystemExit(f"--extra-pianos names a piano twice: {spec}")
+        raise SystemExit(f"{flag} names a piano twice: {spec}")
     return pianos
 
 
