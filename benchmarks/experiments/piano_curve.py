@@ -8,7 +8,7 @@ dashed line for it beside its own. Bits per sample are in each run's own token d
 the pre-emphasised audio, whose bits are not comparable with plain mu-law's; the figure says which.
 
     python benchmarks/experiments/piano_curve.py benchmarks/results/piano_model.json \
-        benchmarks/results/piano_model_stage{2,3,4,5,6}.json   # -> benchmarks/results/piano_training_curve.png
+        benchmarks/results/piano_model_stage{2,3,4,5,6,7}.json   # -> benchmarks/results/piano_training_curve.png
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (bits_ax, top5_ax) = plt.subplots(1, 2, figsize=(10, 4.4))
+    fig, (bits_ax, top5_ax) = plt.subplots(1, 2, figsize=(10, 5.2))
     offset = 0
     for path in args.records:
         with open(path, encoding="utf-8") as f:
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
                 title="held-out piano preset, 8 phrases")
     top5_ax.set(xlabel="updates", ylabel="validation top-5", title="next-sample top-5")
     fig.legend(*bits_ax.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=7)  # below both panels
-    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.tight_layout(rect=(0, 0.06 + 0.025 * ((len(args.records) * 2 + 1) // 2), 1, 1))  # room for the legend
     fig.savefig(args.out, dpi=90)
     print(f"wrote {args.out}")
     return 0
