@@ -67,9 +67,8 @@ def fold_hits(args, fold: int, codes: list[int]) -> tuple[dict[int, np.ndarray],
 
 def scores(hits: dict[int, np.ndarray], clips: list[str], leaked: frozenset, codes: list[int]):
     """Per K the accuracy over the notes not ``leaked`` (a bootstrap interval over their programs,
-    within their families),
-    and per K after the first its paired difference from the first -> (accuracy, differences, the
-    notes kept)."""
+    within their families), and per K after the first its paired difference from the first ->
+    (accuracy, differences, the notes kept)."""
     kept = np.array([os.path.basename(clip) not in leaked for clip in clips])
     programs = [folds.program_of(clip) for clip, keep in zip(clips, kept) if keep]
     families = folds.families_of(programs)  # programs resampled within their family, as in B's folds
