@@ -399,17 +399,22 @@ def test_piano_model_extra_pianos_are_parsed_refused_and_play_phrases_no_test_pl
         piano_model.plan_rolls(plan, [s[:-100] for s in streams], "hint")
 
 
-def fake_piano_corpus(folder: pathlib.Path, minutes: float, seed: int, samples: int = 1600) -> list:
-    """corpus.json and silent test WAVs named as the (minutes, seed) piano plan's -> its test clips."""
+def fake_piano_corpus(folder: pathlib.Path, minutes: float, seed: int, samples: int = 1600,
+                      splits=("test",)) -> list:
+    """corpus.json and silent WAVs of ``splits`` named as the (minutes, seed) piano plan's -> the
+    first split's clips."""
     import fastwave
     from fastwave.corpora.piano import plan_piano
 
-    test = sorted((c for c in plan_piano(minutes, seed) if c.split == "test"), key=lambda c: c.name)
-    (folder / "test").mkdir()
-    for clip in test:
-        fastwave.save_audio(str(folder / "test" / (clip.name + ".wav")), np.zeros(samples, np.float32), 16000)
-    (folder / "corpus.json").write_text(json.dumps({"kind": "piano", "seed": seed, "clips": {"test": len(test)}}))
-    return test
+    planned = {split: sorted((c for c in plan_piano(minutes, seed) if c.split == split), key=lambda c: c.name)
+               for split in splits}
+    for split, clips in planned.items():
+        (folder / split).mkdir()
+        for clip in clips:
+            fastwave.save_audio(str(folder / split / (clip.name + ".wav")), np.zeros(samples, np.float32), 16000)
+    (folder / "corpus.json").write_text(json.dumps({"kind": "piano", "seed": seed,
+                                                    "clips": {split: len(c) for split, c in planned.items()}}))
+    return planned[splits[0]]
 
 
 def test_piano_eval_scores_the_phrases_of_the_corpus_it_reads(tmp_path):
@@ -428,6 +433,16 @@ def test_piano_eval_scores_the_phrases_of_the_corpus_it_reads(tmp_path):
         piano_eval.held_out_phrases(str(tmp_path), 1.0, len(test) + 1, 800, 16000)
     with pytest.raises(SystemExit, match="pass the --minutes"):
         piano_eval.held_out_phrases(str(tmp_path), 2.0, 1, 800, 16000)
+    with pytest.raises(SystemExit, match="holds None val phrases"):  # this corpus rendered no val split
+        piano_eval.held_out_phrases(str(tmp_path), 1.0, 1, 800, 16000, "val")
+    with pytest.raises(SystemExit, match="--split must be test or val"):
+        piano_eval.held_out_clips(str(tmp_path), 1.0, 1, "train")
+    val_folder = tmp_path / "with_val"
+    val_folder.mkdir()
+    val = fake_piano_corpus(val_folder, 3.0, seed=3, splits=("val", "test"))  # 1 minute plans no val phrase
+    [(name, _, roll)] = piano_eval.held_out_phrases(str(val_folder), 3.0, 1, 800, 16000, "val")
+    assert name == val[0].name and val[0].split == "val"
+    assert np.array_equal(roll[0].numpy(), piano_roll(val[0].sources[0].notes, 800, 16000))
 
 
 @pytest.mark.skipif(not os.path.isfile(DEFAULT_SOUNDFONT), reason="FluidR3_GM is not installed")

@@ -62,32 +62,35 @@ def draw(panels, sample_rate: int, path: str) -> None:
     fig.savefig(path, dpi=90)
 
 
-def held_out_phrases(data: str, minutes: float, phrases: int, samples: int, rate: int):
-    """The first ``phrases`` test phrases of the piano corpus rendered in ``data`` (name order), each
-    cut to ``samples``: -> [(name, real audio (T,) float32, its piano roll (1, ROLL_CHANNELS, F))].
-    The scores come from the corpus's plan (``held_out_clips``)."""
+def held_out_phrases(data: str, minutes: float, phrases: int, samples: int, rate: int, split: str = "test"):
+    """The first ``phrases`` phrases of ``split`` (test, or val to choose checkpoints without the test
+    phrases) of the piano corpus rendered in ``data`` (name order), each cut to ``samples``: ->
+    [(name, real audio (T,) float32, its piano roll (1, ROLL_CHANNELS, F))]. The scores come from the
+    corpus's plan (``held_out_clips``)."""
     out = []
-    for clip in held_out_clips(data, minutes, phrases):
-        real, _ = fastwave.load_audio(os.path.join(data, "test", clip.name + ".wav"), sample_rate=rate)
+    for clip in held_out_clips(data, minutes, phrases, split):
+        real, _ = fastwave.load_audio(os.path.join(data, split, clip.name + ".wav"), sample_rate=rate)
         real = np.asarray(real).reshape(-1)[:samples]
         out.append((clip.name, real, torch.from_numpy(piano_roll(clip.sources[0].notes, len(real), rate))[None]))
     return out
 
 
-def held_out_clips(data: str, minutes: float, phrases: int) -> list:
-    """The plan of the first ``phrases`` test phrases of the piano corpus rendered in ``data`` (name
-    order), rebuilt with the seed it was rendered with (its corpus.json), never a caller's sampling
+def held_out_clips(data: str, minutes: float, phrases: int, split: str = "test") -> list:
+    """The plan of the first ``phrases`` phrases of ``split`` of the piano corpus rendered in ``data``
+    (name order), rebuilt with the seed it was rendered with (its corpus.json), never a caller's sampling
     seed: another plan would pair the WAVs with other notes."""
     with open(os.path.join(data, "corpus.json"), encoding="utf-8") as f:
         corpus = json.load(f)
     if corpus.get("kind") != "piano":
         raise SystemExit(f"{data} holds a {corpus.get('kind')!r} corpus, not the piano corpus: pass another --data")
-    clips = sorted((c for c in plan_piano(minutes, corpus["seed"]) if c.split == "test"), key=lambda c: c.name)
-    if len(clips) != corpus["clips"]["test"]:
-        raise SystemExit(f"{data} holds {corpus['clips']['test']} test phrases, the {minutes:g}-minute plan "
+    if split not in ("test", "val"):
+        raise SystemExit(f"--split must be test or val (the phrases no model trains on), got {split!r}")
+    clips = sorted((c for c in plan_piano(minutes, corpus["seed"]) if c.split == split), key=lambda c: c.name)
+    if len(clips) != corpus["clips"].get(split):
+        raise SystemExit(f"{data} holds {corpus['clips'].get(split)} {split} phrases, the {minutes:g}-minute plan "
                          f"{len(clips)}: pass the --minutes it was rendered with")
     if not 1 <= phrases <= len(clips):
-        raise SystemExit(f"--phrases must be 1 to the corpus's {len(clips)} test phrases, got {phrases}")
+        raise SystemExit(f"--phrases must be 1 to the corpus's {len(clips)} {split} phrases, got {phrases}")
     return clips[:phrases]
 
 
@@ -142,6 +145,9 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default="data/piano", help="the rendered piano corpus")
     parser.add_argument("--minutes", type=float, default=60.0, help="the corpus's size (to rebuild its plan)")
     parser.add_argument("--phrases", type=int, default=6, help="held-out phrases played")
+    parser.add_argument("--split", default="test", choices=("test", "val"),
+                        help="whose phrases: test (the figures reported), or val (the unheard val preset: choose "
+                             "checkpoints there, so the test phrases stay unselected-on)")
     parser.add_argument("--seconds", type=float, default=4.0, help="of each phrase")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--figure", default="benchmarks/results/piano_spectrograms.png")
@@ -166,7 +172,7 @@ def main(argv=None) -> int:
     model = fastwave.load_model(args.model).eval()
     rate = model.sample_rate
     n = round(args.seconds * rate)
-    phrases = held_out_phrases(args.data, args.minutes, args.phrases, n, rate)
+    phrases = held_out_phrases(args.data, args.minutes, args.phrases, n, rate, args.split)
     real_measures = []  # of each real phrase, whatever the seed; "another phrase": the next one's, same length cut
     for index, (_, real, _) in enumerate(phrases):
         other = phrases[(index + 1) % len(phrases)][1]
@@ -199,8 +205,9 @@ def main(argv=None) -> int:
         for name, audio in (("piano_real.wav", rows[0]["real"]), ("piano_generated.wav", rows[0]["generated"])):
             fastwave.save_audio(os.path.join(args.wav_dir, name), audio, rate)
     played = sum(len(r["real"]) for r in rows)
-    others = other_pianos(held_out_clips(args.data, args.minutes, args.phrases), [p[1] for p in phrases], pianos, rate)
-    record = {"model": os.path.relpath(args.model), "seeds": args.seeds,
+    others = other_pianos(held_out_clips(args.data, args.minutes, args.phrases, args.split), [p[1] for p in phrases],
+                          pianos, rate)
+    record = {"model": os.path.relpath(args.model), "split": args.split, "seeds": args.seeds,
               "phrases": [{k: r[k] for k in ["seed", "phrase"] + keys} for r in rows],
               # over every phrase of every seed
               "mean": {k: float(np.mean([r[k] for r in rows])) for k in keys},
