@@ -285,8 +285,10 @@ def test_c_folds_pool_fold_family_units_and_only_seeds_with_every_fold():
     assert alternating["verdict"] == "not resolved" and alternating["units_resampled"] == "within families"
     assert alternating["detectable"] < 0.012 < 0.02 < alternating["detectable_across_families"]  # ~0.007, ~0.025
     assert not any("logmel" in claim for claim in verdicts)
-    _, one_fold = tagging_folds.pool_folds([run for run in runs if run["fold"] == 0])
-    assert {c["units_resampled"] for c in one_fold} == {"across families"}
+    assert table["cnn"]["units_resampled"] == "within families"
+    one_table, one_fold = tagging_folds.pool_folds([run for run in runs if run["fold"] == 0])
+    assert {c["units_resampled"] for c in one_fold} == {v["units_resampled"] for v in one_table.values()} == {
+        "across families"}
     assert one_fold[1]["detectable"] == pytest.approx(one_fold[1]["detectable_across_families"])
 
 

@@ -166,6 +166,7 @@ def pool_folds(runs: list[dict], left_out=frozenset()) -> tuple[dict, list[dict]
     families = np.array([name for _ in folds for name in classes])[kept]
     if min(np.unique(families, return_counts=True)[1]) < 2:
         families = None  # one fold, or a family with one unit kept: no spread within it to resample
+    resampled = "across families" if families is None else "within families"
     seeds = {arm: [s for s in SEEDS if all((arm, s, f) in by for f in folds)] for arm in ARMS}
 
     def unit_ap(arm: str, seed: int) -> np.ndarray:  # (kept units,): one family's AP on one fold, fold-major
@@ -176,7 +177,8 @@ def pool_folds(runs: list[dict], left_out=frozenset()) -> tuple[dict, list[dict]
         per_seed = np.array([unit_ap(arm, s).mean() for s in seeds[arm]])
         units = np.mean([unit_ap(arm, s) for s in seeds[arm]], axis=0)
         table[arm] = {"seeds": seeds[arm], "per_seed": per_seed.tolist(), "over_seeds": json_interval(t_interval(per_seed)),
-                      "units": units.tolist(), "over_units": list(cluster_bootstrap(units, np.arange(units.size), seed=0, strata=families))}
+                      "units": units.tolist(), "over_units": list(cluster_bootstrap(units, np.arange(units.size), seed=0, strata=families)),
+                      "units_resampled": resampled}
     comparisons = []
     for better, worse, meaning in COMPARISONS:
         if better not in table or worse not in table:
@@ -191,7 +193,7 @@ def pool_folds(runs: list[dict], left_out=frozenset()) -> tuple[dict, list[dict]
         comparisons.append({"claim": f"{better} > {worse}", "meaning": meaning,
                             **paired_difference(diff, np.arange(diff.size), units_by_seed.mean(axis=1), strata=families),
                             f"detectable_with_{MORE_SEEDS}_seeds": more_seeds,
-                            "units_resampled": "across families" if families is None else "within families",
+                            "units_resampled": resampled,
                             # the same units resampled as if the families were drawn too: the wider, older figure
                             "detectable_across_families": detectable_difference(diff, np.arange(diff.size))})
     return table, comparisons
@@ -219,7 +221,7 @@ def summarise(args) -> int:
     left_out = leaked_units(args, folds)
     table, comparisons = pool_folds(runs, left_out)
     units = len(folds) * len(runs[0]["class_ap"]) - len(left_out)
-    within = all(c["units_resampled"] == "within families" for c in comparisons)
+    within = all(arm["units_resampled"] == "within families" for arm in table.values())
     minutes = sum(run["wall_seconds"] for run in runs) / 60
     test_clips = [run["test_clips"] for run in runs]
     b = budget(args)
