@@ -57,7 +57,7 @@ from _common import (MORE_SEEDS, cell, clip_corpus, json_interval, more_seeds_ce
 from linear_probe import PAPER, run_pipeline  # noqa: E402
 from fastwave.corpora import SoundFontRenderer, family, plan_phrases, program_folds  # noqa: E402
 from fastwave.training.intervals import (cluster_bootstrap, detectable_difference, detectable_with_seeds, paired_difference,  # noqa: E402
-                                         t_interval)
+                                         t_interval, usable_strata)
 
 # The paper's claims B can test: (better method, worse method), each a paired difference.
 CHOSEN_LM, CHOSEN_RANDOM = ("code LM probe, layer and pooling chosen on val",
@@ -423,11 +423,8 @@ def families_of(programs) -> list[str] | None:
     folds test the same share of every family (``program_folds``), so the families are the design's
     and only which of a family's programs are tested is drawn. None where a family has fewer than 2
     programs among them (a fold or two of the k): nothing to resample within it."""
-    names = [family(program) for program in programs]
-    per_family = {}
-    for name, program in zip(names, programs):
-        per_family.setdefault(name, set()).add(program)
-    return names if min(len(v) for v in per_family.values()) >= 2 else None
+    strata = usable_strata(programs, [family(program) for program in programs])
+    return None if strata is None else strata.tolist()
 
 
 def pooled(runs: list[dict], baseline: dict[str, float],

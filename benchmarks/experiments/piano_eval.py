@@ -205,8 +205,8 @@ def main(argv=None) -> int:
         for name, audio in (("piano_real.wav", rows[0]["real"]), ("piano_generated.wav", rows[0]["generated"])):
             fastwave.save_audio(os.path.join(args.wav_dir, name), audio, rate)
     played = sum(len(r["real"]) for r in rows)
-    others = other_pianos(held_out_clips(args.data, args.minutes, args.phrases, args.split), [p[1] for p in phrases],
-                          pianos, rate)
+    others = (other_pianos(held_out_clips(args.data, args.minutes, args.phrases, args.split), [p[1] for p in phrases],
+                           pianos, rate) if pianos else [])
     record = {"model": os.path.relpath(args.model), "split": args.split, "seeds": args.seeds,
               "phrases": [{k: r[k] for k in ["seed", "phrase"] + keys} for r in rows],
               # over every phrase of every seed

@@ -52,7 +52,7 @@ from tagging_scaling import COMPARISONS, CORPUS_CLIPS, SEEDS, budget, one_run, t
 from fastwave.corpora.gm import MAX_SOUNDFONTS  # noqa: E402
 from fastwave.corpora.render import DEFAULT_SOUNDFONT  # noqa: E402
 from fastwave.training.intervals import (cluster_bootstrap, detectable_difference, detectable_with_seeds, paired_difference,  # noqa: E402
-                                         t_interval)
+                                         t_interval, usable_strata)
 
 ARMS = ("cnn", "transformer_none", "transformer_wavelet", "transformer_logmel")
 SIZE = 2000  # the curve's largest
@@ -163,9 +163,8 @@ def pool_folds(runs: list[dict], left_out=frozenset()) -> tuple[dict, list[dict]
     kept = np.array([(fold, name) not in left_out for fold in folds for name in classes])
     # Every fold tests the same 16 families and mAP weighs each alike: the families are the design's,
     # the programs within a family its draw, so units are resampled within their family.
-    families = np.array([name for _ in folds for name in classes])[kept]
-    if min(np.unique(families, return_counts=True)[1]) < 2:
-        families = None  # one fold, or a family with one unit kept: no spread within it to resample
+    # (None with one fold, or a family with one unit kept: no spread within it to resample.)
+    families = usable_strata(np.arange(kept.sum()), np.array([name for _ in folds for name in classes])[kept])
     resampled = "across families" if families is None else "within families"
     seeds = {arm: [s for s in SEEDS if all((arm, s, f) in by for f in folds)] for arm in ARMS}
 

@@ -8,6 +8,7 @@
     verdict(over_seeds, over_programs)   # 'supported' only if every interval of the difference is above 0
     paired_difference(a_minus_b_per_item, programs, a_minus_b_per_seed)   # all of it, for one claim
     cluster_bootstrap(correct, programs, strata=families)   # programs drawn within each family
+    usable_strata(programs, families)        # the families, or None where one holds a single program
 
 Test items are not independent when they share a source: the notes of one GM program, the phrases
 of one piano preset. An interval that treats 2,000 notes of 16 programs as 2,000 draws is far too
@@ -88,6 +89,17 @@ def _stratum_members(clusters, strata, count: int) -> list[np.ndarray]:
     if min(m.size for m in members) < 2:
         raise ValueError("every stratum needs at least 2 clusters: one cluster shows no spread within its stratum")
     return members
+
+
+def usable_strata(clusters, strata):
+    """``strata`` where every stratum holds at least 2 clusters (what ``strata=`` needs), else None:
+    a design that left one cluster in some stratum (a subset of its folds) is resampled unstratified."""
+    clusters, strata = np.asarray(clusters), np.asarray(strata)
+    if strata.shape != clusters.shape:
+        raise ValueError(f"strata must hold one id per value: {strata.shape} ids for {clusters.shape} values")
+    pairs = np.unique(np.stack([np.unique(strata, return_inverse=True)[1],
+                                np.unique(clusters, return_inverse=True)[1]]), axis=1)  # (stratum, cluster) pairs
+    return strata if np.bincount(pairs[0]).min() >= 2 else None
 
 
 def _within_strata(residuals: np.ndarray, members: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

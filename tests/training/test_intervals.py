@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fastwave.training.intervals import (cluster_bootstrap, detectable_difference, detectable_with_seeds,
-                                         paired_difference, t_interval, verdict)
+                                         paired_difference, t_interval, usable_strata, verdict)
 
 
 def test_t_interval_is_the_student_t_formula():
@@ -150,6 +150,14 @@ def test_the_stratified_detectable_difference_is_the_stratified_mean_formula():
     pooled = paired_difference(values, clusters, [0.1, 0.2], strata=strata)
     assert pooled["detectable"] == pytest.approx(expected, rel=1e-9)
     assert pooled["difference"] == pytest.approx(list(cluster_bootstrap(values, clusters, strata=strata)))
+
+
+def test_strata_are_used_only_where_every_stratum_holds_two_clusters():
+    clusters, strata = [0, 0, 1, 2, 3, 3], ["a", "a", "a", "b", "b", "b"]  # a: clusters 0, 1; b: 2, 3
+    assert list(usable_strata(clusters, strata)) == strata
+    assert usable_strata([0, 0, 1, 2, 2, 2], strata) is None  # b holds cluster 2 alone
+    with pytest.raises(ValueError, match="one id per value"):
+        usable_strata(clusters, strata[:-1])
 
 
 @pytest.mark.parametrize("call, message", [
