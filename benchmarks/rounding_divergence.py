@@ -44,7 +44,8 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     model = fastwave.load_model(PIANO_WAVENET).eval()
-    name, _, roll = held_out_phrases(args.data, 60.0, 1, args.samples, model.sample_rate)[0]
+    name, _, roll = held_out_phrases(args.data, 60.0, 1, args.samples, model.sample_rate, "test",
+                                    model.config.local_channels)[0]
     cond = {"local_cond": roll}
 
     def play(engine, threads=None):

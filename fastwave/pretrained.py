@@ -21,6 +21,7 @@ import torch
 from ._checks import MissingFileError
 
 PIANO_WAVENET = os.path.join(os.path.dirname(__file__), "assets", "piano_wavenet.safetensors")
+PIANO_CHANNELS = 96  # the shipped model's local channels: the roll (fastwave.corpora.score.ROLL_CHANNELS)
 
 
 def piano_wavenet(map_location="cpu"):
@@ -33,11 +34,13 @@ def piano_wavenet(map_location="cpu"):
     return load_model(PIANO_WAVENET, map_location=map_location).eval()
 
 
-def piano_cond(samples: int, seeds, sample_rate: int = 16000) -> dict:
+def piano_cond(samples: int, seeds, sample_rate: int = 16000, channels: int | None = None) -> dict:
     """Random piano scores (fastwave.corpora.score.random_score), one per seed, covering ``samples``
-    positions (prompt included) -> {"local_cond": (len(seeds), ROLL_CHANNELS, frames) float32}, the
-    ``cond`` of fastwave.generate for the shipped piano WaveNet."""
-    from .corpora.score import piano_roll, random_score
+    positions (prompt included) -> {"local_cond": (len(seeds), channels, frames) float32}, the
+    ``cond`` of fastwave.generate for a piano-score WaveNet of ``channels`` local channels
+    (fastwave.corpora.score.score_features: the roll, or the roll and its onset envelope; None: the
+    shipped model's, ``PIANO_CHANNELS``)."""
+    from .corpora.score import piano_roll, random_score, score_features
 
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be a positive int, got {samples!r}")
@@ -45,5 +48,5 @@ def piano_cond(samples: int, seeds, sample_rate: int = 16000) -> dict:
     if not seeds:
         raise ValueError("seeds must name at least one score")
     seconds = samples / sample_rate
-    rolls = [piano_roll(random_score(seconds, seed), int(samples), sample_rate) for seed in seeds]
-    return {"local_cond": torch.from_numpy(np.stack(rolls))}
+    rolls = np.stack([piano_roll(random_score(seconds, seed), int(samples), sample_rate) for seed in seeds])
+    return {"local_cond": torch.from_numpy(score_features(rolls, PIANO_CHANNELS if channels is None else channels))}

@@ -399,6 +399,47 @@ def test_piano_model_extra_pianos_are_parsed_refused_and_play_phrases_no_test_pl
     assert [tuple(r.shape) for r in rolls] == [(ROLL_CHANNELS, -(-len(s) // ROLL_HOP)) for s in streams]
     with pytest.raises(SystemExit, match="planned: hint"):
         piano_model.plan_rolls(plan, [s[:-100] for s in streams], "hint")
+    from fastwave.corpora.score import SCORE_CHANNELS, score_features
+
+    wide = piano_model.plan_rolls(plan, streams, "hint", SCORE_CHANNELS)  # with the onset envelope
+    assert all(np.array_equal(w.numpy(), score_features(r.numpy(), SCORE_CHANNELS)) for w, r in zip(wide, rolls))
+
+
+def test_piano_frames_compares_each_frame_of_two_clips():
+    import piano_frames
+
+    t = np.arange(8192) / 16000
+    a = np.sin(2 * np.pi * 440 * t).astype(np.float32)  # A
+    c = np.sin(2 * np.pi * 523.25 * t).astype(np.float32) * 0.1  # C, 20 dB quieter
+    rows = piano_frames.frames(a, a, 16000)
+    assert len(rows) == 1 + (8192 - 2048) // 512 and rows[1]["second"] == 0.032
+    assert all(r["cosine"] == pytest.approx(1.0) and r["real"][0][0] == "A" == r["played"][0][0] for r in rows)
+    rows = piano_frames.frames(a, c, 16000)
+    assert all(r["cosine"] < 0.1 and r["played"][0][0] == "C" for r in rows)
+    assert rows[0]["db_real"] - rows[0]["db_played"] == pytest.approx(20, abs=0.2)
+
+
+def test_piano_model_init_widens_a_roll_model_to_read_the_onset_envelope():
+    """--init from a model of the roll alone into one that also reads the envelope: the added
+    columns start at zero, so the two compute the same until training; other shapes are refused."""
+    import fastwave
+    import torch
+
+    from fastwave.corpora.score import ROLL_CHANNELS, ROLL_HOP, SCORE_CHANNELS, piano_roll, random_score, score_features
+
+    torch.manual_seed(0)
+    small = dict(layers=2, cycles=1, residual_channels=4, gate_channels=4, skip_channels=4, classes=16, cond_hop=ROLL_HOP)
+    roll_model = fastwave.WaveNet(local_channels=ROLL_CHANNELS, **small).eval()
+    wide = fastwave.WaveNet(local_channels=SCORE_CHANNELS, **small).eval()
+    wide.load_state_dict(piano_model.widened_local(roll_model.state_dict(), wide))
+    assert wide.layers[0].local_proj.weight[:, ROLL_CHANNELS:].abs().sum() == 0
+    roll = piano_roll(random_score(0.1, 1), 1600)
+    tokens = torch.randint(0, 16, (1, 1600))
+    assert torch.equal(roll_model(tokens, local_cond=torch.from_numpy(roll)[None]),
+                       wide(tokens, local_cond=torch.from_numpy(score_features(roll, SCORE_CHANNELS))[None]))
+    narrow = fastwave.WaveNet(local_channels=ROLL_CHANNELS, **small)
+    with pytest.raises(SystemExit, match="only added local channels"):
+        piano_model.widened_local(wide.state_dict(), narrow)
 
 
 def fake_piano_corpus(folder: pathlib.Path, minutes: float, seed: int, samples: int = 1600,
@@ -445,6 +486,10 @@ def test_piano_eval_scores_the_phrases_of_the_corpus_it_reads(tmp_path):
     [(name, _, roll)] = piano_eval.held_out_phrases(str(val_folder), 3.0, 1, 800, 16000, "val")
     assert name == val[0].name and val[0].split == "val"
     assert np.array_equal(roll[0].numpy(), piano_roll(val[0].sources[0].notes, 800, 16000))
+    from fastwave.corpora.score import SCORE_CHANNELS, score_features
+
+    [(_, _, feats)] = piano_eval.held_out_phrases(str(val_folder), 3.0, 1, 800, 16000, "val", SCORE_CHANNELS)
+    assert np.array_equal(feats[0].numpy(), score_features(roll[0].numpy(), SCORE_CHANNELS))
 
 
 @pytest.mark.skipif(not os.path.isfile(DEFAULT_SOUNDFONT), reason="FluidR3_GM is not installed")

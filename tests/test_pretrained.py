@@ -4,24 +4,34 @@ import pytest
 import torch
 
 from fastwave import pretrained
-from fastwave.corpora.score import KEYS, ROLL_CHANNELS, ROLL_HOP, piano_roll, random_score
+from fastwave.corpora.score import KEYS, ROLL_CHANNELS, ROLL_HOP, SCORE_CHANNELS, piano_roll, random_score, score_features
 
 
 def test_piano_cond_is_one_random_score_per_seed():
-    cond = pretrained.piano_cond(16000, [0, 7])
+    cond = pretrained.piano_cond(16000, [0, 7], channels=ROLL_CHANNELS)
     rolls = cond["local_cond"]
     assert isinstance(rolls, torch.Tensor) and rolls.dtype == torch.float32
     assert rolls.shape == (2, ROLL_CHANNELS, 16000 // ROLL_HOP)
     assert np.array_equal(rolls[1].numpy(), piano_roll(random_score(1.0, 7), 16000))
     assert not torch.equal(rolls[0], rolls[1])
     assert rolls[0, KEYS:].sum() > 0  # notes are struck
-    assert torch.equal(pretrained.piano_cond(16000, 7)["local_cond"][0], rolls[1])
+    assert torch.equal(pretrained.piano_cond(16000, 7, channels=ROLL_CHANNELS)["local_cond"][0], rolls[1])
+    with_envelope = pretrained.piano_cond(16000, [0, 7], channels=SCORE_CHANNELS)["local_cond"]
+    assert np.array_equal(with_envelope.numpy(), score_features(rolls.numpy(), SCORE_CHANNELS))
+
+
+def test_piano_cond_reads_what_the_shipped_model_reads():
+    model = pretrained.piano_wavenet()
+    assert (model.config.local_channels, model.config.cond_hop) == (pretrained.PIANO_CHANNELS, ROLL_HOP)
+    assert pretrained.piano_cond(640, [3])["local_cond"].shape == (1, pretrained.PIANO_CHANNELS, 640 // ROLL_HOP)
 
 
 @pytest.mark.parametrize("samples, seeds, message", [(0, [0], "positive int"), (100, [], "at least one")])
 def test_piano_cond_refuses_bad_input(samples, seeds, message):
     with pytest.raises(ValueError, match=message):
         pretrained.piano_cond(samples, seeds)
+    with pytest.raises(ValueError, match="not 100"):
+        pretrained.piano_cond(100, [0], channels=100)
 
 
 def test_a_missing_shipped_model_is_a_clear_error(tmp_path, monkeypatch):

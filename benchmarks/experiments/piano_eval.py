@@ -37,7 +37,7 @@ from piano_model import parse_extra_pianos  # noqa: E402
 from fastwave.corpora.piano import plan_piano  # noqa: E402
 from fastwave.audio import log_spectrogram  # noqa: E402
 from fastwave.audio.measures import chroma_agreement, spectral_flatness  # noqa: E402
-from fastwave.corpora.score import piano_roll  # noqa: E402
+from fastwave.corpora.score import ROLL_CHANNELS, piano_roll, score_features  # noqa: E402
 from fastwave.engines.cpu_native import engine_threads  # noqa: E402
 from fastwave.pretrained import PIANO_WAVENET, piano_cond  # noqa: E402
 from fastwave.training.intervals import t_interval  # noqa: E402
@@ -62,16 +62,19 @@ def draw(panels, sample_rate: int, path: str) -> None:
     fig.savefig(path, dpi=90)
 
 
-def held_out_phrases(data: str, minutes: float, phrases: int, samples: int, rate: int, split: str = "test"):
+def held_out_phrases(data: str, minutes: float, phrases: int, samples: int, rate: int, split: str = "test",
+                     channels: int = ROLL_CHANNELS):
     """The first ``phrases`` phrases of ``split`` (test, or val to choose checkpoints without the test
     phrases) of the piano corpus rendered in ``data`` (name order), each cut to ``samples``: ->
-    [(name, real audio (T,) float32, its piano roll (1, ROLL_CHANNELS, F))]. The scores come from the
-    corpus's plan (``held_out_clips``)."""
+    [(name, real audio (T,) float32, its score (1, channels, F))], the score as a model of ``channels``
+    local channels reads it (fastwave.corpora.score.score_features: the piano roll, or the roll and
+    its onset envelope). The scores come from the corpus's plan (``held_out_clips``)."""
     out = []
     for clip in held_out_clips(data, minutes, phrases, split):
         real, _ = fastwave.load_audio(os.path.join(data, split, clip.name + ".wav"), sample_rate=rate)
         real = np.asarray(real).reshape(-1)[:samples]
-        out.append((clip.name, real, torch.from_numpy(piano_roll(clip.sources[0].notes, len(real), rate))[None]))
+        roll = piano_roll(clip.sources[0].notes, len(real), rate)
+        out.append((clip.name, real, torch.from_numpy(score_features(roll, channels))[None]))
     return out
 
 
@@ -172,7 +175,8 @@ def main(argv=None) -> int:
     model = fastwave.load_model(args.model).eval()
     rate = model.sample_rate
     n = round(args.seconds * rate)
-    phrases = held_out_phrases(args.data, args.minutes, args.phrases, n, rate, args.split)
+    channels = model.config.local_channels  # the roll, or the roll and its onset envelope
+    phrases = held_out_phrases(args.data, args.minutes, args.phrases, n, rate, args.split, channels)
     real_measures = []  # of each real phrase, whatever the seed; "another phrase": the next one's, same length cut
     for index, (_, real, _) in enumerate(phrases):
         other = phrases[(index + 1) % len(phrases)][1]
@@ -195,7 +199,7 @@ def main(argv=None) -> int:
     keys = ["flatness_generated", "flatness_real", "chroma_generated", "chroma_other_phrase", "rms_generated",
             "rms_real"]
     first = args.seeds[0]
-    default = model.tokens_to_audio(fastwave.generate(model, n, cond=piano_cond(n, [first]), seed=first,
+    default = model.tokens_to_audio(fastwave.generate(model, n, cond=piano_cond(n, [first], rate, channels), seed=first,
                                                       engine="cpu", threads=args.threads)[0]).numpy()
     draw([(f"real: {rows[0]['phrase']} (held-out phrase)", rows[0]["real"]),
           ("the model playing that phrase's score", rows[0]["generated"]),

@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fastwave  # noqa: E402
 from _common import ensure_corpus, parameters, render_once, run_record, token_split  # noqa: E402
 from fastwave.corpora.piano import plan_piano, plan_piano_phrases  # noqa: E402
-from fastwave.corpora.score import ROLL_CHANNELS, ROLL_HOP, piano_roll  # noqa: E402
+from fastwave.corpora.score import ROLL_CHANNELS, ROLL_HOP, SCORE_CHANNELS, piano_roll, score_features  # noqa: E402
 from fastwave.training.sample_models import train_sample_model  # noqa: E402
 
 # Piano i of --extra-pianos plays phrase_stream(EXTRA_PHRASE_SEED + i): none of the random scores
@@ -63,23 +63,26 @@ def amplitude_embedding_(model: fastwave.WaveNet, seed: int) -> None:
                                      + 0.1 * torch.randn(classes, width, generator=g))
 
 
-def split_rolls(folder: str, split: str, minutes: float, seed: int, streams, limit=None) -> list[torch.Tensor]:
-    """The piano roll (ROLL_CHANNELS, F_i) of each of the split's phrases (file order, as token_split),
-    rebuilt from the corpus plan; each must match its rendered stream's length."""
+def split_rolls(folder: str, split: str, minutes: float, seed: int, streams, limit=None,
+                channels: int = ROLL_CHANNELS) -> list[torch.Tensor]:
+    """What a model of ``channels`` local channels reads (fastwave.corpora.score.score_features:
+    (channels, F_i)) for each of the split's phrases (file order, as token_split), from its piano
+    roll rebuilt from the corpus plan; each must match its rendered stream's length."""
     clips = sorted((c for c in plan_piano(minutes, seed) if c.split == split), key=lambda c: c.name)[:limit]
     if len(clips) != len(streams):
         raise SystemExit(f"{folder}/{split} has {len(streams)} phrases but its plan {len(clips)}: pass --minutes")
-    return plan_rolls(clips, streams, "pass --minutes")
+    return plan_rolls(clips, streams, "pass --minutes", channels)
 
 
-def plan_rolls(clips, streams, hint: str) -> list[torch.Tensor]:
-    """The piano roll of each planned clip, for its rendered token stream (the same order); a stream
-    whose length is not the plan's is refused, with ``hint``."""
+def plan_rolls(clips, streams, hint: str, channels: int = ROLL_CHANNELS) -> list[torch.Tensor]:
+    """The piano roll of each planned clip (with its onset envelope if ``channels`` is
+    SCORE_CHANNELS), for its rendered token stream (the same order); a stream whose length is not
+    the plan's is refused, with ``hint``."""
     rolls = []
     for clip, stream in zip(clips, streams, strict=True):
         if abs(len(stream) - clip.seconds * 16000) > 16:
             raise SystemExit(f"{clip.name}: {len(stream)} samples rendered, {clip.seconds} s planned: {hint}")
-        rolls.append(torch.from_numpy(piano_roll(clip.sources[0].notes, len(stream))))
+        rolls.append(torch.from_numpy(score_features(piano_roll(clip.sources[0].notes, len(stream)), channels)))
     return rolls
 
 
@@ -124,6 +127,21 @@ def extra_training(data: str, pianos: list[tuple[str, int]], phrases: int, model
         streams += tokens
         records.append({**record, "seconds": sum(len(t) for t in tokens) / 16000, "folder": folder})
     return streams, records
+
+
+def widened_local(state: dict, model) -> dict:
+    """A saved WaveNet's weights for ``model``, whose local projections may read more channels (the
+    onset envelope after the roll): the added input columns start at zero, so the widened model
+    computes what the saved one did until training moves them."""
+    out = dict(state)
+    for name, weight in model.state_dict().items():
+        if name.endswith("local_proj.weight") and name in out and out[name].shape != weight.shape:
+            old = out[name]
+            if old.shape[0] != weight.shape[0] or old.shape[1] > weight.shape[1]:
+                raise SystemExit(f"--init's {name} is {tuple(old.shape)}, this model's {tuple(weight.shape)}: "
+                                 "only added local channels can be filled")
+            out[name] = torch.cat([old, old.new_zeros(old.shape[0], weight.shape[1] - old.shape[1], *old.shape[2:])], 1)
+    return out
 
 
 def export_tokens(path: str, corpus: dict, train: list[torch.Tensor], val: list[torch.Tensor],
@@ -187,6 +205,10 @@ def main(argv=None) -> int:
     parser.add_argument("--extra-pianos", default=None, metavar="FONT:PROGRAM,...",
                         help="more training pianos, each a SoundFont file and a piano program (0-7) in it")
     parser.add_argument("--extra-phrases", type=int, default=100, help="training phrases each extra piano plays")
+    parser.add_argument("--onset-envelope", action="store_true",
+                        help="the model also reads each key's onset envelope (fastwave.corpora.score.score_features: "
+                             f"{SCORE_CHANNELS} local channels, not the roll's {ROLL_CHANNELS}); an --init without it "
+                             "starts with the envelope's weights at zero")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -202,10 +224,11 @@ def main(argv=None) -> int:
     corpus = None if args.tokens else ensure_corpus("piano", args.data, args.seed, minutes=args.minutes)
     torch.manual_seed(args.seed)
     # 20 layers in 2 cycles, 64 / 128 / 128 channels, reading the roll every ROLL_HOP samples
-    model = fastwave.WaveNet(local_channels=ROLL_CHANNELS, cond_hop=ROLL_HOP, pre_emphasis=args.pre_emphasis)
+    channels = SCORE_CHANNELS if args.onset_envelope else ROLL_CHANNELS
+    model = fastwave.WaveNet(local_channels=channels, cond_hop=ROLL_HOP, pre_emphasis=args.pre_emphasis)
     amplitude_embedding_(model, args.seed)
     if args.init:  # ignored when resuming: the checkpoint's weights win
-        model.load_state_dict(fastwave.load_model(args.init).state_dict())  # its weights, this run's config
+        model.load_state_dict(widened_local(fastwave.load_model(args.init).state_dict(), model))  # this run's config
     model.to(args.device)
     if args.tokens:
         corpus, train, val = load_tokens(args.tokens, args.pre_emphasis, args.eval_phrases)
@@ -221,11 +244,11 @@ def main(argv=None) -> int:
                       args.pre_emphasis)
         print(f"wrote {args.export_tokens}: {len(train) + len(extra_streams)} train and {len(val)} val phrases")
         return 0
-    train_rolls = split_rolls(args.data, "train", args.minutes, args.seed, train)
+    train_rolls = split_rolls(args.data, "train", args.minutes, args.seed, train, channels=channels)
     train_rolls += plan_rolls([clip for record in extra for clip in extra_plan(record)], extra_streams,
-                              "the extra pianos' renders are not their plan's")
+                              "the extra pianos' renders are not their plan's", channels)
     train = train + extra_streams
-    val_rolls = split_rolls(args.data, "val", args.minutes, args.seed, val, limit=args.eval_phrases)
+    val_rolls = split_rolls(args.data, "val", args.minutes, args.seed, val, limit=args.eval_phrases, channels=channels)
     history = train_sample_model(model, train, steps=args.steps, batch_size=args.batch_size, segment=args.segment,
                                  lr=args.lr, warmup=min(args.warmup, args.steps // 10), seed=args.seed,
                                  cond={"local_cond": train_rolls}, eval_tokens=val,
@@ -237,7 +260,7 @@ def main(argv=None) -> int:
     shipped.save(args.out)
     record = {"model": {"type": "wavenet", "parameters": parameters(shipped), "bytes": os.path.getsize(args.out),
                         "receptive_field": shipped.receptive_field,
-                        "roll": {"channels": ROLL_CHANNELS, "hop": ROLL_HOP}},
+                        "roll": {"channels": channels, "hop": ROLL_HOP, "onset_envelope": args.onset_envelope}},
               "data": {"folder": args.tokens or args.data, "corpus": {k: corpus[k] for k in ("seed", "clips", "seconds", "programs")},
                        "extra_pianos": extra, "train_phrases": len(train), "train_samples": sum(len(s) for s in train),
                        "val_phrases_scored": len(val), "val_samples_scored": sum(len(s) for s in val)},

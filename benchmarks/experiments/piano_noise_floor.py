@@ -86,7 +86,8 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     model = fastwave.load_model(args.model).eval()
     rate = model.sample_rate
-    phrases = held_out_phrases(args.data, args.minutes, args.phrases, round(args.seconds * rate), rate)
+    phrases = held_out_phrases(args.data, args.minutes, args.phrases, round(args.seconds * rate), rate, "test",
+                               model.config.local_channels)
     rng = np.random.default_rng(args.seed)
     rows = []
     for name, real, roll in phrases:

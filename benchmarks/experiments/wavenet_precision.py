@@ -34,7 +34,7 @@ from fastwave.audio.measures import chroma_agreement, spectral_flatness  # noqa:
 from fastwave.corpora.build import GAIN_DB  # noqa: E402
 from fastwave.corpora.piano import plan_piano  # noqa: E402
 from fastwave.corpora.render import SoundFontRenderer  # noqa: E402
-from fastwave.corpora.score import piano_roll  # noqa: E402
+from fastwave.corpora.score import piano_roll, score_features  # noqa: E402
 from fastwave.engines.wavenet_cpu import CpuWaveNetEngine  # noqa: E402
 from fastwave.pretrained import PIANO_WAVENET  # noqa: E402
 from fastwave.training.intervals import t_interval  # noqa: E402
@@ -127,7 +127,8 @@ def main(argv=None) -> int:
     rows = []
     for name, real, notes in held_out_phrases(args.phrases, args.seconds, rate, args.minutes):
         tokens = fastwave.mulaw_encode(torch.from_numpy(real))[None].long()
-        cond = {"local_cond": torch.from_numpy(piano_roll(notes, len(real), rate))[None]}
+        cond = {"local_cond": torch.from_numpy(score_features(piano_roll(notes, len(real), rate),
+                                                            model.config.local_channels))[None]}
         logp = {p: teacher_forced(model, tokens, cond, p, args.threads) for p in PRECISIONS}
         target = tokens[0, 1:]
         row = {"phrase": name, "samples": int(target.numel())}

@@ -21,7 +21,7 @@ def add_commands(sub, csv_list) -> None:
                      "frames), frames of the model's cond_hop samples covering the prompt and the output)")
     gen.add_argument("--score", metavar="MID_OR_NPY", help="for a piano-score WaveNet (the shipped one, or one "
                      "trained like it): a MIDI file (needs mido) or a piano roll .npy (96, frames) to play "
-                     "instead of random score --seed")
+                     "instead of random score --seed (a model that also reads the onset envelope gets it from the roll)")
     gen.add_argument("--prompt", metavar="AUDIO", help="an audio file to continue (resampled, then the model's tokens: "
                      "mu-law, after its pre-emphasis if it has one); "
                      "OUT holds the continuation only, not the prompt")
@@ -259,21 +259,27 @@ def _conditioning(args, model, covered: int, shipped: bool) -> dict | None:
         raise ValueError(f"--{'cond' if args.cond else 'score'} was given but this {model.model_type} is not "
                          "conditioned (no global_classes / local_channels)")
     if args.score:
-        from fastwave.corpora.score import ROLL_CHANNELS, ROLL_HOP, notes_from_midi, piano_roll
+        from fastwave.corpora.score import (ROLL_CHANNELS, ROLL_HOP, SCORE_CHANNELS, notes_from_midi, piano_roll,
+                                            score_features)
 
-        if (c.local_channels, c.cond_hop, c.global_classes) != (ROLL_CHANNELS, ROLL_HOP, 0):
-            raise ValueError(f"--score needs a piano-score WaveNet (local_channels {ROLL_CHANNELS}, cond_hop "
-                             f"{ROLL_HOP}, no global ids); this one has local_channels {c.local_channels}, "
-                             f"cond_hop {c.cond_hop}, global_classes {c.global_classes}: give --cond")
+        if c.local_channels not in (ROLL_CHANNELS, SCORE_CHANNELS) or (c.cond_hop, c.global_classes) != (ROLL_HOP, 0):
+            raise ValueError(f"--score needs a piano-score WaveNet (local_channels {ROLL_CHANNELS} or {SCORE_CHANNELS} "
+                             f"with the onset envelope, cond_hop {ROLL_HOP}, no global ids); this one has "
+                             f"local_channels {c.local_channels}, cond_hop {c.cond_hop}, global_classes "
+                             f"{c.global_classes}: give --cond")
         if args.score.lower().endswith(".npy"):
             try:
                 roll = np.load(args.score, allow_pickle=False)
             except (OSError, ValueError) as err:
                 raise ValueError(f"--score {args.score}: not a readable .npy piano roll ({err})") from None
             roll = _npz_array(roll, "--score", np.floating)
+            if roll.ndim not in (2, 3) or roll.shape[-2] != ROLL_CHANNELS:
+                raise ValueError(f"--score {args.score}: a piano roll is ({ROLL_CHANNELS}, frames) or (batch, "
+                                 f"{ROLL_CHANNELS}, frames), got shape {roll.shape}")
         else:
             roll = piano_roll(notes_from_midi(args.score), covered, model.sample_rate)
-        return {"local_cond": _per_stream(torch.from_numpy(np.asarray(roll, np.float32)), args.batch, 2, "--score")}
+        feats = score_features(roll, c.local_channels)  # the roll, or the roll and its onset envelope
+        return {"local_cond": _per_stream(torch.from_numpy(np.ascontiguousarray(feats)), args.batch, 2, "--score")}
     if args.cond:
         try:
             arrays = np.load(args.cond, allow_pickle=False)
@@ -294,7 +300,8 @@ def _conditioning(args, model, covered: int, shipped: bool) -> dict | None:
     if shipped:  # stream b plays score seed + b, over the prompt and the generated audio
         from fastwave.pretrained import piano_cond
 
-        return piano_cond(covered, [args.seed + b for b in range(args.batch)], model.sample_rate)
+        return piano_cond(covered, [args.seed + b for b in range(args.batch)], model.sample_rate,
+                          c.local_channels)
     if conditioned:
         raise ValueError("this checkpoint is conditioned (global_classes / local_channels): give --cond FILE.npz "
                          "(global_cond, local_cond), or --score for a piano-score WaveNet")

@@ -6,7 +6,16 @@ corpus's range, MIDI 48-95), whether the key is held and whether it is struck in
 the note's velocity / 127. ``random_score`` draws phrases from the piano corpus's generator, so
 ``fastwave generate`` can play something new for every seed.
 
+A model may also read each key's onset envelope (``score_features``, ``SCORE_CHANNELS`` rows): the
+level of its last strike, decaying while the key is held. The struck row marks one frame (4 ms), and
+a WaveNet's conditioning is read frame by frame, so a model that did not play the attack in that
+frame cannot tell afterwards a key struck 10 ms ago from one held for seconds, and plays on what it
+already played (docs/piano_model.md: the missed onsets). The envelope says at every frame how
+recently and how hard each key was struck, as WaveNet TTS's linguistic features give each frame's
+position within its phone. It is derived from the roll, so a score is still the roll.
+
     roll = piano_roll(notes, samples)          # (ROLL_CHANNELS, ceil(samples / ROLL_HOP)) float32
+    feats = score_features(roll, model.config.local_channels)  # what that model reads: the roll, or + envelope
     notes = notes_from_midi("score.mid")      # a MIDI file as Notes (needs mido)
 """
 from __future__ import annotations
@@ -20,6 +29,8 @@ from .plans import Note
 LOWEST_KEY, KEYS = 48, 48          # C3 .. B6
 ROLL_HOP = 64                      # samples per frame: 4 ms at 16 kHz
 ROLL_CHANNELS = 2 * KEYS           # rows [0, KEYS): held; rows [KEYS, 2 KEYS): struck in this frame
+SCORE_CHANNELS = 3 * KEYS          # the roll, then rows [2 KEYS, 3 KEYS): each key's onset envelope
+ONSET_DECAY = 0.2                  # seconds: the envelope falls by e in this time (a strike's first decay)
 
 
 def piano_roll(notes, samples: int, sample_rate: int = 16000, hop: int = ROLL_HOP) -> np.ndarray:
@@ -46,6 +57,37 @@ def piano_roll(notes, samples: int, sample_rate: int = 16000, hop: int = ROLL_HO
         roll[key, first:last + 1] = np.maximum(roll[key, first:last + 1], level)
         roll[KEYS + key, first] = max(roll[KEYS + key, first], level)
     return roll
+
+
+def onset_envelope(roll, hop: int = ROLL_HOP, sample_rate: int = 16000, decay: float = ONSET_DECAY) -> np.ndarray:
+    """A roll (..., ROLL_CHANNELS, F) -> each key's onset envelope (..., KEYS, F) float32: from the
+    frame a key is struck, the strike's level times exp(-seconds since it / ``decay``) while the key
+    stays held; 0 while it is not. A strike of a held key starts its envelope again at its level."""
+    roll = np.asarray(roll, np.float32)
+    if roll.ndim < 2 or roll.shape[-2] != ROLL_CHANNELS:
+        raise ValueError(f"a piano roll is (..., {ROLL_CHANNELS}, frames), got shape {roll.shape}")
+    if not decay > 0:
+        raise ValueError(f"decay must be positive seconds, got {decay!r}")
+    held, struck = roll[..., :KEYS, :], roll[..., KEYS:, :]
+    factor = np.float32(np.exp(-hop / (sample_rate * decay)))  # per frame
+    envelope = np.zeros_like(struck)
+    level = np.zeros(struck.shape[:-1], np.float32)
+    for f in range(roll.shape[-1]):  # a recursion over frames; each step is vectorised over keys
+        level = np.where(held[..., f] > 0, np.where(struck[..., f] > 0, struck[..., f], level * factor), 0)
+        envelope[..., f] = level
+    return envelope
+
+
+def score_features(roll, channels: int) -> np.ndarray:
+    """A roll (..., ROLL_CHANNELS, F) -> what a piano-score WaveNet of ``channels`` local channels
+    reads: the roll itself (ROLL_CHANNELS), or the roll and its onset envelope (SCORE_CHANNELS)."""
+    roll = np.asarray(roll, np.float32)
+    if channels == ROLL_CHANNELS:
+        return roll
+    if channels == SCORE_CHANNELS:
+        return np.concatenate([roll, onset_envelope(roll)], axis=-2)
+    raise ValueError(f"a piano-score WaveNet reads {ROLL_CHANNELS} (the roll) or {SCORE_CHANNELS} (roll and onset "
+                     f"envelope) local channels, not {channels}")
 
 
 def random_score(seconds: float, seed: int = 0) -> tuple[Note, ...]:

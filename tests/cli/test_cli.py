@@ -258,15 +258,18 @@ def test_generate_takes_a_conditioned_checkpoints_conditioning_from_a_file(tmp_p
     assert "piano-score WaveNet" in capsys.readouterr().err
 
 
-def test_generate_plays_a_midi_or_piano_roll_score_on_the_piano_model(tmp_path, capsys):
+@pytest.mark.parametrize("envelope", [False, True], ids=["roll", "roll+envelope"])
+def test_generate_plays_a_midi_or_piano_roll_score_on_the_piano_model(tmp_path, capsys, envelope):
     """--score: a MIDI file becomes the piano roll it spells (the same tokens as generating with that
-    roll), a roll .npy is read as is; both replace the random score."""
+    roll, or with the roll and its onset envelope for a model that reads both), a roll .npy is read as
+    is; both replace the random score."""
     mido = pytest.importorskip("mido")
-    from fastwave.corpora.score import ROLL_CHANNELS, ROLL_HOP, notes_from_midi, piano_roll
+    from fastwave.corpora.score import ROLL_CHANNELS, ROLL_HOP, SCORE_CHANNELS, notes_from_midi, piano_roll, score_features
 
     torch.manual_seed(0)
+    channels = SCORE_CHANNELS if envelope else ROLL_CHANNELS
     model = fastwave.WaveNet(layers=2, cycles=1, residual_channels=4, gate_channels=4, skip_channels=4, classes=16,
-                             local_channels=ROLL_CHANNELS, cond_hop=ROLL_HOP, sample_rate=16000).eval()
+                             local_channels=channels, cond_hop=ROLL_HOP, sample_rate=16000).eval()
     model.save(tmp_path / "piano.safetensors")
     midi = mido.MidiFile(ticks_per_beat=480)
     track = mido.MidiTrack()
@@ -282,13 +285,17 @@ def test_generate_plays_a_midi_or_piano_roll_score_on_the_piano_model(tmp_path, 
               "--quiet", "--out", str(out)]
     assert main([*common, "--score", str(tmp_path / "score.mid")]) == 0
     roll = piano_roll(notes, 320)
-    expected = fastwave.mulaw_decode(fastwave.generate(model, 320, seed=1, cond={"local_cond": torch.from_numpy(roll)[None]})[0],
+    feats = torch.from_numpy(score_features(roll, channels))[None]
+    expected = fastwave.mulaw_decode(fastwave.generate(model, 320, seed=1, cond={"local_cond": feats})[0],
                                      classes=16).numpy()
     assert np.allclose(load_audio(out)[0], expected, atol=1 / 32768 + 1e-6)
     np.save(tmp_path / "roll.npy", roll)
     assert main([*common, "--score", str(tmp_path / "roll.npy")]) == 0
     assert np.allclose(load_audio(out)[0], expected, atol=1 / 32768 + 1e-6)
+    np.save(tmp_path / "wide.npy", score_features(roll, SCORE_CHANNELS))  # features, not a roll
     capsys.readouterr()
+    assert main([*common, "--score", str(tmp_path / "wide.npy")]) == 2
+    assert "a piano roll is (96, frames)" in capsys.readouterr().err
     for missing in ("missing.npy", "missing.mid"):  # a message, not a traceback
         assert main([*common, "--score", str(tmp_path / missing)]) == 2
         assert "missing" in capsys.readouterr().err

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from fastwave.corpora.plans import Note
-from fastwave.corpora.score import KEYS, LOWEST_KEY, ROLL_CHANNELS, ROLL_HOP, piano_roll, random_score
+from fastwave.corpora.score import (KEYS, LOWEST_KEY, ONSET_DECAY, ROLL_CHANNELS, ROLL_HOP, SCORE_CHANNELS,
+                                   onset_envelope, piano_roll, random_score, score_features)
 
 
 def test_roll_marks_held_and_struck_frames_of_each_note():
@@ -33,6 +34,42 @@ def test_roll_covers_a_partial_last_frame_and_clips_notes_at_the_end():
 def test_roll_refuses_bad_input(notes, samples, message):
     with pytest.raises(ValueError, match=message):
         piano_roll(notes, samples)
+
+
+def test_onset_envelope_decays_from_each_strike_while_the_key_is_held():
+    # C4 struck at full velocity for 0.5 s, struck again at half velocity at 0.3 s (still held: the
+    # held row merges them); E4 struck at 0.1 s for 0.05 s.
+    notes = [Note(60, 127, 0.0, 0.5), Note(60, 64, 0.3, 0.5), Note(64, 100, 0.1, 0.05)]
+    roll = piano_roll(notes, 16000)
+    envelope = onset_envelope(roll)
+    assert envelope.shape == (KEYS, roll.shape[1]) and envelope.dtype == np.float32
+    c4, e4 = 60 - LOWEST_KEY, 64 - LOWEST_KEY
+    per_frame = np.exp(-ROLL_HOP / (16000 * ONSET_DECAY))
+    restrike = round(0.3 * 16000) // ROLL_HOP
+    assert envelope[c4, 0] == 1.0
+    assert envelope[c4, 1:restrike] == pytest.approx(per_frame ** np.arange(1, restrike), rel=1e-5)
+    assert envelope[c4, restrike] == pytest.approx(64 / 127)  # a new strike starts it again, lower
+    assert envelope[c4, roll[c4] == 0].max() == 0  # released: nothing
+    onset, released = round(0.1 * 16000) // ROLL_HOP, np.flatnonzero(roll[e4]).max() + 1
+    assert envelope[e4, onset] == pytest.approx(100 / 127) and envelope[e4, released:].max() == 0
+    assert envelope[e4, :onset].max() == 0
+    # batched rolls give each stream's own envelope
+    other = piano_roll([Note(70, 90, 0.2, 0.1)], 16000)
+    assert np.array_equal(onset_envelope(np.stack([roll, other])), np.stack([envelope, onset_envelope(other)]))
+
+
+def test_score_features_are_the_roll_or_the_roll_and_its_envelope():
+    roll = piano_roll(random_score(1.0, seed=2), 16000)
+    assert np.array_equal(score_features(roll, ROLL_CHANNELS), roll)
+    feats = score_features(roll[None], SCORE_CHANNELS)
+    assert feats.shape == (1, SCORE_CHANNELS, roll.shape[1])
+    assert np.array_equal(feats[0, :ROLL_CHANNELS], roll) and np.array_equal(feats[0, ROLL_CHANNELS:], onset_envelope(roll))
+    with pytest.raises(ValueError, match="reads 96 .* or 144 .* not 100"):
+        score_features(roll, 100)
+    with pytest.raises(ValueError, match="a piano roll is"):
+        onset_envelope(roll[:KEYS])
+    with pytest.raises(ValueError, match="decay must be positive"):
+        onset_envelope(roll, decay=0)
 
 
 def test_random_score_fills_the_time_deterministically():
