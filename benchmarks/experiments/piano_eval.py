@@ -37,7 +37,7 @@ from piano_model import parse_extra_pianos  # noqa: E402
 from fastwave.corpora.piano import plan_piano  # noqa: E402
 from fastwave.audio import log_spectrogram  # noqa: E402
 from fastwave.audio.measures import chroma_agreement, spectral_flatness  # noqa: E402
-from fastwave.corpora.score import ROLL_CHANNELS, piano_roll, score_features  # noqa: E402
+from fastwave.corpora.score import ONSET_DECAY, ROLL_CHANNELS, SCORE_CHANNELS, piano_roll, score_features  # noqa: E402
 from fastwave.engines.cpu_native import engine_threads  # noqa: E402
 from fastwave.pretrained import PIANO_WAVENET, piano_cond  # noqa: E402
 from fastwave.training.intervals import t_interval  # noqa: E402
@@ -63,18 +63,19 @@ def draw(panels, sample_rate: int, path: str) -> None:
 
 
 def held_out_phrases(data: str, minutes: float, phrases: int, samples: int, rate: int, split: str = "test",
-                     channels: int = ROLL_CHANNELS):
+                     channels: int = ROLL_CHANNELS, decay: float = ONSET_DECAY):
     """The first ``phrases`` phrases of ``split`` (test, or val to choose checkpoints without the test
     phrases) of the piano corpus rendered in ``data`` (name order), each cut to ``samples``: ->
     [(name, real audio (T,) float32, its score (1, channels, F))], the score as a model of ``channels``
     local channels reads it (fastwave.corpora.score.score_features: the piano roll, or the roll and
-    its onset envelope). The scores come from the corpus's plan (``held_out_clips``)."""
+    its onset envelope of time constant ``decay``). The scores come from the corpus's plan
+    (``held_out_clips``)."""
     out = []
     for clip in held_out_clips(data, minutes, phrases, split):
         real, _ = fastwave.load_audio(os.path.join(data, split, clip.name + ".wav"), sample_rate=rate)
         real = np.asarray(real).reshape(-1)[:samples]
         roll = piano_roll(clip.sources[0].notes, len(real), rate)
-        out.append((clip.name, real, torch.from_numpy(score_features(roll, channels))[None]))
+        out.append((clip.name, real, torch.from_numpy(score_features(roll, channels, decay))[None]))
     return out
 
 
@@ -168,6 +169,9 @@ def main(argv=None) -> int:
     parser.add_argument("--other-pianos", default=None, metavar="FONT:PROGRAM,...",
                         help="also play the phrases' scores with these real pianos (e.g. "
                              "/usr/share/sounds/sf2/TimGM6mb.sf2:0): the ceiling of chroma agreement")
+    parser.add_argument("--onset-decay", type=float, default=ONSET_DECAY,
+                        help="the onset envelope's time constant (seconds) that a model reading it was trained with "
+                             "(piano_model.py --onset-envelope)")
     args = parser.parse_args(argv)
     pianos = parse_extra_pianos(args.other_pianos, "--other-pianos")
 
@@ -176,7 +180,7 @@ def main(argv=None) -> int:
     rate = model.sample_rate
     n = round(args.seconds * rate)
     channels = model.config.local_channels  # the roll, or the roll and its onset envelope
-    phrases = held_out_phrases(args.data, args.minutes, args.phrases, n, rate, args.split, channels)
+    phrases = held_out_phrases(args.data, args.minutes, args.phrases, n, rate, args.split, channels, args.onset_decay)
     real_measures = []  # of each real phrase, whatever the seed; "another phrase": the next one's, same length cut
     for index, (_, real, _) in enumerate(phrases):
         other = phrases[(index + 1) % len(phrases)][1]
@@ -199,7 +203,9 @@ def main(argv=None) -> int:
     keys = ["flatness_generated", "flatness_real", "chroma_generated", "chroma_other_phrase", "rms_generated",
             "rms_real"]
     first = args.seeds[0]
-    default = model.tokens_to_audio(fastwave.generate(model, n, cond=piano_cond(n, [first], rate, channels), seed=first,
+    roll = piano_cond(n, [first], rate, ROLL_CHANNELS)["local_cond"].numpy()  # what generate plays, as this model reads it
+    cond = {"local_cond": torch.from_numpy(score_features(roll, channels, args.onset_decay))}
+    default = model.tokens_to_audio(fastwave.generate(model, n, cond=cond, seed=first,
                                                       engine="cpu", threads=args.threads)[0]).numpy()
     draw([(f"real: {rows[0]['phrase']} (held-out phrase)", rows[0]["real"]),
           ("the model playing that phrase's score", rows[0]["generated"]),
@@ -212,6 +218,7 @@ def main(argv=None) -> int:
     others = (other_pianos(held_out_clips(args.data, args.minutes, args.phrases, args.split), [p[1] for p in phrases],
                            pianos, rate) if pianos else [])
     record = {"model": os.path.relpath(args.model), "split": args.split, "seeds": args.seeds,
+              "local_channels": channels, "onset_decay": args.onset_decay if channels == SCORE_CHANNELS else None,
               "phrases": [{k: r[k] for k in ["seed", "phrase"] + keys} for r in rows],
               # over every phrase of every seed
               "mean": {k: float(np.mean([r[k] for r in rows])) for k in keys},

@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fastwave  # noqa: E402
 from _common import run_record  # noqa: E402
 from fastwave.audio.measures import HOP, chroma, chroma_agreement, power_frames  # noqa: E402
+from fastwave.corpora.score import ONSET_DECAY  # noqa: E402
 from piano_eval import held_out_clips, held_out_phrases, seed_list  # noqa: E402
 
 PITCH_CLASSES = "C C# D D# E F F# G G# A A# B".split()
@@ -55,6 +56,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--threads", type=int, default=None, help="of the C++ engine")
+    parser.add_argument("--onset-decay", type=float, default=ONSET_DECAY,
+                        help="the onset envelope's time constant for models that read it (piano_eval.py's)")
     parser.add_argument("--record", default="benchmarks/results/piano_frames.json")
     args = parser.parse_args(argv)
 
@@ -65,7 +68,8 @@ def main(argv=None) -> int:
     for path in args.models.split(","):
         model = fastwave.load_model(path).eval()
         rate, samples = model.sample_rate, round(args.seconds * model.sample_rate)
-        phrases = held_out_phrases(args.data, args.minutes, count, samples, rate, "test", model.config.local_channels)
+        phrases = held_out_phrases(args.data, args.minutes, count, samples, rate, "test", model.config.local_channels,
+                                   args.onset_decay)
         for index in args.phrases:
             name, real, score = phrases[index]
             tokens = fastwave.generate(model, len(real), cond={"local_cond": score}, seed=args.seed, engine="cpu",

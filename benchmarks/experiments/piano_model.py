@@ -41,7 +41,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fastwave  # noqa: E402
 from _common import ensure_corpus, parameters, render_once, run_record, token_split  # noqa: E402
 from fastwave.corpora.piano import plan_piano, plan_piano_phrases  # noqa: E402
-from fastwave.corpora.score import ROLL_CHANNELS, ROLL_HOP, SCORE_CHANNELS, piano_roll, score_features  # noqa: E402
+from fastwave.corpora.score import (ONSET_DECAY, ROLL_CHANNELS, ROLL_HOP, SCORE_CHANNELS, piano_roll,  # noqa: E402
+                                   score_features)
 from fastwave.training.sample_models import train_sample_model  # noqa: E402
 
 # Piano i of --extra-pianos plays phrase_stream(EXTRA_PHRASE_SEED + i): none of the random scores
@@ -64,25 +65,25 @@ def amplitude_embedding_(model: fastwave.WaveNet, seed: int) -> None:
 
 
 def split_rolls(folder: str, split: str, minutes: float, seed: int, streams, limit=None,
-                channels: int = ROLL_CHANNELS) -> list[torch.Tensor]:
+                channels: int = ROLL_CHANNELS, decay: float = ONSET_DECAY) -> list[torch.Tensor]:
     """What a model of ``channels`` local channels reads (fastwave.corpora.score.score_features:
     (channels, F_i)) for each of the split's phrases (file order, as token_split), from its piano
     roll rebuilt from the corpus plan; each must match its rendered stream's length."""
     clips = sorted((c for c in plan_piano(minutes, seed) if c.split == split), key=lambda c: c.name)[:limit]
     if len(clips) != len(streams):
         raise SystemExit(f"{folder}/{split} has {len(streams)} phrases but its plan {len(clips)}: pass --minutes")
-    return plan_rolls(clips, streams, "pass --minutes", channels)
+    return plan_rolls(clips, streams, "pass --minutes", channels, decay)
 
 
-def plan_rolls(clips, streams, hint: str, channels: int = ROLL_CHANNELS) -> list[torch.Tensor]:
-    """The piano roll of each planned clip (with its onset envelope if ``channels`` is
-    SCORE_CHANNELS), for its rendered token stream (the same order); a stream whose length is not
-    the plan's is refused, with ``hint``."""
+def plan_rolls(clips, streams, hint: str, channels: int = ROLL_CHANNELS, decay: float = ONSET_DECAY) -> list[torch.Tensor]:
+    """The piano roll of each planned clip (with its onset envelope of time constant ``decay`` if
+    ``channels`` is SCORE_CHANNELS), for its rendered token stream (the same order); a stream whose
+    length is not the plan's is refused, with ``hint``."""
     rolls = []
     for clip, stream in zip(clips, streams, strict=True):
         if abs(len(stream) - clip.seconds * 16000) > 16:
             raise SystemExit(f"{clip.name}: {len(stream)} samples rendered, {clip.seconds} s planned: {hint}")
-        rolls.append(torch.from_numpy(score_features(piano_roll(clip.sources[0].notes, len(stream)), channels)))
+        rolls.append(torch.from_numpy(score_features(piano_roll(clip.sources[0].notes, len(stream)), channels, decay)))
     return rolls
 
 
@@ -205,10 +206,11 @@ def main(argv=None) -> int:
     parser.add_argument("--extra-pianos", default=None, metavar="FONT:PROGRAM,...",
                         help="more training pianos, each a SoundFont file and a piano program (0-7) in it")
     parser.add_argument("--extra-phrases", type=int, default=100, help="training phrases each extra piano plays")
-    parser.add_argument("--onset-envelope", action="store_true",
-                        help="the model also reads each key's onset envelope (fastwave.corpora.score.score_features: "
-                             f"{SCORE_CHANNELS} local channels, not the roll's {ROLL_CHANNELS}); an --init without it "
-                             "starts with the envelope's weights at zero")
+    parser.add_argument("--onset-envelope", type=float, default=None, metavar="SECONDS",
+                        help="the model also reads each key's onset envelope of this time constant "
+                             f"(fastwave.corpora.score.score_features, e.g. {ONSET_DECAY}: {SCORE_CHANNELS} local "
+                             f"channels, not the roll's {ROLL_CHANNELS}); an --init without it starts with the "
+                             "envelope's weights at zero")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -224,7 +226,10 @@ def main(argv=None) -> int:
     corpus = None if args.tokens else ensure_corpus("piano", args.data, args.seed, minutes=args.minutes)
     torch.manual_seed(args.seed)
     # 20 layers in 2 cycles, 64 / 128 / 128 channels, reading the roll every ROLL_HOP samples
-    channels = SCORE_CHANNELS if args.onset_envelope else ROLL_CHANNELS
+    if args.onset_envelope is not None and not 0 < args.onset_envelope <= 60:
+        parser.error("--onset-envelope must be a time constant in (0, 60] seconds")
+    channels = ROLL_CHANNELS if args.onset_envelope is None else SCORE_CHANNELS
+    decay = args.onset_envelope or ONSET_DECAY
     model = fastwave.WaveNet(local_channels=channels, cond_hop=ROLL_HOP, pre_emphasis=args.pre_emphasis)
     amplitude_embedding_(model, args.seed)
     if args.init:  # ignored when resuming: the checkpoint's weights win
@@ -244,11 +249,12 @@ def main(argv=None) -> int:
                       args.pre_emphasis)
         print(f"wrote {args.export_tokens}: {len(train) + len(extra_streams)} train and {len(val)} val phrases")
         return 0
-    train_rolls = split_rolls(args.data, "train", args.minutes, args.seed, train, channels=channels)
+    train_rolls = split_rolls(args.data, "train", args.minutes, args.seed, train, channels=channels, decay=decay)
     train_rolls += plan_rolls([clip for record in extra for clip in extra_plan(record)], extra_streams,
-                              "the extra pianos' renders are not their plan's", channels)
+                              "the extra pianos' renders are not their plan's", channels, decay)
     train = train + extra_streams
-    val_rolls = split_rolls(args.data, "val", args.minutes, args.seed, val, limit=args.eval_phrases, channels=channels)
+    val_rolls = split_rolls(args.data, "val", args.minutes, args.seed, val, limit=args.eval_phrases, channels=channels,
+                            decay=decay)
     history = train_sample_model(model, train, steps=args.steps, batch_size=args.batch_size, segment=args.segment,
                                  lr=args.lr, warmup=min(args.warmup, args.steps // 10), seed=args.seed,
                                  cond={"local_cond": train_rolls}, eval_tokens=val,
@@ -260,7 +266,7 @@ def main(argv=None) -> int:
     shipped.save(args.out)
     record = {"model": {"type": "wavenet", "parameters": parameters(shipped), "bytes": os.path.getsize(args.out),
                         "receptive_field": shipped.receptive_field,
-                        "roll": {"channels": channels, "hop": ROLL_HOP, "onset_envelope": args.onset_envelope}},
+                        "roll": {"channels": channels, "hop": ROLL_HOP, "onset_decay": args.onset_envelope}},
               "data": {"folder": args.tokens or args.data, "corpus": {k: corpus[k] for k in ("seed", "clips", "seconds", "programs")},
                        "extra_pianos": extra, "train_phrases": len(train), "train_samples": sum(len(s) for s in train),
                        "val_phrases_scored": len(val), "val_samples_scored": sum(len(s) for s in val)},

@@ -64,6 +64,9 @@ def test_score_features_are_the_roll_or_the_roll_and_its_envelope():
     feats = score_features(roll[None], SCORE_CHANNELS)
     assert feats.shape == (1, SCORE_CHANNELS, roll.shape[1])
     assert np.array_equal(feats[0, :ROLL_CHANNELS], roll) and np.array_equal(feats[0, ROLL_CHANNELS:], onset_envelope(roll))
+    slow = score_features(roll, SCORE_CHANNELS, decay=1.0)  # the time constant a model was trained with
+    assert np.array_equal(slow[ROLL_CHANNELS:], onset_envelope(roll, decay=1.0))
+    assert (slow[ROLL_CHANNELS:] >= feats[0, ROLL_CHANNELS:]).all() and not np.array_equal(slow, feats[0])
     with pytest.raises(ValueError, match="reads 96 .* or 144 .* not 100"):
         score_features(roll, 100)
     with pytest.raises(ValueError, match="a piano roll is"):
