@@ -49,4 +49,5 @@ def piano_cond(samples: int, seeds, sample_rate: int = 16000, channels: int | No
         raise ValueError("seeds must name at least one score")
     seconds = samples / sample_rate
     rolls = np.stack([piano_roll(random_score(seconds, seed), int(samples), sample_rate) for seed in seeds])
-    return {"local_cond": torch.from_numpy(score_features(rolls, PIANO_CHANNELS if channels is None else channels))}
+    return {"local_cond": torch.from_numpy(score_features(rolls, PIANO_CHANNELS if channels is None else channels,
+                                                     sample_rate=sample_rate))}

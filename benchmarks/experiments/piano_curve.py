@@ -8,7 +8,7 @@ dashed line for it beside its own. Bits per sample are in each run's own token d
 the pre-emphasised audio, whose bits are not comparable with plain mu-law's; the figure says which.
 
     python benchmarks/experiments/piano_curve.py benchmarks/results/piano_model.json \
-        benchmarks/results/piano_model_stage{2,3,4,5,6,7,8}.json   # -> benchmarks/results/piano_training_curve.png
+        benchmarks/results/piano_model_stage{2,3,4,5,6,7,8,9,10}.json   # -> benchmarks/results/piano_training_curve.png
 """
 from __future__ import annotations
 
@@ -45,8 +45,10 @@ def main(argv=None) -> int:
         start = training.get("init_updates", offset) if training.get("init") else 0  # a fresh run: update 0
         steps, bits, top5 = curve(record, start)
         noise = training.get("input_noise", 0.0)
+        decay = record["model"].get("roll", {}).get("onset_decay")  # piano_model.py --onset-envelope
         label = (f"{os.path.basename(path)}: " + (f"pre-emphasis {emphasis:g}" if emphasis else "plain mu-law")
                  + (f", input noise {noise:g}" if noise else "")
+                 + (f", onset envelope {decay:g} s" if decay else "")
                  + ((f" (from update {training['init_updates']:,})" if "init_updates" in training else " (from the run before)")
                     if training.get("init") else ""))
         line, = bits_ax.plot(steps, bits, marker="o", label=label)

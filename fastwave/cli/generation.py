@@ -278,7 +278,7 @@ def _conditioning(args, model, covered: int, shipped: bool) -> dict | None:
                                  f"{ROLL_CHANNELS}, frames), got shape {roll.shape}")
         else:
             roll = piano_roll(notes_from_midi(args.score), covered, model.sample_rate)
-        feats = score_features(roll, c.local_channels)  # the roll, or the roll and its onset envelope
+        feats = score_features(roll, c.local_channels, sample_rate=model.sample_rate)  # the roll, or + onset envelope
         return {"local_cond": _per_stream(torch.from_numpy(np.ascontiguousarray(feats)), args.batch, 2, "--score")}
     if args.cond:
         try:

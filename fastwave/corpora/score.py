@@ -78,15 +78,16 @@ def onset_envelope(roll, hop: int = ROLL_HOP, sample_rate: int = 16000, decay: f
     return envelope
 
 
-def score_features(roll, channels: int, decay: float = ONSET_DECAY) -> np.ndarray:
-    """A roll (..., ROLL_CHANNELS, F) -> what a piano-score WaveNet of ``channels`` local channels
-    reads: the roll itself (ROLL_CHANNELS), or the roll and its onset envelope (SCORE_CHANNELS) of
-    time constant ``decay`` seconds (a model reads the envelope it was trained on)."""
+def score_features(roll, channels: int, decay: float = ONSET_DECAY, sample_rate: int = 16000) -> np.ndarray:
+    """A roll (..., ROLL_CHANNELS, F) of ``sample_rate`` audio -> what a piano-score WaveNet of
+    ``channels`` local channels reads: the roll itself (ROLL_CHANNELS), or the roll and its onset
+    envelope (SCORE_CHANNELS) of time constant ``decay`` seconds (a model reads the envelope it was
+    trained on)."""
     roll = np.asarray(roll, np.float32)
     if channels == ROLL_CHANNELS:
         return roll
     if channels == SCORE_CHANNELS:
-        return np.concatenate([roll, onset_envelope(roll, decay=decay)], axis=-2)
+        return np.concatenate([roll, onset_envelope(roll, sample_rate=sample_rate, decay=decay)], axis=-2)
     raise ValueError(f"a piano-score WaveNet reads {ROLL_CHANNELS} (the roll) or {SCORE_CHANNELS} (roll and onset "
                      f"envelope) local channels, not {channels}")
 
