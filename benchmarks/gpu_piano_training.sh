@@ -21,6 +21,7 @@ STEPS=${STEPS:-20000}
 BUDGET=${BUDGET:-480}
 DEVICE=${DEVICE:-cuda}
 INIT=${INIT:-fastwave/assets/piano_wavenet.safetensors}  # the shipped weights (7,000 CPU updates); "" for random
+ENVELOPE=${ENVELOPE:-}  # e.g. 0.2: the model also reads each key's onset envelope (docs/piano_model.md, stages 9-10)
 export PYTHONPATH=$PWD  # training needs the Python package only, not the native module
 mkdir -p "$OUT" "$RUN"
 if command -v nvidia-smi >/dev/null; then
@@ -29,7 +30,7 @@ fi
 started=$(date +%s)
 # SIGINT: the trainer's KeyboardInterrupt; its checkpoints up to the last hundred updates stay
 timeout --signal=INT --kill-after=30 "$BUDGET" python benchmarks/experiments/piano_model.py --device "$DEVICE" \
-  --tokens data/piano_tokens.npz --pre-emphasis 0 ${INIT:+--init "$INIT"} --steps "$STEPS" --batch-size 32 \
+  --tokens data/piano_tokens.npz --pre-emphasis 0 ${INIT:+--init "$INIT"} ${ENVELOPE:+--onset-envelope "$ENVELOPE"} --steps "$STEPS" --batch-size 32 \
   --lr 1e-3 --warmup 500 --eval-every 1000 --ema-decay 0.999 --runs "$RUN" --out "$RUN/shipped.safetensors" \
   --record "$RUN/record.json" > "$OUT/train.log" 2>&1 || echo "training stopped: rc $? (124: the budget)"
 echo "trained for $(( $(date +%s) - started )) s"

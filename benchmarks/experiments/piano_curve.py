@@ -45,7 +45,7 @@ def main(argv=None) -> int:
         start = training.get("init_updates", offset) if training.get("init") else 0  # a fresh run: update 0
         steps, bits, top5 = curve(record, start)
         noise = training.get("input_noise", 0.0)
-        decay = record["model"].get("roll", {}).get("onset_decay")  # piano_model.py --onset-envelope
+        decay = record.get("model", {}).get("roll", {}).get("onset_decay")  # piano_model.py --onset-envelope
         label = (f"{os.path.basename(path)}: " + (f"pre-emphasis {emphasis:g}" if emphasis else "plain mu-law")
                  + (f", input noise {noise:g}" if noise else "")
                  + (f", onset envelope {decay:g} s" if decay else "")

@@ -31,9 +31,9 @@ from piano_eval import held_out_clips, held_out_phrases, seed_list  # noqa: E402
 PITCH_CLASSES = "C C# D D# E F F# G G# A A# B".split()
 
 
-def top_classes(frame: np.ndarray, count: int = 3) -> list[list]:
-    """One frame's chroma (12,) -> [[pitch class, share], ...] of its ``count`` largest."""
-    return [[PITCH_CLASSES[k], round(float(frame[k]), 2)] for k in np.argsort(-frame)[:count]]
+def top_classes(frame: np.ndarray, count: int = 3) -> str:
+    """One frame's chroma (12,) -> its ``count`` largest pitch classes and their shares, "F .81 C .40 A .39"."""
+    return " ".join(f"{PITCH_CLASSES[k]} {frame[k]:.2f}".replace("0.", ".").replace("1.00", "1") for k in np.argsort(-frame)[:count])
 
 
 def frames(real: np.ndarray, played: np.ndarray, rate: int) -> list[dict]:
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
             print(f"{os.path.relpath(path)} {name}: chroma agreement {out[-1]['chroma_agreement']:.3f}")
             for row in out[-1]["frames"][::6]:
                 print(f"  {row['second']:5.2f} s  {row['db_real']:5.1f} / {row['db_played']:5.1f} dB  cos "
-                      f"{row['cosine']:.2f}  real {row['real']}  played {row['played']}")
+                      f"{row['cosine']:.2f}  real {row['real']:<18} played {row['played']}")
     with open(args.record, "w", encoding="utf-8") as f:
         json.dump({"seconds": args.seconds, "sampling_seed": args.seed, "rows": out,
                    **run_record(args.seed, "cpu", time.perf_counter() - started)}, f)  # one line: ~40 KB a phrase
