@@ -210,7 +210,8 @@ def main(argv=None) -> int:
                         help="the model also reads each key's onset envelope of this time constant "
                              f"(fastwave.corpora.score.score_features, e.g. {ONSET_DECAY}: {SCORE_CHANNELS} local "
                              f"channels, not the roll's {ROLL_CHANNELS}); an --init without it starts with the "
-                             "envelope's weights at zero")
+                             "envelope's weights at zero. The checkpoint does not store the time constant (the "
+                             "record does): play another than the default with piano_eval.py --onset-decay")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -221,13 +222,13 @@ def main(argv=None) -> int:
         parser.error("--extra-phrases must be in [1, 10000]")
     if args.ship == "ema" and args.ema_decay is None:
         parser.error("--ship ema needs --ema-decay (the run's moving average of the weights)")
+    if args.onset_envelope is not None and not 0 < args.onset_envelope <= 60:
+        parser.error("--onset-envelope must be a time constant in (0, 60] seconds")
 
     started = time.perf_counter()
     corpus = None if args.tokens else ensure_corpus("piano", args.data, args.seed, minutes=args.minutes)
     torch.manual_seed(args.seed)
     # 20 layers in 2 cycles, 64 / 128 / 128 channels, reading the roll every ROLL_HOP samples
-    if args.onset_envelope is not None and not 0 < args.onset_envelope <= 60:
-        parser.error("--onset-envelope must be a time constant in (0, 60] seconds")
     channels = ROLL_CHANNELS if args.onset_envelope is None else SCORE_CHANNELS
     decay = args.onset_envelope or ONSET_DECAY
     model = fastwave.WaveNet(local_channels=channels, cond_hop=ROLL_HOP, pre_emphasis=args.pre_emphasis)

@@ -12,7 +12,11 @@ a WaveNet's conditioning is read frame by frame, so a model that did not play th
 frame cannot tell afterwards a key struck 10 ms ago from one held for seconds, and plays on what it
 already played (docs/piano_model.md: the missed onsets). The envelope says at every frame how
 recently and how hard each key was struck, as WaveNet TTS's linguistic features give each frame's
-position within its phone. It is derived from the roll, so a score is still the roll.
+position within its phone. It is derived from the roll, so a score is still the roll. A checkpoint
+does not store the envelope's time constant: ``fastwave generate`` and ``piano_cond`` give a model of
+SCORE_CHANNELS the envelope of ``ONSET_DECAY``, and a model trained on another
+(benchmarks/experiments/piano_model.py --onset-envelope SECONDS, which its record says) is played
+with that one (``score_features(decay=)``, piano_eval.py --onset-decay).
 
     roll = piano_roll(notes, samples)          # (ROLL_CHANNELS, ceil(samples / ROLL_HOP)) float32
     feats = score_features(roll, model.config.local_channels)  # what that model reads: the roll, or + envelope
