@@ -440,6 +440,10 @@ def test_piano_model_init_widens_a_roll_model_to_read_the_onset_envelope():
     narrow = fastwave.WaveNet(local_channels=ROLL_CHANNELS, **small)
     with pytest.raises(SystemExit, match="only added local channels"):
         piano_model.widened_local(wide.state_dict(), narrow)
+    assert piano_model.onset_seconds("0.2") == 0.2
+    for bad in ("0", "-1", "nan", "61", "fast"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"time constant must be in \(0, 60\]"):
+            piano_model.onset_seconds(bad)
 
 
 def fake_piano_corpus(folder: pathlib.Path, minutes: float, seed: int, samples: int = 1600,

@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 import fastwave  # noqa: E402
 from _common import json_interval, run_record  # noqa: E402
-from piano_model import parse_extra_pianos  # noqa: E402
+from piano_model import onset_seconds, parse_extra_pianos  # noqa: E402
 from fastwave.corpora.piano import plan_piano  # noqa: E402
 from fastwave.audio import log_spectrogram  # noqa: E402
 from fastwave.audio.measures import chroma_agreement, spectral_flatness  # noqa: E402
@@ -169,7 +169,7 @@ def main(argv=None) -> int:
     parser.add_argument("--other-pianos", default=None, metavar="FONT:PROGRAM,...",
                         help="also play the phrases' scores with these real pianos (e.g. "
                              "/usr/share/sounds/sf2/TimGM6mb.sf2:0): the ceiling of chroma agreement")
-    parser.add_argument("--onset-decay", type=float, default=ONSET_DECAY,
+    parser.add_argument("--onset-decay", type=onset_seconds, default=ONSET_DECAY,
                         help="the onset envelope's time constant (seconds) that a model reading it was trained with "
                              "(piano_model.py --onset-envelope)")
     args = parser.parse_args(argv)

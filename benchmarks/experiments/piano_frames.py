@@ -27,6 +27,7 @@ from _common import run_record  # noqa: E402
 from fastwave.audio.measures import HOP, chroma, chroma_agreement, power_frames  # noqa: E402
 from fastwave.corpora.score import ONSET_DECAY  # noqa: E402
 from piano_eval import held_out_clips, held_out_phrases, seed_list  # noqa: E402
+from piano_model import onset_seconds  # noqa: E402
 
 PITCH_CLASSES = "C C# D D# E F F# G G# A A# B".split()
 
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--threads", type=int, default=None, help="of the C++ engine")
-    parser.add_argument("--onset-decay", type=float, default=ONSET_DECAY,
+    parser.add_argument("--onset-decay", type=onset_seconds, default=ONSET_DECAY,
                         help="the onset envelope's time constant for models that read it (piano_eval.py's)")
     parser.add_argument("--record", default="benchmarks/results/piano_frames.json")
     args = parser.parse_args(argv)

@@ -87,6 +87,17 @@ def plan_rolls(clips, streams, hint: str, channels: int = ROLL_CHANNELS, decay: 
     return rolls
 
 
+def onset_seconds(text: str) -> float:
+    """--onset-envelope / --onset-decay: a time constant in (0, 60] seconds."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds <= 60:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"the onset envelope's time constant must be in (0, 60] seconds, got {text!r}")
+    return seconds
+
+
 def parse_extra_pianos(spec: str | None, flag: str = "--extra-pianos") -> list[tuple[str, int]]:
     """``flag``'s "FONT:PROGRAM,FONT:PROGRAM" -> [(SoundFont path, piano program 0-7)], each font an
     existing file; None or "" -> []."""
@@ -206,7 +217,7 @@ def main(argv=None) -> int:
     parser.add_argument("--extra-pianos", default=None, metavar="FONT:PROGRAM,...",
                         help="more training pianos, each a SoundFont file and a piano program (0-7) in it")
     parser.add_argument("--extra-phrases", type=int, default=100, help="training phrases each extra piano plays")
-    parser.add_argument("--onset-envelope", type=float, default=None, metavar="SECONDS",
+    parser.add_argument("--onset-envelope", type=onset_seconds, default=None, metavar="SECONDS",
                         help="the model also reads each key's onset envelope of this time constant "
                              f"(fastwave.corpora.score.score_features, e.g. {ONSET_DECAY}: {SCORE_CHANNELS} local "
                              f"channels, not the roll's {ROLL_CHANNELS}); an --init without it starts with the "
@@ -222,8 +233,6 @@ def main(argv=None) -> int:
         parser.error("--extra-phrases must be in [1, 10000]")
     if args.ship == "ema" and args.ema_decay is None:
         parser.error("--ship ema needs --ema-decay (the run's moving average of the weights)")
-    if args.onset_envelope is not None and not 0 < args.onset_envelope <= 60:
-        parser.error("--onset-envelope must be a time constant in (0, 60] seconds")
 
     started = time.perf_counter()
     corpus = None if args.tokens else ensure_corpus("piano", args.data, args.seed, minutes=args.minutes)
