@@ -446,6 +446,38 @@ def test_piano_model_init_widens_a_roll_model_to_read_the_onset_envelope():
             piano_model.onset_seconds(bad)
 
 
+def test_piano_soup_interpolates_a_model_and_its_widened_fine_tune():
+    """alpha 0 plays the base (its roll-only projections widened with zeros), 1 the fine-tune, and
+    --alpha-local moves the score projections alone; models of another shape, or alphas outside
+    [0, 1], are refused."""
+    import fastwave
+    import torch
+
+    import piano_soup
+    from fastwave.corpora.score import ROLL_CHANNELS, ROLL_HOP, SCORE_CHANNELS
+
+    torch.manual_seed(0)
+    small = dict(layers=2, cycles=1, residual_channels=4, gate_channels=4, skip_channels=4, classes=16, cond_hop=ROLL_HOP)
+    base = fastwave.WaveNet(local_channels=ROLL_CHANNELS, **small)
+    tuned = fastwave.WaveNet(local_channels=SCORE_CHANNELS, **small)
+    widened = piano_model.widened_local(base.state_dict(), tuned)
+    for alpha, expected in ((0.0, widened), (1.0, tuned.state_dict())):
+        state = piano_soup.interpolated(base, tuned, alpha)
+        assert all(torch.equal(state[k], expected[k]) for k in expected)
+    half = piano_soup.interpolated(base, tuned, 0.5, alpha_local=1.0)
+    name = "layers.0.local_proj.weight"
+    assert torch.equal(half[name], tuned.state_dict()[name])
+    gate = "layers.0.conv.weight"
+    assert torch.allclose(half[gate], (widened[gate] + tuned.state_dict()[gate]) / 2)
+    assert not torch.equal(half[gate], tuned.state_dict()[gate])
+    deeper = fastwave.WaveNet(local_channels=SCORE_CHANNELS, **{**small, "layers": 4, "cycles": 2})
+    with pytest.raises(ValueError, match="differ in.*layers"):
+        piano_soup.interpolated(base, deeper, 0.5)
+    for bad in ("-0.1", "1.5", "nan", "half"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"in \[0, 1\]"):
+            piano_soup.unit_fraction(bad)
+
+
 def fake_piano_corpus(folder: pathlib.Path, minutes: float, seed: int, samples: int = 1600,
                       splits=("test",)) -> list:
     """corpus.json and silent WAVs of ``splits`` named as the (minutes, seed) piano plan's -> the
