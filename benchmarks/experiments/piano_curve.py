@@ -8,7 +8,7 @@ dashed line for it beside its own. Bits per sample are in each run's own token d
 the pre-emphasised audio, whose bits are not comparable with plain mu-law's; the figure says which.
 
     python benchmarks/experiments/piano_curve.py benchmarks/results/piano_model.json \
-        benchmarks/results/piano_model_stage{2,3,4,5,6,7,8,9,10}.json   # -> benchmarks/results/piano_training_curve.png
+        benchmarks/results/piano_model_stage{2,3,4,5,6,7,8,9,10,11,12}.json   # -> benchmarks/results/piano_training_curve.png
 """
 from __future__ import annotations
 
@@ -37,7 +37,9 @@ def main(argv=None) -> int:
 
     fig, (bits_ax, top5_ax) = plt.subplots(1, 2, figsize=(10, 5.2))
     offset = 0
-    for path in args.records:
+    # matplotlib's default cycle repeats after ten lines: past ten records, twenty distinct colours
+    colours = plt.get_cmap("tab10" if len(args.records) <= 10 else "tab20").colors
+    for index, path in enumerate(args.records):
         with open(path, encoding="utf-8") as f:
             record = json.load(f)
         training = record["training"]
@@ -51,8 +53,8 @@ def main(argv=None) -> int:
                  + (f", onset envelope {decay:g} s" if decay else "")
                  + ((f" (from update {training['init_updates']:,})" if "init_updates" in training else " (from the run before)")
                     if training.get("init") else ""))
-        line, = bits_ax.plot(steps, bits, marker="o", label=label)
-        top5_ax.plot(steps, top5, marker="o", label=label)
+        line, = bits_ax.plot(steps, bits, marker="o", label=label, color=colours[index % len(colours)])
+        top5_ax.plot(steps, top5, marker="o", label=label, color=line.get_color())
         averaged = [e for e in record["eval"] if "ema_bits_per_sample" in e]  # --ema-decay: its average too
         if averaged:
             at = [start + e["step"] for e in averaged]
