@@ -446,6 +446,33 @@ def test_piano_model_init_widens_a_roll_model_to_read_the_onset_envelope():
             piano_model.onset_seconds(bad)
 
 
+def test_piano_model_train_only_score_moves_the_score_projections_alone():
+    """--train-only score: an update changes the local projections and nothing else (the network
+    that plays the samples keeps --init's weights); a model without them is refused."""
+    import fastwave
+    import torch
+
+    from fastwave.corpora.score import ROLL_HOP, SCORE_CHANNELS
+    from fastwave.training.loop import make_optimizer
+
+    torch.manual_seed(0)
+    small = dict(layers=2, cycles=1, residual_channels=4, gate_channels=4, skip_channels=4, classes=16, cond_hop=ROLL_HOP)
+    model = fastwave.WaveNet(local_channels=SCORE_CHANNELS, **small)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    frozen = piano_model.freeze_all_but_score(model)
+    assert frozen == sum(v.numel() for k, v in model.named_parameters() if "local_proj" not in k) > 0
+    optimizer = make_optimizer(model, lr=1e-2, weight_decay=0.1)
+    tokens = torch.randint(0, 16, (2, 640))
+    logits = model(tokens, local_cond=torch.rand(2, SCORE_CHANNELS, 10))
+    torch.nn.functional.cross_entropy(logits[:, :, :-1], tokens[:, 1:]).backward()
+    optimizer.step()
+    after = model.state_dict()
+    moved = {name for name, _ in model.named_parameters() if not torch.equal(before[name], after[name])}
+    assert moved == {name for name, _ in model.named_parameters() if "local_proj" in name}
+    with pytest.raises(SystemExit, match="no local projections"):
+        piano_model.freeze_all_but_score(fastwave.WaveNet(**{**small, "cond_hop": 1}))
+
+
 def test_piano_soup_interpolates_a_model_and_its_widened_fine_tune():
     """alpha 0 plays the base (its roll-only projections widened with zeros), 1 the fine-tune, and
     --alpha-local moves the score projections alone; models of another shape, or alphas outside

@@ -156,6 +156,18 @@ def widened_local(state: dict, model) -> dict:
     return out
 
 
+def freeze_all_but_score(model) -> int:
+    """Leaves only the local (score) projections trainable (the optimiser skips the rest) -> how many
+    parameters were frozen."""
+    frozen = 0
+    for name, weight in model.named_parameters():
+        weight.requires_grad_("local_proj" in name)
+        frozen += 0 if weight.requires_grad else weight.numel()
+    if frozen == parameters(model):
+        raise SystemExit("--train-only score: this model has no local projections to train")
+    return frozen
+
+
 def export_tokens(path: str, corpus: dict, train: list[torch.Tensor], val: list[torch.Tensor],
                   pre_emphasis: float) -> None:
     """Writes the splits' token streams (uint8, joined, with their lengths) and the corpus record to
@@ -223,9 +235,15 @@ def main(argv=None) -> int:
                              f"channels, not the roll's {ROLL_CHANNELS}); an --init without it starts with the "
                              "envelope's weights at zero. The checkpoint does not store the time constant (the "
                              "record does): play another than the default with piano_eval.py --onset-decay")
+    parser.add_argument("--train-only", choices=("all", "score"), default="all",
+                        help="score: train the local (score) projections alone, every other weight frozen at --init's, "
+                             "so the network that plays the samples stays the --init model's (its noise floor) while "
+                             "its reading of the score learns")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.train_only == "score" and not args.init:
+        parser.error("--train-only score needs --init: the frozen weights would be random")
     pianos = parse_extra_pianos(args.extra_pianos)
     if pianos and args.tokens:
         parser.error("--extra-pianos renders audio: export the tokens with it instead of passing --tokens")
@@ -244,6 +262,7 @@ def main(argv=None) -> int:
     amplitude_embedding_(model, args.seed)
     if args.init:  # ignored when resuming: the checkpoint's weights win
         model.load_state_dict(widened_local(fastwave.load_model(args.init).state_dict(), model))  # this run's config
+    frozen = freeze_all_but_score(model) if args.train_only == "score" else 0
     model.to(args.device)
     if args.tokens:
         corpus, train, val = load_tokens(args.tokens, args.pre_emphasis, args.eval_phrases)
@@ -283,7 +302,8 @@ def main(argv=None) -> int:
               "training": {"steps": args.steps, "batch_size": args.batch_size, "segment": args.segment, "lr": args.lr,
                            "warmup": min(args.warmup, args.steps // 10), "pre_emphasis": args.pre_emphasis,
                            "input_noise": args.input_noise, "ema": history.get("ema"),
-                           "init": args.init, "shipped_weights": args.ship},
+                           "init": args.init, "shipped_weights": args.ship, "train_only": args.train_only,
+                           "frozen_parameters": frozen},
               "eval": history["eval"], "best": history.get("best"),
               **run_record(args.seed, args.device, time.perf_counter() - started)}
     with open(args.record, "w", encoding="utf-8") as f:
