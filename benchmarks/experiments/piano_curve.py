@@ -8,7 +8,7 @@ dashed line for it beside its own. Bits per sample are in each run's own token d
 the pre-emphasised audio, whose bits are not comparable with plain mu-law's; the figure says which.
 
     python benchmarks/experiments/piano_curve.py benchmarks/results/piano_model.json \
-        benchmarks/results/piano_model_stage{2,3,4,5,6,7,8,9,10,11,12}.json   # -> benchmarks/results/piano_training_curve.png
+        benchmarks/results/piano_model_stage{2,3,4,5,6,7,8,9,10,11,12,13}.json   # -> benchmarks/results/piano_training_curve.png
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (bits_ax, top5_ax) = plt.subplots(1, 2, figsize=(10, 5.2))
+    fig, (bits_ax, top5_ax) = plt.subplots(1, 2, figsize=(11, 5.2))
     offset = 0
     # matplotlib's default cycle repeats after ten lines: past ten records, twenty distinct colours
     colours = plt.get_cmap("tab10" if len(args.records) <= 10 else "tab20").colors
@@ -51,6 +51,7 @@ def main(argv=None) -> int:
         label = (f"{os.path.basename(path)}: " + (f"pre-emphasis {emphasis:g}" if emphasis else "plain mu-law")
                  + (f", input noise {noise:g}" if noise else "")
                  + (f", onset envelope {decay:g} s" if decay else "")
+                 + (", score-only training" if training.get("train_only") == "score" else "")  # --train-only score
                  + ((f" (from update {training['init_updates']:,})" if "init_updates" in training else " (from the run before)")
                     if training.get("init") else ""))
         line, = bits_ax.plot(steps, bits, marker="o", label=label, color=colours[index % len(colours)])
