@@ -500,6 +500,8 @@ def test_piano_soup_interpolates_a_model_and_its_widened_fine_tune():
     deeper = fastwave.WaveNet(local_channels=SCORE_CHANNELS, **{**small, "layers": 4, "cycles": 2})
     with pytest.raises(ValueError, match="differ in.*layers"):
         piano_soup.interpolated(base, deeper, 0.5)
+    with pytest.raises(ValueError, match="a fine-tune only adds channels"):
+        piano_soup.interpolated(tuned, base, 0.5)
     for bad in ("-0.1", "1.5", "nan", "half"):
         with pytest.raises(argparse.ArgumentTypeError, match=r"in \[0, 1\]"):
             piano_soup.unit_fraction(bad)

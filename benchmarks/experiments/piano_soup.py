@@ -50,6 +50,9 @@ def interpolated(base, tuned, alpha: float, alpha_local: float | None = None) ->
     differ = {k for k, v in tuned.config.to_dict().items() if base.config.to_dict().get(k) != v} - {"local_channels"}
     if base.model_type != tuned.model_type or differ:
         raise ValueError(f"the models differ in {sorted(differ) or 'type'}: only a model and its fine-tune interpolate")
+    if base.config.local_channels > tuned.config.local_channels:
+        raise ValueError(f"the base reads {base.config.local_channels} local channels, the fine-tune "
+                         f"{tuned.config.local_channels}: a fine-tune only adds channels")
     start = widened_local(base.state_dict(), tuned)
     out = {}
     for name, weight in tuned.state_dict().items():
