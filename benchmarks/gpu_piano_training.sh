@@ -21,7 +21,7 @@ STEPS=${STEPS:-20000}
 BUDGET=${BUDGET:-480}
 DEVICE=${DEVICE:-cuda}
 INIT=${INIT:-fastwave/assets/piano_wavenet.safetensors}  # the shipped weights (7,000 CPU updates); "" for random
-ENVELOPE=${ENVELOPE:-}  # e.g. 0.2: the model also reads each key's onset envelope (docs/piano_model.md, stages 9-10)
+ENVELOPE=${ENVELOPE:-}  # e.g. 0.2: the model also reads each key's onset envelope (docs/piano_model.md, stages 9-13)
 export PYTHONPATH=$PWD  # training needs the Python package only, not the native module
 mkdir -p "$OUT" "$RUN"
 if command -v nvidia-smi >/dev/null; then

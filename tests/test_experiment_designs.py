@@ -442,7 +442,7 @@ def test_piano_model_init_widens_a_roll_model_to_read_the_onset_envelope():
         piano_model.widened_local(wide.state_dict(), narrow)
     assert piano_model.onset_seconds("0.2") == 0.2
     for bad in ("0", "-1", "nan", "61", "fast"):
-        with pytest.raises(argparse.ArgumentTypeError, match=r"time constant must be in \(0, 60\]"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"time constant \(seconds\) must be in \(0, 60\]"):
             piano_model.onset_seconds(bad)
 
 

@@ -2,6 +2,7 @@
 token streams, and the record every result carries (command, seed, machine, wall time)."""
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import os
@@ -77,6 +78,18 @@ def token_split(folder: str, split: str, classes: int = 256, limit: int | None =
         tokens = fastwave.mulaw_encode(audio, classes=classes) if model is None else model.audio_to_tokens(audio)
         streams.append(tokens.reshape(-1))
     return streams
+
+
+def number_in(text: str, low: float, high: float, what: str, *, open_low: bool = False) -> float:
+    """An argparse type's check: ``text`` as a float in [low, high] ((low, high] with ``open_low``),
+    else ArgumentTypeError naming ``what`` (NaN and words are refused too)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not ((low < value) if open_low else (low <= value)) or not value <= high:
+        raise argparse.ArgumentTypeError(f"{what} must be in {'(' if open_low else '['}{low:g}, {high:g}], got {text!r}")
+    return value
 
 
 def parameters(model: torch.nn.Module) -> int:

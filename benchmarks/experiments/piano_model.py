@@ -39,7 +39,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fastwave  # noqa: E402
-from _common import ensure_corpus, parameters, render_once, run_record, token_split  # noqa: E402
+from _common import ensure_corpus, number_in, parameters, render_once, run_record, token_split  # noqa: E402
 from fastwave.corpora.piano import plan_piano, plan_piano_phrases  # noqa: E402
 from fastwave.corpora.score import (ONSET_DECAY, ROLL_CHANNELS, ROLL_HOP, SCORE_CHANNELS, piano_roll,  # noqa: E402
                                    score_features)
@@ -89,13 +89,7 @@ def plan_rolls(clips, streams, hint: str, channels: int = ROLL_CHANNELS, decay: 
 
 def onset_seconds(text: str) -> float:
     """--onset-envelope / --onset-decay: a time constant in (0, 60] seconds."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = float("nan")
-    if not 0 < seconds <= 60:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"the onset envelope's time constant must be in (0, 60] seconds, got {text!r}")
-    return seconds
+    return number_in(text, 0, 60, "the onset envelope's time constant (seconds)", open_low=True)
 
 
 def parse_extra_pianos(spec: str | None, flag: str = "--extra-pianos") -> list[tuple[str, int]]:

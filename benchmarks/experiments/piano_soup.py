@@ -26,19 +26,14 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fastwave  # noqa: E402
+from _common import number_in  # noqa: E402
 from fastwave.pretrained import PIANO_WAVENET  # noqa: E402
 from piano_model import widened_local  # noqa: E402
 
 
 def unit_fraction(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
-    return value
+    """--alpha / --alpha-local: a number in [0, 1]."""
+    return number_in(text, 0, 1, "alpha")
 
 
 def interpolated(base, tuned, alpha: float, alpha_local: float | None = None) -> dict:
