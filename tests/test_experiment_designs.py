@@ -507,6 +507,42 @@ def test_piano_soup_interpolates_a_model_and_its_widened_fine_tune():
             piano_soup.unit_fraction(bad)
 
 
+def test_piano_compare_pairs_two_records_seed_by_seed(tmp_path, capsys):
+    """The interval is over the per-seed differences (a shift shared by both models' draws of a seed
+    cancels), a record nested in a collecting file is found by its keys, and records of other seeds
+    or phrases are refused by name."""
+    import piano_compare
+
+    def record(flatness, seeds=(0, 1, 2), phrase="piano_00000", split="test"):
+        by_seed = [{"seed": s, "median_flatness_generated": f, "chroma_generated": 0.5 + f, "rms_generated": 0.1}
+                   for s, f in zip(seeds, flatness)]
+        return {"split": split, "by_seed": by_seed, "phrases": [{"seed": s, "phrase": phrase} for s in seeds]}
+
+    first, second = record([0.02, 0.05, 0.08]), record([0.01, 0.04, 0.07])
+    mean, low, high = piano_compare.paired(first, second)["median_flatness_generated"]
+    assert mean == pytest.approx(0.01) and low == pytest.approx(0.01) and high == pytest.approx(0.01)
+    unpaired = t_interval([0.02, 0.05, 0.08])  # the same spread unpaired: far wider
+    assert unpaired[2] - unpaired[1] > 0.1
+    nested = tmp_path / "collected.json"
+    nested.write_text(json.dumps({"models": {"a": first}}))
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(second))
+    assert piano_compare.main([f"{nested}#models/a", str(plain)]) == 0
+    assert "median_flatness: +0.0100 [+0.0100, +0.0100]" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no key 'b'.*'a'"):
+        piano_compare.load_record(f"{nested}#models/b")
+    with pytest.raises(SystemExit, match="not a piano_eval record"):
+        piano_compare.load_record(f"{nested}#models")
+    with pytest.raises(ValueError, match="different sampling seeds"):
+        piano_compare.paired(first, record([0.01, 0.04, 0.07], seeds=(0, 1, 3)))
+    with pytest.raises(ValueError, match="different phrases"):
+        piano_compare.paired(first, record([0.01, 0.04, 0.07], phrase="piano_00004"))
+    with pytest.raises(ValueError, match="different phrases"):
+        piano_compare.paired(first, record([0.01, 0.04, 0.07], split="val"))
+    with pytest.raises(ValueError, match="no interval"):
+        piano_compare.paired(record([0.02], seeds=(0,)), record([0.01], seeds=(0,)))
+
+
 def fake_piano_corpus(folder: pathlib.Path, minutes: float, seed: int, samples: int = 1600,
                       splits=("test",)) -> list:
     """corpus.json and silent WAVs of ``splits`` named as the (minutes, seed) piano plan's -> the
