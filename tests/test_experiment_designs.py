@@ -372,6 +372,13 @@ def test_b_resamples_programs_within_their_family_where_each_family_has_two():
     assert linear_probe_folds.families_of([0, 3, 8]) is None
 
 
+@pytest.mark.parametrize("pause_at", ["0", "500"])
+def test_piano_model_refuses_a_pause_outside_its_run(pause_at, capsys):
+    with pytest.raises(SystemExit):
+        piano_model.main(["--steps", "500", "--pause-at", pause_at, "--data", "/absent"])
+    assert "--pause-at must lie in [1, --steps) = [1, 500)" in capsys.readouterr().err
+
+
 def test_piano_model_extra_pianos_are_parsed_refused_and_play_phrases_no_test_plays(tmp_path):
     import itertools
 

@@ -233,6 +233,9 @@ def main(argv=None) -> int:
                         help="score: train the local (score) projections alone, every other weight frozen at --init's, "
                              "so the network that plays the samples stays the --init model's (its noise floor) while "
                              "its reading of the score learns")
+    parser.add_argument("--pause-at", type=int, default=None, metavar="UPDATE",
+                        help="stop after this update (its weights and average in --runs), the schedule still "
+                             "planned over --steps; the same command without it resumes exactly")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -243,6 +246,8 @@ def main(argv=None) -> int:
         parser.error("--extra-pianos renders audio: export the tokens with it instead of passing --tokens")
     if not 1 <= args.extra_phrases <= 10_000:
         parser.error("--extra-phrases must be in [1, 10000]")
+    if args.pause_at is not None and not 1 <= args.pause_at < args.steps:
+        parser.error(f"--pause-at must lie in [1, --steps) = [1, {args.steps})")
     if args.ship == "ema" and args.ema_decay is None:
         parser.error("--ship ema needs --ema-decay (the run's moving average of the weights)")
 
@@ -283,7 +288,11 @@ def main(argv=None) -> int:
                                  cond={"local_cond": train_rolls}, eval_tokens=val,
                                  eval_cond={"local_cond": val_rolls}, eval_every=args.eval_every,
                                  checkpoint_dir=args.runs, resume=True, checkpoint_every=100,
-                                 input_noise=args.input_noise, ema_decay=args.ema_decay)
+                                 input_noise=args.input_noise, ema_decay=args.ema_decay, pause_at=args.pause_at)
+    if len(history["loss"]) < args.steps:  # paused: nothing ships, the run goes on later
+        print(f"paused after update {len(history['loss'])} of {args.steps}: its weights are in {args.runs} "
+              f"(last / ema .safetensors); the same command without --pause-at resumes")
+        return 0
     shipped = fastwave.load_model(os.path.join(args.runs, f"{args.ship}.safetensors"))
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     shipped.save(args.out)

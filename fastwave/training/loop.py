@@ -173,7 +173,7 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
                  checkpoint_dir=None, checkpoint_every: int | None = None, resume: bool = False,
                  settings: dict | None = None, progress: bool = True, desc: str = "train",
                  describe_eval: Callable | None = None, max_seconds: float | None = None,
-                 ema_decay: float | None = None) -> dict:
+                 ema_decay: float | None = None, pause_at: int | None = None) -> dict:
     """Train ``model`` (on its device, in place) for ``steps`` updates, or for ``max_seconds``.
 
     batch_at(step, rank, world) -> this rank's batch of update ``step`` (0-based), a pure function of
@@ -199,6 +199,9 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
       (0, 1) (e.g. 0.999: about the last 1,000 updates; None: none), written to checkpoint_dir (which
       it needs). See the module docstring.
     seed: seeds the RNG dropout draws from (a fork: the caller's RNG state is left alone).
+    pause_at: stop after this many updates (counted from the run's start, resumed updates included),
+      checkpointed as a Ctrl-C stop is, the schedule still planned over ``steps``: a resume without it
+      continues exactly, so a chosen update's weights can be taken and the run go on. None: run to the end.
 
     -> {"loss": [float per step], "lr": [...], "step_seconds": [wall seconds of each update, without
     evaluations and checkpoints: a learning curve against training time sums them], "eval": [{"step": s,
@@ -212,6 +215,10 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
         if warmup is None:  # its default is a tenth of ``steps``, which a budget makes only a bound
             raise ValueError("with max_seconds, give warmup (in updates): steps is only a bound then")
     warmup = min(1000, steps // 10) if warmup is None else check_int_arg(warmup, "warmup", minimum=0)
+    if pause_at is not None and not 1 <= check_int_arg(pause_at, "pause_at") < steps:
+        raise ValueError(f"pause_at must lie in [1, steps) = [1, {steps}), got {pause_at}: the run ends at steps anyway")
+    if pause_at is not None and checkpoint_dir is None:
+        raise ValueError("pause_at needs a checkpoint_dir: a paused run is only worth its checkpoint")
     check_hyperparameters(lr=lr, weight_decay=weight_decay, min_lr_ratio=min_lr_ratio, grad_clip=grad_clip, seed=seed)
     eval_every = None if eval_every is None else check_int_arg(eval_every, "eval_every")
     eval_at = {check_int_arg(done, "eval_at") for done in eval_at}
@@ -242,6 +249,8 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
     history = {"loss": [], "lr": [], "step_seconds": [], "eval": [], "best": None}
     saved = _load_state(checkpoint_dir, model, optimizer, settings, world) if resume else None
     start = 0 if saved is None else saved["step"]
+    if pause_at is not None and pause_at <= start:
+        raise ValueError(f"pause_at {pause_at}: {checkpoint_dir} has already made {start} updates")
     if saved is not None:
         history = saved["history"]
         history.setdefault("step_seconds", [None] * len(history["loss"]))  # a state saved before they were kept
@@ -310,12 +319,12 @@ def run_training(model: torch.nn.Module, *, steps: int, batch_at: Callable, loss
                     if evaluating:
                         _evaluate(model, evaluate, done, history, select, rank, world, checkpoint_dir,
                                   bar if progress and rank == 0 else None, describe_eval, ema)
-                    stopping = interrupted()
-                    if evaluating or stopping or last or (checkpoint_every and done % checkpoint_every == 0):
+                    stopping, pausing = interrupted(), done == pause_at
+                    if evaluating or stopping or pausing or last or (checkpoint_every and done % checkpoint_every == 0):
                         checkpoint(done)
                     if stopping:
                         raise KeyboardInterrupt
-                    if last:
+                    if last or pausing:
                         break
             if world > 1:  # no rank returns before rank 0's last checkpoint is on disk
                 dist.barrier()

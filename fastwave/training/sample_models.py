@@ -57,7 +57,8 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
                        eval_every: int | None = None, eval_at=(), eval_segment: int | None = None,
                        pad_short: bool = False, checkpoint_dir=None, resume: bool = False,
                        checkpoint_every: int | None = None, input_noise: float = 0.0, progress: bool = True,
-                       max_seconds: float | None = None, ema_decay: float | None = None) -> dict:
+                       max_seconds: float | None = None, ema_decay: float | None = None,
+                       pause_at: int | None = None) -> dict:
     """Train ``model`` in place by teacher forcing on random crops of ``tokens``.
 
     model: a sample model on the device to train on (``model.config.classes``;
@@ -89,6 +90,7 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
       every evaluation as ema_bits_per_sample, ...); None: none. Under torchrun each rank
       takes batch_size / world of every step's crops; move the model to
       ``fastwave.training.loop.training_device()`` (this rank's GPU) first.
+    pause_at: stop (checkpointed) after this many updates, to resume later (``run_training``).
     -> {"loss": [float per step], "lr": [float per step], "eval": [{"step": s, "top1", "top5",
     "bits_per_sample", "nll_nats", "positions"}], "best"} where step s counts the updates made. The
     model is left in eval mode.
@@ -141,6 +143,7 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
                         select=None if eval_tokens is None else ("bits_per_sample", "min"),
                         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
                         settings=settings, progress=progress, max_seconds=max_seconds, ema_decay=ema_decay,
+                        pause_at=pause_at,
                         describe_eval=describe_eval)
 
 

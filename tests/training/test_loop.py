@@ -214,6 +214,34 @@ def test_ctrl_c_stops_after_the_step_and_resumes_exactly(tmp_path, where):
     assert len(history["loss"]) == 6
 
 
+def test_pause_at_stops_at_the_update_and_a_resume_ends_where_a_straight_run_does(tmp_path):
+    """pause_at: the weights (and their average) after exactly that update, saved; the schedule is
+    still the whole run's, so resuming without it gives the uninterrupted run's weights."""
+    from fastwave.training.loop import EMA
+
+    straight, paused_ref = tiny_transformer(), tiny_transformer()
+    train(straight, ema_decay=0.5, checkpoint_dir=tmp_path / "straight")
+    train(paused_ref, steps=6, pause_at=4, ema_decay=0.5, checkpoint_dir=tmp_path / "paused")
+    state = torch.load(tmp_path / "paused" / STATE, weights_only=True)
+    assert state["step"] == 4
+    history = json.loads((tmp_path / "paused" / HISTORY).read_text())
+    assert history["lr"] == [lr_at(s, lr=1e-2, steps=6, warmup=2) for s in range(4)]  # the 6-step schedule
+    with pytest.raises(ValueError, match="already made 4 updates"):
+        train(tiny_transformer(), pause_at=3, checkpoint_dir=tmp_path / "paused", resume=True)
+    resumed = tiny_transformer(seed=123)
+    train(resumed, ema_decay=0.5, checkpoint_dir=tmp_path / "paused", resume=True)
+    assert_same(weights(resumed), weights(straight))
+    assert_same(fastwave.load_model(str(tmp_path / "paused" / EMA)).state_dict(),
+                fastwave.load_model(str(tmp_path / "straight" / EMA)).state_dict())
+
+
+@pytest.mark.parametrize("pause_at, checkpoints, message", [(6, True, r"\[1, 6\)"), (0, True, "int >= 1"),
+                                                            (3, False, "needs a checkpoint_dir")])
+def test_pause_at_refuses_what_would_not_pause(tmp_path, pause_at, checkpoints, message):
+    with pytest.raises(ValueError, match=message):
+        train(tiny_transformer(), pause_at=pause_at, checkpoint_dir=tmp_path if checkpoints else None)
+
+
 def test_resume_from_a_periodic_checkpoint_after_a_crash(tmp_path):
     straight = tiny_transformer()
     train(straight, steps=5)
