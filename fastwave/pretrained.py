@@ -21,7 +21,7 @@ import torch
 from ._checks import MissingFileError
 
 PIANO_WAVENET = os.path.join(os.path.dirname(__file__), "assets", "piano_wavenet.safetensors")
-PIANO_CHANNELS = 96  # the shipped model's local channels: the roll (fastwave.corpora.score.ROLL_CHANNELS)
+PIANO_CHANNELS = 144  # the shipped model's local channels: the roll and its onset envelope (SCORE_CHANNELS)
 
 
 def piano_wavenet(map_location="cpu"):
