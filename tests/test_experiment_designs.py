@@ -586,7 +586,7 @@ def test_piano_eval_scores_the_phrases_of_the_corpus_it_reads(tmp_path):
         piano_eval.held_out_phrases(str(tmp_path), 2.0, 1, 800, 16000)
     with pytest.raises(SystemExit, match="holds None val phrases"):  # this corpus rendered no val split
         piano_eval.held_out_phrases(str(tmp_path), 1.0, 1, 800, 16000, "val")
-    with pytest.raises(SystemExit, match="--split must be test or val"):
+    with pytest.raises(SystemExit, match="--split must be test, val"):
         piano_eval.held_out_clips(str(tmp_path), 1.0, 1, "train")
     val_folder = tmp_path / "with_val"
     val_folder.mkdir()
@@ -598,6 +598,34 @@ def test_piano_eval_scores_the_phrases_of_the_corpus_it_reads(tmp_path):
 
     [(_, _, feats)] = piano_eval.held_out_phrases(str(val_folder), 3.0, 1, 800, 16000, "val", SCORE_CHANNELS)
     assert np.array_equal(feats[0].numpy(), score_features(roll[0].numpy(), SCORE_CHANNELS))
+
+
+@pytest.mark.skipif(not os.path.isfile(DEFAULT_SOUNDFONT), reason="FluidR3_GM is not installed")
+def test_piano_eval_random_split_is_what_generate_plays_against_the_test_presets_render(tmp_path):
+    """--split random: the scores of `fastwave generate --seed 0, 1` (random_score), the real side the
+    corpus's SoundFont playing them with the test preset; a corpus naming no SoundFont is refused."""
+    pytest.importorskip("tinysoundfont")
+    import torch
+
+    from fastwave.corpora import SoundFontRenderer
+    from fastwave.corpora.score import piano_roll, random_score
+    from fastwave.pretrained import piano_cond
+
+    (tmp_path / "corpus.json").write_text(json.dumps({"kind": "piano", "soundfont": DEFAULT_SOUNDFONT}))
+    phrases = piano_eval.held_out_phrases(str(tmp_path), 1.0, 2, 8000, 16000, "random")
+    assert [name for name, _, _ in phrases] == ["random_score_0", "random_score_1"]
+    for seed, (_, real, roll) in enumerate(phrases):
+        assert torch.equal(roll, piano_cond(8000, [seed], channels=roll.shape[1])["local_cond"])  # generate's own score
+        clip = piano_eval.random_score_clips(2, 0.5)[seed]
+        assert clip.sources[0].program == 1 and clip.sources[0].notes == random_score(0.5, seed)
+        assert np.array_equal(real, SoundFontRenderer([DEFAULT_SOUNDFONT]).render(clip)[:8000])
+        assert real.std() > 0.01
+    assert np.array_equal(phrases[0][2][0].numpy(), piano_roll(random_score(0.5, 0), 8000, 16000))
+    (tmp_path / "corpus.json").write_text(json.dumps({"kind": "piano"}))
+    with pytest.raises(SystemExit, match="names no soundfont"):
+        piano_eval.held_out_phrases(str(tmp_path), 1.0, 1, 8000, 16000, "random")
+    with pytest.raises(SystemExit, match="1 to 1000 random scores"):
+        piano_eval.held_out_clips(str(tmp_path), 1.0, 0, "random")
 
 
 @pytest.mark.skipif(not os.path.isfile(DEFAULT_SOUNDFONT), reason="FluidR3_GM is not installed")

@@ -13,6 +13,10 @@ result is compared with the real recording of that phrase:
   SoundFonts' or programs' samples): how far a real piano of another timbre agrees, the ceiling;
 - the C++ engine's speed playing them (seconds of audio per second; time it on an idle machine).
 
+``--split random`` plays instead what `fastwave generate` plays: random scores 0, 1, ...
+(fastwave.corpora.score.random_score, ``--seconds`` each), against the test preset's real render of
+each score (the corpus's SoundFont): the default output's figures, beside the held-out phrases'.
+
 It also draws benchmarks/results/piano_spectrograms.png: the real phrase, the model playing its
 score, and what `fastwave generate --seconds 4` writes (random score 0).
 
@@ -35,9 +39,11 @@ import fastwave  # noqa: E402
 from _common import json_interval, run_record  # noqa: E402
 from piano_model import onset_seconds, parse_extra_pianos  # noqa: E402
 from fastwave.corpora.piano import plan_piano  # noqa: E402
+from fastwave.corpora.plans import PIANO_SPLITS, Clip, Source  # noqa: E402
 from fastwave.audio import log_spectrogram  # noqa: E402
 from fastwave.audio.measures import chroma_agreement, spectral_flatness  # noqa: E402
-from fastwave.corpora.score import ONSET_DECAY, ROLL_CHANNELS, SCORE_CHANNELS, piano_roll, score_features  # noqa: E402
+from fastwave.corpora.score import (ONSET_DECAY, ROLL_CHANNELS, SCORE_CHANNELS, piano_roll, random_score,  # noqa: E402
+                                    score_features)
 from fastwave.engines.cpu_native import engine_threads  # noqa: E402
 from fastwave.pretrained import PIANO_WAVENET, piano_cond  # noqa: E402
 from fastwave.training.intervals import t_interval  # noqa: E402
@@ -67,28 +73,58 @@ def held_out_phrases(data: str, minutes: float, phrases: int, samples: int, rate
     """The first ``phrases`` phrases of ``split`` (test, or val to choose checkpoints without the test
     phrases) of the piano corpus rendered in ``data`` (name order), each cut to ``samples``: ->
     [(name, real audio (T,) float32, its score (1, channels, F))], the score as a model of ``channels``
-    local channels reads it (fastwave.corpora.score.score_features: the piano roll, or the roll and
-    its onset envelope of time constant ``decay``). The scores come from the corpus's plan
-    (``held_out_clips``)."""
+    local channels reads it (fastwave.corpora.score.score_features: the roll, or the roll and its
+    onset envelope of time constant ``decay``). The scores come from the corpus's plan
+    (``held_out_clips``). ``split`` random: random scores 0 .. phrases - 1 (``random_score_clips``),
+    their real audio rendered by the corpus's test preset."""
+    clips = held_out_clips(data, minutes, phrases, split, samples / rate)
+    renderer = random_render(data, rate) if split == "random" else None
     out = []
-    for clip in held_out_clips(data, minutes, phrases, split):
-        real, _ = fastwave.load_audio(os.path.join(data, split, clip.name + ".wav"), sample_rate=rate)
+    for clip in clips:
+        if renderer is None:
+            real, _ = fastwave.load_audio(os.path.join(data, split, clip.name + ".wav"), sample_rate=rate)
+        else:
+            real = renderer.render(clip)
         real = np.asarray(real).reshape(-1)[:samples]
         roll = piano_roll(clip.sources[0].notes, len(real), rate)
         out.append((clip.name, real, torch.from_numpy(score_features(roll, channels, decay))[None]))
     return out
 
 
-def held_out_clips(data: str, minutes: float, phrases: int, split: str = "test") -> list:
+def random_score_clips(phrases: int, seconds: float) -> list:
+    """What ``fastwave generate --seconds`` plays on ``--seed`` 0 .. phrases - 1 (random_score), as clips
+    of the corpus's test preset (FluidR3_GM's program 1), named random_score_<seed>."""
+    program = PIANO_SPLITS["test"][0]
+    return [Clip(f"random_score_{seed}", seconds, (Source(program, random_score(seconds, seed)),), ("Piano",), "random")
+            for seed in range(phrases)]
+
+
+def random_render(data: str, rate: int):
+    """The renderer of the corpus in ``data`` (its corpus.json's SoundFont): the real side of --split random."""
+    from fastwave.corpora import SoundFontRenderer
+
+    with open(os.path.join(data, "corpus.json"), encoding="utf-8") as f:
+        font = json.load(f).get("soundfont")
+    if not font:
+        raise SystemExit(f"{data}/corpus.json names no soundfont: --split random renders with the corpus's")
+    return SoundFontRenderer([font], sample_rate=rate)
+
+
+def held_out_clips(data: str, minutes: float, phrases: int, split: str = "test", seconds: float = 4.0) -> list:
     """The plan of the first ``phrases`` phrases of ``split`` of the piano corpus rendered in ``data``
     (name order), rebuilt with the seed it was rendered with (its corpus.json), never a caller's sampling
-    seed: another plan would pair the WAVs with other notes."""
+    seed: another plan would pair the WAVs with other notes. ``split`` random: ``random_score_clips``
+    of ``seconds``."""
+    if split == "random":
+        if not 1 <= phrases <= 1000:
+            raise SystemExit(f"--phrases must be 1 to 1000 random scores, got {phrases}")
+        return random_score_clips(phrases, seconds)
     with open(os.path.join(data, "corpus.json"), encoding="utf-8") as f:
         corpus = json.load(f)
     if corpus.get("kind") != "piano":
         raise SystemExit(f"{data} holds a {corpus.get('kind')!r} corpus, not the piano corpus: pass another --data")
     if split not in ("test", "val"):
-        raise SystemExit(f"--split must be test or val (the phrases no model trains on), got {split!r}")
+        raise SystemExit(f"--split must be test, val (the phrases no model trains on) or random, got {split!r}")
     clips = sorted((c for c in plan_piano(minutes, corpus["seed"]) if c.split == split), key=lambda c: c.name)
     if len(clips) != corpus["clips"].get(split):
         raise SystemExit(f"{data} holds {corpus['clips'].get(split)} {split} phrases, the {minutes:g}-minute plan "
@@ -149,9 +185,10 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default="data/piano", help="the rendered piano corpus")
     parser.add_argument("--minutes", type=float, default=60.0, help="the corpus's size (to rebuild its plan)")
     parser.add_argument("--phrases", type=int, default=6, help="held-out phrases played")
-    parser.add_argument("--split", default="test", choices=("test", "val"),
-                        help="whose phrases: test (the figures reported), or val (the unheard val preset: choose "
-                             "checkpoints there, so the test phrases stay unselected-on)")
+    parser.add_argument("--split", default="test", choices=("test", "val", "random"),
+                        help="whose phrases: test (the figures reported), val (the unheard val preset: choose "
+                             "checkpoints there, so the test phrases stay unselected-on), or random (what "
+                             "fastwave generate plays: random scores 0, 1, ..., against the test preset's render)")
     parser.add_argument("--seconds", type=float, default=4.0, help="of each phrase")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--figure", default="benchmarks/results/piano_spectrograms.png")
@@ -207,7 +244,8 @@ def main(argv=None) -> int:
     cond = {"local_cond": torch.from_numpy(score_features(roll, channels, args.onset_decay))}
     default = model.tokens_to_audio(fastwave.generate(model, n, cond=cond, seed=first,
                                                       engine="cpu", threads=args.threads)[0]).numpy()
-    draw([(f"real: {rows[0]['phrase']} (held-out phrase)", rows[0]["real"]),
+    what = "the test preset's render" if args.split == "random" else "held-out phrase"
+    draw([(f"real: {rows[0]['phrase']} ({what})", rows[0]["real"]),
           ("the model playing that phrase's score", rows[0]["generated"]),
           (f"fastwave generate --seconds {args.seconds:g} (random score {first})", default)], rate, args.figure)
     if args.wav_dir:  # the first phrase, real and played, for a reader to listen to
@@ -215,7 +253,8 @@ def main(argv=None) -> int:
         for name, audio in (("piano_real.wav", rows[0]["real"]), ("piano_generated.wav", rows[0]["generated"])):
             fastwave.save_audio(os.path.join(args.wav_dir, name), audio, rate)
     played = sum(len(r["real"]) for r in rows)
-    others = (other_pianos(held_out_clips(args.data, args.minutes, args.phrases, args.split), [p[1] for p in phrases],
+    others = (other_pianos(held_out_clips(args.data, args.minutes, args.phrases, args.split, args.seconds),
+                           [p[1] for p in phrases],
                            pianos, rate) if pianos else [])
     record = {"model": os.path.relpath(args.model), "split": args.split, "seeds": args.seeds,
               "local_channels": channels, "onset_decay": args.onset_decay if channels == SCORE_CHANNELS else None,

@@ -59,7 +59,8 @@ class SoundFontRenderer:
                              f"(0-based): it needs {font + 1} SoundFonts, this renderer has {len(self._fonts)}: "
                              f"{self.soundfonts}")
         synth = self._synth
-        synth.sounds_off()
+        synth.sounds_off()  # the last clip's voices only begin a quick release (about 10 ms) here:
+        synth.generate(round(0.1 * self.sample_rate))  # let it end unheard, or it opens this clip
         synth.program_select(0, self._fonts[font], 0, program)
         events = sorted([(round(n.start * self.sample_rate), 1, n.pitch, n.velocity) for n in source.notes]
                         + [(round((n.start + n.duration) * self.sample_rate), 0, n.pitch, 0) for n in source.notes])

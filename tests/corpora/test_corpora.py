@@ -1,6 +1,7 @@
 """The corpora: plans decided from a seed, splits that hold out programs, the files written, the CLI.
 Nothing is rendered with the SoundFont here unless tinysoundfont and FluidR3_GM are installed (not in
 CI): a stub renderer plays each note as a sine."""
+import dataclasses
 import json
 import os
 
@@ -305,6 +306,10 @@ def test_soundfont_rendering_is_deterministic_and_audible():
     assert 0.01 < np.abs(audio).max() <= 0.99 and audio.std() > 1e-3
     note = plan_notes(1, seed=0)[0]
     assert np.abs(renderer.render(note)).max() > 0.01
+    # a clip rendered after another opens as on a fresh renderer: none of the last one's tail
+    after = plan_piano(0.1, seed=1)[0]
+    renderer.render(dataclasses.replace(clip, seconds=0.5))  # cut while its notes still sound
+    assert np.array_equal(renderer.render(after), corpora.SoundFontRenderer().render(after))
 
 
 SECOND_SOUNDFONT = "/usr/share/sounds/sf2/TimGM6mb.sf2"  # Debian's timgm6mb-soundfont
