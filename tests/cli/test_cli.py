@@ -11,7 +11,7 @@ import torch
 import fastwave
 from fastwave import load_audio
 from fastwave.cli import main
-from fastwave.corpora.score import ROLL_CHANNELS, ROLL_HOP
+from fastwave.corpora.score import ROLL_HOP, SCORE_CHANNELS
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY = ["--layers", "4", "--cycles", "2", "--residual-channels", "8", "--gate-channels", "8",
@@ -113,7 +113,8 @@ def test_generate_with_no_model_plays_the_shipped_piano_wavenet(tmp_path, capsys
     model = pretrained.piano_wavenet()
     assert isinstance(model, fastwave.WaveNet) and model.config.classes == 256 and model.sample_rate == 16000
     assert pathlib.Path(pretrained.PIANO_WAVENET).stat().st_size <= 10 * 2 ** 20  # the 10 MB
-    assert model.config.local_channels == ROLL_CHANNELS and model.config.cond_hop == ROLL_HOP
+    # it reads the roll and each key's onset envelope
+    assert model.config.local_channels == SCORE_CHANNELS == pretrained.PIANO_CHANNELS and model.config.cond_hop == ROLL_HOP
     out = tmp_path / "piano.wav"
     assert main(["generate", "--seconds", "0.01", "--out", str(out), "--quiet"]) == 0
     assert "shipped piano WaveNet plays random score 0" in capsys.readouterr().err
@@ -210,7 +211,7 @@ def test_the_readmes_python_example_runs_as_written(tmp_path, monkeypatch):
     scope = {}
     exec(compile(example, "README.md (In Python)", "exec"), scope)
     assert scope["tokens"].shape == (2, 64000) and scope["chunk"].shape == (1, 1600)
-    assert set(scope["cond"]) == {"local_cond"} and scope["cond"]["local_cond"].shape == (2, ROLL_CHANNELS, 1000)
+    assert set(scope["cond"]) == {"local_cond"} and scope["cond"]["local_cond"].shape == (2, SCORE_CHANNELS, 1000)
     assert load_audio(tmp_path / "out.wav")[0].shape == (16000,)
 
 
