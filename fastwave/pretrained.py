@@ -1,9 +1,11 @@
 """Models that ship inside the package.
 
 ``piano_wavenet()``: a score-conditioned WaveNet (20 layers in 2 cycles, 64 / 128 / 128 channels,
-16 kHz, 256 mu-law levels, reading a piano roll of ``fastwave.corpora.score`` every 64 samples)
-trained on the piano corpus (``fastwave corpus piano``) by ``benchmarks/experiments/piano_model.py``;
-its record is ``benchmarks/results/piano_model.json``. ``piano_cond`` draws the scores it plays:
+16 kHz, 256 mu-law levels, reading a piano roll of ``fastwave.corpora.score`` and each key's onset
+envelope every 64 samples) trained on the piano corpus (``fastwave corpus piano``) by
+``benchmarks/experiments/piano_model.py``: the average of two runs' weight averages
+(``piano_soup.py``; docs/piano_model.md), its record ``benchmarks/results/piano_model_audio.json``.
+``piano_cond`` draws the scores it plays:
 
     model = fastwave.pretrained.piano_wavenet()
     tokens = fastwave.generate(model, 64000, batch=2, cond=fastwave.pretrained.piano_cond(64000, [0, 1]))
