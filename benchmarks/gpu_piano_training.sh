@@ -20,8 +20,11 @@ RUN=${RUN:-runs/piano_gpu}
 STEPS=${STEPS:-20000}
 BUDGET=${BUDGET:-480}
 DEVICE=${DEVICE:-cuda}
-INIT=${INIT:-fastwave/assets/piano_wavenet.safetensors}  # the shipped weights (7,000 CPU updates); "" for random
-ENVELOPE=${ENVELOPE:-}  # e.g. 0.2: the model also reads each key's onset envelope (docs/piano_model.md, stages 9-13)
+# From scratch, reading each key's onset envelope from the first update: what stage 14 showed worth
+# most (docs/piano_model.md). INIT=fastwave/assets/piano_wavenet.safetensors starts from the shipped
+# weights instead (they read the envelope: keep ENVELOPE); ENVELOPE="" trains on the roll alone.
+INIT=${INIT-}
+ENVELOPE=${ENVELOPE-0.2}
 export PYTHONPATH=$PWD  # training needs the Python package only, not the native module
 mkdir -p "$OUT" "$RUN"
 if command -v nvidia-smi >/dev/null; then
