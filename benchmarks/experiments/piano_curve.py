@@ -1,14 +1,15 @@
 """The piano WaveNet's training curves: validation bits per sample and top-5 against updates, one line
 per training record of `piano_model.py` (a run that starts from another's weights, ``--init``, is
 drawn after it: the x axis counts every update the weights have had; a record's
-``training.init_updates`` says how many its starting weights had, else they are the run before's).
+``training.init_updates`` says how many its starting weights had, else they are the run before's;
+``training.updates``, where a run stopped before its planned ``steps``, how many it made).
 
 A record whose evaluations also scored the moving average of the weights (``--ema-decay``) gets a
 dashed line for it beside its own. Bits per sample are in each run's own token domain: a run with ``--pre-emphasis`` predicts mu-law of
 the pre-emphasised audio, whose bits are not comparable with plain mu-law's; the figure says which.
 
     python benchmarks/experiments/piano_curve.py benchmarks/results/piano_model.json \
-        benchmarks/results/piano_model_stage{2,3,4,5,6,7,8,9,10,11,12,13,14}.json   # -> benchmarks/results/piano_training_curve.png
+        benchmarks/results/piano_model_stage{2,3,4,5,6,7,8,9,10,11,12,13,14,15,16}.json   # -> benchmarks/results/piano_training_curve.png
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
                          label=f"{os.path.basename(path)}: the weights' moving average")
             bits_ax.plot(at, [e["ema_bits_per_sample"] for e in averaged], **style)
             top5_ax.plot(at, [e["ema_top5"] for e in averaged], **style)
-        offset = start + training["steps"]
+        offset = start + training.get("updates", training["steps"])  # a run stopped early: what it made
     bits_ax.set(xlabel="updates (8 crops of 4,096 samples)", ylabel="validation bits / sample (own tokens)",
                 title="held-out piano preset, 8 phrases")
     top5_ax.set(xlabel="updates", ylabel="validation top-5", title="next-sample top-5")
