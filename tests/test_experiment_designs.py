@@ -372,6 +372,28 @@ def test_b_resamples_programs_within_their_family_where_each_family_has_two():
     assert linear_probe_folds.families_of([0, 3, 8]) is None
 
 
+@pytest.mark.skipif(not os.path.isfile(DEFAULT_SOUNDFONT), reason="FluidR3_GM is not installed")
+def test_piano_model_paused_writes_its_record_ships_nothing_and_resumes(tmp_path, capsys):
+    """--pause-at: the record of the training so far (updates < steps, no bytes shipped), no --out;
+    the same command without it finishes the run and ships."""
+    pytest.importorskip("tinysoundfont")
+    import fastwave
+
+    data, runs, out, record = tmp_path / "piano", tmp_path / "runs", tmp_path / "out.safetensors", tmp_path / "r.json"
+    command = ["--data", str(data), "--minutes", "3", "--steps", "3", "--batch-size", "1", "--segment", "256",
+               "--eval-phrases", "1", "--eval-every", "1", "--pre-emphasis", "0", "--onset-envelope", "0.2",
+               "--runs", str(runs), "--out", str(out), "--record", str(record)]
+    assert piano_model.main(command + ["--pause-at", "1"]) == 0
+    assert "paused after update 1 of 3" in capsys.readouterr().out and not out.exists()
+    paused = json.loads(record.read_text())
+    assert (paused["training"]["updates"], paused["training"]["steps"], paused["model"]["bytes"]) == (1, 3, None)
+    assert [e["step"] for e in paused["eval"]] == [1]
+    assert piano_model.main(command) == 0
+    finished = json.loads(record.read_text())
+    assert finished["training"]["updates"] == 3 and finished["model"]["bytes"] == out.stat().st_size
+    assert fastwave.load_model(str(out)).config.local_channels == 144
+
+
 @pytest.mark.parametrize("pause_at", ["0", "500"])
 def test_piano_model_refuses_a_pause_outside_its_run(pause_at, capsys):
     with pytest.raises(SystemExit):

@@ -234,8 +234,9 @@ def main(argv=None) -> int:
                              "so the network that plays the samples stays the --init model's (its noise floor) while "
                              "its reading of the score learns")
     parser.add_argument("--pause-at", type=int, default=None, metavar="UPDATE",
-                        help="stop after this update (its weights and average in --runs), the schedule still "
-                             "planned over --steps; the same command without it resumes exactly")
+                        help="stop after this update (its weights and average in --runs, its record of the "
+                             "training so far in --record, nothing in --out), the schedule still planned over "
+                             "--steps; the same command without it resumes exactly")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -289,29 +290,32 @@ def main(argv=None) -> int:
                                  eval_cond={"local_cond": val_rolls}, eval_every=args.eval_every,
                                  checkpoint_dir=args.runs, resume=True, checkpoint_every=100,
                                  input_noise=args.input_noise, ema_decay=args.ema_decay, pause_at=args.pause_at)
-    if len(history["loss"]) < args.steps:  # paused: nothing ships, the run goes on later
-        print(f"paused after update {len(history['loss'])} of {args.steps}: its weights are in {args.runs} "
-              f"(last / ema .safetensors); the same command without --pause-at resumes")
-        return 0
-    shipped = fastwave.load_model(os.path.join(args.runs, f"{args.ship}.safetensors"))
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    shipped.save(args.out)
-    record = {"model": {"type": "wavenet", "parameters": parameters(shipped), "bytes": os.path.getsize(args.out),
-                        "receptive_field": shipped.receptive_field,
+    updates = len(history["loss"])
+    paused = updates < args.steps  # --pause-at: nothing ships, the run goes on later; its record says so
+    shipped = model if paused else fastwave.load_model(os.path.join(args.runs, f"{args.ship}.safetensors"))
+    if not paused:
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+        shipped.save(args.out)
+    record = {"model": {"type": "wavenet", "parameters": parameters(shipped),
+                        "bytes": None if paused else os.path.getsize(args.out), "receptive_field": shipped.receptive_field,
                         "roll": {"channels": channels, "hop": ROLL_HOP, "onset_decay": args.onset_envelope}},
               "data": {"folder": args.tokens or args.data, "corpus": {k: corpus[k] for k in ("seed", "clips", "seconds", "programs")},
                        "extra_pianos": extra, "train_phrases": len(train), "train_samples": sum(len(s) for s in train),
                        "val_phrases_scored": len(val), "val_samples_scored": sum(len(s) for s in val)},
-              "training": {"steps": args.steps, "batch_size": args.batch_size, "segment": args.segment, "lr": args.lr,
+              "training": {"steps": args.steps, "updates": updates, "batch_size": args.batch_size,
+                           "segment": args.segment, "lr": args.lr,
                            "warmup": min(args.warmup, args.steps // 10), "pre_emphasis": args.pre_emphasis,
                            "input_noise": args.input_noise, "ema": history.get("ema"),
-                           "init": args.init, "shipped_weights": args.ship, "train_only": args.train_only,
-                           "frozen_parameters": frozen},
+                           "init": args.init, "shipped_weights": None if paused else args.ship,
+                           "train_only": args.train_only, "frozen_parameters": frozen},
               "eval": history["eval"], "best": history.get("best"),
               **run_record(args.seed, args.device, time.perf_counter() - started)}
     with open(args.record, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=1)
     print(json.dumps({k: record[k] for k in ("model", "best")}))  # wall_seconds: this run (resumed runs add up)
+    if paused:
+        print(f"paused after update {updates} of {args.steps}: its weights are in {args.runs} (last / ema "
+              f".safetensors), its record in {args.record}; the same command without --pause-at resumes")
     return 0
 
 
