@@ -625,7 +625,8 @@ def test_piano_eval_scores_the_phrases_of_the_corpus_it_reads(tmp_path):
 @pytest.mark.skipif(not os.path.isfile(DEFAULT_SOUNDFONT), reason="FluidR3_GM is not installed")
 def test_piano_eval_random_split_is_what_generate_plays_against_the_test_presets_render(tmp_path):
     """--split random: the scores of `fastwave generate --seed 0, 1` (random_score), the real side the
-    corpus's SoundFont playing them with the test preset; a corpus naming no SoundFont is refused."""
+    corpus's SoundFont playing them with the test preset at the corpus's gain; a corpus naming no
+    SoundFont, or not a piano corpus, is refused."""
     pytest.importorskip("tinysoundfont")
     import torch
 
@@ -633,18 +634,21 @@ def test_piano_eval_random_split_is_what_generate_plays_against_the_test_presets
     from fastwave.corpora.score import piano_roll, random_score
     from fastwave.pretrained import piano_cond
 
-    (tmp_path / "corpus.json").write_text(json.dumps({"kind": "piano", "soundfont": DEFAULT_SOUNDFONT}))
+    (tmp_path / "corpus.json").write_text(json.dumps({"kind": "piano", "soundfont": DEFAULT_SOUNDFONT, "gain_db": 6.0}))
     phrases = piano_eval.held_out_phrases(str(tmp_path), 1.0, 2, 8000, 16000, "random")
     assert [name for name, _, _ in phrases] == ["random_score_0", "random_score_1"]
     for seed, (_, real, roll) in enumerate(phrases):
         assert torch.equal(roll, piano_cond(8000, [seed], channels=roll.shape[1])["local_cond"])  # generate's own score
         clip = piano_eval.random_score_clips(2, 0.5)[seed]
         assert clip.sources[0].program == 1 and clip.sources[0].notes == random_score(0.5, seed)
-        assert np.array_equal(real, SoundFontRenderer([DEFAULT_SOUNDFONT]).render(clip)[:8000])
+        assert np.array_equal(real, SoundFontRenderer([DEFAULT_SOUNDFONT]).render(clip, gain_db=6.0)[:8000])  # the corpus's level
         assert real.std() > 0.01
     assert np.array_equal(phrases[0][2][0].numpy(), piano_roll(random_score(0.5, 0), 8000, 16000))
-    (tmp_path / "corpus.json").write_text(json.dumps({"kind": "piano"}))
+    (tmp_path / "corpus.json").write_text(json.dumps({"kind": "piano", "gain_db": 6.0}))
     with pytest.raises(SystemExit, match="names no soundfont"):
+        piano_eval.held_out_phrases(str(tmp_path), 1.0, 1, 8000, 16000, "random")
+    (tmp_path / "corpus.json").write_text(json.dumps({"kind": "notes", "soundfont": DEFAULT_SOUNDFONT, "gain_db": 0}))
+    with pytest.raises(SystemExit, match="not the piano corpus"):
         piano_eval.held_out_phrases(str(tmp_path), 1.0, 1, 8000, 16000, "random")
     with pytest.raises(SystemExit, match="1 to 1000 random scores"):
         piano_eval.held_out_clips(str(tmp_path), 1.0, 0, "random")

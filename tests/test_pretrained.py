@@ -59,7 +59,7 @@ def sine_piano(notes, samples, rate=16000, transpose=0):
 # (0.68-0.77) over a higher floor (0.008-0.0097): the flatness bound rose with it, the others tightened.
 FLATNESS = 0.022  # measured 0.014-0.018; white noise 0.56, real renders of random scores 0.003
 IN_TUNE, MARGIN = 0.7, 0.6  # chroma agreement with the score's sine rendering (measured 0.78-0.84), and its
-# lead on the score a tritone away (measured 0.06-0.08 there)
+# lead over the agreement with the score a tritone away (that agreement measured 0.06-0.08; the lead 0.71-0.78)
 RMS = (0.025, 0.06)  # measured 0.036-0.043 (an untrained network: 0.30)
 
 

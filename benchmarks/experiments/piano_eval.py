@@ -78,13 +78,13 @@ def held_out_phrases(data: str, minutes: float, phrases: int, samples: int, rate
     (``held_out_clips``). ``split`` random: random scores 0 .. phrases - 1 (``random_score_clips``),
     their real audio rendered by the corpus's test preset."""
     clips = held_out_clips(data, minutes, phrases, split, samples / rate)
-    renderer = random_render(data, rate) if split == "random" else None
+    renderer, gain_db = random_render(data, rate) if split == "random" else (None, 0.0)
     out = []
     for clip in clips:
         if renderer is None:
             real, _ = fastwave.load_audio(os.path.join(data, split, clip.name + ".wav"), sample_rate=rate)
         else:
-            real = renderer.render(clip)
+            real = renderer.render(clip, gain_db=gain_db)
         real = np.asarray(real).reshape(-1)[:samples]
         roll = piano_roll(clip.sources[0].notes, len(real), rate)
         out.append((clip.name, real, torch.from_numpy(score_features(roll, channels, decay))[None]))
@@ -100,14 +100,17 @@ def random_score_clips(phrases: int, seconds: float) -> list:
 
 
 def random_render(data: str, rate: int):
-    """The renderer of the corpus in ``data`` (its corpus.json's SoundFont): the real side of --split random."""
+    """The piano corpus in ``data`` -> (its renderer, its gain in dB): its corpus.json's SoundFont and
+    level, so that the real side of --split random is rendered as the corpus's phrases were."""
     from fastwave.corpora import SoundFontRenderer
 
     with open(os.path.join(data, "corpus.json"), encoding="utf-8") as f:
-        font = json.load(f).get("soundfont")
-    if not font:
-        raise SystemExit(f"{data}/corpus.json names no soundfont: --split random renders with the corpus's")
-    return SoundFontRenderer([font], sample_rate=rate)
+        corpus = json.load(f)
+    if corpus.get("kind") != "piano":
+        raise SystemExit(f"{data} holds a {corpus.get('kind')!r} corpus, not the piano corpus: pass another --data")
+    if not corpus.get("soundfont") or "gain_db" not in corpus:
+        raise SystemExit(f"{data}/corpus.json names no soundfont or gain_db: --split random renders as the corpus did")
+    return SoundFontRenderer([corpus["soundfont"]], sample_rate=rate), float(corpus["gain_db"])
 
 
 def held_out_clips(data: str, minutes: float, phrases: int, split: str = "test", seconds: float = 4.0) -> list:

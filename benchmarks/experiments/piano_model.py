@@ -5,7 +5,8 @@ train and val phrases and rebuilds the piano roll of each from the corpus plan
 (fastwave.corpora.score), trains a score-conditioned WaveNet by teacher forcing
 (fastwave.training.sample_models.train_sample_model, with checkpoints: an interrupted run resumes where it stopped),
 and writes the last weights (--ship best: the best by validation bits per sample) plus a JSON
-record (command, seed, data size, machine, wall time, the evaluations).
+record (command, seed, data size, machine, wall time, the evaluations). The model shipped now is the
+average of two of its runs' weight averages (piano_soup.py; docs/piano_model.md, "How it was made").
 
 Why a score: an unconditioned WaveNet of this size, after 2,700 updates on this corpus, still made
 noise with faint tones (spectral flatness 0.05-0.08 against 0.002 for the real phrases). Told which keys are struck, the model only has to learn how a piano sounds, not
@@ -15,7 +16,7 @@ The token embedding starts as a linear function of each level's amplitude (plus 
 than at random, so the first layer reads the waveform's values from the first step: over 300 updates
 on this corpus that gave a training loss of 3.36 against 3.46 nats, validation 5.71 against 6.25 bits.
 
-    python benchmarks/experiments/piano_model.py --steps 4000 --lr 1e-3 --eval-every 500   # the shipped model, CPU
+    python benchmarks/experiments/piano_model.py --steps 4000 --lr 1e-3 --eval-every 500   # the first shipped model, CPU
     python benchmarks/experiments/piano_model.py --steps 40000 --lr 1e-3 --minutes 240 --data data/piano_240 \
         --runs runs/piano_240 --device cuda                                                 # larger
     python benchmarks/experiments/piano_model.py --pre-emphasis 0 --export-tokens data/piano_tokens.npz
@@ -200,7 +201,7 @@ def main(argv=None) -> int:
     parser.add_argument("--init", default=None, help="start from this saved WaveNet's weights (e.g. an earlier "
                                                     "run's best.safetensors) instead of random ones")
     parser.add_argument("--ship", choices=["last", "best", "ema"], default="last",
-                        help="which weights go to --out: the last (default; the shipped model's, see docs/piano_model.md), "
+                        help="which weights go to --out: the last (default), "
                              "the best by validation bits per sample (an unheard preset) or, with --ema-decay, "
                              "the moving average of the weights")
     parser.add_argument("--ema-decay", type=float, default=None,

@@ -3,9 +3,11 @@
 A model fine-tuned from another stays in the same basin of the loss, so the weights on the straight
 line between the two are good models too, and often better than either at what the fine-tune lost
 (Wortsman et al., 2022, "Robust fine-tuning of zero-shot models"; Wortsman et al., 2022, "Model
-soups"). Here the base is the shipped model (its conditioning on the roll alone, widened with zero
-weights for the onset envelope as ``piano_model.py --init`` widens it) and the fine-tune a later
-stage: the fine-tune plays the score better, the base has the lower noise floor.
+soups"). Here the base is an earlier model (one that reads the roll alone is widened with zero
+weights for the onset envelope, as ``piano_model.py --init`` widens it) and the fine-tune a later
+stage trained from it: the fine-tune plays the score better, the base has the lower noise floor.
+The model shipped now is such a soup: ``--base`` stage 14's weight average, ``--tuned`` stage 15's,
+``--alpha 0.5`` (docs/piano_model.md).
 
     weights = (1 - alpha) * base + alpha * tuned
 
