@@ -104,13 +104,19 @@ def random_render(data: str, rate: int):
     level, so that the real side of --split random is rendered as the corpus's phrases were."""
     from fastwave.corpora import SoundFontRenderer
 
+    corpus = piano_corpus(data)
+    if not corpus.get("soundfont") or "gain_db" not in corpus:
+        raise SystemExit(f"{data}/corpus.json names no soundfont or gain_db: --split random renders as the corpus did")
+    return SoundFontRenderer([corpus["soundfont"]], sample_rate=rate), float(corpus["gain_db"])
+
+
+def piano_corpus(data: str) -> dict:
+    """The corpus.json of the piano corpus rendered in ``data``; another kind of corpus is refused."""
     with open(os.path.join(data, "corpus.json"), encoding="utf-8") as f:
         corpus = json.load(f)
     if corpus.get("kind") != "piano":
         raise SystemExit(f"{data} holds a {corpus.get('kind')!r} corpus, not the piano corpus: pass another --data")
-    if not corpus.get("soundfont") or "gain_db" not in corpus:
-        raise SystemExit(f"{data}/corpus.json names no soundfont or gain_db: --split random renders as the corpus did")
-    return SoundFontRenderer([corpus["soundfont"]], sample_rate=rate), float(corpus["gain_db"])
+    return corpus
 
 
 def held_out_clips(data: str, minutes: float, phrases: int, split: str = "test", seconds: float = 4.0) -> list:
@@ -122,10 +128,7 @@ def held_out_clips(data: str, minutes: float, phrases: int, split: str = "test",
         if not 1 <= phrases <= 1000:
             raise SystemExit(f"--phrases must be 1 to 1000 random scores, got {phrases}")
         return random_score_clips(phrases, seconds)
-    with open(os.path.join(data, "corpus.json"), encoding="utf-8") as f:
-        corpus = json.load(f)
-    if corpus.get("kind") != "piano":
-        raise SystemExit(f"{data} holds a {corpus.get('kind')!r} corpus, not the piano corpus: pass another --data")
+    corpus = piano_corpus(data)
     if split not in ("test", "val"):
         raise SystemExit(f"--split must be test, val (the phrases no model trains on) or random, got {split!r}")
     clips = sorted((c for c in plan_piano(minutes, corpus["seed"]) if c.split == split), key=lambda c: c.name)
