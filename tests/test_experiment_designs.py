@@ -394,6 +394,38 @@ def test_piano_model_paused_writes_its_record_ships_nothing_and_resumes(tmp_path
     assert fastwave.load_model(str(out)).config.local_channels == 144
 
 
+@pytest.mark.skipif(not os.path.isfile(DEFAULT_SOUNDFONT), reason="FluidR3_GM is not installed")
+def test_piano_model_stopped_by_ctrl_c_writes_the_record_of_its_checkpoint(tmp_path, capsys, monkeypatch):
+    """Ctrl-C during update 2 of 3: the loop finishes and checkpoints it, and piano_model.py writes the
+    record of that checkpoint (as a paused run does) and exits 130; the same command resumes and ships."""
+    pytest.importorskip("tinysoundfont")
+    import signal
+
+    from fastwave.training import loop
+
+    data, runs, out, record = tmp_path / "piano", tmp_path / "runs", tmp_path / "out.safetensors", tmp_path / "r.json"
+    command = ["--data", str(data), "--minutes", "3", "--steps", "3", "--batch-size", "1", "--segment", "256",
+               "--eval-phrases", "1", "--eval-every", "3", "--pre-emphasis", "0", "--onset-envelope", "0.2",
+               "--runs", str(runs), "--out", str(out), "--record", str(record)]
+    update, updates = loop.apply_update, []
+
+    def ctrl_c_in_update_2(*args, **kwargs):
+        updates.append(1)
+        if len(updates) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return update(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "apply_update", ctrl_c_in_update_2)
+    assert piano_model.main(command) == 130
+    assert "stopped after update 2 of 3" in capsys.readouterr().out and not out.exists()
+    stopped = json.loads(record.read_text())
+    assert (stopped["training"]["updates"], stopped["model"]["bytes"], stopped["eval"]) == (2, None, [])
+    monkeypatch.setattr(loop, "apply_update", update)
+    assert piano_model.main(command) == 0
+    finished = json.loads(record.read_text())
+    assert finished["training"]["updates"] == 3 and finished["model"]["bytes"] == out.stat().st_size
+
+
 @pytest.mark.parametrize("pause_at", ["0", "500"])
 def test_piano_model_refuses_a_pause_outside_its_run(pause_at, capsys):
     with pytest.raises(SystemExit):
@@ -652,6 +684,28 @@ def test_piano_eval_random_split_is_what_generate_plays_against_the_test_presets
         piano_eval.held_out_phrases(str(tmp_path), 1.0, 1, 8000, 16000, "random")
     with pytest.raises(SystemExit, match="1 to 1000 random scores"):
         piano_eval.held_out_clips(str(tmp_path), 1.0, 0, "random")
+
+
+@pytest.mark.skipif(not os.path.isfile(DEFAULT_SOUNDFONT), reason="FluidR3_GM is not installed")
+def test_piano_eval_random_split_end_to_end_draws_two_panels(tmp_path, monkeypatch):
+    """With --split random the phrase the model plays is already what generate plays: the figure has the
+    real render and the model's, not that twice; the record is the random split's."""
+    pytest.importorskip("tinysoundfont")
+    import fastwave
+
+    (tmp_path / "corpus.json").write_text(json.dumps({"kind": "piano", "soundfont": DEFAULT_SOUNDFONT, "gain_db": 6.0}))
+    model = fastwave.WaveNet(layers=2, cycles=1, residual_channels=8, gate_channels=16, skip_channels=16,
+                             local_channels=144, cond_hop=64)
+    model.save(str(tmp_path / "model.safetensors"))
+    drawn = []
+    monkeypatch.setattr(piano_eval, "draw", lambda panels, rate, path: drawn.append([title for title, _ in panels]))
+    record = tmp_path / "audio.json"
+    assert piano_eval.main(["--model", str(tmp_path / "model.safetensors"), "--data", str(tmp_path), "--split",
+                            "random", "--phrases", "1", "--seconds", "0.25", "--threads", "1",
+                            "--record", str(record), "--figure", str(tmp_path / "f.png")]) == 0
+    assert len(drawn) == 1 and len(drawn[0]) == 2 and drawn[0][0].startswith("real: random_score_0")
+    written = json.loads(record.read_text())
+    assert written["split"] == "random" and [p["phrase"] for p in written["phrases"]] == ["random_score_0"]
 
 
 @pytest.mark.skipif(not os.path.isfile(DEFAULT_SOUNDFONT), reason="FluidR3_GM is not installed")

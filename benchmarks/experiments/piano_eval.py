@@ -246,14 +246,16 @@ def main(argv=None) -> int:
     keys = ["flatness_generated", "flatness_real", "chroma_generated", "chroma_other_phrase", "rms_generated",
             "rms_real"]
     first = args.seeds[0]
-    roll = piano_cond(n, [first], rate, ROLL_CHANNELS)["local_cond"].numpy()  # what generate plays, as this model reads it
-    cond = {"local_cond": torch.from_numpy(score_features(roll, channels, args.onset_decay))}
-    default = model.tokens_to_audio(fastwave.generate(model, n, cond=cond, seed=first,
-                                                      engine="cpu", threads=args.threads)[0]).numpy()
     what = "the test preset's render" if args.split == "random" else "held-out phrase"
-    draw([(f"real: {rows[0]['phrase']} ({what})", rows[0]["real"]),
-          ("the model playing that phrase's score", rows[0]["generated"]),
-          (f"fastwave generate --seconds {args.seconds:g} (random score {first})", default)], rate, args.figure)
+    panels = [(f"real: {rows[0]['phrase']} ({what})", rows[0]["real"]),
+              ("the model playing that phrase's score", rows[0]["generated"])]
+    if args.split != "random":  # with --split random the second panel already is what generate plays
+        roll = piano_cond(n, [first], rate, ROLL_CHANNELS)["local_cond"].numpy()  # as this model reads it
+        cond = {"local_cond": torch.from_numpy(score_features(roll, channels, args.onset_decay))}
+        default = model.tokens_to_audio(fastwave.generate(model, n, cond=cond, seed=first,
+                                                          engine="cpu", threads=args.threads)[0]).numpy()
+        panels.append((f"fastwave generate --seconds {args.seconds:g} (random score {first})", default))
+    draw(panels, rate, args.figure)
     if args.wav_dir:  # the first phrase, real and played, for a reader to listen to
         os.makedirs(args.wav_dir, exist_ok=True)
         for name, audio in (("piano_real.wav", rows[0]["real"]), ("piano_generated.wav", rows[0]["generated"])):

@@ -44,6 +44,7 @@ from _common import ensure_corpus, number_in, parameters, render_once, run_recor
 from fastwave.corpora.piano import plan_piano, plan_piano_phrases  # noqa: E402
 from fastwave.corpora.score import (ONSET_DECAY, ROLL_CHANNELS, ROLL_HOP, SCORE_CHANNELS, piano_roll,  # noqa: E402
                                    score_features)
+from fastwave.training.loop import HISTORY  # noqa: E402
 from fastwave.training.sample_models import train_sample_model  # noqa: E402
 
 # Piano i of --extra-pianos plays phrase_stream(EXTRA_PHRASE_SEED + i): none of the random scores
@@ -285,14 +286,18 @@ def main(argv=None) -> int:
     train = train + extra_streams
     val_rolls = split_rolls(args.data, "val", args.minutes, args.seed, val, limit=args.eval_phrases, channels=channels,
                             decay=decay)
-    history = train_sample_model(model, train, steps=args.steps, batch_size=args.batch_size, segment=args.segment,
-                                 lr=args.lr, warmup=min(args.warmup, args.steps // 10), seed=args.seed,
-                                 cond={"local_cond": train_rolls}, eval_tokens=val,
-                                 eval_cond={"local_cond": val_rolls}, eval_every=args.eval_every,
-                                 checkpoint_dir=args.runs, resume=True, checkpoint_every=100,
-                                 input_noise=args.input_noise, ema_decay=args.ema_decay, pause_at=args.pause_at)
+    try:
+        history = train_sample_model(model, train, steps=args.steps, batch_size=args.batch_size,
+                                     segment=args.segment, lr=args.lr, warmup=min(args.warmup, args.steps // 10),
+                                     seed=args.seed, cond={"local_cond": train_rolls}, eval_tokens=val,
+                                     eval_cond={"local_cond": val_rolls}, eval_every=args.eval_every,
+                                     checkpoint_dir=args.runs, resume=True, checkpoint_every=100,
+                                     input_noise=args.input_noise, ema_decay=args.ema_decay, pause_at=args.pause_at)
+        stopped = False
+    except KeyboardInterrupt:  # Ctrl-C: the record of the checkpoint a resume continues from
+        history, stopped = checkpointed_history(args.runs), True
     updates = len(history["loss"])
-    paused = updates < args.steps  # --pause-at: nothing ships, the run goes on later; its record says so
+    paused = updates < args.steps  # --pause-at or Ctrl-C: nothing ships, the run goes on later; its record says so
     shipped = model if paused else fastwave.load_model(os.path.join(args.runs, f"{args.ship}.safetensors"))
     if not paused:
         os.makedirs(os.path.dirname(args.out), exist_ok=True)
@@ -315,9 +320,22 @@ def main(argv=None) -> int:
         json.dump(record, f, indent=1)
     print(json.dumps({k: record[k] for k in ("model", "best")}))  # wall_seconds: this run (resumed runs add up)
     if paused:
-        print(f"paused after update {updates} of {args.steps}: its weights are in {args.runs} (last / ema "
-              f".safetensors), its record in {args.record}; the same command without --pause-at resumes")
-    return 0
+        print(f"{'stopped' if stopped else 'paused'} after update {updates} of {args.steps}: its weights are in "
+              f"{args.runs} (last / ema .safetensors), its record in {args.record}; the same command "
+              f"without --pause-at resumes")
+    return 130 if stopped else 0  # a stopped run's exit status stays the shell's for Ctrl-C
+
+
+def checkpointed_history(runs: str) -> dict:
+    """The training history of the last checkpoint in ``runs`` (run_training's HISTORY file): after
+    Ctrl-C the run checkpoints before it stops (a second Ctrl-C stops without one: then the last
+    periodic checkpoint's, which is what a resume continues from either way)."""
+    path = os.path.join(runs, HISTORY)
+    if not os.path.isfile(path):
+        raise SystemExit(f"stopped before the first checkpoint: {runs} holds no {HISTORY}, so no record is written")
+    with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+    return {k: v for k, v in saved.items() if k not in ("step", "settings")}
 
 
 if __name__ == "__main__":
