@@ -397,7 +397,8 @@ def test_piano_model_paused_writes_its_record_ships_nothing_and_resumes(tmp_path
 @pytest.mark.skipif(not os.path.isfile(DEFAULT_SOUNDFONT), reason="FluidR3_GM is not installed")
 def test_piano_model_stopped_by_ctrl_c_writes_the_record_of_its_checkpoint(tmp_path, capsys, monkeypatch):
     """Ctrl-C during update 2 of 3: the loop finishes and checkpoints it, and piano_model.py writes the
-    record of that checkpoint (as a paused run does) and exits 130; the same command resumes and ships."""
+    record of that checkpoint (as a paused run does) and exits 130; the same command resumes and ships,
+    one with another onset envelope is refused (the checkpoint keeps it)."""
     pytest.importorskip("tinysoundfont")
     import signal
 
@@ -421,6 +422,9 @@ def test_piano_model_stopped_by_ctrl_c_writes_the_record_of_its_checkpoint(tmp_p
     stopped = json.loads(record.read_text())
     assert (stopped["training"]["updates"], stopped["model"]["bytes"], stopped["eval"]) == (2, None, [])
     monkeypatch.setattr(loop, "apply_update", update)
+    envelope = command.index("--onset-envelope") + 1
+    with pytest.raises(ValueError, match="onset_decay: saved None, now 0.5"):  # other inputs: no resume
+        piano_model.main(command[:envelope] + ["0.5"] + command[envelope + 1:])
     assert piano_model.main(command) == 0
     finished = json.loads(record.read_text())
     assert finished["training"]["updates"] == 3 and finished["model"]["bytes"] == out.stat().st_size

@@ -292,7 +292,8 @@ def main(argv=None) -> int:
                                      seed=args.seed, cond={"local_cond": train_rolls}, eval_tokens=val,
                                      eval_cond={"local_cond": val_rolls}, eval_every=args.eval_every,
                                      checkpoint_dir=args.runs, resume=True, checkpoint_every=100,
-                                     input_noise=args.input_noise, ema_decay=args.ema_decay, pause_at=args.pause_at)
+                                     input_noise=args.input_noise, ema_decay=args.ema_decay, pause_at=args.pause_at,
+                                     settings=resume_settings(args))
         stopped = False
     except KeyboardInterrupt:  # Ctrl-C: the record of the checkpoint a resume continues from
         history, stopped = checkpointed_history(args.runs), True
@@ -324,6 +325,19 @@ def main(argv=None) -> int:
               f"{args.runs} (last / ema .safetensors), its record in {args.record}; the same command "
               f"without --pause-at resumes")
     return 130 if stopped else 0  # a stopped run's exit status stays the shell's for Ctrl-C
+
+
+def resume_settings(args) -> dict:
+    """What the checkpoint keeps of this script's own choices, so that a resume under others is refused
+    rather than trained on other inputs: the onset envelope's time constant and --train-only, each only
+    where it differs from its default (ONSET_DECAY; all), so that the runs checkpointed before they
+    were kept, at the defaults (stages 14-17), still resume."""
+    settings = {}
+    if args.onset_envelope not in (None, ONSET_DECAY):
+        settings["onset_decay"] = args.onset_envelope
+    if args.train_only != "all":
+        settings["train_only"] = args.train_only
+    return settings
 
 
 def checkpointed_history(runs: str) -> dict:

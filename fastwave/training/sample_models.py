@@ -58,7 +58,7 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
                        pad_short: bool = False, checkpoint_dir=None, resume: bool = False,
                        checkpoint_every: int | None = None, input_noise: float = 0.0, progress: bool = True,
                        max_seconds: float | None = None, ema_decay: float | None = None,
-                       pause_at: int | None = None) -> dict:
+                       pause_at: int | None = None, settings: dict | None = None) -> dict:
     """Train ``model`` in place by teacher forcing on random crops of ``tokens``.
 
     model: a sample model on the device to train on (``model.config.classes``;
@@ -91,6 +91,8 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
       takes batch_size / world of every step's crops; move the model to
       ``fastwave.training.loop.training_device()`` (this rank's GPU) first.
     pause_at: stop (checkpointed) after this many updates, to resume later (``run_training``).
+    settings: the caller's own choices a resume must match, JSON-able (e.g. how it computed ``cond``):
+      saved with the checkpoint beside this function's, and a resume under others is refused.
     -> {"loss": [float per step], "lr": [float per step], "eval": [{"step": s, "top1", "top5",
     "bits_per_sample", "nll_nats", "positions"}], "best"} where step s counts the updates made. The
     model is left in eval mode.
@@ -132,8 +134,8 @@ def train_sample_model(model, tokens, *, steps: int, batch_size: int = 8, segmen
     def evaluate(trained) -> dict:
         return evaluate_sample_model(trained, eval_tokens, segment=eval_segment, cond=eval_cond)
 
-    settings = {"batch_size": batch_size, "segment": segment, "pad_short": pad_short, "streams": len(streams),
-                "tokens": sum(len(s) for s in streams)}
+    settings = {**(settings or {}), "batch_size": batch_size, "segment": segment, "pad_short": pad_short,
+                "streams": len(streams), "tokens": sum(len(s) for s in streams)}
     if input_noise:  # only then: states written before the option existed still resume
         settings["input_noise"] = float(input_noise)
     return run_training(model, steps=steps, batch_at=batch_at, loss_of=loss_of, lr=lr, weight_decay=weight_decay,
