@@ -388,6 +388,9 @@ def test_piano_model_paused_writes_its_record_ships_nothing_and_resumes(tmp_path
     paused = json.loads(record.read_text())
     assert (paused["training"]["updates"], paused["training"]["steps"], paused["model"]["bytes"]) == (1, 3, None)
     assert [e["step"] for e in paused["eval"]] == [1]
+    with pytest.raises(SystemExit):  # refused before the corpus is read
+        piano_model.main(command + ["--pause-at", "1"])
+    assert "--pause-at 1: " in capsys.readouterr().err
     assert piano_model.main(command) == 0
     finished = json.loads(record.read_text())
     assert finished["training"]["updates"] == 3 and finished["model"]["bytes"] == out.stat().st_size

@@ -251,6 +251,9 @@ def main(argv=None) -> int:
         parser.error("--extra-phrases must be in [1, 10000]")
     if args.pause_at is not None and not 1 <= args.pause_at < args.steps:
         parser.error(f"--pause-at must lie in [1, --steps) = [1, {args.steps})")
+    made = checkpointed_history(args.runs)["step"] if os.path.isfile(os.path.join(args.runs, HISTORY)) else 0
+    if args.pause_at is not None and args.pause_at <= made:  # said before the data is read, not after
+        parser.error(f"--pause-at {args.pause_at}: {args.runs} has already made {made} updates")
     if args.ship == "ema" and args.ema_decay is None:
         parser.error("--ship ema needs --ema-decay (the run's moving average of the weights)")
 
@@ -296,7 +299,7 @@ def main(argv=None) -> int:
                                      settings=resume_settings(args))
         stopped = False
     except KeyboardInterrupt:  # Ctrl-C: the record of the checkpoint a resume continues from
-        history, stopped = checkpointed_history(args.runs), True
+        history, stopped = checkpointed_history(args.runs)["history"], True
     updates = len(history["loss"])
     paused = updates < args.steps  # --pause-at or Ctrl-C: nothing ships, the run goes on later; its record says so
     shipped = model if paused else fastwave.load_model(os.path.join(args.runs, f"{args.ship}.safetensors"))
@@ -341,15 +344,15 @@ def resume_settings(args) -> dict:
 
 
 def checkpointed_history(runs: str) -> dict:
-    """The training history of the last checkpoint in ``runs`` (run_training's HISTORY file): after
-    Ctrl-C the run checkpoints before it stops (a second Ctrl-C stops without one: then the last
-    periodic checkpoint's, which is what a resume continues from either way)."""
+    """The last checkpoint in ``runs`` (run_training's HISTORY file) -> {"step": updates made,
+    "history": the training history}. After Ctrl-C the run checkpoints before it stops (a second
+    Ctrl-C stops without one: then the last periodic checkpoint's, what a resume continues from)."""
     path = os.path.join(runs, HISTORY)
     if not os.path.isfile(path):
         raise SystemExit(f"stopped before the first checkpoint: {runs} holds no {HISTORY}, so no record is written")
     with open(path, encoding="utf-8") as f:
         saved = json.load(f)
-    return {k: v for k, v in saved.items() if k not in ("step", "settings")}
+    return {"step": saved["step"], "history": {k: v for k, v in saved.items() if k not in ("step", "settings")}}
 
 
 if __name__ == "__main__":
