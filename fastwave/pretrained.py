@@ -3,8 +3,8 @@
 ``piano_wavenet()``: a score-conditioned WaveNet (20 layers in 2 cycles, 64 / 128 / 128 channels,
 16 kHz, 256 mu-law levels, reading a piano roll of ``fastwave.corpora.score`` and each key's onset
 envelope every 64 samples) trained on the piano corpus (``fastwave corpus piano``) by
-``benchmarks/experiments/piano_model.py``: the average of two runs' weight averages
-(``piano_soup.py``; docs/piano_model.md), its record ``benchmarks/results/piano_model_audio.json``.
+``benchmarks/experiments/piano_model.py``: one run's moving average of the weights at update 4,500
+(stage 17; docs/piano_model.md), its record ``benchmarks/results/piano_model_audio.json``.
 ``piano_cond`` draws the scores it plays:
 
     model = fastwave.pretrained.piano_wavenet()

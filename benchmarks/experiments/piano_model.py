@@ -5,8 +5,9 @@ train and val phrases and rebuilds the piano roll of each from the corpus plan
 (fastwave.corpora.score), trains a score-conditioned WaveNet by teacher forcing
 (fastwave.training.sample_models.train_sample_model, with checkpoints: an interrupted run resumes where it stopped),
 and writes the last weights (--ship best: the best by validation bits per sample) plus a JSON
-record (command, seed, data size, machine, wall time, the evaluations). The model shipped now is the
-average of two of its runs' weight averages (piano_soup.py; docs/piano_model.md, "How it was made").
+record (command, seed, data size, machine, wall time, the evaluations). The model shipped now is
+one run's moving average of the weights, at the update ``--pause-at`` stops it (docs/piano_model.md,
+"How it was made").
 
 Why a score: an unconditioned WaveNet of this size, after 2,700 updates on this corpus, still made
 noise with faint tones (spectral flatness 0.05-0.08 against 0.002 for the real phrases). Told which keys are struck, the model only has to learn how a piano sounds, not

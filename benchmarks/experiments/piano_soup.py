@@ -6,8 +6,8 @@ line between the two are good models too, and often better than either at what t
 soups"). Here the base is an earlier model (one that reads the roll alone is widened with zero
 weights for the onset envelope, as ``piano_model.py --init`` widens it) and the fine-tune a later
 stage trained from it: the fine-tune plays the score better, the base has the lower noise floor.
-The model shipped now is such a soup: ``--base`` stage 14's weight average, ``--tuned`` stage 15's,
-``--alpha 0.5`` (docs/piano_model.md).
+The model shipped before stage 17 was such a soup: ``--base`` stage 14's weight average, ``--tuned``
+stage 15's, ``--alpha 0.5`` (docs/piano_model.md).
 
     weights = (1 - alpha) * base + alpha * tuned
 
