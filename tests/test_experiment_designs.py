@@ -433,6 +433,24 @@ def test_piano_model_stopped_by_ctrl_c_writes_the_record_of_its_checkpoint(tmp_p
     assert finished["training"]["updates"] == 3 and finished["model"]["bytes"] == out.stat().st_size
 
 
+@pytest.mark.parametrize("shape, message", [("20/2/64/128", "five whole numbers"), ("20/2/64/0/128", "five whole numbers"),
+                                            ("20/3/64/128/128", "--shape: ")])
+def test_piano_model_refuses_a_shape_it_cannot_build(shape, message, capsys):
+    with pytest.raises(SystemExit):
+        piano_model.main(["--shape", shape, "--data", "/absent"])
+    assert message in capsys.readouterr().err
+
+
+def test_piano_model_shape_names_the_wavenets_sizes():
+    from fastwave import pretrained
+
+    assert piano_model.wavenet_shape("24/2/32/64/64") == {"layers": 24, "cycles": 2, "residual_channels": 32,
+                                                        "gate_channels": 64, "skip_channels": 64}
+    assert piano_model.wavenet_shape(piano_model.DEFAULT_SHAPE) == {  # the shipped model's
+        k: v for k, v in pretrained.piano_wavenet().config.to_dict().items()
+        if k in ("layers", "cycles", "residual_channels", "gate_channels", "skip_channels")}
+
+
 @pytest.mark.parametrize("pause_at", ["0", "500"])
 def test_piano_model_refuses_a_pause_outside_its_run(pause_at, capsys):
     with pytest.raises(SystemExit):

@@ -90,6 +90,19 @@ def plan_rolls(clips, streams, hint: str, channels: int = ROLL_CHANNELS, decay: 
     return rolls
 
 
+DEFAULT_SHAPE = "20/2/64/128/128"
+
+
+def wavenet_shape(text: str) -> dict:
+    """--shape: 'layers/cycles/residual/gate/skip' -> WaveNet keyword arguments (checked by WaveNetConfig too)."""
+    names = ("layers", "cycles", "residual_channels", "gate_channels", "skip_channels")
+    parts = text.split("/")
+    if len(parts) != len(names) or not all(p.isdigit() and 0 < int(p) <= 1024 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected five whole numbers in 1-1024, layers/cycles/residual/gate/skip "
+                                         f"(e.g. {DEFAULT_SHAPE}), got {text!r}")
+    return dict(zip(names, map(int, parts)))
+
+
 def onset_seconds(text: str) -> float:
     """--onset-envelope / --onset-decay: a time constant in (0, 60] seconds."""
     return number_in(text, 0, 60, "the onset envelope's time constant (seconds)", open_low=True)
@@ -230,8 +243,8 @@ def main(argv=None) -> int:
                         help="the model also reads each key's onset envelope of this time constant "
                              f"(fastwave.corpora.score.score_features, e.g. {ONSET_DECAY}: {SCORE_CHANNELS} local "
                              f"channels, not the roll's {ROLL_CHANNELS}); an --init without it starts with the "
-                             "envelope's weights at zero. The checkpoint does not store the time constant (the "
-                             "record does): play another than the default with piano_eval.py --onset-decay")
+                             "envelope's weights at zero. The model file does not store the time constant (the record and "
+                             "the checkpoint do): play another than the default with piano_eval.py --onset-decay")
     parser.add_argument("--train-only", choices=("all", "score"), default="all",
                         help="score: train the local (score) projections alone, every other weight frozen at --init's, "
                              "so the network that plays the samples stays the --init model's (its noise floor) while "
@@ -240,6 +253,9 @@ def main(argv=None) -> int:
                         help="stop after this update (its weights and average in --runs, its record of the "
                              "training so far in --record, nothing in --out), the schedule still planned over "
                              "--steps; the same command without it resumes exactly")
+    parser.add_argument("--shape", type=wavenet_shape, default=wavenet_shape(DEFAULT_SHAPE), metavar="L/C/R/G/S",
+                        help=f"the WaveNet's layers / cycles / residual / gate / skip channels (default {DEFAULT_SHAPE}, "
+                             "the shipped model's): a smaller one generates faster (piano_shape_speed.json)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -255,16 +271,20 @@ def main(argv=None) -> int:
     made = checkpointed_history(args.runs)["step"] if os.path.isfile(os.path.join(args.runs, HISTORY)) else 0
     if args.pause_at is not None and args.pause_at <= made:  # said before the data is read, not after
         parser.error(f"--pause-at {args.pause_at}: {args.runs} has already made {made} updates")
+    try:
+        fastwave.WaveNetConfig(**args.shape)
+    except ValueError as err:
+        parser.error(f"--shape: {err}")
     if args.ship == "ema" and args.ema_decay is None:
         parser.error("--ship ema needs --ema-decay (the run's moving average of the weights)")
 
     started = time.perf_counter()
     corpus = None if args.tokens else ensure_corpus("piano", args.data, args.seed, minutes=args.minutes)
     torch.manual_seed(args.seed)
-    # 20 layers in 2 cycles, 64 / 128 / 128 channels, reading the roll every ROLL_HOP samples
+    # --shape (default 20 layers in 2 cycles, 64 / 128 / 128 channels), reading the roll every ROLL_HOP samples
     channels = ROLL_CHANNELS if args.onset_envelope is None else SCORE_CHANNELS
     decay = args.onset_envelope or ONSET_DECAY
-    model = fastwave.WaveNet(local_channels=channels, cond_hop=ROLL_HOP, pre_emphasis=args.pre_emphasis)
+    model = fastwave.WaveNet(local_channels=channels, cond_hop=ROLL_HOP, pre_emphasis=args.pre_emphasis, **args.shape)
     amplitude_embedding_(model, args.seed)
     if args.init:  # ignored when resuming: the checkpoint's weights win
         model.load_state_dict(widened_local(fastwave.load_model(args.init).state_dict(), model))  # this run's config
@@ -308,7 +328,7 @@ def main(argv=None) -> int:
         os.makedirs(os.path.dirname(args.out), exist_ok=True)
         shipped.save(args.out)
     record = {"model": {"type": "wavenet", "parameters": parameters(shipped),
-                        "bytes": None if paused else os.path.getsize(args.out), "receptive_field": shipped.receptive_field,
+                        "bytes": None if paused else os.path.getsize(args.out), "receptive_field": shipped.receptive_field, "shape": args.shape,
                         "roll": {"channels": channels, "hop": ROLL_HOP, "onset_decay": args.onset_envelope}},
               "data": {"folder": args.tokens or args.data, "corpus": {k: corpus[k] for k in ("seed", "clips", "seconds", "programs")},
                        "extra_pianos": extra, "train_phrases": len(train), "train_samples": sum(len(s) for s in train),
