@@ -20,6 +20,7 @@ from fastwave.training.intervals import t_interval  # noqa: E402
 import next_sample_curves  # noqa: E402
 import piano_eval  # noqa: E402
 import piano_model  # noqa: E402
+import piano_shape_speed  # noqa: E402
 import residual_error  # noqa: E402
 import tagging_folds  # noqa: E402
 import tagging_scaling  # noqa: E402
@@ -441,6 +442,13 @@ def test_piano_model_refuses_a_shape_it_cannot_build(shape, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_piano_shape_speed_times_each_shape_the_parser_builds(capsys):
+    assert all(piano_model.wavenet_shape(shape) for shape in piano_shape_speed.SHAPES)
+    with pytest.raises(SystemExit):
+        piano_shape_speed.main(["--runs", "0"])
+    assert "--runs must be in [1, 100]" in capsys.readouterr().err
+
+
 def test_piano_model_shape_names_the_wavenets_sizes():
     from fastwave import pretrained
 
@@ -713,8 +721,9 @@ def test_piano_eval_random_split_is_what_generate_plays_against_the_test_presets
 
 @pytest.mark.skipif(not os.path.isfile(DEFAULT_SOUNDFONT), reason="FluidR3_GM is not installed")
 def test_piano_eval_random_split_end_to_end_draws_two_panels(tmp_path, monkeypatch):
-    """With --split random the phrase the model plays is already what generate plays: the figure has the
-    real render and the model's, not that twice; the record is the random split's."""
+    """With --split random the phrase the model plays is already a random score played as generate plays
+    it: the figure has the real render and the model's, not a second such score; the record is the
+    random split's."""
     pytest.importorskip("tinysoundfont")
     import fastwave
 

@@ -255,7 +255,7 @@ def main(argv=None) -> int:
                              "--steps; the same command without it resumes exactly")
     parser.add_argument("--shape", type=wavenet_shape, default=wavenet_shape(DEFAULT_SHAPE), metavar="L/C/R/G/S",
                         help=f"the WaveNet's layers / cycles / residual / gate / skip channels (default {DEFAULT_SHAPE}, "
-                             "the shipped model's): a smaller one generates faster (piano_shape_speed.json)")
+                             "the shipped model's): a smaller one generates faster (piano_shape_speed.py)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -268,9 +268,10 @@ def main(argv=None) -> int:
         parser.error("--extra-phrases must be in [1, 10000]")
     if args.pause_at is not None and not 1 <= args.pause_at < args.steps:
         parser.error(f"--pause-at must lie in [1, --steps) = [1, {args.steps})")
-    made = checkpointed_history(args.runs)["step"] if os.path.isfile(os.path.join(args.runs, HISTORY)) else 0
-    if args.pause_at is not None and args.pause_at <= made:  # said before the data is read, not after
-        parser.error(f"--pause-at {args.pause_at}: {args.runs} has already made {made} updates")
+    if args.pause_at is not None and os.path.isfile(os.path.join(args.runs, HISTORY)):  # said before the data is read
+        made = checkpointed_history(args.runs)["step"]
+        if args.pause_at <= made:
+            parser.error(f"--pause-at {args.pause_at}: {args.runs} has already made {made} updates")
     try:
         fastwave.WaveNetConfig(**args.shape)
     except ValueError as err:
