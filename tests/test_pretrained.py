@@ -54,24 +54,25 @@ def sine_piano(notes, samples, rate=16000, transpose=0):
 
 # The shipped model's levels, measured on what `fastwave generate --seconds 4` plays (random score 0,
 # seed 0), with margin; the numbers of record are docs/piano_model.md's (piano_eval.py, held-out phrases).
-# Measured on the model shipped in December 2026 (stage 17's weight average at update 4,500): seed 0 at
-# every precision, seeds 0-3 in fp32 on 1 and 2 threads. The model before it (the soup of stages 14
-# and 15) measured flatness 0.014-0.018 (bound 0.022), the one before that 0.008-0.0097 (bound 0.015)
-# but in worse tune (0.68-0.77).
+# `python tests/test_pretrained.py` measures them. Measured on the model shipped in December 2026
+# (stage 17's weight average at update 4,500): seed 0 at every precision, seeds 0-3 in fp32 on 1 and
+# 2 threads. The model before it (the soup of stages 14 and 15) measured flatness 0.014-0.018 (bound
+# 0.022), the one before that 0.008-0.0097 (bound 0.015) but in worse tune (0.68-0.77).
 FLATNESS = 0.017  # measured 0.0088-0.0114 in fp32, 0.0112 fp16, 0.0139 int8; white noise 0.56, real renders 0.003
 IN_TUNE, MARGIN = 0.7, 0.6  # chroma agreement with the score's sine rendering (measured 0.76-0.85), and its
 # lead over the agreement with the score a tritone away (that agreement measured 0.04-0.07; the lead 0.70-0.82)
 RMS = (0.03, 0.06)  # measured 0.042-0.052 (an untrained network: 0.30)
 
 
-def played(model, precision: str = "fp32") -> dict:
-    """What the model plays for random score 0 (4 s, seed 0, the C++ engine) -> its measures."""
+def played(model, precision: str = "fp32", seed: int = 0, threads: int | None = None) -> dict:
+    """What the model plays for random score 0 (4 s, the C++ engine; sampling seed 0 unless told) ->
+    its measures."""
     from fastwave import generate
     from fastwave.audio.measures import chroma_agreement, spectral_flatness
 
     samples = 64000
-    tokens = generate(model, samples, cond=pretrained.piano_cond(samples, [0]), seed=0, engine="cpu",
-                      precision=precision)
+    tokens = generate(model, samples, cond=pretrained.piano_cond(samples, [0]), seed=seed, engine="cpu",
+                      precision=precision, threads=threads)
     audio = model.tokens_to_audio(tokens)[0].numpy()
     notes = random_score(samples / 16000, 0)
     measures = {"flatness": spectral_flatness(audio), "in_tune": chroma_agreement(audio, sine_piano(notes, samples)),
@@ -103,3 +104,19 @@ def test_an_untrained_model_of_its_shape_fails_the_checks():
     untrained = type(shipped)(shipped.config).eval()
     failed = failures(played(untrained))
     assert "flatness" in failed and "in tune" in failed
+
+
+if __name__ == "__main__":
+    # The levels the bounds above were set from: the shipped model at every precision (seed 0), in fp32
+    # over sampling seeds 0-3 on 1 and 2 threads, and an untrained network of its shape.
+    shipped = pretrained.piano_wavenet()
+    for precision in ("fp32", "fp16", "int8"):
+        print(precision, end=" ")
+        played(shipped, precision)
+    for threads in (1, 2):
+        for seed in range(4):
+            print(f"fp32, seed {seed}, {threads} thread(s)", end=" ")
+            played(shipped, seed=seed, threads=threads)
+    torch.manual_seed(0)
+    print("untrained", end=" ")
+    played(type(shipped)(shipped.config).eval())
