@@ -9,7 +9,7 @@ dashed line for it beside its own. Bits per sample are in each run's own token d
 the pre-emphasised audio, whose bits are not comparable with plain mu-law's; the figure says which.
 
     python benchmarks/experiments/piano_curve.py benchmarks/results/piano_model.json \
-        benchmarks/results/piano_model_stage{2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17}.json   # -> benchmarks/results/piano_training_curve.png
+        benchmarks/results/piano_model_stage{2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18}.json   # -> benchmarks/results/piano_training_curve.png
 """
 from __future__ import annotations
 
@@ -33,10 +33,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import matplotlib
 
+    from piano_model import DEFAULT_SHAPE, wavenet_shape  # the script's folder is on the path
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (bits_ax, top5_ax) = plt.subplots(1, 2, figsize=(11, 5.2))
+    legend_rows = (len(args.records) * 2 + 1) // 2  # two columns of (up to) two entries a record
+    legend_inches = 0.15 + 0.14 * legend_rows  # the figure grows with its legend, the panels keep their size
+    fig, (bits_ax, top5_ax) = plt.subplots(1, 2, figsize=(11, 4.2 + legend_inches))
     offset = 0
     # matplotlib's default cycle repeats after ten lines: past ten records, twenty distinct colours
     colours = plt.get_cmap("tab10" if len(args.records) <= 10 else "tab20").colors
@@ -49,7 +53,10 @@ def main(argv=None) -> int:
         steps, bits, top5 = curve(record, start)
         noise = training.get("input_noise", 0.0)
         decay = record.get("model", {}).get("roll", {}).get("onset_decay")  # piano_model.py --onset-envelope
+        shape = record.get("model", {}).get("shape")  # piano_model.py --shape; records before it: the default
         label = (f"{os.path.basename(path)}: " + (f"pre-emphasis {emphasis:g}" if emphasis else "plain mu-law")
+                 + (", {layers} layers of {residual_channels}/{gate_channels}/{skip_channels}".format(**shape)
+                    if shape and shape != wavenet_shape(DEFAULT_SHAPE) else "")
                  + (f", input noise {noise:g}" if noise else "")
                  + (f", onset envelope {decay:g} s" if decay else "")
                  + (", score-only training" if training.get("train_only") == "score" else "")  # --train-only score
@@ -69,7 +76,7 @@ def main(argv=None) -> int:
                 title="held-out piano preset, 8 phrases")
     top5_ax.set(xlabel="updates", ylabel="validation top-5", title="next-sample top-5")
     fig.legend(*bits_ax.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=7)  # below both panels
-    fig.tight_layout(rect=(0, 0.06 + 0.025 * ((len(args.records) * 2 + 1) // 2), 1, 1))  # room for the legend
+    fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))  # room for the legend
     fig.savefig(args.out, dpi=90)
     print(f"wrote {args.out}")
     return 0
