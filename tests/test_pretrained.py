@@ -81,6 +81,12 @@ def played(model, precision: str = "fp32", seed: int = 0, threads: int | None = 
     return measures
 
 
+def untrained_like(model):
+    """The same network with its initial weights (seed 0)."""
+    torch.manual_seed(0)
+    return type(model)(model.config).eval()
+
+
 def failures(m: dict) -> list[str]:
     """The checks a piano-playing model passes, by name, that ``m`` fails."""
     checks = {"flatness": m["flatness"] < FLATNESS,
@@ -99,10 +105,7 @@ def test_the_shipped_model_plays_its_score_in_tune(precision):
 
 def test_an_untrained_model_of_its_shape_fails_the_checks():
     """The checks can fail: the same network with its initial weights plays noise."""
-    shipped = pretrained.piano_wavenet()
-    torch.manual_seed(0)
-    untrained = type(shipped)(shipped.config).eval()
-    failed = failures(played(untrained))
+    failed = failures(played(untrained_like(pretrained.piano_wavenet())))
     assert "flatness" in failed and "in tune" in failed
 
 
@@ -117,6 +120,5 @@ if __name__ == "__main__":
         for seed in range(4):
             print(f"fp32, seed {seed}, {threads} thread(s)", end=" ")
             played(shipped, seed=seed, threads=threads)
-    torch.manual_seed(0)
     print("untrained", end=" ")
-    played(type(shipped)(shipped.config).eval())
+    played(untrained_like(shipped))

@@ -249,7 +249,8 @@ def main(argv=None) -> int:
     what = "the test preset's render" if args.split == "random" else "held-out phrase"
     panels = [(f"real: {rows[0]['phrase']} ({what})", rows[0]["real"]),
               ("the model playing that phrase's score", rows[0]["generated"])]
-    if args.split != "random":  # with --split random the second panel is already a random score played as generate plays it
+    # with --split random the second panel is already a random score played as generate plays it
+    if args.split != "random":
         roll = piano_cond(n, [first], rate, ROLL_CHANNELS)["local_cond"].numpy()  # as this model reads it
         cond = {"local_cond": torch.from_numpy(score_features(roll, channels, args.onset_decay))}
         default = model.tokens_to_audio(fastwave.generate(model, n, cond=cond, seed=first,

@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fastwave  # noqa: E402
 from _common import parameters, run_record  # noqa: E402
 from fastwave import pretrained  # noqa: E402
+from fastwave.corpora.score import ROLL_HOP  # noqa: E402
 from piano_model import DEFAULT_SHAPE, wavenet_shape  # noqa: E402
 
 SHAPES = (DEFAULT_SHAPE, "30/3/64/128/128", "20/2/96/192/128", "20/2/48/96/96", "24/2/32/64/64")
@@ -38,7 +39,8 @@ def main(argv=None) -> int:
     models = {}
     for shape in SHAPES:
         torch.manual_seed(0)
-        models[shape] = fastwave.WaveNet(local_channels=pretrained.PIANO_CHANNELS, cond_hop=64, **wavenet_shape(shape)).eval()
+        models[shape] = fastwave.WaveNet(local_channels=pretrained.PIANO_CHANNELS, cond_hop=ROLL_HOP,
+                                         **wavenet_shape(shape)).eval()
     load_before, speeds = list(os.getloadavg()), {shape: [] for shape in SHAPES}
     for _ in range(args.runs):
         for shape, model in models.items():
